@@ -1,0 +1,5 @@
+import sys
+
+from longllada.cli import main
+
+sys.exit(main())
