@@ -1,8 +1,29 @@
 """LongLLaDA remote-code model: LLaDA-compatible, with NTK RoPE scaling and a diffusion `generate()`.
 
-Import this package to register `LongLLaDAConfig` / `LongLLaDAModelLM` with transformers' Auto classes.
+Importing this package registers `LongLLaDAConfig` / `LongLLaDAModelLM` with transformers' Auto classes, so
+saved folders load without `trust_remote_code` when the package is installed.
 """
 
-from .configuration_longllada import LongLLaDAConfig, critical_dimension, ntk_scaling_factor
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-__all__ = ["LongLLaDAConfig", "critical_dimension", "ntk_scaling_factor"]
+from .configuration_longllada import LongLLaDAConfig, critical_dimension, ntk_scaling_factor, ntk_supported_length
+from .generation_longllada import SAMPLER_DEFAULTS, DiffusionGenerateOutput
+from .modeling_longllada import LongLLaDAModelLM
+
+AutoConfig.register(LongLLaDAConfig.model_type, LongLLaDAConfig, exist_ok=True)
+AutoModel.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
+AutoModelForCausalLM.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
+
+# Files that make up the remote code of a model repo (copied flat beside config.json).
+REMOTE_CODE_FILES = ("configuration_longllada.py", "generation_longllada.py", "modeling_longllada.py")
+
+__all__ = [
+    "LongLLaDAConfig",
+    "LongLLaDAModelLM",
+    "DiffusionGenerateOutput",
+    "SAMPLER_DEFAULTS",
+    "REMOTE_CODE_FILES",
+    "critical_dimension",
+    "ntk_scaling_factor",
+    "ntk_supported_length",
+]
