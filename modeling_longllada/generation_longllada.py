@@ -167,7 +167,9 @@ class LongLLaDASamplerMixin:
         device = self.device
         input_ids = input_ids.to(device)
         if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-            raise ValueError(f"input_ids must be a non-empty [batch, length] tensor, got shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must be a non-empty [batch, length] tensor, got shape {tuple(input_ids.shape)}"
+            )
         batch, prompt_len = input_ids.shape
         if attention_mask is None:
             if pad_id is None:
@@ -242,7 +244,9 @@ class LongLLaDASamplerMixin:
                         use_cache=s["cache"] != "none", logits_to_keep=slice(start, end), rope_seq_len=rope_seq_len,
                     )  # fmt: skip
                     if s["cache"] != "none":
-                        cache_kv, cache_mask, query = _split_cache(out.present_key_values, full_mask, start, end, s["cache"])
+                        cache_kv, cache_mask, query = _split_cache(
+                            out.present_key_values, full_mask, start, end, s["cache"]
+                        )
                 else:
                     q_start, q_end = query
                     out = self(
@@ -282,7 +286,11 @@ class LongLLaDASamplerMixin:
         if s["logits_eos_inf"] and eos_id is not None:
             logits = logits.clone()
             logits[..., eos_id] = -torch.inf
-        prediction = add_gumbel_noise(logits, s["temperature"], generator).argmax(dim=-1)  # [B, N]
+        # The mask token is never a prediction: the official code can commit it, leaving a mask in the output.
+        scores = add_gumbel_noise(logits, s["temperature"], generator)
+        if mask_id < scores.shape[-1]:
+            scores = scores.index_fill(-1, torch.tensor([mask_id], device=scores.device), -torch.inf)
+        prediction = scores.argmax(dim=-1)  # [B, N]
         if s["remasking"] == "low_confidence":
             probs = torch.softmax(logits, dim=-1)
             confidence = probs.gather(-1, prediction[..., None]).squeeze(-1)

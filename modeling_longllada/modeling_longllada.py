@@ -314,7 +314,13 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 "use log_likelihood() or chunk_perplexity()"
             )
         x, new_cache, hidden_states = self.encode(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states,
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            inputs_embeds,
+            use_cache,
+            output_hidden_states,
             rope_seq_len,
         )
         return LongLLaDAOutput(
@@ -361,7 +367,9 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         if backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attn_implementation={backend!r} is not supported; allowed: {ATTENTION_BACKENDS}")
         if backend == "flash_attention_2" and flash_attn_func is None:
-            raise ValueError("attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])")
+            raise ValueError(
+                "attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])"
+            )
 
         new_cache, hidden_states = [], []
         for i, block in enumerate(self.model.transformer.blocks):

@@ -1,0 +1,215 @@
+"""The model (issue 2): official config fields, NTK scaling law, numerics, padding masks, backends."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from modeling_longllada import (
+    LongLLaDAConfig,
+    LongLLaDAModelLM,
+    critical_dimension,
+    ntk_scaling_factor,
+)
+from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
+from modeling_longllada.modeling_longllada import LongLLaDARMSNorm, apply_rotary, rotary_cos_sin
+
+SMALL = dict(
+    d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=96, vocab_size=100, embedding_size=128,
+    max_sequence_length=64, rope_theta=10000.0, mask_token_id=126, eos_token_id=1, pad_token_id=1,
+)  # fmt: skip
+
+
+def small_model(**overrides) -> LongLLaDAModelLM:
+    torch.manual_seed(0)
+    return LongLLaDAModelLM(LongLLaDAConfig(**{**SMALL, **overrides})).eval()
+
+
+# -- configuration --------------------------------------------------------------------------------------------
+
+
+def test_official_fields_round_trip(tmp_path):
+    official = dict(OFFICIAL_DEFAULTS, model_type="llada", architectures=["LLaDAModelLM"])
+    config = LongLLaDAConfig.from_dict(official)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    for field, value in OFFICIAL_DEFAULTS.items():
+        assert saved[field] == value, field
+    again = LongLLaDAConfig.from_pretrained(tmp_path)
+    assert {f: getattr(again, f) for f in OFFICIAL_DEFAULTS} == OFFICIAL_DEFAULTS
+    assert again.max_position_embeddings == 4096 and again.head_dim == 128
+
+
+def test_max_position_embeddings_follows_scaling():
+    assert LongLLaDAConfig().max_position_embeddings == 4096
+    assert LongLLaDAConfig(rope_scaling={"type": "ntk", "target_length": 16384}).max_position_embeddings == 16384
+    by_factor = LongLLaDAConfig(rope_scaling={"rope_type": "ntk", "factor": 4}).max_position_embeddings
+    assert 8192 <= by_factor < 16384  # the law's inverse: λ=4 covers 8k but not 16k
+    assert ntk_scaling_factor(128, 500000, 4096, by_factor) == 4
+    assert LongLLaDAConfig(rope_parameters={"rope_type": "default", "rope_theta": 5e5}).rope_scaling is None
+
+
+def test_scaling_law_examples():
+    assert critical_dimension(128, 500000, 4096) == 64
+    assert ntk_scaling_factor(128, 500000, 4096, 8192) == 4  # LLaDA-8B -> 8k
+    assert ntk_scaling_factor(128, 500000, 8192, 16384) == 4  # LLaMA-3-8B -> 16k
+    assert ntk_scaling_factor(128, 500000, 4096, 4096) == 1
+    assert ntk_scaling_factor(128, 500000, 4096, 32768) > ntk_scaling_factor(128, 500000, 4096, 16384)
+    assert LongLLaDAConfig(rope_scaling={"type": "ntk", "target_length": 8192}).rope_scaling_factor == 4
+
+
+@pytest.mark.parametrize(
+    "scaling, field",
+    [
+        ({"type": "yarn", "factor": 2}, "rope_scaling.type"),
+        ({"type": "ntk", "factor": 0.5}, "rope_scaling.factor"),
+        ({"type": "ntk", "factor": "4"}, "rope_scaling.factor"),
+        ({"type": "ntk", "target_length": 0}, "rope_scaling.target_length"),
+        ({"type": "ntk", "target_length": -8192}, "rope_scaling.target_length"),
+        ({"type": "ntk", "factor": 2, "target_length": 8192}, "disagrees"),
+        ({"type": "ntk"}, "'factor'"),
+        ({"type": "dynamic", "factor": 2}, "rope_scaling.factor"),
+        ({"type": "ntk", "rope_type": "dynamic", "factor": 2}, "rope_type"),
+        ("ntk", "rope_scaling must be a dict"),
+    ],
+)
+def test_bad_rope_scaling_raises(scaling, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        LongLLaDAConfig(rope_scaling=scaling)
+
+
+def test_factor_and_target_may_agree():
+    config = LongLLaDAConfig(rope_scaling={"type": "ntk", "factor": 4, "target_length": 8192})
+    assert config.rope_scaling_factor == 4
+
+
+def test_unsupported_architecture_is_refused():
+    with pytest.raises(ValueError, match="block_type"):
+        small_model(block_type="sequential")
+
+
+# -- numerics ---------------------------------------------------------------------------------------------------
+
+
+def test_rmsnorm_upcasts_then_scales_in_input_dtype():
+    norm = LongLLaDARMSNorm(8, 1e-5)
+    norm.weight.data = torch.linspace(0.5, 2, 8)
+    x = torch.randn(3, 8, dtype=torch.float64).to(torch.bfloat16)
+    x32 = x.float()
+    expected = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5)).to(torch.bfloat16) * norm.weight.to(
+        torch.bfloat16
+    )
+    assert torch.equal(norm.to(torch.bfloat16)(x), expected)
+
+
+def test_rope_is_split_halves_in_float32():
+    d, base = 8, 10000.0
+    x = torch.randn(1, 1, 5, d)
+    cos, sin = rotary_cos_sin(torch.arange(5)[None], d, base, x.device)
+    out = apply_rotary(x, cos, sin)
+    for pos in range(5):
+        for i in range(d // 2):
+            theta = pos * base ** (-2 * i / d)
+            a, b = x[0, 0, pos, i].item(), x[0, 0, pos, i + d // 2].item()
+            assert out[0, 0, pos, i].item() == pytest.approx(a * math.cos(theta) - b * math.sin(theta), abs=1e-5)
+            assert out[0, 0, pos, i + d // 2].item() == pytest.approx(
+                b * math.cos(theta) + a * math.sin(theta), abs=1e-5
+            )
+
+
+def test_attention_is_bidirectional():
+    model = small_model()
+    ids = torch.randint(2, 100, (1, 10))
+    changed = ids.clone()
+    changed[0, -1] = (ids[0, -1] + 1) % 100 + 2
+    # A change at the last position moves the first position's logits: no causal mask.
+    assert not torch.allclose(model(ids).logits[0, 0], model(changed).logits[0, 0])
+
+
+# -- padding and backends ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_left_padding_matches_rows_run_alone(backend):
+    model = small_model()
+    model.config._attn_implementation = backend
+    rows = [torch.randint(2, 100, (n,)) for n in (5, 12, 9)]
+    width = max(len(r) for r in rows)
+    ids = torch.full((3, width), SMALL["pad_token_id"])
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = r
+        mask[i, width - len(r) :] = 1
+    batched = model(ids, attention_mask=mask).logits
+    for i, r in enumerate(rows):
+        alone = model(r[None]).logits[0]
+        torch.testing.assert_close(batched[i, width - len(r) :], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_and_eager_agree_in_float32():
+    model = small_model()
+    ids = torch.randint(2, 100, (2, 17))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    model.config._attn_implementation = "sdpa"
+    sdpa = model(ids, attention_mask=mask).logits
+    model.config._attn_implementation = "eager"
+    eager = model(ids, attention_mask=mask).logits
+    assert (sdpa - eager).abs().max().item() < 1e-5
+
+
+def test_unknown_backend_is_refused():
+    model = small_model()
+    model.config._attn_implementation = "paged"
+    with pytest.raises(ValueError, match="attn_implementation"):
+        model(torch.randint(2, 100, (1, 4)))
+
+
+def test_logits_to_keep_runs_the_head_only_there():
+    model = small_model()
+    ids = torch.randint(2, 100, (2, 12))
+    full = model(ids).logits
+    torch.testing.assert_close(model(ids, logits_to_keep=3).logits, full[:, -3:])
+    torch.testing.assert_close(model(ids, logits_to_keep=slice(4, 8)).logits, full[:, 4:8])
+    idx = torch.tensor([0, 5, 11])
+    torch.testing.assert_close(model(ids, logits_to_keep=idx).logits, full[:, idx])
+    assert model(ids, logits_to_keep=3).logits.shape == (2, 3, 128)
+
+
+def test_labels_are_refused_with_a_pointer():
+    with pytest.raises(ValueError, match="log_likelihood"):
+        small_model()(torch.randint(2, 100, (1, 4)), labels=torch.randint(2, 100, (1, 4)))
+
+
+def test_weight_tying_uses_the_embedding():
+    model = small_model(weight_tying=True)
+    assert "model.transformer.ff_out.weight" not in model.state_dict()
+    ids = torch.randint(2, 100, (1, 6))
+    hidden = model(ids, output_hidden_states=True).last_hidden_state
+    torch.testing.assert_close(model(ids).logits, hidden @ model.model.transformer.wte.weight.T)
+
+
+# -- RoPE scaling -------------------------------------------------------------------------------------------------
+
+
+def test_ntk_factor_multiplies_the_base():
+    model = small_model(rope_scaling={"type": "ntk", "factor": 8})
+    assert model.rope_base(10) == SMALL["rope_theta"] * 8
+    plain = small_model()
+    ids = torch.randint(2, 100, (1, 20))
+    assert not torch.allclose(model(ids).logits, plain(ids).logits)
+
+
+def test_dynamic_scaling_equals_static_scaling_at_the_same_length():
+    length = 256  # 4x the trained length of SMALL
+    factor = ntk_scaling_factor(16, SMALL["rope_theta"], SMALL["max_sequence_length"], length)
+    assert factor > 1
+    dynamic = small_model(rope_scaling={"type": "dynamic"})
+    static = small_model(rope_scaling={"type": "ntk", "factor": factor})
+    ids = torch.randint(2, 100, (1, length))
+    torch.testing.assert_close(dynamic(ids).logits, static(ids).logits)
+    short = torch.randint(2, 100, (1, 32))  # within the trained length: no scaling
+    torch.testing.assert_close(dynamic(short).logits, small_model()(short).logits)
