@@ -1,0 +1,83 @@
+"""`longllada eval ...`: lm-evaluation-harness's own command line with ``--model longllada`` registered and this
+project's tasks (``longllada_niah``, ``longllada_ruler``, ``longllada_longbench``) on the include path.
+
+Everything after ``eval`` is lm-eval's (``run``, ``ls``, ``validate``, or the legacy form without a
+sub-command); our task folder is put before any ``--include_path`` the user gives, so the user's tasks win on
+a name clash. A path list in lm-eval's documented ``a:b`` form is split (lm-eval itself takes it as one path).
+
+Data-parallel runs: ``accelerate launch -m longllada.eval_cli --model longllada ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="lm-eval's CLI with --model longllada and the longllada_* tasks (arguments as lm-eval's)",
+        description=__doc__.splitlines()[0],
+        add_help=False,
+    )
+    parser.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="arguments passed to lm-eval as they are")
+    parser.set_defaults(func=lambda args: run_eval(args.lm_eval_args))
+
+
+def include_paths(user_paths: str | Sequence[str | os.PathLike] | None, tasks_dir: str | os.PathLike) -> list[str]:
+    """Our task folder first, then the user's paths (a str may list several, separated by ``os.pathsep``),
+    without duplicates."""
+    if user_paths is None:
+        given: list[str] = []
+    elif isinstance(user_paths, (str, os.PathLike)):
+        given = [part for part in str(user_paths).split(os.pathsep) if part]
+    else:
+        given = [str(path) for path in user_paths]
+    ordered = [str(Path(tasks_dir).resolve())] + [str(Path(path).expanduser().resolve()) for path in given]
+    return list(dict.fromkeys(ordered))
+
+
+def _yaml_include_path(config_path: str | None) -> str | list[str] | None:
+    """``include_path`` of an lm-eval ``--config`` YAML file, which our merged list would otherwise replace."""
+    if not config_path or not Path(config_path).is_file():
+        return None
+    import yaml
+
+    data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    return data.get("include_path") if isinstance(data, dict) else None
+
+
+def run_eval(argv: list[str]) -> int:
+    """Run lm-eval's CLI on ``argv`` with our model and tasks; returns the exit code."""
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
+
+    import longllada.lm_eval_model  # noqa: F401  (registers --model longllada)
+    from lm_eval_tasks import TASKS_DIR
+
+    setup_logging()
+    saved_argv = sys.argv
+    # HarnessCLI reads sys.argv (it inserts the legacy "run" sub-command there).
+    sys.argv = ["longllada eval", *argv]
+    try:
+        cli = HarnessCLI()
+        try:
+            args = cli.parse_args()
+        except SystemExit as stop:  # --help, or a usage error already printed by argparse
+            return int(stop.code or 0) if not isinstance(stop.code, str) else 2
+    finally:
+        sys.argv = saved_argv
+    if hasattr(args, "include_path"):
+        user_paths = args.include_path
+        from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None
+        args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
+    cli.execute(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_eval(sys.argv[1:]))

@@ -1,0 +1,353 @@
+"""`--model longllada`: lm-evaluation-harness driving a LLaDA-architecture diffusion LM the way it is meant to run.
+
+lm-eval's ``hf`` model scores multiple choice with next-token log-probabilities, which a masked diffusion model
+does not have; this class keeps everything of lm-eval's ``HFLM`` (loading, tokenisation, batching with left
+padding, stop sequences, accelerate data parallelism) and replaces what differs:
+
+- ``generate_until``: the diffusion sampler (``model.generate``), batched with left padding *and* the attention
+  mask, with the sampler options of ``--model_args`` (steps, block_length, remasking, cfg_scale, cache,
+  threshold); they override the task's generation kwargs, which override the model's generation_config.
+- ``loglikelihood``: the Monte-Carlo ELBO of ``model.log_likelihood`` (``mc_num`` samples, seeded per request
+  with ``mc_seed`` so that every choice of a question sees the same masks). ``is_greedy`` is computed for real:
+  the sampler, greedy, one token per step over one block the length of the continuation, must reproduce it
+  (``greedy_check=False`` skips that and reports False).
+- ``loglikelihood_rolling``: the document cut in chunks of ``rolling_chunk`` tokens, each scored by the ELBO
+  given all earlier tokens (as LongLLaDA's perplexity curve does); the sum bounds the log-likelihood.
+- No left truncation unless ``max_length`` is given: the point of the toolkit is to run past the trained window.
+- RoPE overrides at load time: ``ntk_factor=λ``, ``ntk_target=T`` (λ from the scaling law), ``rope_scaling=dynamic``
+  (or ``none`` to drop the scaling a checkpoint carries).
+
+Official LLaDA checkpoints (``model_type: llada``) are loaded with this project's model classes, whose
+attention honours the padding mask; LongLLaDA folders and repos load through ``AutoModelForCausalLM`` with
+their remote code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+try:  # lm-eval >= 0.4.9
+    from lm_eval.models.utils_hf import stop_sequences_criteria
+except ImportError:  # pragma: no cover - older lm-eval
+    from lm_eval.models.utils import stop_sequences_criteria
+
+logger = logging.getLogger(__name__)
+
+REMASKING = ("low_confidence", "random")
+CACHE_MODES = ("none", "prefix", "dual")
+ROPE_SCALING_CHOICES = ("ntk", "dynamic", "none")
+# Sampler options accepted in --model_args and in a task's generation kwargs.
+SAMPLER_KEYS = ("steps", "block_length", "remasking", "cfg_scale", "cache", "threshold")
+SUPPORTED_MODEL_TYPES = ("longllada", "llada")
+# Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
+NO_TRUNCATION = 2**31 - 1
+
+
+def _positive_int(field: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: a positive integer")
+    return value
+
+
+def _number(field: str, value: Any, minimum: float, maximum: float | None = None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field}={value!r} is not a number; allowed: a number >= {minimum}")
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{field}={value!r} is out of range; allowed: {allowed}")
+    return float(value)
+
+
+def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: {list(allowed)}")
+    return value
+
+
+def rope_scaling_override(
+    ntk_factor: float | None = None, ntk_target: int | None = None, rope_scaling: str | None = None
+) -> tuple[bool, dict[str, Any] | None]:
+    """The ``rope_scaling`` to set on the loaded config from the model arguments: (override?, value).
+
+    ``ntk_factor=λ`` -> ``{"type": "ntk", "factor": λ}``; ``ntk_target=T`` -> ``{"type": "ntk",
+    "target_length": T}`` (both may be given if they agree); ``rope_scaling=dynamic`` -> ``{"type":
+    "dynamic"}`` (with ``ntk_target``, the window it advertises); ``rope_scaling=none`` -> no scaling.
+    """
+    _number("ntk_factor", ntk_factor, 1.0)
+    _positive_int("ntk_target", ntk_target)
+    kind = _choice("rope_scaling", rope_scaling, ROPE_SCALING_CHOICES)
+    if kind == "none":
+        if ntk_factor is not None or ntk_target is not None:
+            raise ValueError(
+                f"rope_scaling='none' contradicts ntk_factor={ntk_factor!r} / ntk_target={ntk_target!r}; "
+                "give one of them"
+            )
+        return True, None
+    if kind == "dynamic":
+        if ntk_factor is not None:
+            raise ValueError(
+                f"ntk_factor={ntk_factor!r} is not used with rope_scaling='dynamic' (the factor is chosen per "
+                "length); allowed with dynamic: ntk_target"
+            )
+        return True, {"type": "dynamic", **({"target_length": ntk_target} if ntk_target else {})}
+    if ntk_factor is None and ntk_target is None:
+        if kind == "ntk":
+            raise ValueError("rope_scaling='ntk' needs ntk_factor=<λ> or ntk_target=<length>")
+        return False, None
+    scaling: dict[str, Any] = {"type": "ntk"}
+    if ntk_factor is not None:
+        scaling["factor"] = ntk_factor
+    if ntk_target is not None:
+        scaling["target_length"] = ntk_target
+    return True, scaling
+
+
+def left_padding_mask(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """[B, L] mask, 0 on the leading run of ``pad_token_id`` of each row (left padding), 1 elsewhere."""
+    if pad_token_id is None:
+        return torch.ones_like(input_ids)
+    return (input_ids != pad_token_id).long().cummax(dim=-1).values
+
+
+@register_model("longllada")
+class LongLLaDALM(HFLM):
+    """lm-eval model ``longllada``: see the module docstring. Model arguments, besides HFLM's (``pretrained``,
+    ``dtype``, ``device``, ``batch_size``, ``max_length``, ``tokenizer``, ...):
+
+    steps, block_length, remasking, cfg_scale, cache, threshold: sampler settings (default: the model's
+    generation_config). mc_num (128), mc_batch_size (32), mc_seed (1234): the likelihood estimator.
+    greedy_check (True): compute ``is_greedy`` with the sampler. rolling_chunk (64): chunk size of
+    ``loglikelihood_rolling``. ntk_factor, ntk_target, rope_scaling: RoPE overrides (see
+    :func:`rope_scaling_override`).
+    """
+
+    def __init__(
+        self,
+        pretrained: str,
+        steps: int | None = None,
+        block_length: int | None = None,
+        remasking: str | None = None,
+        cfg_scale: float | None = None,
+        cache: str | None = None,
+        threshold: float | None = None,
+        mc_num: int = 128,
+        mc_batch_size: int = 32,
+        mc_seed: int = 1234,
+        greedy_check: bool = True,
+        rolling_chunk: int = 64,
+        ntk_factor: float | None = None,
+        ntk_target: int | None = None,
+        rope_scaling: str | None = None,
+        trust_remote_code: bool = True,
+        batch_size: int | str = 1,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(pretrained, str):
+            raise ValueError(
+                f"pretrained={type(pretrained).__name__} is not allowed; allowed: a model name or folder (str)"
+            )
+        if str(batch_size).startswith("auto"):
+            raise ValueError(
+                f"batch_size={batch_size!r} is not supported by --model longllada (a diffusion step's memory "
+                "depends on the output length and the cache mode); allowed: a positive integer"
+            )
+        self._sampler_args = {
+            key: value
+            for key, value in {
+                "steps": _positive_int("steps", steps),
+                "block_length": _positive_int("block_length", block_length),
+                "remasking": _choice("remasking", remasking, REMASKING),
+                "cfg_scale": _number("cfg_scale", cfg_scale, 0.0),
+                "cache": _choice("cache", cache, CACHE_MODES),
+                "threshold": _number("threshold", threshold, 0.0, 1.0),
+            }.items()
+            if value is not None
+        }
+        self.mc_num = _positive_int("mc_num", mc_num)
+        self.mc_batch_size = _positive_int("mc_batch_size", mc_batch_size)
+        if isinstance(mc_seed, bool) or not isinstance(mc_seed, int):
+            raise ValueError(f"mc_seed={mc_seed!r} is not allowed; allowed: an integer")
+        self.mc_seed = mc_seed
+        if not isinstance(greedy_check, bool):
+            raise ValueError(f"greedy_check={greedy_check!r} is not allowed; allowed: True or False")
+        self.greedy_check = greedy_check
+        self.rolling_chunk = _positive_int("rolling_chunk", rolling_chunk)
+        self._rope_override = rope_scaling_override(ntk_factor, ntk_target, rope_scaling)
+        super().__init__(
+            pretrained=pretrained,
+            backend="causal",
+            trust_remote_code=trust_remote_code,
+            batch_size=batch_size,
+            **kwargs,
+        )
+        config = self.model.config
+        logger.info(
+            "longllada: %s, trained length %s, rope_scaling %s, window %s; sampler overrides %s; "
+            "likelihood mc_num=%s; truncation %s",
+            type(self.model).__name__,
+            getattr(config, "max_sequence_length", None),
+            getattr(config, "rope_scaling", None),
+            getattr(config, "max_position_embeddings", None),
+            self._sampler_args or "none (generation_config)",
+            self.mc_num,
+            f"to {self._max_length} tokens" if self._max_length else "none",
+        )
+        if not self.greedy_check:
+            logger.info("longllada: greedy_check=False, so every loglikelihood reports is_greedy=False")
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def _get_config(self, pretrained: str, **kwargs: Any) -> None:
+        # model_type from config.json itself: an official checkpoint's remote code is never run.
+        from transformers import PretrainedConfig
+
+        location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
+        model_type = PretrainedConfig.get_config_dict(pretrained, **location)[0].get("model_type")
+        if model_type == "llada":
+            # The official remote code ignores the attention mask and has no likelihood method: use ours,
+            # which reads the official config and weights as they are (spec §1).
+            from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM
+
+            self._config = LongLLaDAConfig.from_pretrained(pretrained, **location)
+            self.AUTO_MODEL_CLASS = LongLLaDAModelLM
+        elif model_type == "longllada":
+            super()._get_config(pretrained, **kwargs)
+        else:
+            raise ValueError(
+                f"--model longllada evaluates LLaDA-architecture diffusion models; {pretrained!r} has "
+                f"model_type={model_type!r} (allowed: {list(SUPPORTED_MODEL_TYPES)}). Use --model hf for "
+                "autoregressive models"
+            )
+        override, scaling = self._rope_override
+        if override:
+            self._config.rope_scaling = scaling  # validated by LongLLaDAConfig
+
+    def _create_model(self, pretrained: str, **kwargs: Any) -> None:
+        # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder).
+        super()._create_model(pretrained, config=self._config, **kwargs)
+
+    @property
+    def max_length(self) -> int:
+        """Prompts are cut from the left only when ``max_length`` is given."""
+        return self._max_length or NO_TRUNCATION
+
+    # -- generation ------------------------------------------------------------------------------------------
+    def _model_generate(
+        self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any
+    ) -> torch.Tensor:
+        attention_mask = generation_kwargs.pop("attention_mask", None)
+        if attention_mask is None:
+            attention_mask = left_padding_mask(context, self.tokenizer.pad_token_id)
+        settings = dict(generation_kwargs)
+        temperature = float(settings.pop("temperature", 0.0) or 0.0)
+        do_sample = settings.pop("do_sample", None)
+        if do_sample is None:
+            do_sample = temperature > 0
+        if do_sample and temperature == 0.0:
+            temperature = 1.0  # HF's meaning of do_sample without a temperature
+        settings.update(self._sampler_args)
+        generator = None
+        if do_sample or settings.get("remasking", getattr(self.model.generation_config, "remasking", None)) == "random":
+            generator = torch.Generator(device=self.device).manual_seed(self.mc_seed)
+        stopping_criteria = stop_sequences_criteria(self.tokenizer, stop, context.shape[1], context.shape[0])
+        return self.model.generate(
+            input_ids=context,
+            attention_mask=attention_mask.to(context.device),
+            max_new_tokens=max_length - context.shape[1],
+            temperature=temperature if do_sample else 0.0,
+            do_sample=bool(do_sample),
+            stopping_criteria=stopping_criteria,
+            pad_token_id=self.tokenizer.pad_token_id,
+            generator=generator,
+            **settings,
+        )
+
+    # -- likelihoods -----------------------------------------------------------------------------------------
+    def _generator(self) -> torch.Generator:
+        # The estimator draws its masks on the CPU; one seed per request makes scores independent of order.
+        return torch.Generator(device="cpu").manual_seed(self.mc_seed)
+
+    def _elbo(self, context: list[int], continuation: list[int]) -> float:
+        if self._max_length:
+            if len(continuation) >= self._max_length:
+                raise ValueError(
+                    f"a continuation of {len(continuation)} tokens does not fit max_length={self._max_length}; "
+                    "allowed: raise max_length or leave it unset (no truncation)"
+                )
+            context = context[-(self._max_length - len(continuation)) :]
+        log_likelihood, _ = self.model.log_likelihood(
+            context,
+            continuation,
+            mc_num=self.mc_num,
+            batch_size=self.mc_batch_size,
+            cfg_scale=self._sampler_args.get("cfg_scale", 0.0),
+            generator=self._generator(),
+        )
+        return log_likelihood
+
+    def _is_greedy(self, context: list[int], continuation: list[int]) -> bool:
+        """Whether greedy decoding reproduces the continuation: the sampler at temperature 0, one token per
+        step, low-confidence remasking, over one block exactly as long as the continuation."""
+        n = len(continuation)
+        output = self.model.generate(
+            torch.tensor([context], dtype=torch.long, device=self.device),
+            attention_mask=torch.ones(1, len(context), dtype=torch.long, device=self.device),
+            max_new_tokens=n,
+            steps=n,
+            block_length=n,
+            remasking="low_confidence",
+            temperature=0.0,
+            do_sample=False,
+            cfg_scale=self._sampler_args.get("cfg_scale", 0.0),
+            cache="none",
+            threshold=None,
+        )
+        return output[0, len(context) :].tolist() == list(continuation)
+
+    def _loglikelihood_tokens(
+        self,
+        requests: list[tuple[tuple[str, str] | None, list[int], list[int]]],
+        disable_tqdm: bool = False,
+        override_bs: int | None = None,
+    ) -> list[tuple[float, bool]]:
+        results: list[tuple[float, bool]] = []
+        seen: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
+        for key, context, continuation in tqdm(
+            requests, disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests (diffusion)"
+        ):
+            if not continuation:
+                raise ValueError(f"an empty continuation cannot be scored (request {key!r}); give at least one token")
+            signature = (tuple(context), tuple(continuation))
+            if signature not in seen:
+                greedy = self._is_greedy(context, continuation) if self.greedy_check else False
+                seen[signature] = (self._elbo(context, continuation), greedy)
+            results.append(seen[signature])
+            if key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, seen[signature])
+        return results
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+        """Chunked ELBO: chunks of ``rolling_chunk`` tokens, each given every earlier token (and the prefix
+        token), summed. Each term bounds its chunk's log-likelihood from below, so the sum bounds the document's."""
+        totals = []
+        for request in tqdm(requests, disable=disable_tqdm or self.rank != 0, desc="Running rolling loglikelihood"):
+            (text,) = request.args
+            tokens = self.tok_encode(text, add_special_tokens=False)
+            total = 0.0
+            for start in range(0, len(tokens), self.rolling_chunk):
+                chunk = tokens[start : start + self.rolling_chunk]
+                total += self._elbo([self.prefix_token_id] + tokens[:start], chunk)
+            totals.append(total)
+            self.cache_hook.add_partial("loglikelihood_rolling", (text,), total)
+        return totals
