@@ -1,0 +1,458 @@
+"""Build a LongLLaDA model-repo folder from an official LLaDA checkpoint (or one of ours).
+
+The folder holds: our remote code (every ``modeling_longllada/*.py`` but ``__init__.py``), the converted
+``config.json``, ``generation_config.json`` with the sampler defaults, the tokenizer files, the weights as
+safetensors, and ``README.md`` (the model card). The source's own ``.py`` files are never copied: the official
+modeling code is what this project replaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub_upload.options import RopeScalingChoice, check_repo_id
+
+SOURCE_MODEL_TYPES = ("llada", "longllada")
+ARCHITECTURE = "LongLLaDAModelLM"
+AUTO_MAP = {
+    "AutoConfig": "configuration_longllada.LongLLaDAConfig",
+    "AutoModel": "modeling_longllada.LongLLaDAModelLM",
+    "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
+}
+# Keys of the source config that the conversion rewrites (rope_parameters: transformers 5's name for rope_scaling).
+REWRITTEN_KEYS = (
+    "architectures",
+    "auto_map",
+    "model_type",
+    "rope_scaling",
+    "rope_parameters",
+    "max_position_embeddings",
+)
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+    "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
+)  # fmt: skip
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+LICENSE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt")
+SAFETENSORS_FILE = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+BIN_FILE = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
+WEIGHT_KEY_PREFIX = "model.transformer."
+EMBEDDING_KEY = "model.transformer.wte.weight"
+# What a Hub-id SOURCE downloads: everything but code (and other frameworks' weights).
+SOURCE_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja", "README.md", "LICENSE*"]
+DEFAULT_SHARD_SIZE = 5 * 10**9
+
+
+@dataclass
+class Source:
+    """A checkpoint to publish: its local folder, its config, and what its model card says."""
+
+    path: Path
+    config: dict[str, Any]
+    hub_id: str | None = None  # the Hub id it was downloaded from (or whose cache folder it is)
+    card_metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_official(self) -> bool:
+        return self.config.get("model_type") == "llada"
+
+
+@dataclass
+class BuiltFolder:
+    """A built repo folder and the revision it is meant for."""
+
+    path: Path
+    revision: str
+    rope_scaling: dict[str, Any] | None
+    weight_files: list[str]
+
+    def files(self) -> list[tuple[str, int]]:
+        """(relative path, size in bytes) of every file, sorted."""
+        return sorted(
+            (p.relative_to(self.path).as_posix(), p.stat().st_size) for p in self.path.rglob("*") if p.is_file()
+        )
+
+
+# -- the source ----------------------------------------------------------------------------------------------
+
+
+def resolve_source(source: str, api_factory: Callable[[], Any] | None = None, revision: str | None = None) -> Source:
+    """A local folder, or a Hub model id downloaded with ``HfApi.snapshot_download`` (no ``.py`` files).
+
+    ``api_factory`` makes the ``HfApi`` used for the download (only called for a Hub id).
+    """
+    path = Path(source).expanduser()
+    hub_id = None
+    if not path.is_dir():
+        if path.exists() or source.count("/") != 1 or source.startswith((".", "/", "~")):
+            raise FileNotFoundError(f"SOURCE={source!r} is neither a folder nor a Hub model id (ORG/NAME)")
+        hub_id = check_repo_id(source, field="SOURCE")
+        if api_factory is None:
+            raise ValueError(f"SOURCE={source!r} is a Hub id, but no Hugging Face API was given to download it")
+        api = api_factory()
+        path = Path(
+            api.snapshot_download(hub_id, revision=revision, repo_type="model", allow_patterns=SOURCE_DOWNLOAD_PATTERNS)
+        )
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"SOURCE {path} has no config.json; expected an LLaDA checkpoint folder")
+    config = _read_json(config_path)
+    model_type = config.get("model_type")
+    if model_type not in SOURCE_MODEL_TYPES:
+        raise ValueError(
+            f"{config_path}: model_type={model_type!r} is not supported; allowed: {SOURCE_MODEL_TYPES} "
+            "(an official LLaDA checkpoint or a LongLLaDA one)"
+        )
+    for name in ("d_model", "n_heads", "n_layers", "max_sequence_length", "rope_theta"):
+        if name not in config:
+            raise ValueError(f"{config_path}: the LLaDA field {name!r} is missing")
+    return Source(
+        path=path, config=config, hub_id=hub_id or _hub_id_from_cache_path(path), card_metadata=_card_metadata(path)
+    )
+
+
+def _hub_id_from_cache_path(path: Path) -> str | None:
+    """``.../models--ORG--NAME/snapshots/<commit>`` (a huggingface_hub cache folder) -> ``ORG/NAME``."""
+    resolved = path.resolve()
+    if resolved.parent.name == "snapshots":
+        match = re.fullmatch(r"models--([^-][^/]*?)--([^/]+)", resolved.parent.parent.name)
+        if match:
+            return f"{match.group(1)}/{match.group(2)}"
+    return None
+
+
+def _card_metadata(path: Path) -> dict[str, Any]:
+    readme = path / "README.md"
+    if not readme.is_file():
+        return {}
+    from huggingface_hub import metadata_load
+
+    return metadata_load(readme) or {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# -- config ----------------------------------------------------------------------------------------------------
+
+
+def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> dict[str, Any]:
+    """The repo's config.json: every source field kept, with our ``model_type``/``architectures``/``auto_map``,
+    the requested ``rope_scaling`` (``keep_source``: the source's own) and the derived ``max_position_embeddings``.
+
+    Validated by building :class:`LongLLaDAConfig` from it.
+    """
+    from modeling_longllada import LongLLaDAConfig
+
+    if choice.keep_source:
+        rope_scaling = source_config.get("rope_scaling") or source_config.get("rope_parameters")
+    else:
+        rope_scaling = choice.rope_scaling
+    fields = {k: v for k, v in source_config.items() if k not in REWRITTEN_KEYS}
+    try:
+        config = LongLLaDAConfig(rope_scaling=rope_scaling, **fields)
+    except ValueError as err:
+        raise ValueError(f"--rope-scaling {choice.spec}: {err}") from err
+    target = (config.rope_scaling or {}).get("target_length")
+    if target is not None and target <= config.max_sequence_length:
+        raise ValueError(
+            f"--rope-scaling {choice.spec}: target_length={target} does not extend the trained length "
+            f"(max_sequence_length={config.max_sequence_length}); allowed: a length above it"
+        )
+    return {
+        "architectures": [ARCHITECTURE],
+        "auto_map": dict(AUTO_MAP),
+        "model_type": "longllada",
+        **fields,
+        "rope_scaling": config.rope_scaling,
+        "max_position_embeddings": config.max_position_embeddings,
+    }
+
+
+def generation_config(config: dict[str, Any]) -> dict[str, Any]:
+    """generation_config.json: the sampler defaults and the special-token ids.
+
+    ``do_sample: false`` is what makes the sampler greedy (temperature 0); a ``temperature`` key is left out
+    because transformers warns about a temperature without sampling every time the file is loaded.
+    """
+    from modeling_longllada import SAMPLER_DEFAULTS
+
+    data: dict[str, Any] = {"do_sample": False, **SAMPLER_DEFAULTS}
+    for name in ("mask_token_id", "eos_token_id", "pad_token_id", "bos_token_id"):
+        if config.get(name) is not None:
+            data[name] = config[name]
+    return data
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+
+
+def remote_code_files() -> list[Path]:
+    """Our remote-code files: every ``.py`` of ``modeling_longllada/`` except ``__init__.py``."""
+    import modeling_longllada
+
+    package_dir = Path(modeling_longllada.__file__).parent
+    files = sorted(p for p in package_dir.glob("*.py") if p.name != "__init__.py")
+    if not files:
+        raise FileNotFoundError(f"no remote-code files found in {package_dir}")
+    return files
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Hard-link ``src`` to ``dest`` (no copy of multi-GB shards), copying where links are impossible."""
+    src = src.resolve()  # huggingface_hub cache snapshots are symlinks to blobs
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def copy_tokenizer_files(source_dir: Path, dest: Path) -> list[str]:
+    """Copy the tokenizer files. A tokenizer ``auto_map`` (custom tokenizer code) is dropped: no source code is
+    published."""
+    copied = [name for name in TOKENIZER_FILES if (source_dir / name).is_file()]
+    if not any(name in copied for name in TOKENIZER_VOCAB_FILES):
+        raise FileNotFoundError(
+            f"SOURCE {source_dir} has no tokenizer: expected one of {TOKENIZER_VOCAB_FILES} beside config.json"
+        )
+    for name in copied:
+        tokenizer_config = _read_json(source_dir / name) if name == "tokenizer_config.json" else {}
+        if tokenizer_config.pop("auto_map", None) is not None:
+            print(f"note: dropped auto_map from {name} (the source's tokenizer code is not published)")
+            _write_json(dest / name, tokenizer_config)
+        else:
+            shutil.copyfile(source_dir / name, dest / name)
+    return copied
+
+
+# -- weights -----------------------------------------------------------------------------------------------------
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """Tensor names from a safetensors header (8-byte little-endian length, then JSON), without loading data."""
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) != 8:
+            raise ValueError(f"{path} is not a safetensors file (shorter than its header)")
+        (length,) = struct.unpack("<Q", prefix)
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError, MemoryError, OverflowError) as err:
+            raise ValueError(f"{path} is not a safetensors file: {err}") from err
+    return [k for k in header if k != "__metadata__"]
+
+
+def _check_weight_keys(keys: list[str], where: str) -> None:
+    if EMBEDDING_KEY not in keys or not all(k.startswith(WEIGHT_KEY_PREFIX) for k in keys):
+        strange = [k for k in keys if not k.startswith(WEIGHT_KEY_PREFIX)][:3]
+        raise ValueError(
+            f"{where}: the weights are not in LLaDA's layout (expected {EMBEDDING_KEY!r} and every key under "
+            f"{WEIGHT_KEY_PREFIX!r}; found e.g. {strange or keys[:3]})"
+        )
+
+
+def _indexed_files(index_path: Path) -> list[str]:
+    weight_map = _read_json(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index_path}: 'weight_map' must be a non-empty object of tensor name -> file")
+    files = sorted(set(weight_map.values()))
+    missing = [f for f in files if not (index_path.parent / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{index_path} lists shard files that are missing: {missing}")
+    return files
+
+
+def write_weights(source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_SIZE) -> list[str]:
+    """Put the weights in ``dest`` as safetensors; returns the file names written (shards and index).
+
+    Safetensors are linked untouched (their sharding kept); ``pytorch_model.bin`` (sharded or not) is converted,
+    in shards of at most ``shard_size`` bytes with a ``model.safetensors.index.json`` when it does not fit in one.
+    """
+    if (source_dir / SAFETENSORS_INDEX).is_file():
+        files = _indexed_files(source_dir / SAFETENSORS_INDEX)
+        _check_weight_keys([k for f in files for k in safetensors_keys(source_dir / f)], str(source_dir))
+        for name in [*files, SAFETENSORS_INDEX]:
+            link_or_copy(source_dir / name, dest / name)
+        return [*files, SAFETENSORS_INDEX]
+    if (source_dir / SAFETENSORS_FILE).is_file():
+        _check_weight_keys(safetensors_keys(source_dir / SAFETENSORS_FILE), str(source_dir / SAFETENSORS_FILE))
+        link_or_copy(source_dir / SAFETENSORS_FILE, dest / SAFETENSORS_FILE)
+        return [SAFETENSORS_FILE]
+    if (source_dir / BIN_INDEX).is_file():
+        bin_files = _indexed_files(source_dir / BIN_INDEX)
+    elif (source_dir / BIN_FILE).is_file():
+        bin_files = [BIN_FILE]
+    else:
+        raise FileNotFoundError(
+            f"SOURCE {source_dir} has no weights; expected one of {SAFETENSORS_FILE}, {SAFETENSORS_INDEX}, "
+            f"{BIN_FILE}, {BIN_INDEX}"
+        )
+    print(f"converting {', '.join(bin_files)} to safetensors (shards of at most {shard_size} bytes)")
+    return _convert_bin([source_dir / f for f in bin_files], dest, shard_size)
+
+
+def _bin_tensors(paths: list[Path]) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) of every pickled state dict in turn, memory-mapped, loaded with ``weights_only``."""
+    import torch
+
+    for path in paths:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            # Files written with torch's legacy (pre-zip) format cannot be memory-mapped.
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+        yield from state.items()
+        del state
+
+
+def _convert_bin(paths: list[Path], dest: Path, shard_size: int) -> list[str]:
+    from safetensors.torch import save_file
+
+    seen_storages: set[int] = set()
+    shards: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    current_bytes = 0
+    total = 0
+    keys: list[str] = []
+
+    def flush() -> None:
+        nonlocal current, current_bytes
+        if current:
+            save_file(current, dest / f"shard-{len(shards):05d}.tmp", metadata={"format": "pt"})
+            shards.append({name: None for name in current})
+            current, current_bytes = {}, 0
+
+    for name, tensor in _bin_tensors(paths):
+        tensor = tensor.contiguous()
+        # safetensors refuses tensors that share memory (tied weights): store such a tensor as its own copy.
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in seen_storages:
+            tensor = tensor.clone()
+        seen_storages.add(tensor.untyped_storage().data_ptr())
+        size = tensor.numel() * tensor.element_size()
+        if current and current_bytes + size > shard_size:
+            flush()
+        current[name] = tensor
+        current_bytes += size
+        total += size
+        keys.append(name)
+    flush()
+    _check_weight_keys(keys, ", ".join(str(p) for p in paths))
+
+    if len(shards) == 1:
+        os.replace(dest / "shard-00000.tmp", dest / SAFETENSORS_FILE)
+        return [SAFETENSORS_FILE]
+    names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    weight_map = {}
+    for i, (shard, name) in enumerate(zip(shards, names)):
+        os.replace(dest / f"shard-{i:05d}.tmp", dest / name)
+        weight_map.update({key: name for key in shard})
+    _write_json(
+        dest / SAFETENSORS_INDEX, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    )
+    return [*names, SAFETENSORS_INDEX]
+
+
+# -- the folder --------------------------------------------------------------------------------------------------
+
+
+def resolve_base_model(source: Source, override: str | None = None) -> str | None:
+    """``base_model`` of the card: ``--base-model``; else the Hub id of the source; else, for a LongLLaDA source
+    (a repo of ours, republished), its card's ``base_model``; else unknown (a local path is not a Hub id)."""
+    if override:
+        return check_repo_id(override, field="--base-model")
+    if source.hub_id:
+        return source.hub_id
+    inherited = source.card_metadata.get("base_model")
+    if not source.is_official and isinstance(inherited, str):
+        return inherited
+    return None
+
+
+def build_repo_folder(
+    source: Source,
+    dest: Path,
+    repo_id: str,
+    choice: RopeScalingChoice,
+    revision: str = "main",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    base_model: str | None = None,
+    weights_from: BuiltFolder | None = None,
+) -> BuiltFolder:
+    """Write the repo folder for one rope-scaling variant into ``dest`` (created; must be empty if it exists).
+
+    ``weights_from``: an already built folder of the same source whose weight files are linked instead of
+    converted again (several variants of one checkpoint).
+    """
+    from hub_upload.model_card import render_model_card
+
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"output folder {dest} is not empty; allowed: a new or empty folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    config = convert_config(source.config, choice)
+    _write_json(dest / "config.json", config)
+    _write_json(dest / "generation_config.json", generation_config(config))
+    for code in remote_code_files():
+        shutil.copyfile(code, dest / code.name)
+    copy_tokenizer_files(source.path, dest)
+    for name in LICENSE_FILES:
+        if (source.path / name).is_file():
+            shutil.copyfile(source.path / name, dest / name)
+    if weights_from is not None:
+        weight_files = list(weights_from.weight_files)
+        for name in weight_files:
+            link_or_copy(weights_from.path / name, dest / name)
+    else:
+        weight_files = write_weights(source.path, dest, shard_size)
+    card = render_model_card(
+        repo_id=repo_id,
+        config=config,
+        revision=revision,
+        license=_license(source),
+        base_model=base_model,
+        source_metadata=source.card_metadata,
+        has_chat_template=_has_chat_template(dest),
+    )
+    (dest / "README.md").write_text(card, encoding="utf-8")
+    return BuiltFolder(path=dest, revision=revision, rope_scaling=config["rope_scaling"], weight_files=weight_files)
+
+
+def _license(source: Source) -> str:
+    """The source card's ``license``, else config.json's, else ``"other"``."""
+    for value in (source.card_metadata.get("license"), source.config.get("license")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return "other"
+
+
+def _has_chat_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    tokenizer_config = folder / "tokenizer_config.json"
+    return tokenizer_config.is_file() and bool(_read_json(tokenizer_config).get("chat_template"))

@@ -1,0 +1,306 @@
+"""The model card (README.md) of a LongLLaDA repo: metadata, what it is, runnable demos, the NTK factor table.
+
+Every fenced block of the card is meant to be run as written (the python ones one after the other, as in a
+notebook); tests/test_hub_upload.py runs each of them against a built folder.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+CARD_TAGS = ["llada", "diffusion", "long-context", "ntk", "custom_code"]
+# Context lengths of the NTK table besides the multiples (2x..32x) of the trained length.
+COMMON_LENGTHS = (8192, 16384, 32768, 65536, 131072)
+TRAINED_LENGTH_MULTIPLES = (2, 4, 8, 16, 32)
+# Carried over from the source card when present.
+INHERITED_METADATA = ("language", "license_name", "license_link", "datasets")
+
+LLADA_PAPER = "https://arxiv.org/abs/2502.09992"
+LONGLLADA_PAPER = "https://arxiv.org/abs/2506.14429"
+SCALING_LAW_PAPER = "https://arxiv.org/abs/2310.05209"
+
+
+def card_metadata(
+    license: str, base_model: str | None, source_metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The YAML header, as a dict checked by ``huggingface_hub.ModelCardData``."""
+    from huggingface_hub import ModelCardData
+
+    inherited = {k: v for k, v in (source_metadata or {}).items() if k in INHERITED_METADATA and v}
+    data = ModelCardData(
+        license=license,
+        base_model=base_model,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=list(CARD_TAGS),
+        **inherited,
+    )
+    return data.to_dict()
+
+
+def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the factor table: for each length past the trained one, λ from the scaling law and the base θ·λ."""
+    from modeling_longllada import ntk_scaling_factor
+
+    head_dim = config["d_model"] // config["n_heads"]
+    theta = float(config["rope_theta"])
+    trained = int(config["max_sequence_length"])
+    lengths = sorted({m * trained for m in TRAINED_LENGTH_MULTIPLES} | {n for n in COMMON_LENGTHS if n > trained})
+    rows = []
+    for length in lengths:
+        factor = ntk_scaling_factor(head_dim, theta, trained, length)
+        rows.append({"length": length, "ratio": length / trained, "factor": factor, "base": theta * factor})
+    return rows
+
+
+def _length_label(tokens: int) -> str:
+    return f"{tokens:,}" + (f" ({tokens // 1024}k)" if tokens % 1024 == 0 else "")
+
+
+def _scaling_label(rope_scaling: dict[str, Any] | None) -> str:
+    return "none" if rope_scaling is None else f"`{json.dumps(rope_scaling)}`"
+
+
+def render_model_card(
+    repo_id: str,
+    config: dict[str, Any],
+    revision: str = "main",
+    license: str = "other",
+    base_model: str | None = None,
+    source_metadata: dict[str, Any] | None = None,
+    has_chat_template: bool = False,
+) -> str:
+    """README.md for the repo ``repo_id`` at ``revision``, from its converted ``config`` (config.json as a dict)."""
+    import yaml
+
+    from modeling_longllada import LongLLaDAConfig
+
+    metadata = card_metadata(license, base_model, source_metadata)
+    header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
+    parsed = LongLLaDAConfig(
+        **{k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")}
+    )
+    trained = parsed.max_sequence_length
+    rows = ntk_table_rows(config)
+    demo_factor = max(2, rows[0]["factor"])  # the factor for twice the trained length (LLaDA-8B: 4)
+    demo_target = 4 * trained
+    name = repo_id.split("/")[-1]
+    rev = "" if revision == "main" else f', revision="{revision}"'
+    scaling = parsed.rope_scaling
+    if scaling is None:
+        effective = f"{parsed.rope_theta:,.0f} (no scaling)"
+    elif scaling["type"] == "dynamic":
+        effective = "chosen per forward pass from its length (dynamic NTK)"
+    else:
+        effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
+    base_line = f" of [`{base_model}`](https://huggingface.co/{base_model})" if base_model else ""
+
+    sections = [
+        f"---\n{header}\n---",
+        f"# {name}",
+        f"A LongLLaDA packaging{base_line}: the LLaDA masked-diffusion language model ([paper]({LLADA_PAPER})) "
+        "with NTK scaling of its rotary position embeddings, so that it reads contexts longer than it was trained "
+        f"on without any training, as in *LongLLaDA: Unlocking Long Context Capabilities in Diffusion LLMs* "
+        f"([paper]({LONGLLADA_PAPER})). The weights are the base model's, unchanged; the remote code "
+        "(`configuration_longllada.py`, `modeling_longllada.py`, `generation_longllada.py`) provides:",
+        '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
+        '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or `{"type": "dynamic"}` '
+        "(λ chosen from each input's length); `max_position_embeddings` follows, so tools such as lm-eval see the "
+        "extended window;\n"
+        "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or random "
+        "remasking, temperature, classifier-free guidance), with Fast-dLLM's prefix/dual key-value caches and "
+        "confidence-threshold decoding as options;\n"
+        "- `model.log_likelihood()`: the Monte-Carlo bound on log p(continuation | context) that LLaDA uses for "
+        "multiple-choice evaluation;\n"
+        "- attention masks honoured (left-padded batches give the same results as single prompts), and the LM "
+        "head computed only where logits are needed.",
+        "| | |\n|---|---|\n"
+        f"| Layers, hidden size, heads (head dim) | {parsed.n_layers}, {parsed.d_model}, {parsed.n_heads} "
+        f"({parsed.head_dim}) |\n"
+        f"| Trained context (`max_sequence_length`) | {trained:,} tokens |\n"
+        f"| RoPE base (`rope_theta`) | {parsed.rope_theta:,.0f} |\n"
+        f"| `rope_scaling` of this revision (`{revision}`) | {_scaling_label(scaling)} |\n"
+        f"| Effective RoPE base | {effective} |\n"
+        f"| Context advertised (`max_position_embeddings`) | {parsed.max_position_embeddings:,} tokens |",
+        "Without scaling, a diffusion LLM's perplexity stays flat past its trained length, but it only retrieves "
+        'from the most recent window of about that length (its "local perception"); NTK scaling by the law '
+        "below extends retrieval to the scaled length.",
+        "## Usage",
+        "Needs `torch` and `transformers` (4.46 or newer) and `trust_remote_code=True`. The snippets continue "
+        "one another, like cells of a notebook.",
+        "### Load and generate",
+        _python(_load_and_generate(repo_id, rev, has_chat_template)),
+        "### Batches and faster sampling",
+        'Left-padded batches need the attention mask. `cache="prefix"` or `"dual"` reuses keys and values '
+        "within a block, and `threshold` commits every prediction above that confidence (at least one per step): "
+        "both approximate the exact sampler (Fast-dLLM) and are much faster on long outputs.",
+        _python(_batched_generate()),
+        "### Score a continuation",
+        "`log_likelihood` returns a Monte-Carlo lower bound of log p(continuation | context) and its standard error "
+        "(LLaDA uses 128 samples; one is enough for a single-token answer).",
+        _python(_score()),
+        "### Longer contexts: NTK scaling",
+        "Any `rope_scaling` can be set at load time, whatever this revision's config holds. By factor (LongLLaDA "
+        "multiplies the RoPE base by λ):",
+        _python(_ntk_factor(rev, demo_factor)),
+        "Or by the length to reach (λ from the scaling law below):",
+        _python(_ntk_target(rev, demo_target)),
+        "### NTK factors for common lengths",
+        _ntk_section(parsed, rows),
+        "## Evaluate",
+        "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model longllada` "
+        "(the diffusion sampler for generation, the Monte-Carlo bound for likelihoods) and the toolkit's tasks: "
+        "`longllada_niah` (needle in a haystack, its grid set by `--metadata`), `longllada_ruler`, "
+        "`longllada_longbench`. In `--model_args`, `ntk_factor=λ`, `ntk_target=T` or `rope_scaling=dynamic` "
+        "override this revision's RoPE scaling, and `cache=dual,threshold=0.9` selects the fast sampler:",
+        _bash(_eval_command(repo_id, revision, trained)),
+        "Perplexity versus context length (the LongLLaDA paper's Figure 1), written to a JSON-lines file:",
+        _bash(_ppl_command(repo_id, revision, trained)),
+        "## Notes",
+        "- `generate` is a diffusion sampler: `max_new_tokens` is rounded up to a multiple of `block_length`, "
+        "`steps` is capped at the output length, and HF options such as `top_p` or beams are ignored.\n"
+        "- The official LLaDA checkpoints' remote code is not used here; these files load the same weights on "
+        "transformers 4.46 to 5.x.\n"
+        f"- Papers: LLaDA ({LLADA_PAPER}), LongLLaDA ({LONGLLADA_PAPER}), the RoPE extrapolation scaling law "
+        f"({SCALING_LAW_PAPER}).",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _python(code: str) -> str:
+    return f"```python\n{code.strip()}\n```"
+
+
+def _bash(code: str) -> str:
+    return f"```bash\n{code.strip()}\n```"
+
+
+def _load_and_generate(repo_id: str, rev: str, has_chat_template: bool) -> str:
+    if has_chat_template:
+        prompt = (
+            'messages = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]\n'
+            "text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)\n"
+            'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(device)\n'
+        )
+    else:
+        prompt = (
+            'text = "The sky is blue because"\ninput_ids = tokenizer(text, return_tensors="pt").input_ids.to(device)\n'
+        )
+    return f'''
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+repo = "{repo_id}"
+device = "cuda" if torch.cuda.is_available() else "cpu"
+tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained(
+    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16  # `dtype=` on transformers >= 4.56
+).to(device).eval()
+
+{prompt}
+output = model.generate(
+    input_ids,
+    max_new_tokens=64,  # output length
+    steps=64,  # denoising steps in all (here one token per step)
+    block_length=32,  # blocks decoded left to right
+    temperature=0.0,  # greedy; > 0 samples (Gumbel noise)
+    cfg_scale=0.0,  # classifier-free guidance
+    remasking="low_confidence",  # or "random"
+)
+print(tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True))
+'''
+
+
+def _batched_generate() -> str:
+    return """
+prompts = ["The capital of France is", "Diffusion language models write text by"]
+tokenizer.padding_side = "left"
+if tokenizer.pad_token is None:
+    tokenizer.pad_token = tokenizer.eos_token
+batch = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+output = model.generate(
+    batch.input_ids,
+    attention_mask=batch.attention_mask,
+    max_new_tokens=64,
+    block_length=32,
+    cache="dual",  # "none" (exact), "prefix" or "dual"
+    threshold=0.9,  # commit every token above 0.9 confidence
+)
+for row in output:
+    print(tokenizer.decode(row[batch.input_ids.shape[1]:], skip_special_tokens=True))
+"""
+
+
+def _score() -> str:
+    return """
+context = tokenizer("The capital of France is", return_tensors="pt").input_ids[0]
+continuation = tokenizer(" Paris", add_special_tokens=False, return_tensors="pt").input_ids[0]
+log_likelihood, stderr = model.log_likelihood(
+    context, continuation, mc_num=128, batch_size=32, generator=torch.Generator().manual_seed(0)
+)
+print(f"log p(continuation | context) >= {log_likelihood:.3f} ± {stderr:.3f}")
+"""
+
+
+def _ntk_factor(rev: str, factor: int) -> str:
+    return f"""
+model = AutoModelForCausalLM.from_pretrained(
+    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16,
+    rope_scaling={{"type": "ntk", "factor": {factor}}},
+).to(device).eval()
+print(model.config.rope_scaling, "-> context", model.config.max_position_embeddings)
+"""
+
+
+def _ntk_target(rev: str, target: int) -> str:
+    return f"""
+model = AutoModelForCausalLM.from_pretrained(
+    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16,
+    rope_scaling={{"type": "ntk", "target_length": {target}}},
+).to(device).eval()
+print("factor", model.config.rope_scaling_factor, "-> context", model.config.max_position_embeddings)
+"""
+
+
+def _ntk_section(parsed: Any, rows: list[dict[str, Any]]) -> str:
+    from modeling_longllada import critical_dimension
+
+    d_extra = critical_dimension(parsed.head_dim, parsed.rope_theta, parsed.max_sequence_length)
+    intro = (
+        f"From this model's config (head dim d = {parsed.head_dim}, θ = {parsed.rope_theta:,.0f}, trained length "
+        f"{parsed.max_sequence_length:,}): the critical dimension is d_extra = 2·⌈(d/2)·log_θ(T_train / 2π)⌉ = "
+        f"{d_extra}; covering T tokens needs the base θ' = (T / 2π)^(d / d_extra), and λ = ⌈θ' / θ⌉ "
+        "([scaling law](" + SCALING_LAW_PAPER + "); LongLLaDA rounds up to an integer). "
+        '`{"type": "ntk", "target_length": T}` picks the same λ.'
+    )
+    lines = [
+        "| Context length T | × trained | λ | RoPE base θ·λ | `rope_scaling` |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {_length_label(row['length'])} | {row['ratio']:g} | {row['factor']} | {row['base']:,.0f} | "
+            f'`{{"type": "ntk", "factor": {row["factor"]}}}` |'
+        )
+    return intro + "\n\n" + "\n".join(lines)
+
+
+def _eval_command(repo_id: str, revision: str, trained: int) -> str:
+    rev = "" if revision == "main" else f",revision={revision}"
+    grid = {"context_lengths": [trained // 2, trained, 2 * trained], "depths": [0, 25, 50, 75, 100], "num_repeats": 2}
+    return f"""
+longllada eval --model longllada \\
+  --model_args pretrained={repo_id}{rev},dtype=bfloat16,steps=32,block_length=32 \\
+  --tasks longllada_niah \\
+  --metadata '{json.dumps(grid)}' \\
+  --batch_size 1 --output_path results/
+"""
+
+
+def _ppl_command(repo_id: str, revision: str, trained: int) -> str:
+    # `longllada ppl` loads a model by id (main branch); another branch is downloaded first and read locally.
+    model = repo_id if revision == "main" else f'"$(hf download {repo_id} --revision {revision} --quiet)"'
+    return f"""
+longllada ppl --model {model} --max-length {4 * trained} --chunk 64 --mc 8 --out ppl.jsonl
+"""

@@ -1,0 +1,106 @@
+"""Parsing of the command-line values of `longllada upload`: rope-scaling specs, sizes, repo ids.
+
+Kept free of heavy imports: `longllada --help` builds the parser.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+ROPE_SCALING_FORMS = ("ntk:FACTOR", "ntk-target:LENGTH", "dynamic", "none")
+# Decimal units, as the Hub and transformers' `max_shard_size` count them; the binary ones for completeness.
+SIZE_UNITS = {
+    "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+}  # fmt: skip
+_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class RopeScalingChoice:
+    """One requested variant: the ``rope_scaling`` to write (None: no scaling) and its default branch.
+
+    ``keep_source`` marks the variant used when no ``--rope-scaling`` is given: the source's own setting stays.
+    """
+
+    spec: str
+    rope_scaling: dict[str, Any] | None
+    branch: str
+    keep_source: bool = False
+
+
+KEEP_SOURCE = RopeScalingChoice(spec="(as in SOURCE)", rope_scaling=None, branch="main", keep_source=True)
+
+
+def parse_length(text: str, field: str = "length") -> int:
+    """A token count: ``16384``, ``16k`` (x1024) or ``1m`` (x1024²)."""
+    value = text.strip().lower()
+    multiplier = 1
+    if value.endswith("k"):
+        value, multiplier = value[:-1], 1024
+    elif value.endswith("m"):
+        value, multiplier = value[:-1], 1024 * 1024
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"{field}={text!r} is not a positive token count; allowed: an integer such as 16384, or 16k")
+    return int(value) * multiplier
+
+
+def parse_rope_scaling(text: str) -> RopeScalingChoice:
+    """``ntk:4`` -> {"type": "ntk", "factor": 4}, branch ``ntk-4``; ``ntk-target:16384`` (or ``16k``) ->
+    {"type": "ntk", "target_length": 16384}, branch ``ntk-target-16384``; ``dynamic``; ``none`` (branch main)."""
+    spec = text.strip()
+    kind, _, value = spec.partition(":")
+    kind = kind.lower()
+    if kind == "ntk" and value:
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = float("nan")
+        if not factor >= 1 or factor == float("inf"):
+            raise ValueError(f"--rope-scaling {text!r}: the NTK factor must be a number >= 1 (e.g. ntk:4)")
+        number: int | float = int(factor) if factor.is_integer() else factor
+        return RopeScalingChoice(spec, {"type": "ntk", "factor": number}, f"ntk-{number}")
+    if kind == "ntk-target" and value:
+        length = parse_length(value, field=f"--rope-scaling {text!r}: target length")
+        return RopeScalingChoice(spec, {"type": "ntk", "target_length": length}, f"ntk-target-{length}")
+    if kind == "dynamic" and not value:
+        return RopeScalingChoice(spec, {"type": "dynamic"}, "dynamic")
+    if kind == "none" and not value:
+        return RopeScalingChoice(spec, None, "main")
+    raise ValueError(f"--rope-scaling {text!r} is not understood; allowed forms: {', '.join(ROPE_SCALING_FORMS)}")
+
+
+def parse_size(text: str) -> int:
+    """``5GB`` -> 5_000_000_000 bytes; also ``500MB``, ``2GiB``, ``1000`` (bytes)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in SIZE_UNITS or float(match.group(1)) <= 0:
+        raise ValueError(
+            f"--shard-size {text!r} is not a size; allowed: a positive number with a unit in "
+            f"{sorted(u for u in SIZE_UNITS if u)} (e.g. 5GB), or bytes"
+        )
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+def check_repo_id(repo_id: str, field: str = "--repo-id") -> str:
+    """A Hub model id with its namespace: ``ORG/NAME``."""
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_REPO_PART.match(p) for p in parts) or len(repo_id) > 96:
+        raise ValueError(
+            f"{field}={repo_id!r} is not a Hub repo id; allowed: ORG/NAME (letters, digits, '.', '_', '-')"
+        )
+    if any(p.endswith(".git") or ".." in p or "--" in p for p in parts):
+        raise ValueError(f"{field}={repo_id!r} may not contain '..' or '--' or end with '.git'")
+    return repo_id
+
+
+def human_size(num_bytes: int) -> str:
+    """Decimal units, as the Hub shows file sizes."""
+    size = float(num_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
