@@ -1,0 +1,233 @@
+"""`longllada tiny-model OUT_DIR`: a tiny random model of the LLaDA architecture, ready for `from_pretrained`.
+
+The folder holds everything a user of a real checkpoint would get: our ``config.json`` (every official LLaDA
+field plus ``rope_scaling``, ``auto_map`` to our remote code), ``model.safetensors`` with the official key names
+and shapes (spec §1), the remote-code files copied beside them, a tokenizer with LLaDA's special tokens and a
+chat template, and ``generation_config.json`` with the sampler's defaults.
+
+The weights are written directly as a state dict, not through the model class, so the folder also serves as
+an "official-format" checkpoint: loading it proves that our model reads official keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO_CODE_DIR = Path(__file__).resolve().parents[1] / "modeling_longllada"
+DEFAULT_TEXT = Path(__file__).resolve().parent / "data" / "gov_report_001.txt"
+EMBEDDING_MULTIPLE = 64  # vocab rows are padded to a multiple of 64, as LLaDA's 126464 is
+INIT_STD = 0.02
+AUTO_MAP = {
+    "AutoConfig": "configuration_longllada.LongLLaDAConfig",
+    "AutoModel": "modeling_longllada.LongLLaDAModelLM",
+    "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
+}
+
+
+def default_texts() -> list[str]:
+    """The shipped public-domain report (one string), the default tokenizer training text."""
+    return [DEFAULT_TEXT.read_text(encoding="utf-8")]
+
+
+def round_up(value: int, multiple: int = EMBEDDING_MULTIPLE) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def official_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random float32 state dict with the official LLaDA key names and shapes (spec §1) for ``config``.
+
+    Linear and embedding weights ~ N(0, 0.02²), norm weights 1; the same ``seed`` gives the same tensors.
+    ``config`` needs ``d_model``, ``n_heads``, ``n_kv_heads`` (None = ``n_heads``), ``n_layers``,
+    ``mlp_hidden_size``, ``embedding_size`` (or ``vocab_size``) and ``weight_tying``.
+    """
+    d_model, n_heads = int(config.d_model), int(config.n_heads)
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
+    head_dim = d_model // n_heads
+    kv_dim = int(config.n_kv_heads or n_heads) * head_dim
+    mlp = int(config.mlp_hidden_size)
+    vocab = int(getattr(config, "embedding_size", None) or config.vocab_size)
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * INIT_STD
+
+    state = {"model.transformer.wte.weight": normal(vocab, d_model)}
+    for i in range(int(config.n_layers)):
+        prefix = f"model.transformer.blocks.{i}."
+        state[prefix + "attn_norm.weight"] = torch.ones(d_model)
+        state[prefix + "q_proj.weight"] = normal(d_model, d_model)
+        state[prefix + "k_proj.weight"] = normal(kv_dim, d_model)
+        state[prefix + "v_proj.weight"] = normal(kv_dim, d_model)
+        state[prefix + "attn_out.weight"] = normal(d_model, d_model)
+        state[prefix + "ff_norm.weight"] = torch.ones(d_model)
+        state[prefix + "ff_proj.weight"] = normal(mlp, d_model)
+        state[prefix + "up_proj.weight"] = normal(mlp, d_model)
+        state[prefix + "ff_out.weight"] = normal(d_model, mlp)
+    state["model.transformer.ln_f.weight"] = torch.ones(d_model)
+    if not getattr(config, "weight_tying", False):
+        state["model.transformer.ff_out.weight"] = normal(vocab, d_model)
+    return state
+
+
+def copy_remote_code(out_dir: str | Path) -> list[Path]:
+    """Copy every ``modeling_longllada/*.py`` except ``__init__.py`` flat into ``out_dir`` (the remote code)."""
+    copied = []
+    for source in sorted(REPO_CODE_DIR.glob("*.py")):
+        if source.name == "__init__.py":
+            continue
+        target = Path(out_dir) / source.name
+        shutil.copyfile(source, target)
+        copied.append(target)
+    return copied
+
+
+def write_generation_config(out_dir: str | Path, token_ids: dict[str, int | None]) -> Path:
+    """``generation_config.json``: the sampler's defaults (block 32, steps null = one token per step, greedy
+    via ``do_sample: false``, low-confidence remasking, no cache) and the special token ids."""
+    from modeling_longllada.generation_longllada import SAMPLER_DEFAULTS
+
+    settings: dict[str, Any] = dict(SAMPLER_DEFAULTS)
+    # Greedy (temperature 0) is said by do_sample=false alone: an explicit "temperature": 0.0 beside it makes
+    # transformers warn that the file is mis-parameterised, and 4.46 then refuses to save_pretrained the model.
+    settings["do_sample"] = False
+    settings.update(token_ids)
+    path = Path(out_dir) / "generation_config.json"
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    *,
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_kv_heads: int | None = None,
+    mlp_hidden_size: int | None = None,
+    vocab_size: int = 512,
+    max_sequence_length: int = 256,
+    rope_theta: float = 10000.0,
+    rope_scaling: dict[str, Any] | None = None,
+    seed: int = 0,
+    texts: Iterable[str] | None = None,
+) -> Path:
+    """Write a tiny random LongLLaDA model folder (see the module docstring) and return its path.
+
+    Args:
+        out_dir: the folder (created; files in it are overwritten).
+        n_layers, d_model, n_heads: transformer sizes; ``d_model`` must be a multiple of ``n_heads``.
+        n_kv_heads: key/value heads (grouped-query attention); None = ``n_heads``.
+        mlp_hidden_size: SwiGLU inner size; None = ``3 * d_model`` (LLaDA-8B's ratio, 12288 / 4096).
+        vocab_size: BPE vocabulary size to train; the embedding has it rounded up to a multiple of 64.
+        max_sequence_length: the "trained" length written to the config.
+        rope_theta, rope_scaling: RoPE base and optional NTK scaling (validated by ``LongLLaDAConfig``).
+        seed: seeds the weights (the tokenizer is deterministic in ``texts``).
+        texts: tokenizer training text; default the shipped report ``longllada/data/gov_report_001.txt``.
+    """
+    from safetensors.torch import save_file
+
+    from longllada.tokenizer import build_tokenizer, save_tokenizer
+    from modeling_longllada import LongLLaDAConfig
+
+    for name, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
+                        ("vocab_size", vocab_size), ("max_sequence_length", max_sequence_length)):  # fmt: skip
+        _check_positive_int(name, value)
+    n_kv_heads = n_heads if n_kv_heads is None else _check_positive_int("n_kv_heads", n_kv_heads)
+    mlp_hidden_size = 3 * d_model if mlp_hidden_size is None else _check_positive_int("mlp_hidden_size", mlp_hidden_size)
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
+    if (d_model // n_heads) % 2:
+        raise ValueError(f"head_dim=d_model/n_heads={d_model // n_heads} must be even for RoPE")
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
+    if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) or rope_theta <= 1:
+        raise ValueError(f"rope_theta must be a number > 1, got {rope_theta!r}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(default_texts() if texts is None else texts, vocab_size=vocab_size)
+    save_tokenizer(tokenizer, out)
+    embedding_size = round_up(len(tokenizer))
+    token_ids = {
+        "mask_token_id": tokenizer.mask_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    config = LongLLaDAConfig(
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        n_layers=n_layers,
+        mlp_hidden_size=mlp_hidden_size,
+        mlp_ratio=max(1, mlp_hidden_size // d_model),
+        vocab_size=embedding_size,
+        embedding_size=embedding_size,
+        max_sequence_length=max_sequence_length,
+        rope_theta=float(rope_theta),
+        rope_scaling=rope_scaling,
+        init_device="cpu",
+        architectures=["LongLLaDAModelLM"],
+        auto_map=dict(AUTO_MAP),
+        **token_ids,
+    )
+    config.save_pretrained(out)
+    state = official_state_dict(config, seed=seed)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    copy_remote_code(out)
+    write_generation_config(out, token_ids)
+    return out
+
+
+# -- command line ---------------------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tiny-model",
+        help="write a tiny random LongLLaDA model (config, official-format weights, remote code, tokenizer)",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder to write (created)")
+    parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
+    parser.add_argument("--d-model", type=int, default=64, help="hidden size (default 64)")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    parser.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default: --heads)")
+    parser.add_argument("--mlp", type=int, default=None, help="SwiGLU inner size (default 3 x d-model)")
+    parser.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary to train (default 512)")
+    parser.add_argument("--train-length", type=int, default=256, help="max_sequence_length (default 256)")
+    parser.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (default 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = build_tiny_model(
+        args.out_dir,
+        n_layers=args.layers,
+        d_model=args.d_model,
+        n_heads=args.heads,
+        n_kv_heads=args.kv_heads,
+        mlp_hidden_size=args.mlp,
+        vocab_size=args.vocab_size,
+        max_sequence_length=args.train_length,
+        rope_theta=args.rope_theta,
+        seed=args.seed,
+    )
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,91 @@
+"""Shared fixtures: one tiny random model for the session, its tokenizer, and isolated subprocesses.
+
+``run_isolated`` runs Python code where this project is NOT importable (``python -I``: no PYTHONPATH, no user
+site, no script or cwd directory on ``sys.path``; cwd a fresh temporary folder), so a test that loads a folder
+with ``trust_remote_code=True`` proves that the folder's own remote code works on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the suite imports the project from the checkout, installed or not
+    sys.path.insert(0, str(REPO))
+
+ISOLATED_TIMEOUT_S = 300
+
+
+def isolated_env() -> dict[str, str]:
+    """The current environment minus anything that would make the project importable, offline, 2 threads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="2")
+    return env
+
+
+def run_isolated(code: str, cwd: str | os.PathLike | None = None, timeout: float = ISOLATED_TIMEOUT_S) -> str:
+    """Run ``code`` with ``sys.executable -I -c`` in ``cwd`` (default: a new empty temporary folder); return
+    its stdout. Fails the test (with stdout and stderr) when the process exits non-zero.
+
+    In an editable install the project stays importable through the venv's site-packages; the code therefore
+    first removes those routes, then checks that ``modeling_longllada``, ``longllada`` and ``hub_upload``
+    cannot be imported, and fails loudly if they can (a proof of isolation, not an assumption).
+    """
+    # An editable install (`make install`) maps the project in through site-packages: drop the checkout from
+    # sys.path and setuptools' editable finders from sys.meta_path before checking.
+    guard = (
+        "import importlib.util as _u, os as _o, sys as _s\n"
+        f"_repo = {str(REPO.resolve())!r}\n"
+        "_s.path[:] = [p for p in _s.path if _o.path.realpath(p or '.') != _repo]\n"
+        "_s.meta_path[:] = [f for f in _s.meta_path if not type(f).__module__.startswith('__editable__')]\n"
+        "_s.path_importer_cache.clear()\n"
+        "_leak = [m for m in ('modeling_longllada', 'longllada', 'hub_upload') if _u.find_spec(m) is not None]\n"
+        "assert not _leak, f'project importable in the isolated process: {_leak} via {_s.path}'\n"
+        "del _u, _o, _s, _repo, _leak\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="isolated") as scratch:
+        result = subprocess.run(
+            [sys.executable, "-I", "-c", guard + code],
+            cwd=str(cwd) if cwd is not None else scratch,
+            env=isolated_env(),
+            stdin=subprocess.DEVNULL,  # never wait on a prompt (transformers asks before running remote code)
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    if result.returncode != 0:
+        pytest.fail(f"isolated process exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session", name="run_isolated")
+def run_isolated_fixture() -> Callable[..., str]:
+    """``run_isolated`` as a fixture (also importable: ``from conftest import run_isolated``)."""
+    return run_isolated
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model folder built once per session with ``build_tiny_model``'s defaults.
+
+    Shared by many tests: treat it as read-only (copy it before changing anything). Its folder name has no
+    '.', which transformers 4.46 cannot load remote code from.
+    """
+    from longllada.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "tiny-llada")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path):
+    """The tiny model's tokenizer, loaded with ``AutoTokenizer`` from its folder."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
