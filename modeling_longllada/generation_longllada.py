@@ -21,6 +21,9 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig
 from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 REMASKING = ("low_confidence", "random")
 CACHE_MODES = ("none", "prefix", "dual")
@@ -90,7 +93,7 @@ class LongLLaDASamplerMixin:
         settings.update(
             temperature=0.0, do_sample=False, max_new_tokens=None, max_length=None, eot_token_id=None,
             mask_token_id=self.config.mask_token_id, eos_token_id=self.config.eos_token_id,
-            pad_token_id=self.config.pad_token_id, return_dict_in_generate=False,
+            pad_token_id=self.config.pad_token_id, return_dict_in_generate=False, cuda_graph=True,
         )  # fmt: skip
         for source in (getattr(self, "generation_config", None), generation_config):
             if source is None:
@@ -145,6 +148,8 @@ class LongLLaDASamplerMixin:
             cache: "none" (exact), "prefix" (keys/values before the active block computed once per block),
                 "dual" (the masked suffix too). threshold: commit every candidate with confidence above it (at
                 least one per step). Both approximate the exact sampler (Fast-dLLM).
+            cuda_graph: on a single CUDA device, replay a block's cached steps from a CUDA graph (default True):
+                the same kernels on the same inputs, without the host cost of launching ~1,400 kernels a step.
             stopping_criteria: HF-style callables ``(input_ids, scores) -> BoolTensor[B]``; with EOS they end
                 generation early once every row has stopped inside finished blocks (the rest is EOS).
             generator: makes temperature sampling and random remasking reproducible.
@@ -213,6 +218,8 @@ class LongLLaDASamplerMixin:
         if s["cfg_scale"] > 0:  # one doubled batch: (conditional rows, rows with the prompt masked)
             full_mask = full_mask.repeat(2, 1)
             position_ids = position_ids.repeat(2, 1)
+        # Without padding no mask is passed: the model then needs no device-to-host check of it every pass.
+        pass_mask = None if bool(real.all()) else full_mask
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         forward_passes = 0
         step_index = 0
@@ -235,28 +242,40 @@ class LongLLaDASamplerMixin:
             end = start + block_length
             schedule = transfer_schedule(block_length, steps_per_block)
             cache_kv = None
+            # Cached steps recompute [start, L) (prefix) or [start, end) (dual); the rest comes from the block's
+            # first, full pass, whose keys/values are kept as whole-sequence buffers that each cached step
+            # overwrites at the recomputed positions (no copy of the cache per step).
+            q_start, q_end = (start, x.shape[1]) if s["cache"] == "prefix" else (start, end)
+            graph = None
             step = 0
             while bool((x[:, start:end] == mask_id).any()) if s["threshold"] is not None else step < len(schedule):
                 if s["cache"] == "none" or step == 0:
                     # Full pass; with a cache it also yields every position's keys/values for this block.
                     out = self(
-                        model_inputs(x), attention_mask=full_mask, position_ids=position_ids,
+                        model_inputs(x), attention_mask=pass_mask, position_ids=position_ids,
                         use_cache=s["cache"] != "none", logits_to_keep=slice(start, end), rope_seq_len=rope_seq_len,
                     )  # fmt: skip
-                    if s["cache"] != "none":
-                        cache_kv, cache_mask, query = _split_cache(
-                            out.present_key_values, full_mask, start, end, s["cache"]
-                        )
+                    cache_kv = out.present_key_values
+                    logits = out.logits
                 else:
-                    q_start, q_end = query
-                    out = self(
-                        model_inputs(x)[:, q_start:q_end], attention_mask=torch.cat((cache_mask, full_mask[:, q_start:q_end]), 1),
-                        position_ids=position_ids[:, q_start:q_end], past_key_values=cache_kv,
-                        logits_to_keep=slice(start - q_start, end - q_start), rope_seq_len=rope_seq_len,
-                    )  # fmt: skip
+
+                    def cached_step(tokens, q_start=q_start, q_end=q_end, cache_kv=cache_kv, start=start, end=end):
+                        return self(
+                            tokens, attention_mask=pass_mask, position_ids=position_ids[:, q_start:q_end],
+                            past_key_values=cache_kv, cache_slot=slice(q_start, q_end),
+                            logits_to_keep=slice(start - q_start, end - q_start), rope_seq_len=rope_seq_len,
+                        ).logits  # fmt: skip
+
+                    tokens = model_inputs(x)[:, q_start:q_end]
+                    if graph is not None:
+                        logits = graph(tokens)
+                    elif step == 1 and s["cuda_graph"] and _graphs_possible(self, x):
+                        graph, logits = _CachedStepGraph.capture(cached_step, tokens)
+                    else:
+                        logits = cached_step(tokens)
                 forward_passes += 1
                 k = schedule[min(step, len(schedule) - 1)]
-                x[:, start:end] = self._commit(x[:, start:end], guided(out.logits), k, s, generator)
+                x[:, start:end] = self._commit(x[:, start:end], guided(logits), k, s, generator)
                 step += 1
                 step_index += 1
                 if step_callback is not None:
@@ -288,8 +307,8 @@ class LongLLaDASamplerMixin:
             logits[..., eos_id] = -torch.inf
         # The mask token is never a prediction: the official code can commit it, leaving a mask in the output.
         scores = add_gumbel_noise(logits, s["temperature"], generator)
-        if mask_id < scores.shape[-1]:
-            scores = scores.index_fill(-1, torch.tensor([mask_id], device=scores.device), -torch.inf)
+        if mask_id < scores.shape[-1]:  # (torch.full makes the index on the device: no host-to-device copy)
+            scores = scores.index_fill(-1, torch.full((1,), mask_id, device=scores.device), -torch.inf)
         prediction = scores.argmax(dim=-1)  # [B, N]
         if s["remasking"] == "low_confidence":
             probs = torch.softmax(logits, dim=-1)
@@ -314,8 +333,59 @@ class LongLLaDASamplerMixin:
         return torch.where(chosen, prediction, x_block)
 
 
+def _graphs_possible(model, x: torch.Tensor) -> bool:
+    """CUDA graphs need one CUDA device and no hooks moving tensors between devices (accelerate's device_map)."""
+    return x.is_cuda and getattr(model, "hf_device_map", None) is None and not torch.cuda.is_current_stream_capturing()
+
+
+class _CachedStepGraph:
+    """A block's cached step recorded once as a CUDA graph and replayed for the block's later steps.
+
+    A cached step moves little data (32 positions) but launches ~40 kernels per layer; eagerly, the host's launch
+    cost (~30 ms a step on an H200's host) exceeds the device's work (~10 ms). The graph replays the same kernels
+    on the same buffers (the input tokens are copied into a fixed tensor; the cache buffers and positions stay
+    in place during a block), so the logits are bit for bit those of the eager step."""
+
+    def __init__(self, graph, tokens: torch.Tensor, logits: torch.Tensor):
+        self.graph, self.tokens, self.logits = graph, tokens, logits
+
+    @classmethod
+    def capture(cls, step_fn, tokens: torch.Tensor):
+        """Run ``step_fn(tokens)`` once (the warm-up is this step's real result), then record it. Returns the
+        graph (None if this torch cannot capture it: eager steps then) and the logits of this step."""
+        static_tokens = tokens.clone()
+        main = torch.cuda.current_stream(tokens.device)
+        side = torch.cuda.Stream(tokens.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):  # warm-up off the main stream, as CUDA graph capture asks
+            logits = step_fn(static_tokens)
+        main.wait_stream(side)
+        logits.record_stream(main)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.stream(side):
+                graph.capture_begin()
+                try:
+                    graph_logits = step_fn(static_tokens)
+                finally:
+                    graph.capture_end()
+        except RuntimeError as error:  # e.g. an operation that cannot be captured on this torch version
+            logger.warning("cached steps run eagerly: CUDA graph capture failed (%s)", error)
+            main.wait_stream(side)
+            return None, logits
+        main.wait_stream(side)
+        return cls(graph, static_tokens, graph_logits), logits
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.tokens.copy_(tokens)
+        self.graph.replay()
+        return self.logits
+
+
 def _split_cache(kv_per_layer, full_mask: torch.Tensor, start: int, end: int, mode: str):
-    """From a full pass's keys/values, the cache a block's later steps reuse and the query span they recompute.
+    """From a full pass's keys/values, the cache a block's later steps reuse and the query span they recompute,
+    in the concatenating form of ``forward(past_key_values=...)`` (the sampler itself keeps whole-sequence
+    buffers and passes ``cache_slot`` instead; both give the same keys and values).
 
     prefix: cache positions [0, start), recompute [start, L); dual: cache [0, start) and [end, L), recompute
     [start, end). Returns (per-layer (k, v), the cached positions' mask [B, C], (query start, query end))."""

@@ -12,7 +12,9 @@ Shapes: B batch, L query length, C cached (context) length, H heads, D head dim,
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +63,15 @@ class LongLLaDARMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
         x32 = x.float()
-        x = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(dtype)
+        scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if x.dtype == torch.float32:
+            x = x32 * scale
+        else:
+            # x·scale computed in float32 and rounded once to x's dtype as it is stored: the values of
+            # (x32 * scale).to(dtype) without writing and re-reading a float32 product (a third fewer bytes).
+            del x32
+            x = torch.mul(x, scale, out=torch.empty_like(x))
         return x * self.weight if self.weight is not None else x
 
 
@@ -78,12 +86,31 @@ def rotary_cos_sin(
     return angles.cos(), angles.sin()
 
 
+# Below this many elements apply_rotary takes the form with the fewest kernels (launches dominate there).
+_ROTARY_HALVES_MIN_NUMEL = 1 << 20
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x·cos + rotate(x)·sin with rotate(x) = concat(-x2, x1), computed in float32 and cast back."""
     dtype = x.dtype
-    x = x.float()
-    x1, x2 = x.chunk(2, dim=-1)
-    return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
+    if dtype == torch.float32 or x.numel() < _ROTARY_HALVES_MIN_NUMEL:
+        x = x.float()
+        x1, x2 = x.chunk(2, dim=-1)
+        return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
+    # Large low-precision inputs: the same float32 products and sums, half by half, rounded straight into the
+    # output; x1·c - x2·s is bit for bit x1·c + (-x2)·s. No float32 copy of x or of rotate(x) is written:
+    # 15 instead of 24 passes of x's size over memory (fp32 RoPE is a few % of a long forward pass).
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty_like(x)
+    first = x1 * cos[..., :half]
+    first -= x2 * sin[..., :half]
+    out[..., :half] = first
+    del first
+    second = x2 * cos[..., half:]
+    second += x1 * sin[..., half:]
+    out[..., half:] = second
+    return out
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -113,7 +140,51 @@ def attention(
         probs = scores.softmax(dim=-1).to(v.dtype)
         return torch.matmul(probs, v).transpose(1, 2)
     mask = key_padding_mask[:, None, None, :] if key_padding_mask is not None else None
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(1, 2)
+    with _sdpa_preference(q, k, mask is not None):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+# Few queries over many keys (the sampler's cached steps: 32 queries over the whole cache): sdpa's flash kernel
+# splits the keys over the multiprocessors, while torch's default choice on Hopper (cuDNN, the fastest for long
+# query sets) runs one block per head and query tile. Measured on an H200 (benchmarks/NOTES.md): 32 queries over
+# 8k / 32k / 128k keys take 0.10 / 0.19 / 0.54 ms with flash against 0.14 / 0.46 / 1.72 ms by default.
+_FEW_QUERIES, _MANY_KEYS = 256, 8192
+
+
+@cache
+def _device_major(device: torch.device) -> int:
+    return torch.cuda.get_device_capability(device)[0]
+
+
+def _sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool):
+    """A context that puts sdpa's flash kernel first for few unmasked queries over many keys on Hopper, else a
+    no-op (torch's own choice). Left alone when the caller has narrowed sdpa's backends (e.g. with
+    ``sdpa_kernel(SDPBackend.CUDNN_ATTENTION)``): their choice stands."""
+    if (
+        masked
+        or not q.is_cuda
+        or q.dtype not in (torch.float16, torch.bfloat16)
+        or q.shape[-2] > _FEW_QUERIES
+        or k.shape[-2] < _MANY_KEYS
+        or _device_major(q.device) < 9
+    ):
+        return nullcontext()
+    cuda_backends = torch.backends.cuda
+    if not (
+        cuda_backends.cudnn_sdp_enabled()
+        and cuda_backends.flash_sdp_enabled()
+        and cuda_backends.mem_efficient_sdp_enabled()
+        and cuda_backends.math_sdp_enabled()
+    ):
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    order = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    try:
+        return sdpa_kernel(order, set_priority=True)
+    except TypeError:  # torch < 2.6 has no priority order: keep its default choice
+        return nullcontext()
 
 
 def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - needs a GPU with flash_attn
@@ -166,22 +237,49 @@ class LongLLaDABlock(nn.Module):
         key_padding_mask: torch.Tensor | None,
         past_kv: LayerKV | None,
         backend: str,
-    ) -> tuple[torch.Tensor, LayerKV]:
+        query_keep: int | slice | torch.Tensor | None = None,
+        cache_slot: slice | None = None,
+        return_kv: bool = True,
+    ) -> tuple[torch.Tensor, LayerKV | None]:
+        """query_keep: compute the output only at these positions (keys and values still come from every
+        position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
+        there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
+        keys/values and free them before the feed-forward (two full-size tensors less at the peak)."""
         b, length, _ = x.shape
         n = self.attn_norm(x)
-        q = self.q_proj(n).view(b, length, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        new_kv = (k, v)
-        if past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
+        k = apply_rotary(k, cos, sin)
+        if query_keep is not None:
+            x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
+            cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
+        n_queries = x.shape[1]
+        q = self.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
+        q = apply_rotary(q, cos, sin)
+        del n
+        new_kv = (k, v) if return_kv else None
+        if past_kv is not None and cache_slot is not None:
+            past_kv[0][:, :, cache_slot] = k
+            past_kv[1][:, :, cache_slot] = v
+            k, v = past_kv
+        elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
             k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
         n_rep = self.n_heads // self.n_kv_heads
         h = attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
-        x = x + self.attn_out(h.reshape(b, length, -1))
+        del q, k, v
+        h = self.attn_out(h.reshape(b, n_queries, -1))
+        if torch.is_grad_enabled():  # training: no in-place ops on tensors autograd keeps
+            x = x + h
+            m = self.ff_norm(x)
+            return x + self.ff_out(F.silu(self.ff_proj(m)) * self.up_proj(m)), new_kv
+        # Inference: the same values (a + b == b + a) with fewer full-size temporaries alive at once.
+        x = h.add_(x)
+        del h
         m = self.ff_norm(x)
-        x = x + self.ff_out(F.silu(self.ff_proj(m)) * self.up_proj(m))
-        return x, new_kv
+        gate = F.silu(self.ff_proj(m), inplace=True)
+        gate *= self.up_proj(m)
+        del m
+        return self.ff_out(gate).add_(x), new_kv
 
 
 class LongLLaDAPreTrainedModel(PreTrainedModel):
@@ -287,6 +385,7 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         output_hidden_states: bool = False,
         logits_to_keep: int | slice | torch.Tensor | None = None,
         rope_seq_len: int | None = None,
+        cache_slot: slice | None = None,
         return_dict: bool = True,
         **kwargs,
     ) -> LongLLaDAOutput:
@@ -305,6 +404,10 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 slice, or a 1-D index tensor of positions. The head is never computed elsewhere.
             rope_seq_len: the sequence length that picks the factor under ``{"type": "dynamic"}`` scaling
                 (default: the largest position + 1).
+            cache_slot: with ``past_key_values``, the cached tensors are whole-sequence buffers [B, Hkv, C, D]
+                and the input positions are ``cache_slot`` of them: this pass's keys/values are written there
+                (in place) and attention runs over the buffers, with no copy of the cache; ``attention_mask``
+                is then [B, C]. The sampler's cached steps use this.
         Returns:
             :class:`LongLLaDAOutput` with logits [B, kept, V].
         """
@@ -313,6 +416,7 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 "labels is not supported: a masked diffusion model has no next-token loss; "
                 "use log_likelihood() or chunk_perplexity()"
             )
+        keep = None if output_hidden_states else _positions_to_keep(logits_to_keep)
         x, new_cache, hidden_states = self.encode(
             input_ids,
             attention_mask,
@@ -322,9 +426,11 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             use_cache,
             output_hidden_states,
             rope_seq_len,
+            hidden_to_keep=keep,
+            cache_slot=cache_slot,
         )
         return LongLLaDAOutput(
-            logits=self.lm_head(_select_positions(x, logits_to_keep)),
+            logits=self.lm_head(x if keep is not None else _select_positions(x, logits_to_keep)),
             present_key_values=new_cache,
             hidden_states=hidden_states,
             last_hidden_state=x if output_hidden_states else None,
@@ -340,10 +446,21 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         use_cache: bool = False,
         output_hidden_states: bool = False,
         rope_seq_len: int | None = None,
+        hidden_to_keep: int | slice | torch.Tensor | None = None,
+        cache_slot: slice | None = None,
     ) -> tuple[torch.Tensor, tuple[LayerKV, ...] | None, tuple[torch.Tensor, ...] | None]:
         """The transformer without the LM head (arguments as :meth:`forward`). Returns the final-norm hidden
         states [B, L, d_model], this pass's keys/values per layer (if ``use_cache``) and, if asked, the hidden
-        states entering each layer plus the final ones."""
+        states entering each layer plus the final ones.
+
+        hidden_to_keep (as ``logits_to_keep``; not with ``output_hidden_states``): return only these
+        positions [B, kept, d_model]; the last layer then computes its queries, attention output and
+        feed-forward only there (its keys/values still cover every position), which saves 1/n_layers of the
+        pass."""
+        if hidden_to_keep is not None and output_hidden_states:
+            raise ValueError(
+                "hidden_to_keep cannot be combined with output_hidden_states=True (it needs every position)"
+            )
         x = self.model.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
         if self.config.input_emb_norm:
             x = x * (self.config.d_model**0.5)
@@ -353,7 +470,9 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             key_mask = attention_mask.to(device=x.device, dtype=torch.bool)
             if position_ids is None and past_key_values is None:
                 position_ids = (key_mask.long().cumsum(-1) - 1).clamp_min(0)
-            if bool(key_mask.all()):  # no padding: let sdpa take its fastest (mask-free) kernel
+            # No padding: let sdpa take its fastest (mask-free) kernel. (Not while a CUDA graph is captured: the
+            # check reads the mask on the host; the sampler passes no mask when there is no padding.)
+            if not (key_mask.is_cuda and torch.cuda.is_current_stream_capturing()) and bool(key_mask.all()):
                 key_mask = None
         if position_ids is None:
             if past_key_values is not None:
@@ -372,11 +491,15 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             )
 
         new_cache, hidden_states = [], []
+        last = len(self.model.transformer.blocks) - 1
         for i, block in enumerate(self.model.transformer.blocks):
             if output_hidden_states:
                 hidden_states.append(x)
             past = past_key_values[i] if past_key_values is not None else None
-            x, kv = block(x, cos, sin, key_mask, past, backend)
+            keep = hidden_to_keep if i == last else None
+            x, kv = block(
+                x, cos, sin, key_mask, past, backend, query_keep=keep, cache_slot=cache_slot, return_kv=use_cache
+            )
             if use_cache:
                 new_cache.append(kv)
         x = self.model.transformer.ln_f(x)
@@ -456,7 +579,7 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 unconditional = noisy.clone()
                 unconditional[:, :n_ctx] = mask_id
                 batch = torch.cat((noisy, unconditional))
-            hidden = self.encode(batch)[0][:, n_ctx:]  # [b or 2b, L, d]
+            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx, None))[0]  # [b or 2b, L, d]
             cond_h = hidden[:b][is_masked]  # [N, d]: masked positions only
             logits = self.lm_head(cond_h).float()
             if cfg_scale > 0:
@@ -465,6 +588,13 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             ce = F.cross_entropy(logits, target.expand(b, length)[is_masked], reduction="none")
             out.extend((piece, float(m) / length) for piece, m in zip(ce.split(counts.tolist()), counts.tolist()))
         return out
+
+
+def _positions_to_keep(logits_to_keep):
+    """``logits_to_keep`` in the form that prunes the last layer, or None where it keeps every position."""
+    if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
+        return None
+    return logits_to_keep
 
 
 def _select_positions(x: torch.Tensor, logits_to_keep) -> torch.Tensor:

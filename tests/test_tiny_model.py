@@ -272,7 +272,8 @@ def test_train_tiny_writes_both_twins(tmp_path):
     out, logs = tmp_path / "models", tmp_path / "logs"
     argv = ["--out-dir", str(out), "--log-dir", str(logs), "--d-model", "32", "--layers", "1", "--heads", "2",
             "--mlp", "64", "--vocab-size", "512", "--train-length", "96", "--steps", "3", "--batch-size", "4",
-            "--warmup", "1", "--log-every", "1", "--probe-every", "3", "--eval-prompts", "2", "--eval-multiples", ""]  # fmt: skip
+            "--warmup", "1", "--log-every", "1", "--probe-every", "3", "--eval-prompts", "2", "--eval-multiples", "1",
+            "--eval-sets", "held-out"]  # fmt: skip
     assert main(argv) == 0
     for twin, name in (("diffusion", "tiny-llada-diffusion"), ("ar", "tiny-llama-ar")):
         folder = out / name
@@ -282,7 +283,7 @@ def test_train_tiny_writes_both_twins(tmp_path):
         summary = json.loads((logs / f"{twin}_summary.json").read_text())
         assert [r["prompt_length"] for r in summary["retrieval"]] == [64, 96]
         card = (folder / "README.md").read_text()
-        assert "longllada train-tiny" in card and "| 96 | none |" in card
+        assert "longllada train-tiny" in card and "| held-out | 96 | none |" in card
         assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {p.name for p in folder.iterdir()}
     assert set(OUR_CODE) <= {p.name for p in (out / "tiny-llada-diffusion").iterdir()}
     assert (logs / "loss_curves.png").is_file()

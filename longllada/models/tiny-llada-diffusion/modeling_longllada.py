@@ -1,0 +1,608 @@
+"""LongLLaDA: the LLaDA masked-diffusion transformer, loadable from the official checkpoints, with NTK RoPE scaling.
+
+Copied flat into Hub model repos and loaded with ``trust_remote_code=True``: imports only torch, transformers
+and the files beside it. State-dict keys and numerics follow the official model (spec §1): pre-norm "llama"
+blocks, float32 RMSNorm, float32 split-half RoPE, bidirectional attention. Unlike the official file it honours
+``attention_mask`` (left padding), runs on transformers 4.46 through 5.x, and computes the LM head only where
+asked (``logits_to_keep``), which the sampler and the likelihood rely on.
+
+Shapes: B batch, L query length, C cached (context) length, H heads, D head dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
+
+from .configuration_longllada import LongLLaDAConfig
+from .generation_longllada import LongLLaDASamplerMixin
+
+try:  # optional backend
+    from flash_attn import flash_attn_func, flash_attn_varlen_func
+except ImportError:  # pragma: no cover - flash_attn is not installed on CPU machines
+    flash_attn_func = flash_attn_varlen_func = None
+
+logger = logging.get_logger(__name__)
+
+ATTENTION_BACKENDS = ("sdpa", "eager", "flash_attention_2")
+
+# One layer's keys and values for cached positions, already rotated: ([B, Hkv, C, D], [B, Hkv, C, D]).
+LayerKV = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class LongLLaDAOutput(ModelOutput):
+    """Output of :class:`LongLLaDAModelLM`.
+
+    logits: [B, L or kept, V]. present_key_values: per layer, the rotated keys/values of the input positions
+    (when ``use_cache``), which the sampler assembles into prefix/suffix caches. hidden_states: per layer
+    [B, L, d_model] when ``output_hidden_states``; last_hidden_state: [B, L, d_model] after the final norm.
+    """
+
+    logits: torch.Tensor | None = None
+    present_key_values: tuple[LayerKV, ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    last_hidden_state: torch.Tensor | None = None
+
+
+class LongLLaDARMSNorm(nn.Module):
+    """RMSNorm as LLaDA computes it: normalise in float32, cast back, then scale by the weight."""
+
+    def __init__(self, dim: int, eps: float, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if x.dtype == torch.float32:
+            x = x32 * scale
+        else:
+            # x·scale computed in float32 and rounded once to x's dtype as it is stored: the values of
+            # (x32 * scale).to(dtype) without writing and re-reading a float32 product (a third fewer bytes).
+            del x32
+            x = torch.mul(x, scale, out=torch.empty_like(x))
+        return x * self.weight if self.weight is not None else x
+
+
+def rotary_cos_sin(
+    position_ids: torch.Tensor, head_dim: int, base: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 cos/sin tables [B, 1, L, D] for the given positions [B, L]; the angle table is the half-size
+    table concatenated with itself (split-halves RoPE)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angles = position_ids.to(torch.float32)[..., None] * inv_freq  # [B, L, D/2]
+    angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, D]
+    return angles.cos(), angles.sin()
+
+
+# Below this many elements apply_rotary takes the form with the fewest kernels (launches dominate there).
+_ROTARY_HALVES_MIN_NUMEL = 1 << 20
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x·cos + rotate(x)·sin with rotate(x) = concat(-x2, x1), computed in float32 and cast back."""
+    dtype = x.dtype
+    if dtype == torch.float32 or x.numel() < _ROTARY_HALVES_MIN_NUMEL:
+        x = x.float()
+        x1, x2 = x.chunk(2, dim=-1)
+        return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
+    # Large low-precision inputs: the same float32 products and sums, half by half, rounded straight into the
+    # output; x1·c - x2·s is bit for bit x1·c + (-x2)·s. No float32 copy of x or of rotate(x) is written:
+    # 15 instead of 24 passes of x's size over memory (fp32 RoPE is a few % of a long forward pass).
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty_like(x)
+    first = x1 * cos[..., :half]
+    first -= x2 * sin[..., :half]
+    out[..., :half] = first
+    del first
+    second = x2 * cos[..., half:]
+    second += x1 * sin[..., half:]
+    out[..., half:] = second
+    return out
+
+
+def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """[B, Hkv, S, D] -> [B, Hkv * n_rep, S, D] for grouped-query attention."""
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    backend: str,
+) -> torch.Tensor:
+    """Bidirectional attention. q [B, H, L, D]; k, v [B, H, S, D]; key_padding_mask [B, S] bool (True = attend)
+    or None. Returns [B, L, H, D]. Pad queries attend to real keys only, so their rows stay finite."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    if backend == "flash_attention_2":
+        return _flash_attention(q, k, v, key_padding_mask, scale)
+    if backend == "eager":
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        probs = scores.softmax(dim=-1).to(v.dtype)
+        return torch.matmul(probs, v).transpose(1, 2)
+    mask = key_padding_mask[:, None, None, :] if key_padding_mask is not None else None
+    with _sdpa_preference(q, k, mask is not None):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+# Few queries over many keys (the sampler's cached steps: 32 queries over the whole cache): sdpa's flash kernel
+# splits the keys over the multiprocessors, while torch's default choice on Hopper (cuDNN, the fastest for long
+# query sets) runs one block per head and query tile. Measured on an H200 (benchmarks/NOTES.md): 32 queries over
+# 8k / 32k / 128k keys take 0.10 / 0.19 / 0.54 ms with flash against 0.14 / 0.46 / 1.72 ms by default.
+_FEW_QUERIES, _MANY_KEYS = 256, 8192
+
+
+@cache
+def _device_major(device: torch.device) -> int:
+    return torch.cuda.get_device_capability(device)[0]
+
+
+def _sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool):
+    """A context that puts sdpa's flash kernel first for few unmasked queries over many keys on Hopper, else a
+    no-op (torch's own choice). Left alone when the caller has narrowed sdpa's backends (e.g. with
+    ``sdpa_kernel(SDPBackend.CUDNN_ATTENTION)``): their choice stands."""
+    if (
+        masked
+        or not q.is_cuda
+        or q.dtype not in (torch.float16, torch.bfloat16)
+        or q.shape[-2] > _FEW_QUERIES
+        or k.shape[-2] < _MANY_KEYS
+        or _device_major(q.device) < 9
+    ):
+        return nullcontext()
+    cuda_backends = torch.backends.cuda
+    if not (
+        cuda_backends.cudnn_sdp_enabled()
+        and cuda_backends.flash_sdp_enabled()
+        and cuda_backends.mem_efficient_sdp_enabled()
+        and cuda_backends.math_sdp_enabled()
+    ):
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    order = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    try:
+        return sdpa_kernel(order, set_priority=True)
+    except TypeError:  # torch < 2.6 has no priority order: keep its default choice
+        return nullcontext()
+
+
+def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - needs a GPU with flash_attn
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, S, H, D]
+    if key_padding_mask is None:
+        return flash_attn_func(q, k, v, softmax_scale=scale, causal=False)
+    b, lq = q.shape[:2]
+    # Queries keep every row (pad queries included, so shapes stay [B, L]); keys drop padding.
+    keys = key_padding_mask.flatten().nonzero().squeeze(-1)
+    seqlens_k = key_padding_mask.sum(-1, dtype=torch.int32)
+    cu_k = F.pad(seqlens_k.cumsum(0, dtype=torch.int32), (1, 0))
+    cu_q = torch.arange(0, (b + 1) * lq, lq, device=q.device, dtype=torch.int32)
+    out = flash_attn_varlen_func(
+        q.reshape(b * lq, *q.shape[2:]),
+        k.reshape(-1, *k.shape[2:])[keys],
+        v.reshape(-1, *v.shape[2:])[keys],
+        cu_q,
+        cu_k,
+        lq,
+        int(seqlens_k.max()),
+        softmax_scale=scale,
+        causal=False,
+    )
+    return out.view(b, lq, *out.shape[1:])
+
+
+class LongLLaDABlock(nn.Module):
+    """Pre-norm "llama" block: x + attn_out(Attn(RoPE(q), RoPE(k), v)) then + ff_out(silu(ff_proj) * up_proj)."""
+
+    def __init__(self, config: LongLLaDAConfig):
+        super().__init__()
+        d, hd = config.d_model, config.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.num_key_value_heads, hd
+        qkv_bias = config.include_bias or config.include_qkv_bias
+        self.attn_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
+        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=qkv_bias)
+        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
+        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
+        self.attn_out = nn.Linear(d, d, bias=config.include_bias)
+        self.ff_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
+        self.ff_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
+        self.up_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
+        self.ff_out = nn.Linear(config.intermediate_size, d, bias=config.include_bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        past_kv: LayerKV | None,
+        backend: str,
+        query_keep: int | slice | torch.Tensor | None = None,
+        cache_slot: slice | None = None,
+        return_kv: bool = True,
+    ) -> tuple[torch.Tensor, LayerKV | None]:
+        """query_keep: compute the output only at these positions (keys and values still come from every
+        position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
+        there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
+        keys/values and free them before the feed-forward (two full-size tensors less at the peak)."""
+        b, length, _ = x.shape
+        n = self.attn_norm(x)
+        k = self.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        k = apply_rotary(k, cos, sin)
+        if query_keep is not None:
+            x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
+            cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
+        n_queries = x.shape[1]
+        q = self.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
+        q = apply_rotary(q, cos, sin)
+        del n
+        new_kv = (k, v) if return_kv else None
+        if past_kv is not None and cache_slot is not None:
+            past_kv[0][:, :, cache_slot] = k
+            past_kv[1][:, :, cache_slot] = v
+            k, v = past_kv
+        elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
+            k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
+        n_rep = self.n_heads // self.n_kv_heads
+        h = attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
+        del q, k, v
+        h = self.attn_out(h.reshape(b, n_queries, -1))
+        if torch.is_grad_enabled():  # training: no in-place ops on tensors autograd keeps
+            x = x + h
+            m = self.ff_norm(x)
+            return x + self.ff_out(F.silu(self.ff_proj(m)) * self.up_proj(m)), new_kv
+        # Inference: the same values (a + b == b + a) with fewer full-size temporaries alive at once.
+        x = h.add_(x)
+        del h
+        m = self.ff_norm(x)
+        gate = F.silu(self.ff_proj(m), inplace=True)
+        gate *= self.up_proj(m)
+        del m
+        return self.ff_out(gate).add_(x), new_kv
+
+
+class LongLLaDAPreTrainedModel(PreTrainedModel):
+    config_class = LongLLaDAConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["LongLLaDABlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True  # transformers 5
+    _supports_flash_attn_2 = True  # transformers 4.x
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, std)
+        elif isinstance(module, LongLLaDARMSNorm) and module.weight is not None:
+            module.weight.fill_(1.0)
+
+
+def _check_supported(config: LongLLaDAConfig) -> None:
+    """The official checkpoints use one architecture; refuse configs that would need another."""
+    expected = {"block_type": "llama", "layer_norm_type": "rms", "activation_type": "silu", "alibi": False}
+    for field, allowed in expected.items():
+        if getattr(config, field) != allowed:
+            raise ValueError(f"{field}={getattr(config, field)!r} is not supported; allowed: {allowed!r}")
+    if not config.rope:
+        raise ValueError("rope=False is not supported; LLaDA checkpoints use rotary embeddings (rope=True)")
+    if config.n_heads % config.num_key_value_heads:
+        raise ValueError(f"n_heads={config.n_heads} must be a multiple of n_kv_heads={config.n_kv_heads}")
+
+
+class LongLLaDAModel(nn.Module):
+    """The transformer (``model.transformer.*`` keys of the official checkpoint): embeddings, blocks, final
+    norm and, unless ``weight_tying``, the output projection ``ff_out``."""
+
+    def __init__(self, config: LongLLaDAConfig):
+        super().__init__()
+        modules = {
+            "wte": nn.Embedding(config.embedding_size or config.vocab_size, config.d_model),
+            "blocks": nn.ModuleList(LongLLaDABlock(config) for _ in range(config.n_layers)),
+            "ln_f": LongLLaDARMSNorm(config.d_model, config.rms_norm_eps, config.layer_norm_with_affine),
+        }
+        if not config.weight_tying:
+            modules["ff_out"] = nn.Linear(config.d_model, config.embedding_size or config.vocab_size, bias=False)
+        self.transformer = nn.ModuleDict(modules)
+
+
+class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
+    """LLaDA-compatible masked diffusion LM with NTK RoPE scaling, a diffusion ``generate()`` and Monte-Carlo
+    likelihoods. Registered for ``AutoModel`` and ``AutoModelForCausalLM`` through ``auto_map``."""
+
+    def __init__(self, config: LongLLaDAConfig):
+        _check_supported(config)
+        super().__init__(config)
+        self.model = LongLLaDAModel(config)
+        self.post_init()
+        self._init_generation_config()
+        factor = config.rope_scaling_factor
+        logger.info(
+            "LongLLaDA RoPE: trained base %s, rope_scaling=%s, effective base %s (factor %s)",
+            config.rope_theta,
+            config.rope_scaling,
+            "chosen per length" if (config.rope_scaling or {}).get("type") == "dynamic" else config.rope_theta * factor,
+            "dynamic" if (config.rope_scaling or {}).get("type") == "dynamic" else factor,
+        )
+
+    # -- embeddings (HF accessors) ---------------------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.transformer.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.transformer.wte = value
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None  # the head is `ff_out` (or the tied embedding), applied by `lm_head`
+
+    # -- the model -------------------------------------------------------------------------------------------
+    def rope_base(self, seq_len: int) -> float:
+        """Effective RoPE base for a forward pass spanning ``seq_len`` positions."""
+        return self.config.rope_theta * self.config.rope_factor_for_length(seq_len)
+
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V]."""
+        weight = self.model.transformer.wte.weight if self.config.weight_tying else self.model.transformer.ff_out.weight
+        logits = F.linear(hidden, weight)
+        if self.config.scale_logits:
+            logits = logits * (1.0 / math.sqrt(self.config.d_model))
+        return logits
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: tuple[LayerKV, ...] | list[LayerKV] | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        logits_to_keep: int | slice | torch.Tensor | None = None,
+        rope_seq_len: int | None = None,
+        cache_slot: slice | None = None,
+        return_dict: bool = True,
+        **kwargs,
+    ) -> LongLLaDAOutput:
+        """Bidirectional forward pass.
+
+        Args:
+            input_ids: [B, L] token ids (or ``inputs_embeds`` [B, L, d_model]).
+            attention_mask: [B, C + L], 1 for real tokens, 0 for padding, over the keys in the order
+                (cached positions, input positions). Padding is ignored as keys; pad rows' own logits are junk.
+            position_ids: [B, L]; default: from ``attention_mask`` (cumulative count of real tokens, so a
+                left-padded row sees the positions it would have alone), else 0..L-1. Required with a cache.
+            past_key_values: per layer, rotated keys/values [B, Hkv, C, D] of positions not in ``input_ids``
+                (any order: prefix and/or suffix) — the diffusion caches of the sampler.
+            use_cache: return this pass's rotated keys/values per layer in ``present_key_values``.
+            logits_to_keep: where to run the LM head: an int n (the last n positions; 0 or None = all), a
+                slice, or a 1-D index tensor of positions. The head is never computed elsewhere.
+            rope_seq_len: the sequence length that picks the factor under ``{"type": "dynamic"}`` scaling
+                (default: the largest position + 1).
+            cache_slot: with ``past_key_values``, the cached tensors are whole-sequence buffers [B, Hkv, C, D]
+                and the input positions are ``cache_slot`` of them: this pass's keys/values are written there
+                (in place) and attention runs over the buffers, with no copy of the cache; ``attention_mask``
+                is then [B, C]. The sampler's cached steps use this.
+        Returns:
+            :class:`LongLLaDAOutput` with logits [B, kept, V].
+        """
+        if kwargs.get("labels") is not None:
+            raise ValueError(
+                "labels is not supported: a masked diffusion model has no next-token loss; "
+                "use log_likelihood() or chunk_perplexity()"
+            )
+        keep = None if output_hidden_states else _positions_to_keep(logits_to_keep)
+        x, new_cache, hidden_states = self.encode(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            inputs_embeds,
+            use_cache,
+            output_hidden_states,
+            rope_seq_len,
+            hidden_to_keep=keep,
+            cache_slot=cache_slot,
+        )
+        return LongLLaDAOutput(
+            logits=self.lm_head(x if keep is not None else _select_positions(x, logits_to_keep)),
+            present_key_values=new_cache,
+            hidden_states=hidden_states,
+            last_hidden_state=x if output_hidden_states else None,
+        )
+
+    def encode(
+        self,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: tuple[LayerKV, ...] | list[LayerKV] | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        rope_seq_len: int | None = None,
+        hidden_to_keep: int | slice | torch.Tensor | None = None,
+        cache_slot: slice | None = None,
+    ) -> tuple[torch.Tensor, tuple[LayerKV, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """The transformer without the LM head (arguments as :meth:`forward`). Returns the final-norm hidden
+        states [B, L, d_model], this pass's keys/values per layer (if ``use_cache``) and, if asked, the hidden
+        states entering each layer plus the final ones.
+
+        hidden_to_keep (as ``logits_to_keep``; not with ``output_hidden_states``): return only these
+        positions [B, kept, d_model]; the last layer then computes its queries, attention output and
+        feed-forward only there (its keys/values still cover every position), which saves 1/n_layers of the
+        pass."""
+        if hidden_to_keep is not None and output_hidden_states:
+            raise ValueError(
+                "hidden_to_keep cannot be combined with output_hidden_states=True (it needs every position)"
+            )
+        x = self.model.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.config.input_emb_norm:
+            x = x * (self.config.d_model**0.5)
+        b, length = x.shape[:2]
+        key_mask = None
+        if attention_mask is not None:
+            key_mask = attention_mask.to(device=x.device, dtype=torch.bool)
+            if position_ids is None and past_key_values is None:
+                position_ids = (key_mask.long().cumsum(-1) - 1).clamp_min(0)
+            # No padding: let sdpa take its fastest (mask-free) kernel. (Not while a CUDA graph is captured: the
+            # check reads the mask on the host; the sampler passes no mask when there is no padding.)
+            if not (key_mask.is_cuda and torch.cuda.is_current_stream_capturing()) and bool(key_mask.all()):
+                key_mask = None
+        if position_ids is None:
+            if past_key_values is not None:
+                raise ValueError("position_ids is required with past_key_values (the cached positions are unknown)")
+            position_ids = torch.arange(length, device=x.device).expand(b, length)
+        if rope_seq_len is None and (self.config.rope_scaling or {}).get("type") == "dynamic":
+            rope_seq_len = int(position_ids.max()) + 1
+        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.rope_base(rope_seq_len or 0), x.device)
+
+        backend = self.config._attn_implementation or "sdpa"
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attn_implementation={backend!r} is not supported; allowed: {ATTENTION_BACKENDS}")
+        if backend == "flash_attention_2" and flash_attn_func is None:
+            raise ValueError(
+                "attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])"
+            )
+
+        new_cache, hidden_states = [], []
+        last = len(self.model.transformer.blocks) - 1
+        for i, block in enumerate(self.model.transformer.blocks):
+            if output_hidden_states:
+                hidden_states.append(x)
+            past = past_key_values[i] if past_key_values is not None else None
+            keep = hidden_to_keep if i == last else None
+            x, kv = block(
+                x, cos, sin, key_mask, past, backend, query_keep=keep, cache_slot=cache_slot, return_kv=use_cache
+            )
+            if use_cache:
+                new_cache.append(kv)
+        x = self.model.transformer.ln_f(x)
+        if output_hidden_states:
+            hidden_states.append(x)
+        return (
+            x,
+            tuple(new_cache) if use_cache else None,
+            tuple(hidden_states) if output_hidden_states else None,
+        )
+
+    # -- likelihoods (spec §3) -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def log_likelihood(
+        self,
+        context_ids: torch.Tensor | list[int],
+        continuation_ids: torch.Tensor | list[int],
+        mc_num: int = 128,
+        batch_size: int = 32,
+        cfg_scale: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[float, float]:
+        """Monte-Carlo lower bound of log p(continuation | context) (LLaDA, Appendix B.5).
+
+        Each sample masks m of the L continuation tokens (m stratified over a mini-batch: a random start, then
+        evenly spaced, wrapped into [1, L]) and sums the masked tokens' cross-entropy divided by m / L. Returns
+        ``(-mean, standard error of the mean)`` over the ``mc_num`` samples. The LM head runs on masked
+        positions only.
+        """
+        per_sample = self._masked_losses(context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator)
+        losses = torch.stack([ce.sum() / ratio for ce, ratio in per_sample])  # [mc_num]
+        stderr = losses.std(unbiased=True) / math.sqrt(len(losses)) if len(losses) > 1 else losses.new_tensor(0.0)
+        return -float(losses.mean()), float(stderr)
+
+    @torch.no_grad()
+    def chunk_perplexity(
+        self,
+        context_ids: torch.Tensor | list[int],
+        chunk_ids: torch.Tensor | list[int],
+        mc_num: int = 8,
+        batch_size: int = 8,
+        generator: torch.Generator | None = None,
+    ) -> float:
+        """LongLLaDA's per-chunk score (its Figure 1): mask the chunk as in :meth:`log_likelihood` (``mc_num``
+        samples) and return the mean cross-entropy over all masked tokens, with no division by the mask ratio.
+        exp of the running mean of these values over consecutive chunks is the perplexity curve."""
+        per_sample = self._masked_losses(context_ids, chunk_ids, mc_num, batch_size, 0.0, generator)
+        all_losses = torch.cat([ce for ce, _ in per_sample])
+        return float(all_losses.mean())
+
+    def _masked_losses(self, context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator):
+        """Per Monte-Carlo sample: (cross-entropies [m] of its masked continuation tokens, mask ratio m / L)."""
+        if mc_num < 1 or batch_size < 1:
+            raise ValueError(f"mc_num and batch_size must be >= 1, got mc_num={mc_num}, batch_size={batch_size}")
+        device = self.device
+        context = torch.as_tensor(context_ids, dtype=torch.long, device=device).flatten()
+        target = torch.as_tensor(continuation_ids, dtype=torch.long, device=device).flatten()
+        if target.numel() == 0:
+            raise ValueError("continuation_ids is empty; give at least one token to score")
+        mask_id = self.config.mask_token_id
+        if bool((context == mask_id).any()) or bool((target == mask_id).any()):
+            raise ValueError(f"the inputs contain the mask token (id {mask_id}); remove it before scoring")
+        n_ctx, length = context.numel(), target.numel()
+        seq = torch.cat((context, target))
+        out = []
+        for start in range(0, mc_num, batch_size):
+            b = min(batch_size, mc_num - start)
+            offset = torch.randint(1, length + 1, (1,), generator=generator, device="cpu").item()
+            counts = torch.round(torch.linspace(offset, offset + (b - 1) * length / b, b)).long()
+            counts = ((counts - 1) % length) + 1  # [b] masked tokens per sample, in [1, L]
+            ranks = torch.rand(b, length, generator=generator, device="cpu").argsort(dim=-1).argsort(dim=-1)
+            is_masked = (ranks < counts[:, None]).to(device)  # [b, L]: m uniformly chosen positions
+            noisy = seq.repeat(b, 1)
+            noisy[:, n_ctx:] = torch.where(is_masked, mask_id, target)
+            batch = noisy
+            if cfg_scale > 0:
+                unconditional = noisy.clone()
+                unconditional[:, :n_ctx] = mask_id
+                batch = torch.cat((noisy, unconditional))
+            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx, None))[0]  # [b or 2b, L, d]
+            cond_h = hidden[:b][is_masked]  # [N, d]: masked positions only
+            logits = self.lm_head(cond_h).float()
+            if cfg_scale > 0:
+                uncond = self.lm_head(hidden[b:][is_masked]).float()
+                logits = uncond + (cfg_scale + 1) * (logits - uncond)
+            ce = F.cross_entropy(logits, target.expand(b, length)[is_masked], reduction="none")
+            out.extend((piece, float(m) / length) for piece, m in zip(ce.split(counts.tolist()), counts.tolist()))
+        return out
+
+
+def _positions_to_keep(logits_to_keep):
+    """``logits_to_keep`` in the form that prunes the last layer, or None where it keeps every position."""
+    if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
+        return None
+    return logits_to_keep
+
+
+def _select_positions(x: torch.Tensor, logits_to_keep) -> torch.Tensor:
+    """x [B, L, d] -> the positions where the LM head runs."""
+    if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
+        return x
+    if isinstance(logits_to_keep, int):
+        return x[:, -logits_to_keep:]
+    if isinstance(logits_to_keep, slice):
+        return x[:, logits_to_keep]
+    return x[:, logits_to_keep.to(x.device)]
