@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longllada", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"longllada.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"longllada.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"longllada.{name}").register(subparsers)
     return parser
 
 

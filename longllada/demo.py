@@ -62,7 +62,6 @@ def _causal_with_ntk(path: Path, target: int, out_dir: Path) -> tuple[Path, int]
         parameters["rope_theta"] = theta * factor
     else:
         config.rope_theta = theta * factor
-    config.max_position_embeddings = target
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out_dir)
     for item in path.iterdir():
@@ -78,17 +77,25 @@ def _ppl_curves(runs: list[Run], out: Path, max_length: int, chunk: int, mc: int
     results = {}
     files = []
     for run in runs:
-        scaling = f"ntk-target:{run.ntk_target}" if run.ntk_target and run.kind == "diffusion" else None
+        # Scaling is applied by `longllada ppl` itself (for the causal twin through its own RoPE config), so the
+        # curves are labelled with it; the rescaled causal folder is only for lm-eval's `--model hf`.
+        scaling = f"ntk-target:{run.ntk_target}" if run.ntk_target else None
+        path = CAUSAL_TWIN if run.kind == "causal" else run.path
         file = out / "ppl" / f"{run.name}.jsonl"
         file.parent.mkdir(parents=True, exist_ok=True)
         curve = perplexity_curve(
-            str(run.path), out=file, max_length=max_length, chunk=chunk, mc=mc, rope_scaling=scaling,
+            str(path), out=file, max_length=max_length, chunk=chunk, mc=mc, rope_scaling=scaling,
             dtype="float32", device="cpu", seed=seed, batch_size=mc, progress=True,
         )  # fmt: skip
         results[run.name] = {"lengths": curve.lengths, "ppl": [round(v, 4) for v in curve.ppl]}
         files.append(file)
     for log in (False, True):
-        plot_curves(files, log=log, title="Perplexity vs context length (tiny twins)", out=out / f"ppl{'_log' if log else ''}.png")
+        plot_curves(
+            files,
+            log=log,
+            title="Perplexity vs context length (tiny twins)",
+            out=out / f"ppl{'_log' if log else ''}.png",
+        )
     return results
 
 
@@ -102,17 +109,23 @@ def _niah_grid(run: Run, out: Path, lengths: list[int], depths: list[int], repea
 
     window = max(lengths) + 64
     if run.kind == "diffusion":
-        model, args = "longllada", f"pretrained={run.path},max_length={window},block_length={gen_tokens},steps={gen_tokens}"
+        model, args = (
+            "longllada",
+            f"pretrained={run.path},max_length={window},block_length={gen_tokens},steps={gen_tokens}",
+        )
         if run.ntk_target:
             args += f",ntk_target={run.ntk_target}"
     else:
         model, args = "hf", f"pretrained={run.path},max_length={window}"
+    model_args = args + ",dtype=float32,device=cpu"
+    # Our own TaskManager (for the include path) must carry the metadata itself: lm-eval merges the model_args
+    # into it (the task sizes its prompts with the model's tokenizer) only when it builds the manager.
+    metadata = {key: value for key, value in (item.split("=", 1) for item in model_args.split(","))}
+    metadata.update(context_lengths=lengths, depths=depths, num_repeats=repeats, seed=seed)
     results = lm_eval.simple_evaluate(
-        model=model, model_args=args + ",dtype=float32,device=cpu", tasks=["longllada_niah"],
-        task_manager=TaskManager(include_path=str(TASKS_DIR)), batch_size=1, log_samples=True,
+        model=model, model_args=model_args, tasks=["longllada_niah"], batch_size=1, log_samples=True,
+        task_manager=TaskManager(include_path=str(TASKS_DIR), metadata=metadata),
         gen_kwargs=f"max_gen_toks={gen_tokens}",
-        metadata={"context_lengths": lengths, "depths": depths, "num_repeats": repeats, "seed": seed,
-                  "pretrained": str(run.path)},
     )  # fmt: skip
     cells: dict[tuple[int, int], list[float]] = {}
     rows = []
@@ -120,7 +133,9 @@ def _niah_grid(run: Run, out: Path, lengths: list[int], depths: list[int], repea
         doc = sample["doc"]
         key = (int(doc["context_length"]), int(round(float(doc["depth_percent"]))))
         cells.setdefault(key, []).append(float(sample["score"]))
-        rows.append({"length": key[0], "depth": key[1], "score": sample["score"], "prediction": sample["filtered_resps"][0]})
+        rows.append(
+            {"length": key[0], "depth": key[1], "score": sample["score"], "prediction": sample["filtered_resps"][0]}
+        )
     folder = out / "niah" / run.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -145,7 +160,8 @@ def _heatmaps(grids: dict[str, dict], trained: int, target: int, out: Path) -> N
         ax.set_xticks(range(len(lengths)), [str(v) for v in lengths])
         ax.set_yticks(range(len(depths)), [f"{d}%" for d in depths])
         ax.set_xlabel("context length (tokens)")
-        ax.set_ylabel("needle depth")
+        if ax is axes[0][0]:
+            ax.set_ylabel("needle depth")
         ax.set_title(name)
         for marker, style in ((trained, "-"), (target if "ntk" in name else None, "--")):
             if marker in lengths:
@@ -163,14 +179,17 @@ def _findings(ppl: dict, grids: dict, trained: int, lengths: list[int]) -> list[
         index = max(i for i, n in enumerate(curve["lengths"]) if n <= length)
         return curve["ppl"][index]
 
-    longest = max(lengths)
-    d_ratio = ppl_at("diffusion", longest) / ppl_at("diffusion", trained)
-    c_ratio = ppl_at("causal", longest) / ppl_at("causal", trained)
+    # The ratio PPL(n) / PPL(trained) at each multiple: "flat" for the diffusion model means well under the
+    # causal model's ratio, which explodes without scaling. The finding holds up to the largest such multiple.
+    ratios = {n: (ppl_at("diffusion", n) / ppl_at("diffusion", trained), ppl_at("causal", n) / ppl_at("causal", trained))
+              for n in lengths if n > trained}  # fmt: skip
+    holds = [n for n, (d, c) in ratios.items() if d < 1.5 and c > 2 * d]
     findings = [
         {
             "finding": "(a) flat diffusion perplexity past the trained length, exploding autoregressive one",
-            "numbers": f"PPL at {longest} / PPL at {trained}: diffusion {d_ratio:.2f}x, causal {c_ratio:.2f}x",
-            "reproduces": d_ratio < 1.5 and c_ratio > 2 * d_ratio,
+            "numbers": "PPL(n) / PPL(trained), diffusion vs causal: "
+            + "; ".join(f"{n}: {d:.2f}x vs {c:.2f}x" for n, (d, c) in ratios.items()),
+            "reproduces": f"up to {max(holds) // trained}x the trained length" if holds else False,
         }
     ]
 
@@ -181,23 +200,29 @@ def _findings(ppl: dict, grids: dict, trained: int, lengths: list[int]) -> list[
     beyond = [n for n in lengths if n > trained]
     recent = mean(grids["diffusion"], lambda n, d: n in beyond and d >= 100 * (1 - trained / n))
     distant = mean(grids["diffusion"], lambda n, d: n in beyond and d < 100 * (1 - trained / n))
+    at_trained = mean(grids["diffusion"], lambda n, d: n == trained)
+    # Strong: retrieval in the recent window as the paper shows it. "Pattern only": the recent window keeps the
+    # trained-length score and the rest is lost, but the twin's retrieval is weak to begin with.
+    strong_b = recent >= 50 and recent - distant >= 25
+    pattern_b = recent >= 0.8 * at_trained and recent >= 2 * distant and recent > 0
     findings.append(
         {
             "finding": "(b) local perception: past the trained length the diffusion model retrieves needles in the most recent trained-length window",
-            "numbers": f"diffusion, no scaling, lengths {beyond}: mean score {recent:.1f} with the needle in the last {trained} tokens, {distant:.1f} elsewhere",
-            "reproduces": recent >= 50 and recent - distant >= 25,
+            "numbers": f"diffusion, no scaling, lengths {beyond}: mean score {recent:.1f} with the needle in the last {trained} tokens, "
+            f"{distant:.1f} elsewhere (at the trained length: {at_trained:.1f})",
+            "reproduces": True if strong_b else "pattern only (weak retrieval)" if pattern_b else False,
         }
     )
-    at_trained = mean(grids["diffusion"], lambda n, d: n == trained)
     plain = mean(grids["diffusion"], lambda n, d: n in beyond)
     scaled = mean(grids["diffusion+ntk"], lambda n, d: n in beyond)
     c_plain = mean(grids["causal"], lambda n, d: n in beyond)
     c_scaled = mean(grids["causal+ntk"], lambda n, d: n in beyond)
+    verdict_c = {True: "yes", False: "no"}
     findings.append(
         {
             "finding": "(c) NTK scaling by the scaling law extends retrieval past the trained length",
             "numbers": f"mean score beyond {trained}: diffusion {plain:.1f} -> {scaled:.1f} with NTK; causal {c_plain:.1f} -> {c_scaled:.1f}",
-            "reproduces": scaled >= plain + 10,
+            "reproduces": f"diffusion: {verdict_c[scaled >= plain + 10]}; causal twin: {verdict_c[c_scaled >= c_plain + 10]}",
         }
     )
     findings.append(
@@ -226,7 +251,11 @@ def _write_report(out: Path, summary: dict[str, Any]) -> Path:
         "| finding | numbers | reproduces here |",
         "| --- | --- | --- |",
     ]
-    lines += [f"| {f['finding']} | {f['numbers']} | {'yes' if f['reproduces'] else 'no'} |" for f in summary["findings"]]
+    verdict = {True: "yes", False: "no"}
+    lines += [
+        f"| {f['finding']} | {f['numbers']} | {verdict.get(f['reproduces'], f['reproduces'])} |"
+        for f in summary["findings"]
+    ]
     lines += ["", "## Perplexity versus context length", "", "![ppl](ppl.png)", "", "![ppl, log](ppl_log.png)", ""]
     lengths = next(iter(summary["ppl"].values()))["lengths"]
     marks = [i for i, n in enumerate(lengths) if n in summary["niah_lengths"] or i == len(lengths) - 1]
@@ -276,7 +305,7 @@ def run_demo(
     *,
     factor_lengths: tuple[int, ...] = (1, 2, 4, 8),
     depths: tuple[int, ...] = (0, 25, 50, 75, 100),
-    repeats: int = 2,
+    repeats: int = 10,
     gen_tokens: int = 8,
     ppl_chunk: int = 64,
     ppl_mc: int = 4,
@@ -289,7 +318,9 @@ def run_demo(
     torch.manual_seed(seed)
     for twin in (DIFFUSION_TWIN, CAUSAL_TWIN):
         if not (twin / "config.json").exists():
-            raise FileNotFoundError(f"the shipped twin {twin} is missing; reinstall the package or run `longllada train-tiny`")
+            raise FileNotFoundError(
+                f"the shipped twin {twin} is missing; reinstall the package or run `longllada train-tiny`"
+            )
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     trained = _trained_length(DIFFUSION_TWIN)
@@ -298,7 +329,9 @@ def run_demo(
     causal_ntk, causal_factor = _causal_with_ntk(CAUSAL_TWIN, target, out / "models" / "tiny-llama-ar-ntk")
     from modeling_longllada import LongLLaDAConfig
 
-    diffusion_factor = LongLLaDAConfig.from_pretrained(DIFFUSION_TWIN, rope_scaling={"type": "ntk", "target_length": target}).rope_scaling_factor
+    diffusion_factor = LongLLaDAConfig.from_pretrained(
+        DIFFUSION_TWIN, rope_scaling={"type": "ntk", "target_length": target}
+    ).rope_scaling_factor
     runs = [
         Run("diffusion", "diffusion", DIFFUSION_TWIN, None),
         Run("diffusion+ntk", "diffusion", DIFFUSION_TWIN, target),
@@ -328,10 +361,13 @@ def run_demo(
     report = _write_report(out, summary)
     print(f"[demo] report: {report}")
     for finding in summary["findings"]:
-        print(f"  {'yes' if finding['reproduces'] else 'NO '}  {finding['finding']}: {finding['numbers']}")
+        print(f"  {finding['reproduces']!s:>5}  {finding['finding']}: {finding['numbers']}")
     if check is not None and check.exists():
         problems = compare(summary, json.loads(check.read_text()))
-        print(f"[demo] numbers vs {check}: " + ("reproduced within tolerance" if not problems else f"{len(problems)} differ"))
+        print(
+            f"[demo] numbers vs {check}: "
+            + ("reproduced within tolerance" if not problems else f"{len(problems)} differ")
+        )
         for problem in problems[:20]:
             print("   ", problem)
     return summary
@@ -340,7 +376,9 @@ def run_demo(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="the paper's three findings on the shipped tiny twins (CPU, offline)")
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (report.md, figures)")
-    parser.add_argument("--repeats", type=int, default=2, help="needles per (length, depth) cell")
+    parser.add_argument("--repeats", type=int, default=10, help="needles per (length, depth) cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", type=Path, default=COMMITTED_SUMMARY, help="summary to compare the numbers with")
-    parser.set_defaults(func=lambda args: run_demo(args.out, repeats=args.repeats, seed=args.seed, check=args.check) and 0)
+    parser.set_defaults(
+        func=lambda args: run_demo(args.out, repeats=args.repeats, seed=args.seed, check=args.check) and 0
+    )
