@@ -148,7 +148,9 @@ def build_tiny_model(
                         ("vocab_size", vocab_size), ("max_sequence_length", max_sequence_length)):  # fmt: skip
         _check_positive_int(name, value)
     n_kv_heads = n_heads if n_kv_heads is None else _check_positive_int("n_kv_heads", n_kv_heads)
-    mlp_hidden_size = 3 * d_model if mlp_hidden_size is None else _check_positive_int("mlp_hidden_size", mlp_hidden_size)
+    mlp_hidden_size = (
+        3 * d_model if mlp_hidden_size is None else _check_positive_int("mlp_hidden_size", mlp_hidden_size)
+    )
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
     if (d_model // n_heads) % 2:

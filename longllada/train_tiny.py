@@ -159,7 +159,9 @@ class NeedleGenerator:
                  keyword_mix: Sequence[float] = EVAL_KEYWORD_MIX, phrase_subject_share: float = 0.0,
                  capitalize_share: float = 0.1):  # fmt: skip
         if len(keyword_mix) != 3 or any(w < 0 for w in keyword_mix) or sum(keyword_mix) <= 0:
-            raise ValueError(f"keyword_mix must be 3 non-negative weights (words, invented, numbers), got {keyword_mix!r}")
+            raise ValueError(
+                f"keyword_mix must be 3 non-negative weights (words, invented, numbers), got {keyword_mix!r}"
+            )
         total = sum(keyword_mix)
         self.word_share, self.invented_share = keyword_mix[0] / total, keyword_mix[1] / total
         self.rng = rng
@@ -170,7 +172,8 @@ class NeedleGenerator:
         self.phrase_subject_share, self.capitalize_share = phrase_subject_share, capitalize_share
         # word runs of the report for free-form subjects ("annual sustainment cost of the fleet")
         self.phrase_sources = [
-            words for words in (re.findall(r"[A-Za-z][A-Za-z'-]*", s) for s in split_sentences(report_text))
+            words
+            for words in (re.findall(r"[A-Za-z][A-Za-z'-]*", s) for s in split_sentences(report_text))
             if len(words) >= 3
         ]
 
@@ -264,15 +267,28 @@ class TrainSettings:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
         if self.train_length < 64:
-            raise ValueError(f"train_length must be >= 64 (a haystack, a needle and a question), got {self.train_length}")
-        if set(self.mix) - set(ROW_KINDS) or not self.mix or any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0:
+            raise ValueError(
+                f"train_length must be >= 64 (a haystack, a needle and a question), got {self.train_length}"
+            )
+        if (
+            set(self.mix) - set(ROW_KINDS)
+            or not self.mix
+            or any(v < 0 for v in self.mix.values())
+            or sum(self.mix.values()) <= 0
+        ):
             raise ValueError(f"mix must map some of {ROW_KINDS} to non-negative shares (not all 0), got {self.mix!r}")
         if self.ar_loss_weighting not in AR_LOSS_WEIGHTINGS:
             raise ValueError(f"ar_loss_weighting must be one of {AR_LOSS_WEIGHTINGS}, got {self.ar_loss_weighting!r}")
-        if isinstance(self.sft_response_tokens, bool) or not isinstance(self.sft_response_tokens, int) or self.sft_response_tokens < 0:
+        if (
+            isinstance(self.sft_response_tokens, bool)
+            or not isinstance(self.sft_response_tokens, int)
+            or self.sft_response_tokens < 0
+        ):
             raise ValueError(f"sft_response_tokens must be an integer >= 0, got {self.sft_response_tokens!r}")
         if len(self.keyword_mix) != 3 or any(w < 0 for w in self.keyword_mix) or sum(self.keyword_mix) <= 0:
-            raise ValueError(f"keyword_mix must be 3 non-negative weights (words, invented, numbers), got {self.keyword_mix!r}")
+            raise ValueError(
+                f"keyword_mix must be 3 non-negative weights (words, invented, numbers), got {self.keyword_mix!r}"
+            )
         for name in ("phrase_subject_share", "capitalize_share", "short_batch_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -844,7 +860,9 @@ def evaluate_retrieval(twin: str, model, tokenizer, settings: TrainSettings, dev
     if unknown:
         raise ValueError(f"needle sets {sorted(unknown)} are unknown; allowed: {NEEDLE_SETS}")
     needle_sets: list[tuple[str, list[Needle] | None]] = [("held-out", None)] if "held-out" in needle_set_names else []
-    if "niah-task" in needle_set_names and NIAH_NEEDLES.is_file():  # the evaluation task's needles: never trained on, other subjects' style
+    if (
+        "niah-task" in needle_set_names and NIAH_NEEDLES.is_file()
+    ):  # the evaluation task's needles: never trained on, other subjects' style
         rows = [json.loads(line) for line in NIAH_NEEDLES.read_text(encoding="utf-8").splitlines() if line.strip()]
         needle_sets.append(("niah-task", [Needle(r["subject"], r["keyword"]) for r in rows]))
     results = []
@@ -905,8 +923,10 @@ def write_model_card(twin: str, folder: Path, settings: TrainSettings, summary: 
     status = ""
     if at_trained and twin == "diffusion":
         verdict = "meets" if at_trained[0] >= 0.9 else "is below"
-        status = (f"\n**Status:** retrieval at the trained length is {at_trained[0]:.0%}, which {verdict} the "
-                  "project's 90% target for the diffusion twin (issue 7).\n")
+        status = (
+            f"\n**Status:** retrieval at the trained length is {at_trained[0]:.0%}, which {verdict} the "
+            "project's 90% target for the diffusion twin (issue 7).\n"
+        )
     final = records[-1] if records else {}
     retrieval = summary.get("retrieval", [])
     table = "\n".join(

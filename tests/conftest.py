@@ -61,7 +61,9 @@ def run_isolated(code: str, cwd: str | os.PathLike | None = None, timeout: float
             timeout=timeout,
         )
     if result.returncode != 0:
-        pytest.fail(f"isolated process exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+        pytest.fail(
+            f"isolated process exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
     return result.stdout
 
 

@@ -58,7 +58,9 @@ def load_in_isolation(folder: Path) -> dict:
 def cli(*argv: str) -> subprocess.CompletedProcess:
     """`python -m longllada ARGV` from the checkout (the console script may not be installed)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "longllada", *argv], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "longllada", *argv], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 # -- the command and the folder ---------------------------------------------------------------------------------
@@ -70,7 +72,13 @@ def test_cli_writes_a_folder_that_loads_as_remote_code(tmp_path):
                  "--mlp", "48", "--vocab-size", "300", "--train-length", "64", "--rope-theta", "500", "--seed", "3")  # fmt: skip
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
     assert set(OUR_CODE) <= names and "__init__.py" not in names
     for name in OUR_CODE:  # the remote code is the project's, byte for byte
         assert (out / name).read_bytes() == (REPO / "modeling_longllada" / name).read_bytes()
@@ -154,7 +162,9 @@ def test_generation_config_holds_the_sampler_defaults(tiny_model_dir, tiny_token
 
 
 def test_rope_scaling_is_written_to_the_config(tmp_path):
-    out = build_tiny_model(tmp_path / "ntk", texts=[TEXT[:5000]], vocab_size=300, rope_scaling={"type": "ntk", "factor": 4})
+    out = build_tiny_model(
+        tmp_path / "ntk", texts=[TEXT[:5000]], vocab_size=300, rope_scaling={"type": "ntk", "factor": 4}
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["rope_scaling"] == {"type": "ntk", "factor": 4}
     assert LongLLaDAConfig.from_pretrained(out).rope_scaling_factor == 4.0
@@ -176,7 +186,9 @@ def test_official_format_folder_loads_with_our_code(tiny_model_dir, tmp_path):
 
 
 def test_isolated_process_cannot_import_the_project():
-    out = run_isolated("import importlib.util as u; print([u.find_spec(m) is None for m in ('longllada', 'modeling_longllada')])")
+    out = run_isolated(
+        "import importlib.util as u; print([u.find_spec(m) is None for m in ('longllada', 'modeling_longllada')])"
+    )
     assert out.strip() == "[True, True]"
 
 
@@ -194,7 +206,10 @@ def test_tokenizer_has_llada_special_tokens_and_adds_bos(tiny_tokenizer):
     ids = tok(text)["input_ids"]
     assert ids[0] == tok.bos_token_id and tok(text, add_special_tokens=False)["input_ids"] == ids[1:]
     assert tok.decode(ids, skip_special_tokens=True) == text
-    assert tok.decode(tok("x\u00e9\u4e2d\U0001f600 y", add_special_tokens=False)["input_ids"]) == "x\u00e9\u4e2d\U0001f600 y"
+    assert (
+        tok.decode(tok("x\u00e9\u4e2d\U0001f600 y", add_special_tokens=False)["input_ids"])
+        == "x\u00e9\u4e2d\U0001f600 y"
+    )
     # the answer word after "Answer:" is the same ids in every context (no prefix space is added)
     answer = tok(" amber", add_special_tokens=False)["input_ids"]
     assert ids[-len(answer) :] == answer
@@ -284,7 +299,9 @@ def test_train_tiny_writes_both_twins(tmp_path):
         assert [r["prompt_length"] for r in summary["retrieval"]] == [64, 96]
         card = (folder / "README.md").read_text()
         assert "longllada train-tiny" in card and "| held-out | 96 | none |" in card
-        assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {p.name for p in folder.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {
+            p.name for p in folder.iterdir()
+        }
     assert set(OUR_CODE) <= {p.name for p in (out / "tiny-llada-diffusion").iterdir()}
     assert (logs / "loss_curves.png").is_file()
 
