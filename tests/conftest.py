@@ -43,8 +43,9 @@ def run_isolated(code: str, cwd: str | os.PathLike | None = None, timeout: float
     guard = (
         "import importlib.util as _u, os as _o, sys as _s\n"
         f"_repo = {str(REPO.resolve())!r}\n"
-        "_s.path[:] = [p for p in _s.path if _o.path.realpath(p or '.') != _repo]\n"
-        "_s.meta_path[:] = [f for f in _s.meta_path if not type(f).__module__.startswith('__editable__')]\n"
+        "_s.path[:] = [p for p in _s.path if _o.path.realpath(p or '.') != _repo and '__editable__' not in p]\n"
+        "_s.meta_path[:] = [f for f in _s.meta_path\n"
+        "                   if not (f if isinstance(f, type) else type(f)).__module__.startswith('__editable__')]\n"
         "_s.path_importer_cache.clear()\n"
         "_leak = [m for m in ('modeling_longllada', 'longllada', 'hub_upload') if _u.find_spec(m) is not None]\n"
         "assert not _leak, f'project importable in the isolated process: {_leak} via {_s.path}'\n"
