@@ -192,6 +192,11 @@ class LongLLaDALM(HFLM):
             batch_size=batch_size,
             **kwargs,
         )
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
+            # HFLM splits the requests over processes only when it sees several GPUs; CPU processes
+            # (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N) get their share too.
+            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
         config = self.model.config
         logger.info(
             "longllada: %s, trained length %s, rope_scaling %s, window %s; sampler overrides %s; "

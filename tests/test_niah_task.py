@@ -213,6 +213,30 @@ def test_longllada_eval_with_model_longllada(longllada_run):
     _check_run(results, samples)
 
 
+def test_data_parallel_run_gives_the_single_process_outputs(tiny_model_dir, tmp_path):
+    """Two processes (torchrun, as accelerate launch starts them; on CPUs through ACCELERATE_USE_CPU) split the
+    requests, and the gathered samples and cells equal a one-process run's."""
+    args = ["longllada", "eval", "--model", "longllada", "--model_args", f"pretrained={tiny_model_dir}",
+            "--tasks", "longllada_niah", "--metadata", GRID_METADATA, "--limit", "6", "--log_samples",
+            "--batch_size", "1"]  # fmt: skip
+    single, split = tmp_path / "one", tmp_path / "two"
+    run_cli(["-m", *args, "--device", "cpu", "--output_path", str(single)], cwd=tmp_path)
+    os.environ["ACCELERATE_USE_CPU"] = "1"  # read by run_cli's copy of the environment
+    try:
+        result = run_cli(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", *args,
+                          "--output_path", str(split)], cwd=tmp_path)  # fmt: skip
+    finally:
+        del os.environ["ACCELERATE_USE_CPU"]
+    log = result.stdout + result.stderr
+    assert "Building contexts for longllada_niah on rank 1" in log  # the second process took a share
+    (one_results, one_samples), (two_results, two_samples) = _read_run(single), _read_run(split)
+    by_id = lambda samples: {s["doc_id"]: s["filtered_resps"] for s in samples}  # noqa: E731
+    assert len(two_samples) == 6 and by_id(two_samples) == by_id(one_samples)
+    cells = lambda results: {k: v for k, v in results["results"]["longllada_niah"].items() if k.startswith("score")}  # noqa: E731
+    assert cells(two_results) == pytest.approx(cells(one_results))
+    _check_run(two_results, two_samples)
+
+
 def test_niah_plot_from_a_real_run(longllada_run, tiny_model_dir, tmp_path):
     from matplotlib.image import imread
 

@@ -269,3 +269,29 @@ def test_chunk_perplexity_is_a_mean_cross_entropy(model):
     )
     with pytest.raises(ValueError, match="mask token"):
         model.chunk_perplexity([5, MASK], [7, 8])
+
+
+def test_a_device_map_model_samples_and_scores_as_the_plain_model(tiny_model_dir, tmp_path):
+    """Loading with a device_map (here every other block offloaded to disk, run through accelerate's hooks, as
+    with device_map="auto" over GPUs) changes no token of any cache mode and no likelihood; each layer's cache
+    stays where that layer runs (the hooks' skip keys)."""
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
+    blocks = len(plain.model.transformer.blocks)
+    device_map = {"model.transformer.wte": "cpu", "model.transformer.ln_f": "cpu", "model.transformer.ff_out": "cpu"}
+    device_map |= {f"model.transformer.blocks.{i}": "disk" if i % 2 else "cpu" for i in range(blocks)}
+    sharded = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, trust_remote_code=True, device_map=device_map, offload_folder=str(tmp_path)
+    ).eval()
+    assert set(sharded.hf_device_map.values()) == {"cpu", "disk"}
+    assert {"past_key_values", "present_key_values"} <= set(sharded._skip_keys_device_placement)
+    ids = torch.randint(10, 200, (2, 40), generator=torch.Generator().manual_seed(0))
+    for cache in ("none", "prefix", "dual"):
+        expected = plain.generate(ids, max_new_tokens=16, block_length=8, steps=16, cache=cache)
+        assert torch.equal(sharded.generate(ids, max_new_tokens=16, block_length=8, steps=16, cache=cache), expected)
+    scores = [
+        m.log_likelihood(ids[0, :30], ids[0, 30:], mc_num=4, batch_size=2, generator=torch.Generator().manual_seed(1))
+        for m in (plain, sharded)
+    ]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-5)

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,34 @@ def test_training_rows_have_the_needle_format():
                 assert all(region)
     held_out = DocumentBuilder(tokenizer, TEXT, 128, random.Random(1), held_out=True)
     assert all(is_held_out(held_out.needles().keyword) for _ in range(50))
+
+
+def test_batch_stream_with_worker_processes_is_reproducible():
+    import itertools
+    import random
+
+    import torch
+
+    from longllada.train_tiny import DocumentBuilder, TrainSettings, batch_stream
+
+    tokenizer = build_tokenizer([TEXT], vocab_size=1024)
+    settings = TrainSettings(train_length=96, batch_size=3, data_workers=2, short_batch_share=0.5)
+
+    def first_batches(workers: int) -> list:
+        builder = DocumentBuilder(tokenizer, TEXT, 96, random.Random(0), sft_response_tokens=32)
+        stream = batch_stream(builder, replace(settings, data_workers=workers))
+        return list(itertools.islice(stream, 6))
+
+    one, again, threaded = first_batches(2), first_batches(2), first_batches(0)
+    assert all(torch.equal(a.input_ids, b.input_ids) and a.kinds == b.kinds for a, b in zip(one, again))
+    assert all(b.input_ids.shape[0] == 3 and b.loss_region.shape == b.input_ids.shape for b in one)
+    # the two workers have streams of their own: batches 0 and 1 differ, and differ from the thread's stream
+    assert not torch.equal(one[0].input_ids, one[1].input_ids)
+    assert not all(
+        torch.equal(a.input_ids, b.input_ids) for a, b in zip(one, threaded) if a.input_ids.shape == b.input_ids.shape
+    )
+    with pytest.raises(ValueError, match="data_workers must be an integer >= 0"):
+        replace(settings, data_workers=-1).check()
 
 
 def test_train_tiny_writes_both_twins(tmp_path):

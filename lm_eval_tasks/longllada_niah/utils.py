@@ -84,10 +84,52 @@ def cell_metric_name(context_length: int, depth_percent: float) -> str:
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """lm-eval hook: the overall ``score`` and this document's cell metric. Other cells are left out of the
-    dict, so lm-eval averages each cell over the documents that produced it."""
+    """The overall ``score`` and this document's own cell metric."""
     score = needle_score(results[0] if results else "", doc["needle"], doc["keyword"])
     return {"score": score, cell_metric_name(doc["context_length"], doc["depth_percent"]): score}
+
+
+def mean_of_scored(items: Sequence[float | None]) -> float:
+    """A cell's aggregation: the mean over the documents of that cell (the others report None); NaN when none
+    of its documents was evaluated (``--limit`` shorter than the grid)."""
+    scored = [x for x in items if x is not None]
+    return sum(scored) / len(scored) if scored else math.nan
+
+
+def _task_class() -> type:
+    from lm_eval.api.metrics import mean
+    from lm_eval.api.task import ConfigurableTask
+
+    class NeedleTask(ConfigurableTask):
+        """``longllada_niah``: every document reports every cell of the grid, its score in its own cell and None
+        in the others, and a cell averages the scores it got (:func:`mean_of_scored`). Every process of a
+        data-parallel run (``accelerate launch``) thus holds the same metric names, which lm-eval's gathering
+        of the processes' metrics needs; the cells follow the grid of ``--metadata``, none is declared."""
+
+        def __init__(self, config: dict[str, Any] | None = None) -> None:
+            super().__init__(config={k: v for k, v in (config or {}).items() if k != "class"})
+            cells = sorted({(int(d["context_length"]), float(d["depth_percent"])) for d in self.eval_docs})
+            self.cell_names = [cell_metric_name(length, depth) for length, depth in cells]
+
+        def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, float | None]:
+            own = process_results(doc, results)
+            return {"score": own["score"], **{name: own.get(name) for name in self.cell_names}}
+
+        def aggregation(self) -> dict[str, Any]:
+            return {"score": mean, **dict.fromkeys(self.cell_names, mean_of_scored)}
+
+        def higher_is_better(self) -> dict[str, bool]:
+            return dict.fromkeys(["score", *self.cell_names], True)
+
+    return NeedleTask
+
+
+def __getattr__(name: str) -> Any:
+    # The class is built on first use (the YAML's ``class: !function utils.NeedleTask``), so that this module
+    # imports without lm-eval (the project's tools and tests use its functions directly).
+    if name == "NeedleTask":
+        return _task_class()
+    raise AttributeError(name)
 
 
 # -- inputs -----------------------------------------------------------------------------------------------------

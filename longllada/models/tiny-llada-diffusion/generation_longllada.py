@@ -274,6 +274,7 @@ class LongLLaDASamplerMixin:
                     else:
                         logits = cached_step(tokens)
                 forward_passes += 1
+                logits = logits.to(x.device)  # no-op on one device; a device_map model's head may sit elsewhere
                 k = schedule[min(step, len(schedule) - 1)]
                 x[:, start:end] = self._commit(x[:, start:end], guided(logits), k, s, generator)
                 step += 1

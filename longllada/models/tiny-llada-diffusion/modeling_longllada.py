@@ -287,6 +287,9 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = False
     _no_split_modules = ["LongLLaDABlock"]
+    # device_map sharding: each layer's cached keys/values stay on that layer's GPU (accelerate would otherwise
+    # copy the whole cache to the first GPU with the outputs, and the in-place cache writes would hit the copy).
+    _skip_keys_device_placement = ["past_key_values", "present_key_values"]
     _supports_sdpa = True
     _supports_flash_attn = True  # transformers 5
     _supports_flash_attn_2 = True  # transformers 4.x
@@ -580,12 +583,14 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 unconditional[:, :n_ctx] = mask_id
                 batch = torch.cat((noisy, unconditional))
             hidden = self.encode(batch, hidden_to_keep=slice(n_ctx, None))[0]  # [b or 2b, L, d]
+            is_masked = is_masked.to(hidden.device)  # a device_map model ends on its last GPU
             cond_h = hidden[:b][is_masked]  # [N, d]: masked positions only
             logits = self.lm_head(cond_h).float()
             if cfg_scale > 0:
                 uncond = self.lm_head(hidden[b:][is_masked]).float()
                 logits = uncond + (cfg_scale + 1) * (logits - uncond)
-            ce = F.cross_entropy(logits, target.expand(b, length)[is_masked], reduction="none")
+            labels = target.expand(b, length).to(logits.device)[is_masked.to(logits.device)]
+            ce = F.cross_entropy(logits, labels, reduction="none")
             out.extend((piece, float(m) / length) for piece, m in zip(ce.split(counts.tolist()), counts.tolist()))
         return out
 
