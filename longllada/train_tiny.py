@@ -1110,7 +1110,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         vocab_size=args.vocab_size, train_length=args.train_length, rope_theta=args.rope_theta, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=min(args.warmup, args.steps), seed=args.seed,
         eval_prompts=args.eval_prompts, time_limit_s=args.time_limit, time_budget_s=args.time_budget,
-        short_batch_share=args.short_batch_share, data_workers=args.data_workers, sft_response_tokens=args.sft_response_tokens,
+        short_batch_share=args.short_batch_share, data_workers=args.data_workers,
+        distractor_share=args.distractor_share, sft_response_tokens=args.sft_response_tokens,
         ar_loss_weighting=args.ar_loss_weighting, keyword_mix=parse_keyword_mix(args.keyword_mix),
         phrase_subject_share=args.phrase_subject_share, capitalize_share=args.capitalize_share, log_every=min(args.log_every, args.steps),
         probe_every=min(args.probe_every, args.steps),
@@ -1176,6 +1177,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="AR loss: 'row' (each row counts the same, default) or 'token' (mean over tokens)")  # fmt: skip
     parser.add_argument("--short-batch-share", type=float, default=defaults.short_batch_share,
                         help="share of batches shorter than the trained length (default 0.1)")  # fmt: skip
+    parser.add_argument("--distractor-share", type=float, default=defaults.distractor_share,
+                        help="share of needle rows with a second needle about another subject (default 0.3)")  # fmt: skip
     parser.add_argument("--data-workers", type=int, default=defaults.data_workers,
                         help="processes building batches (0: a thread of this process, the default); the data "
                              "stream depends on this count")  # fmt: skip
