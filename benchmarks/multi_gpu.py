@@ -192,11 +192,19 @@ def peaks() -> list[float]:
     return [round(torch.cuda.max_memory_allocated(i) / GiB, 1) for i in range(torch.cuda.device_count())]
 
 
+def ordinary_tokens(config: LongLLaDAConfig, length: int, seed: int) -> torch.Tensor:
+    """[1, length] random ids above the special ones: below LLaDA's specials (generate_bench's choice) or, with
+    the tiny tokenizer's low special ids, between them and the 3000th row."""
+    if config.mask_token_id > 2000:
+        return random_tokens(config, (1, length), seed=seed, device="cpu")
+    return torch.randint(10, 3000, (1, length), generator=torch.Generator().manual_seed(seed))
+
+
 def sharded_runs(args: argparse.Namespace, folder: Path) -> dict:
     result: dict = {"gpus": torch.cuda.device_count()}
     config = LongLLaDAConfig.from_pretrained(folder)
     answer = dict(max_new_tokens=GEN, block_length=GEN, steps=GEN)
-    prompt = random_tokens(config, (1, args.compare_length), seed=1, device="cpu")
+    prompt = ordinary_tokens(config, args.compare_length, seed=1)
 
     def one_gpu_answer() -> tuple[torch.Tensor, float, float]:
         single, load_s = timed(lambda: load(folder, {"": 0}))
@@ -219,7 +227,7 @@ def sharded_runs(args: argparse.Namespace, folder: Path) -> dict:
     print(f"[sharded] {json.dumps(result)}", flush=True)
     result["long"] = []
     for length in [int(n) for n in args.sharded_lengths.split(",") if n]:
-        ids = random_tokens(config, (1, length), seed=2, device="cpu").to(model.device)
+        ids = ordinary_tokens(config, length, seed=2).to(model.device)
         peaks_reset()
         try:
             _, seconds = timed(lambda ids=ids: model.generate(ids, max_new_tokens=GEN, block_length=GEN, steps=1))
