@@ -43,11 +43,14 @@ the diffusion twin through ``model.generate`` (exact LLaDA sampling: 32 tokens, 
 low-confidence remasking), with and without NTK scaling (``{"type": "dynamic"}``); the AR twin greedy, with and
 without NTK (base multiplied by the scaling law's factor for the length).
 
-GPU run of the shipped twins (one H200, both twins in parallel, about 5 minutes of training each)::
+GPU run of the shipped twins (one H200 each, about 6 minutes of training)::
 
-    longllada train-tiny --twin diffusion --time-budget 300 --eval-prompts 50 &
-    longllada train-tiny --twin ar --time-budget 300 --eval-prompts 50 &
+    CUDA_VISIBLE_DEVICES=0 longllada train-tiny --twin diffusion --steps 10000 --data-workers 4 --eval-prompts 50 &
+    CUDA_VISIBLE_DEVICES=1 longllada train-tiny --twin ar --steps 10000 --data-workers 4 --eval-prompts 50 &
     wait
+
+(``benchmarks/h200x2_session.sh train`` ran it, with a second variant beside it; the other runs' summaries are in
+``benchmarks/train_logs/variants/``.)
 """
 
 from __future__ import annotations
