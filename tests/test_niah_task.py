@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -140,6 +141,9 @@ def test_process_results_reports_overall_and_cell(niah):
     doc = {"needle": "The x is y.", "keyword": "y", "context_length": 4000, "depth_percent": 12.5}
     assert niah.process_results(doc, [" y"]) == {"score": 100.0, "score_len4000_depth12p5": 100.0}
     assert niah.cell_metric_name(2000, 30.0) == "score_len2000_depth30"
+    # a cell averages the scores of its own documents; the others report None; no document at all reads NaN
+    assert niah.mean_of_scored([None, 100.0, None, 50.0]) == 75.0
+    assert math.isnan(niah.mean_of_scored([None, None]))
 
 
 # -- the real lm-eval CLI ---------------------------------------------------------------------------------------
