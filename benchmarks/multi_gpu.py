@@ -162,14 +162,14 @@ def lm_eval_runs(args: argparse.Namespace, folder: Path, work: Path) -> list[dic
 
 
 def load(folder: Path, device_map):
+    import transformers
     from transformers import AutoModelForCausalLM
 
-    try:
-        return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, dtype=torch.bfloat16,
-                                                    device_map=device_map).eval()  # fmt: skip
-    except TypeError:  # transformers 4.x names it torch_dtype
-        return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, torch_dtype=torch.bfloat16,
-                                                    device_map=device_map).eval()  # fmt: skip
+    # transformers 5 calls the argument dtype; 4.x calls it torch_dtype
+    dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    return AutoModelForCausalLM.from_pretrained(
+        folder, trust_remote_code=True, device_map=device_map, **{dtype_arg: torch.bfloat16}
+    ).eval()
 
 
 def timed(fn):

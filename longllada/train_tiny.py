@@ -258,9 +258,8 @@ class TrainSettings:
     eval_multiples: tuple[int, ...] = (1, 2, 4, 8)
     short_batch_share: float = 0.1
     short_batch_min_length: int = 96
-    data_workers: int = (
-        0  # processes building batches; the stream is seeded per worker, so reproducible for a given count
-    )
+    # processes building batches; each has its own seeded stream, so a run reproduces for a given count
+    data_workers: int = 0
     time_limit_s: float | None = None
     time_budget_s: float | None = None
 
