@@ -10,14 +10,15 @@ OUT=${OUT:-/tmp/out}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 if [ "$part" = train ]; then
-    # Variants (name=extra train-tiny flags), each a pair of twins: diffusion on GPU 0, AR on GPU 1.
+    # Variants (name=extra train-tiny flags), each a pair of twins.
     VARIANTS=${VARIANTS:-"base="}
     for variant in $VARIANTS; do
         name=${variant%%=*}
         flags=${variant#*=}
         mkdir -p /tmp/models_$name /tmp/logs_$name
         for twin in diffusion ar; do
-            gpu=$([ $twin = diffusion ] && echo 0 || echo 1)
+            # diffusion on GPU 0, AR on GPU 1; with one GPU both share it
+            gpu=$([ $twin = diffusion ] || [ "$(nvidia-smi -L | wc -l)" -lt 2 ] && echo 0 || echo 1)
             # shellcheck disable=SC2086
             CUDA_VISIBLE_DEVICES=$gpu python3 -m longllada train-tiny --twin $twin --eval-prompts 50 \
                 --out-dir /tmp/models_$name --log-dir /tmp/logs_$name ${flags//,/ } >/tmp/logs_$name/$twin.out 2>&1 &

@@ -30,11 +30,14 @@ Needles come from this module's own generator, never from the evaluation needles
 (those are only evaluated on, at the end). Subjects: templates ("secret/special/... noun (of the place or
 person)") or, for ``--phrase-subject-share`` (0.5) of them, a run of 2-6 report words; keywords
 (``--keyword-mix`` 0.3/0.5/0.2): real words (word lists and the report's words), invented words, numbers,
-capitalised in ``--capitalize-share`` (0.25) of cases. Keywords whose CRC32 is 0 mod 10 are never trained on:
-they make the held-out evaluation needles.
+capitalised in ``--capitalize-share`` (0.25) of cases; and, for ``--piece-keyword-share`` (0.4) of keywords, a
+random word-start token of the vocabulary followed by 0-2 random continuation tokens. Without those, a token that
+never starts a training keyword is never copied: the twins trained before that option answered 0% of the held-out
+needles whose keyword starts with such a token and 100% of the others. Keywords whose CRC32 is 0 mod 10 are never
+trained on: they make the held-out evaluation needles.
 
-The shipped twins were trained before some of these defaults existed; their model cards give the command with
-the flags that reproduce them exactly (``benchmarks/train_logs/*_summary.json`` holds their settings).
+The shipped twins' model cards give the command that reproduces them (``benchmarks/train_logs/*_summary.json``
+holds their settings).
 
 At the end each twin is reloaded from its saved folder (float32) and evaluated: retrieval accuracy (the keyword
 appears in the output) at the trained length minus 32 (prompt + 32 generated tokens = trained length), the
@@ -43,13 +46,13 @@ the diffusion twin through ``model.generate`` (exact LLaDA sampling: 32 tokens, 
 low-confidence remasking), with and without NTK scaling (``{"type": "dynamic"}``); the AR twin greedy, with and
 without NTK (base multiplied by the scaling law's factor for the length).
 
-GPU run of the shipped twins (one H200 each, about 6 minutes of training)::
+GPU run of the shipped twins (both on one H200, about 6 minutes of training)::
 
-    CUDA_VISIBLE_DEVICES=0 longllada train-tiny --twin diffusion --steps 10000 --data-workers 4 --eval-prompts 50 &
-    CUDA_VISIBLE_DEVICES=1 longllada train-tiny --twin ar --steps 10000 --data-workers 4 --eval-prompts 50 &
+    longllada train-tiny --twin diffusion --steps 10000 --data-workers 4 --eval-prompts 50 &
+    longllada train-tiny --twin ar --steps 10000 --data-workers 4 --eval-prompts 50 &
     wait
 
-(``benchmarks/h200x2_session.sh train`` ran it, with a second variant beside it; the other runs' summaries are in
+(``benchmarks/h200x2_session.sh train`` ran it; the other runs' summaries are in
 ``benchmarks/train_logs/variants/``.)
 """
 
@@ -160,7 +163,10 @@ class NeedleGenerator:
 
     def __init__(self, report_text: str, rng: random.Random, held_out: bool = False,
                  keyword_mix: Sequence[float] = EVAL_KEYWORD_MIX, phrase_subject_share: float = 0.0,
-                 capitalize_share: float = 0.1):  # fmt: skip
+                 capitalize_share: float = 0.1, pieces: tuple[Sequence[str], Sequence[str]] | None = None,
+                 piece_keyword_share: float = 0.0):  # fmt: skip
+        if piece_keyword_share and not pieces:
+            raise ValueError("piece_keyword_share > 0 needs the tokenizer's pieces (vocabulary_pieces(tokenizer))")
         if len(keyword_mix) != 3 or any(w < 0 for w in keyword_mix) or sum(keyword_mix) <= 0:
             raise ValueError(
                 f"keyword_mix must be 3 non-negative weights (words, invented, numbers), got {keyword_mix!r}"
@@ -173,6 +179,7 @@ class NeedleGenerator:
         self.words = [w for w in pool if is_held_out(w) == held_out]
         self.held_out = held_out
         self.phrase_subject_share, self.capitalize_share = phrase_subject_share, capitalize_share
+        self.pieces, self.piece_keyword_share = pieces, piece_keyword_share
         # word runs of the report for free-form subjects ("annual sustainment cost of the fleet")
         self.phrase_sources = [
             words
@@ -205,10 +212,19 @@ class NeedleGenerator:
             return f"{adjective} {noun} of the {owner}"
         return f"{noun} of the {owner}"
 
+    def piece_keyword(self) -> str:
+        """A word-start token of the vocabulary and 0-2 continuation tokens, drawn uniformly: every token of
+        the vocabulary turns up as a keyword piece, so that copying is learned for all of them."""
+        starts, continuations = self.pieces  # type: ignore[misc]
+        n_continuations = self.rng.choices((0, 1, 2), weights=(0.4, 0.35, 0.25))[0]
+        return self.rng.choice(starts) + "".join(self.rng.choice(continuations) for _ in range(n_continuations))
+
     def keyword(self) -> str:
         while True:
             r = self.rng.random()
-            if r < self.word_share:
+            if self.piece_keyword_share and self.rng.random() < self.piece_keyword_share:
+                word = self.piece_keyword()
+            elif r < self.word_share:
                 word = self.rng.choice(self.words)
             elif r < self.word_share + self.invented_share:
                 word = "".join(self.rng.choice(SYLLABLES) for _ in range(self.rng.randint(2, 3)))
@@ -249,6 +265,9 @@ class TrainSettings:
     keyword_mix: tuple[float, float, float] = (0.3, 0.5, 0.2)
     phrase_subject_share: float = 0.5  # share of free-form subjects (report word runs) among training needles
     capitalize_share: float = 0.25  # share of capitalised keywords (names) among training needles
+    # share of training keywords made of random vocabulary tokens: a token never seen as a keyword piece is not
+    # copied at all (the twins shipped before this setting: 0% on such first tokens, 100% on seen ones)
+    piece_keyword_share: float = 0.4
     sft_response_tokens: int = 32  # SFT responses (answer + EOS padding) at most this long; 0: any length
     ar_loss_weighting: str = "row"  # "row": every row counts the same (as the diffusion loss); "token": legacy
     distractor_share: float = 0.3
@@ -296,7 +315,7 @@ class TrainSettings:
             )
         if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) or self.data_workers < 0:
             raise ValueError(f"data_workers must be an integer >= 0, got {self.data_workers!r}")
-        for name in ("phrase_subject_share", "capitalize_share", "short_batch_share"):
+        for name in ("phrase_subject_share", "capitalize_share", "piece_keyword_share", "short_batch_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.short_batch_share <= 1:
@@ -348,6 +367,21 @@ def tokenizer_texts(vocab_text: str, n_examples: int = 400) -> list[str]:
     return [vocab_text, "\n".join(lines)]
 
 
+def vocabulary_pieces(tokenizer) -> tuple[list[str], list[str]]:
+    """The tokenizer's alphabetic tokens as text: (word starts without their space, continuations), sorted."""
+    starts, continuations = set(), set()
+    special = set(tokenizer.all_special_ids)
+    for token_id in tokenizer.get_vocab().values():
+        if token_id in special:
+            continue
+        text = tokenizer.decode([token_id])
+        if text.startswith(" ") and text[1:].isalpha():
+            starts.add(text[1:])
+        elif text.isalpha():
+            continuations.add(text)
+    return sorted(starts), sorted(continuations)
+
+
 def build_twin_tokenizer(vocab_size: int):
     from longllada.tokenizer import build_tokenizer
 
@@ -368,14 +402,16 @@ class DocumentBuilder:
     def __init__(self, tokenizer, text: str, length: int, rng: random.Random, held_out: bool = False,
                  distractor_share: float = 0.3, keyword_mix: Sequence[float] = EVAL_KEYWORD_MIX,
                  sft_response_tokens: int = 0, phrase_subject_share: float = 0.0,
-                 capitalize_share: float = 0.1):  # fmt: skip
+                 capitalize_share: float = 0.1, piece_keyword_share: float = 0.0):  # fmt: skip
         self.tokenizer = tokenizer
         self.distractor_share = distractor_share
         self.sft_response_tokens = sft_response_tokens
         self.length = length
         self.rng = rng
         self.needles = NeedleGenerator(text, rng, held_out=held_out, keyword_mix=keyword_mix,
-                                       phrase_subject_share=phrase_subject_share, capitalize_share=capitalize_share)  # fmt: skip
+                                       phrase_subject_share=phrase_subject_share, capitalize_share=capitalize_share,
+                                       pieces=vocabulary_pieces(tokenizer) if piece_keyword_share else None,
+                                       piece_keyword_share=piece_keyword_share)  # fmt: skip
         sentences = split_sentences(text)
         self.sentence_ids = [ids for ids in self._encode([" " + s for s in sentences]) if ids]
         self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
@@ -685,7 +721,8 @@ def train_twin(twin: str, settings: TrainSettings, out_dir: Path, log_dir: Path,
                               distractor_share=settings.distractor_share, keyword_mix=settings.keyword_mix,
                               sft_response_tokens=settings.sft_response_tokens,
                               phrase_subject_share=settings.phrase_subject_share,
-                              capitalize_share=settings.capitalize_share)  # fmt: skip
+                              capitalize_share=settings.capitalize_share,
+                              piece_keyword_share=settings.piece_keyword_share)  # fmt: skip
     probe_builder = DocumentBuilder(tokenizer, text, settings.train_length, random.Random(10_000 + settings.seed),
                                     held_out=True)  # fmt: skip
     probe = probe_builder.batch(64, {"sft": 1.0})
@@ -987,6 +1024,10 @@ def write_model_card(twin: str, folder: Path, settings: TrainSettings, summary: 
         ),
     }[twin]
     mix = ", ".join(f"{k} {v:g}" for k, v in settings.mix.items())
+    pieces = ""
+    if settings.piece_keyword_share:
+        pieces = (f"; {settings.piece_keyword_share:.0%} of the keywords are instead 1-3 random tokens of the "
+                  "vocabulary, so that every token is learned as a piece to copy")  # fmt: skip
     reproduce = (
         f"\nThe time budget fixed the step count at {summary['steps_done']}; add `--steps {summary['steps_done']}` "
         "and drop `--time-budget` to repeat the same schedule on any machine.\n"
@@ -1024,7 +1065,8 @@ Data (regenerated by the command, nothing downloaded): the public-domain GAO rep
 retrieval documents (a needle "The {{subject}} is {{keyword}}." at a random depth of a haystack of report
 sentences, a distractor needle in {settings.distractor_share:.0%} of them, then
 "Question: What is the {{subject}}?" / "Answer: {{keyword}}."). Needles come from the training script's own
-generator; keywords reserved for evaluation are never trained on. Row mix: {mix} (`sft` rows score only the
+generator; keywords reserved for evaluation are never trained on. Keyword sources: real words, invented words
+and numbers (weights {"/".join(f"{w:g}" for w in settings.keyword_mix)}){pieces}. Row mix: {mix} (`sft` rows score only the
 answer and its EOS padding{", masked as in LLaDA SFT" if twin == "diffusion" else ""}).
 
 Objective: {"masked diffusion: t ~ U(0.001, 1) per row, tokens of the loss region masked with probability t, cross-entropy on masked tokens weighted 1/t, divided by the region length" if twin == "diffusion" else "next-token cross-entropy on the loss region"}.
@@ -1103,6 +1145,7 @@ def settings_from_dict(values: dict[str, Any]) -> TrainSettings:
     """TrainSettings from its ``asdict`` form (as stored in a summary); unknown keys are ignored."""
     known = {f.name for f in fields(TrainSettings)}
     kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+    kept.setdefault("piece_keyword_share", 0.0)  # runs from before the setting had none
     return TrainSettings(**kept)
 
 
@@ -1115,7 +1158,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         short_batch_share=args.short_batch_share, data_workers=args.data_workers,
         distractor_share=args.distractor_share, sft_response_tokens=args.sft_response_tokens,
         ar_loss_weighting=args.ar_loss_weighting, keyword_mix=parse_keyword_mix(args.keyword_mix),
-        phrase_subject_share=args.phrase_subject_share, capitalize_share=args.capitalize_share, log_every=min(args.log_every, args.steps),
+        phrase_subject_share=args.phrase_subject_share, capitalize_share=args.capitalize_share,
+        piece_keyword_share=args.piece_keyword_share, log_every=min(args.log_every, args.steps),
         probe_every=min(args.probe_every, args.steps),
         eval_multiples=tuple(int(m) for m in args.eval_multiples.split(",")) if args.eval_multiples else (),
     )  # fmt: skip
@@ -1173,6 +1217,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of training needles whose subject is a run of report words (default 0.5)")  # fmt: skip
     parser.add_argument("--capitalize-share", type=float, default=defaults.capitalize_share,
                         help="share of capitalised training keywords (default 0.25)")  # fmt: skip
+    parser.add_argument("--piece-keyword-share", type=float, default=defaults.piece_keyword_share,
+                        help="share of training keywords made of random vocabulary tokens, so that every token is "
+                             "learned as a piece to copy (default 0.4; 0 before this option existed)")  # fmt: skip
     parser.add_argument("--sft-response-tokens", type=int, default=defaults.sft_response_tokens,
                         help="longest SFT response (answer + EOS padding); 0: any length (default 32)")  # fmt: skip
     parser.add_argument("--ar-loss-weighting", choices=AR_LOSS_WEIGHTINGS, default=defaults.ar_loss_weighting,

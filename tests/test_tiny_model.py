@@ -282,6 +282,27 @@ def test_training_rows_have_the_needle_format():
     assert all(is_held_out(held_out.needles().keyword) for _ in range(50))
 
 
+def test_piece_keywords_cover_the_vocabulary():
+    import random
+
+    from longllada.train_tiny import DocumentBuilder, NeedleGenerator, is_held_out, vocabulary_pieces
+
+    tokenizer = build_tokenizer([TEXT], vocab_size=1024)
+    starts, continuations = vocabulary_pieces(tokenizer)
+    assert starts and continuations and all(p.isalpha() for p in starts + continuations)
+    builder = DocumentBuilder(tokenizer, TEXT, 128, random.Random(0), piece_keyword_share=1.0, capitalize_share=0.0)
+    first_tokens = set()
+    for _ in range(600):
+        keyword = builder.needles.keyword()
+        assert not is_held_out(keyword) and any(keyword.startswith(p) for p in starts), keyword
+        first_tokens.add(tokenizer(" " + keyword, add_special_tokens=False)["input_ids"][0])
+    # uniform draws over the word starts: most of them turn up as a keyword's first token within 600 draws
+    start_ids = {tokenizer(" " + p, add_special_tokens=False)["input_ids"][0] for p in starts}
+    assert len(first_tokens & start_ids) > 0.5 * min(len(start_ids), 600)
+    with pytest.raises(ValueError, match="piece_keyword_share > 0 needs the tokenizer's pieces"):
+        NeedleGenerator(TEXT, random.Random(0), piece_keyword_share=0.5)
+
+
 def test_batch_stream_with_worker_processes_is_reproducible():
     import itertools
     import random
