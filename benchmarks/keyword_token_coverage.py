@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import random
 from pathlib import Path
 
 import torch
@@ -31,10 +30,7 @@ BUCKETS = ("never", "1-20", "over 20")
 def first_token_counts(tokenizer, summary_path: Path, draws: int) -> collections.Counter:
     """How often each token starts a training keyword, over ``draws`` keywords of the twin's generator."""
     settings = settings_from_dict(json.loads(summary_path.read_text())["settings"])
-    builder = DocumentBuilder(tokenizer, report_text(), settings.train_length, random.Random(settings.seed),
-                              keyword_mix=settings.keyword_mix, phrase_subject_share=settings.phrase_subject_share,
-                              capitalize_share=settings.capitalize_share,
-                              piece_keyword_share=settings.piece_keyword_share)  # fmt: skip
+    builder = DocumentBuilder.for_training(tokenizer, report_text(), settings)
     counts: collections.Counter = collections.Counter()
     for _ in range(draws):
         counts[tokenizer(" " + builder.needles.keyword(), add_special_tokens=False)["input_ids"][0]] += 1

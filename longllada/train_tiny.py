@@ -419,6 +419,15 @@ class DocumentBuilder:
         # ids whose token starts with a space ("Ġ" in byte-level BPE): a word starts there
         self.word_start = {i for tok, i in vocab.items() if tok.startswith("\u0120")}
 
+    @classmethod
+    def for_training(cls, tokenizer, text: str, settings: TrainSettings) -> DocumentBuilder:
+        """The builder of a run's training rows: ``settings``' data options, seeded with its seed."""
+        return cls(tokenizer, text, settings.train_length, random.Random(settings.seed),
+                   distractor_share=settings.distractor_share, keyword_mix=settings.keyword_mix,
+                   sft_response_tokens=settings.sft_response_tokens,
+                   phrase_subject_share=settings.phrase_subject_share, capitalize_share=settings.capitalize_share,
+                   piece_keyword_share=settings.piece_keyword_share)  # fmt: skip
+
     def reseed(self, seed: int) -> None:
         """Give this builder (and its needle generator) a fresh random stream: one per data worker."""
         self.rng = self.needles.rng = random.Random(seed)
@@ -717,12 +726,7 @@ def train_twin(twin: str, settings: TrainSettings, out_dir: Path, log_dir: Path,
     torch.manual_seed(settings.seed)
     tokenizer = build_twin_tokenizer(settings.vocab_size)
     text = report_text()
-    builder = DocumentBuilder(tokenizer, text, settings.train_length, random.Random(settings.seed),
-                              distractor_share=settings.distractor_share, keyword_mix=settings.keyword_mix,
-                              sft_response_tokens=settings.sft_response_tokens,
-                              phrase_subject_share=settings.phrase_subject_share,
-                              capitalize_share=settings.capitalize_share,
-                              piece_keyword_share=settings.piece_keyword_share)  # fmt: skip
+    builder = DocumentBuilder.for_training(tokenizer, text, settings)
     probe_builder = DocumentBuilder(tokenizer, text, settings.train_length, random.Random(10_000 + settings.seed),
                                     held_out=True)  # fmt: skip
     probe = probe_builder.batch(64, {"sft": 1.0})
