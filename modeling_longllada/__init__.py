@@ -6,16 +6,28 @@ saved folders load without `trust_remote_code` when the package is installed.
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from .configuration_longllada import LongLLaDAConfig, critical_dimension, ntk_scaling_factor, ntk_supported_length
+from .configuration_longllada import LongLLaDAConfig
 from .generation_longllada import SAMPLER_DEFAULTS, DiffusionGenerateOutput
 from .modeling_longllada import LongLLaDAModelLM
+from .rope_longllada import (
+    critical_dimension,
+    ntk_scaling_factor,
+    ntk_supported_length,
+    parse_rope_scaling,
+    rope_scaling_from_args,
+)
 
 AutoConfig.register(LongLLaDAConfig.model_type, LongLLaDAConfig, exist_ok=True)
 AutoModel.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
 AutoModelForCausalLM.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
 
 # Files that make up the remote code of a model repo (copied flat beside config.json).
-REMOTE_CODE_FILES = ("configuration_longllada.py", "generation_longllada.py", "modeling_longllada.py")
+REMOTE_CODE_FILES = (
+    "configuration_longllada.py",
+    "generation_longllada.py",
+    "modeling_longllada.py",
+    "rope_longllada.py",
+)
 
 __all__ = [
     "LongLLaDAConfig",
@@ -26,4 +38,6 @@ __all__ = [
     "critical_dimension",
     "ntk_scaling_factor",
     "ntk_supported_length",
+    "parse_rope_scaling",
+    "rope_scaling_from_args",
 ]

@@ -345,13 +345,11 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         self.model = LongLLaDAModel(config)
         self.post_init()
         self._init_generation_config()
-        factor = config.rope_scaling_factor
         logger.info(
-            "LongLLaDA RoPE: trained base %s, rope_scaling=%s, effective base %s (factor %s)",
+            "LongLLaDA RoPE: trained base %s, rope_scaling=%s, effective base %s",
             config.rope_theta,
             config.rope_scaling,
-            "chosen per length" if (config.rope_scaling or {}).get("type") == "dynamic" else config.rope_theta * factor,
-            "dynamic" if (config.rope_scaling or {}).get("type") == "dynamic" else factor,
+            "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
         )
 
     # -- embeddings (HF accessors) ---------------------------------------------------------------------------
@@ -405,7 +403,7 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             use_cache: return this pass's rotated keys/values per layer in ``present_key_values``.
             logits_to_keep: where to run the LM head: an int n (the last n positions; 0 or None = all), a
                 slice, or a 1-D index tensor of positions. The head is never computed elsewhere.
-            rope_seq_len: the sequence length that picks the factor under ``{"type": "dynamic"}`` scaling
+            rope_seq_len: the sequence length that picks the factor under ``{"type": "ntk_per_length"}`` scaling
                 (default: the largest position + 1).
             cache_slot: with ``past_key_values``, the cached tensors are whole-sequence buffers [B, Hkv, C, D]
                 and the input positions are ``cache_slot`` of them: this pass's keys/values are written there
@@ -481,7 +479,7 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             if past_key_values is not None:
                 raise ValueError("position_ids is required with past_key_values (the cached positions are unknown)")
             position_ids = torch.arange(length, device=x.device).expand(b, length)
-        if rope_seq_len is None and (self.config.rope_scaling or {}).get("type") == "dynamic":
+        if rope_seq_len is None and self.config.rope_per_length:
             rope_seq_len = int(position_ids.max()) + 1
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.rope_base(rope_seq_len or 0), x.device)
 

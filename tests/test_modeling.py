@@ -71,9 +71,19 @@ def test_scaling_law_examples():
         ({"type": "ntk", "target_length": -8192}, "rope_scaling.target_length"),
         ({"type": "ntk", "factor": 2, "target_length": 8192}, "disagrees"),
         ({"type": "ntk"}, "'factor'"),
-        ({"type": "dynamic", "factor": 2}, "rope_scaling.factor"),
+        ({"type": "dynamic", "factor": 2}, "type 'dynamic'"),
+        ({"type": "ntk_per_length", "factor": 2}, "rope_scaling.factor"),
         ({"type": "ntk", "rope_type": "dynamic", "factor": 2}, "rope_type"),
-        ("ntk", "rope_scaling must be a dict"),
+        ({"type": "ntk", "factor": float("nan")}, "rope_scaling.factor"),
+        ({"type": "ntk", "factor": float("inf")}, "rope_scaling.factor"),
+        ({"type": "ntk", "factor": True}, "rope_scaling.factor"),
+        ({"type": "ntk", "target_length": 8192.0}, "rope_scaling.target_length"),
+        ({"type": "ntk", "target_length": 1024}, "below the trained length 4096"),
+        ({"type": "ntk", "factor": 4, "original_max_position_embeddings": 8192}, "unknown keys"),
+        ("ntk", "rope_scaling='ntk' is not allowed"),
+        ("ntk:inf", "ntk:FACTOR"),
+        ("ntk-target:abc", "ntk-target:LENGTH"),
+        (42, "rope_scaling=42 is not allowed"),
     ],
 )
 def test_bad_rope_scaling_raises(scaling, field):
@@ -203,11 +213,25 @@ def test_ntk_factor_multiplies_the_base():
     assert not torch.allclose(model(ids).logits, plain(ids).logits)
 
 
-def test_dynamic_scaling_equals_static_scaling_at_the_same_length():
+def test_rope_scaling_strings_and_dicts_are_one_spec():
+    assert LongLLaDAConfig(rope_scaling="ntk:4").rope_scaling == {"type": "ntk", "factor": 4}
+    assert LongLLaDAConfig(rope_scaling="ntk-target:16k").rope_scaling == {"type": "ntk", "target_length": 16384}
+    assert LongLLaDAConfig(rope_scaling="ntk-per-length").rope_scaling == {"type": "ntk_per_length"}
+    assert LongLLaDAConfig(rope_scaling="none").rope_scaling is None
+    assert LongLLaDAConfig(rope_scaling={"rope_type": "ntk", "factor": 4}).rope_scaling == {"type": "ntk", "factor": 4}
+    # transformers' dynamic NTK keeps its name (causal LMs); the per-length law's old spelling warns
+    from modeling_longllada import parse_rope_scaling
+
+    assert parse_rope_scaling("dynamic:2") == {"type": "dynamic", "factor": 2}
+    with pytest.warns(FutureWarning, match="ntk_per_length"):
+        assert LongLLaDAConfig(rope_scaling={"type": "dynamic"}).rope_scaling == {"type": "ntk_per_length"}
+
+
+def test_per_length_scaling_equals_static_scaling_at_the_same_length():
     length = 256  # 4x the trained length of SMALL
     factor = ntk_scaling_factor(16, SMALL["rope_theta"], SMALL["max_sequence_length"], length)
     assert factor > 1
-    dynamic = small_model(rope_scaling={"type": "dynamic"})
+    dynamic = small_model(rope_scaling={"type": "ntk_per_length"})
     static = small_model(rope_scaling={"type": "ntk", "factor": factor})
     ids = torch.randint(2, 100, (1, length))
     torch.testing.assert_close(dynamic(ids).logits, static(ids).logits)
