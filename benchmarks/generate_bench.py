@@ -53,7 +53,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM  # noqa: E402
-from modeling_longllada.generation_longllada import _split_cache, transfer_schedule  # noqa: E402
+from modeling_longllada.generation_longllada import (  # noqa: E402
+    DiffusionGenerationConfig,
+    commit_step,
+    transfer_schedule,
+)
 from modeling_longllada.modeling_longllada import rotary_cos_sin  # noqa: E402
 
 GEN = 32  # new tokens, block length and steps of the paper's needle setup
@@ -396,7 +400,8 @@ def cached_step_variants(model, device, clock, length, reps, try_graph) -> dict:
     full_mask = torch.ones(1, total, dtype=torch.long, device=device)
     out = {}
     with torch.no_grad():
-        concat_kv, concat_mask, _ = _split_cache(buffers, full_mask, length, total, "prefix")
+        concat_kv = tuple((k[:, :, :length], v[:, :, :length]) for k, v in buffers)
+        concat_mask = full_mask[:, :length]
 
         def concat_step():
             return model(
@@ -510,7 +515,7 @@ def compare_steps(model, prompt, device, n_states) -> dict:
     """Baseline step vs our exact step on identical states (the baseline's own trajectory): same committed
     position and token? Also how far apart the block logits are, and the margins where they disagree."""
     mask_id = model.config.mask_token_id
-    settings = model._sampler_settings(None, {"max_new_tokens": GEN})
+    settings = DiffusionGenerationConfig.resolve(model, None, {"max_new_tokens": GEN})
     prompt_len = prompt.shape[1]
     x = torch.cat((prompt, prompt.new_full((1, GEN), mask_id)), dim=1)
     block = slice(prompt_len, prompt_len + GEN)
@@ -522,8 +527,8 @@ def compare_steps(model, prompt, device, n_states) -> dict:
             ours_logits = model(x, logits_to_keep=block).logits
             k = schedule[step]
             base_logits[..., mask_id] = -torch.inf
-            base_next = model._commit(x[:, block], base_logits, k, settings, None)
-            ours_next = model._commit(x[:, block], ours_logits, k, settings, None)
+            base_next = commit_step(x[:, block], base_logits, k, 1.0, settings, None)
+            ours_next = commit_step(x[:, block], ours_logits, k, 1.0, settings, None)
             same.append(bool(torch.equal(base_next, ours_next)))
             b32, o32 = base_logits.float(), ours_logits.float()
             finite = torch.isfinite(b32)

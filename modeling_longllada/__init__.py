@@ -7,7 +7,7 @@ saved folders load without `trust_remote_code` when the package is installed.
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_longllada import LongLLaDAConfig
-from .generation_longllada import SAMPLER_DEFAULTS, DiffusionGenerateOutput
+from .generation_longllada import SAMPLER_DEFAULTS, DiffusionGenerateOutput, DiffusionGenerationConfig
 from .modeling_longllada import LongLLaDAModelLM
 from .rope_longllada import (
     critical_dimension,
@@ -33,6 +33,7 @@ __all__ = [
     "LongLLaDAConfig",
     "LongLLaDAModelLM",
     "DiffusionGenerateOutput",
+    "DiffusionGenerationConfig",
     "SAMPLER_DEFAULTS",
     "REMOTE_CODE_FILES",
     "critical_dimension",

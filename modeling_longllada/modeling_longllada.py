@@ -24,7 +24,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_longllada import LongLLaDAConfig
-from .generation_longllada import LongLLaDASamplerMixin
+from .generation_longllada import DiffusionSamplerMixin
 
 try:  # optional backend
     from flash_attn import flash_attn_func, flash_attn_varlen_func
@@ -335,7 +335,7 @@ class LongLLaDAModel(nn.Module):
         self.transformer = nn.ModuleDict(modules)
 
 
-class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
+class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
     """LLaDA-compatible masked diffusion LM with NTK RoPE scaling, a diffusion ``generate()`` and Monte-Carlo
     likelihoods. Registered for ``AutoModel`` and ``AutoModelForCausalLM`` through ``auto_map``."""
 

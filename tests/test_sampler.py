@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -128,13 +129,25 @@ def test_lengths_are_rounded_and_steps_capped(model):
         (torch.tensor([[5, MASK, 7]]), {"max_new_tokens": 8}, "mask token"),
         (torch.zeros((1, 0), dtype=torch.long), {"max_new_tokens": 8}, "non-empty"),
         (torch.tensor([[EOS, EOS]]), {"max_new_tokens": 8}, "empty"),
-        (torch.tensor([[5, 6]]), {"max_new_tokens": 0}, "positive"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 0}, "max_new_tokens=0 is not allowed"),
         (torch.tensor([[5, 6]]), {"max_length": 2}, "positive"),
         (torch.tensor([[5, 6]]), {}, "max_new_tokens"),
         (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "remasking": "top_p"}, "remasking"),
         (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "cache": "paged"}, "cache"),
         (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "threshold": 1.5}, "threshold"),
         (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "beam_width": 2}, "unsupported"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "cfg_scale": float("nan")}, "cfg_scale=nan"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "temperature": float("nan")}, "temperature=nan"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "temperature": float("inf")}, "temperature=inf"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "steps": 2.5}, "steps=2.5"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "steps": True}, "steps=True"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8.0}, "max_new_tokens=8.0"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "top_p": 0.9}, "top_p=0.9 applies to Dream"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "alg": "entropy", "top_p": 1.5}, "top_p=1.5"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "alg": "beam"}, "remasking='beam'"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "remasking": "random", "threshold": 0.9}, "needs a confidence"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 2**45}, "cannot fit"),
+        (torch.tensor([[5, 6]]), {"max_new_tokens": 8, "attention_mask": torch.ones(1, 3)}, "attention_mask has shape"),
     ],
 )
 def test_bad_input_raises(model, prompt, kwargs, message):
@@ -177,11 +190,23 @@ def test_stopping_criteria_end_generation_after_the_block(model):
     assert torch.equal(stopped.sequences[0, :14], full.sequences[0, :14])
 
 
+def _split_cache(kv_per_layer, full_mask, start, end, mode):
+    """From a full pass's keys/values, a block's cache in the concatenating form of ``forward(past_key_values=...)``:
+    prefix caches [0, start) and recomputes [start, L); dual caches [0, start) and [end, L), recomputes
+    [start, end). Returns (per-layer (k, v), the cached positions' mask, (query start, query end))."""
+    if mode == "prefix":
+        cache = tuple((k[:, :, :start], v[:, :, :start]) for k, v in kv_per_layer)
+        return cache, full_mask[:, :start], (start, full_mask.shape[1])
+    cache = tuple(
+        (torch.cat((k[:, :, :start], k[:, :, end:]), 2), torch.cat((v[:, :, :start], v[:, :, end:]), 2))
+        for k, v in kv_per_layer
+    )
+    return cache, torch.cat((full_mask[:, :start], full_mask[:, end:]), 1), (start, end)
+
+
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_cached_steps_reproduce_the_full_pass(model, cache):
     """A cached step on unchanged tokens gives the full pass's block logits (the cache plumbing is exact)."""
-    from modeling_longllada.generation_longllada import _split_cache
-
     x = torch.randint(2, 120, (2, 40))
     mask = torch.ones_like(x)
     mask[0, :5] = 0
@@ -295,3 +320,56 @@ def test_a_device_map_model_samples_and_scores_as_the_plain_model(tiny_model_dir
         for m in (plain, sharded)
     ]
     assert scores[0] == pytest.approx(scores[1], abs=1e-5)
+
+
+# -- Dream's schedule and algorithms on the shared sampler ----------------------------------------------------
+
+
+def test_dream_timestep_schedule_commits_nothing_first_and_two_last():
+    from modeling_longllada.generation_longllada import timestep_schedule
+
+    for n in (16, 32):
+        counts, probabilities = timestep_schedule(n, n, 1e-3)
+        assert sum(counts) == n and counts[0] == 0 and counts[-1] == 2
+        assert probabilities[-1] == 1.0 and all(0 <= p < 1 for p in probabilities[:-1])
+
+
+@pytest.mark.parametrize("alg", ["maskgit_plus", "topk_margin", "entropy"])
+def test_dream_algorithms_fill_every_mask_and_threshold_takes_fewer_passes(model, alg):
+    prompt = torch.randint(2, 120, (2, 9))
+    out = model.diffusion_generate(prompt, max_new_tokens=16, steps=16, alg=alg, return_dict_in_generate=True)
+    assert out.sequences.shape == (2, 25) and not (out.sequences == MASK).any() and out.num_forward_passes == 16
+    blocks = model.generate(prompt, max_new_tokens=16, block_length=8, steps=16, alg=alg, cache="prefix")
+    assert not (blocks == MASK).any()
+    if alg == "maskgit_plus":
+        fast = model.generate(prompt, max_new_tokens=16, block_length=8, alg=alg, threshold=0.01,
+                              return_dict_in_generate=True)  # fmt: skip
+        assert not (fast.sequences == MASK).any() and fast.num_forward_passes < 16
+    else:
+        with pytest.raises(ValueError, match="threshold") if alg == "entropy" else nullcontext():
+            model.generate(prompt, max_new_tokens=16, block_length=8, alg=alg, threshold=0.5)
+
+
+def test_dream_origin_and_sampling_are_reproducible_with_a_generator(model):
+    prompt = torch.randint(2, 120, (1, 5))
+    kwargs = dict(max_new_tokens=12, steps=6, temperature=0.7, top_p=0.9, top_k=20)
+    runs = [
+        model.diffusion_generate(
+            prompt,
+            generator=torch.Generator().manual_seed(5),
+            output_history=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0].sequences, runs[1].sequences) and not (runs[0].sequences == MASK).any()
+    assert len(runs[0].history) == 6 and torch.equal(runs[0].history[-1], runs[0].sequences)
+
+
+def test_progress_bar_is_shown_for_long_work_only(model, capsys):
+    prompt = torch.tensor([[5, 6]])
+    model.generate(prompt, max_new_tokens=8, block_length=8, progress=True)
+    assert "diffusion steps" in capsys.readouterr().err
+    model.generate(prompt, max_new_tokens=8, block_length=8)
+    assert "diffusion steps" not in capsys.readouterr().err
