@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
-from transformers.utils import logging
+from transformers import GenerationMixin
 
 from .configuration_dream import DreamConfig
 from .generation_longllada import LongLLaDASamplerMixin
-from .modeling_longllada import BidirectionalBlock, BlockParts, DiffusionLMMixin, LongLLaDARMSNorm
-
-logger = logging.get_logger(__name__)
+from .modeling_longllada import (
+    BidirectionalBlock,
+    BlockParts,
+    DiffusionLMMixin,
+    LongLLaDAPreTrainedModel,
+    LongLLaDARMSNorm,
+)
 
 __all__ = ["DreamConfig", "DreamModel"]
 
@@ -108,28 +111,14 @@ def _check_supported(config: DreamConfig) -> None:
         )
 
 
-class DreamPreTrainedModel(PreTrainedModel):
-    config_class = DreamConfig
-    base_model_prefix = "model"
-    supports_gradient_checkpointing = False
-    _no_split_modules = ["DreamDecoderLayer"]
-    # device_map sharding: each layer's cached keys/values stay on that layer's GPU.
-    _skip_keys_device_placement = ["past_key_values", "present_key_values"]
-    _supports_sdpa = True
-    _supports_flash_attn = True  # transformers 5
-    _supports_flash_attn_2 = True  # transformers 4.x
+class DreamPreTrainedModel(LongLLaDAPreTrainedModel):
+    """LLaDA's base class (backends, device placement, initialisation) with Dream's config and layer names."""
 
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            module.weight.normal_(0.0, std)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.Embedding):
-            module.weight.normal_(0.0, std)
-        elif isinstance(module, LongLLaDARMSNorm):
-            module.weight.fill_(1.0)
+    config_class = DreamConfig
+    _no_split_modules = ["DreamDecoderLayer"]
+
+    def _initializer_std(self) -> float:
+        return self.config.initializer_range
 
 
 class DreamModel(DiffusionLMMixin, LongLLaDASamplerMixin, DreamPreTrainedModel, GenerationMixin):
@@ -142,33 +131,14 @@ class DreamModel(DiffusionLMMixin, LongLLaDASamplerMixin, DreamPreTrainedModel, 
 
     logits_shifted = True
     positions_from_mask = False
-    remote_code_auto_map = {
-        "AutoConfig": "configuration_dream.DreamConfig",
-        "AutoModel": "modeling_dream.DreamModel",
-        "AutoModelForCausalLM": "modeling_dream.DreamModel",
-    }
 
-    def __init__(self, config: DreamConfig):
-        _check_supported(config)
-        super().__init__(config)
+    check_config = staticmethod(_check_supported)
+
+    def build_modules(self, config: DreamConfig) -> None:
         self.model = DreamBaseModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-        self._init_generation_config()
-        logger.info(
-            "Dream RoPE: trained base %s, trained length %s, rope_scaling=%s, effective base %s",
-            config.rope_theta,
-            config.trained_length,
-            config.rope_scaling,
-            "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
-        )
 
-    # -- embeddings (HF accessors) ---------------------------------------------------------------------------
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embed_tokens = value
+    input_embeddings_path = "model.embed_tokens"
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -179,7 +149,7 @@ class DreamModel(DiffusionLMMixin, LongLLaDASamplerMixin, DreamPreTrainedModel, 
     # -- the parts the shared forward uses -------------------------------------------------------------------
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """Token embeddings [B, L, hidden_size]."""
-        return self.model.embed_tokens(input_ids)
+        return self.get_input_embeddings()(input_ids)
 
     @property
     def decoder_layers(self) -> nn.ModuleList:

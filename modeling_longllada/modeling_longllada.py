@@ -16,6 +16,7 @@ Shapes: B batch, L query length, C cached (context) length, H heads, D head dim,
 from __future__ import annotations
 
 import math
+import operator
 import os
 import shutil
 from contextlib import nullcontext
@@ -349,9 +350,12 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True  # transformers 5
     _supports_flash_attn_2 = True  # transformers 4.x
 
+    def _initializer_std(self) -> float:
+        return self.config.init_std
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.init_std
+        std = self._initializer_std()
         if isinstance(module, nn.Linear):
             module.weight.normal_(0.0, std)
             if module.bias is not None:
@@ -406,8 +410,48 @@ class DiffusionLMMixin:
     # Default positions with an attention mask: the count of real tokens (True), or 0..L-1 whatever the mask,
     # as the official Dream forward does (False).
     positions_from_mask: bool = True
-    # The auto_map written by save_pretrained, pointing to the remote-code files saved beside config.json.
-    remote_code_auto_map: dict[str, str] = {}
+
+    # Where the token embedding sits (dotted attribute path), for the HF accessors below.
+    input_embeddings_path: str = ""
+
+    @staticmethod
+    def check_config(config) -> None:
+        """Refuse a config this family cannot run, before any module is built (ValueError naming the field)."""
+
+    def build_modules(self, config) -> None:
+        """Create the family's modules under its checkpoint's names."""
+        raise NotImplementedError
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return operator.attrgetter(self.input_embeddings_path)(self)
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        owner, _, name = self.input_embeddings_path.rpartition(".")
+        setattr(operator.attrgetter(owner)(self), name, value)
+
+    def __init__(self, config):
+        """Check the config, build the family's modules, initialise, set the sampler defaults, log the RoPE."""
+        self.check_config(config)
+        super().__init__(config)
+        self.build_modules(config)
+        self.post_init()
+        self._init_generation_config()
+        config = self.config
+        logger.info(
+            "%s RoPE: trained base %s, trained length %s, rope_scaling=%s, effective base %s",
+            type(self).__name__,
+            config.rope_theta,
+            config.trained_length,
+            config.rope_scaling,
+            "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
+        )
+
+    @property
+    def remote_code_auto_map(self) -> dict[str, str]:
+        """The ``auto_map`` that save_pretrained writes: this class and its config class, by file and name."""
+        model = f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+        config = f"{self.config_class.__module__.rsplit('.', 1)[-1]}.{self.config_class.__name__}"
+        return {"AutoConfig": config, "AutoModel": model, "AutoModelForCausalLM": model}
 
     def rope_base(self, seq_len: int) -> float:
         """Effective RoPE base for a forward pass spanning ``seq_len`` positions."""
@@ -699,31 +743,11 @@ class LongLLaDAModelLM(DiffusionLMMixin, LongLLaDASamplerMixin, LongLLaDAPreTrai
 
     logits_shifted = False
     positions_from_mask = True
-    remote_code_auto_map = {
-        "AutoConfig": "configuration_longllada.LongLLaDAConfig",
-        "AutoModel": "modeling_longllada.LongLLaDAModelLM",
-        "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
-    }
+    input_embeddings_path = "model.transformer.wte"
+    check_config = staticmethod(_check_supported)
 
-    def __init__(self, config: LongLLaDAConfig):
-        _check_supported(config)
-        super().__init__(config)
+    def build_modules(self, config: LongLLaDAConfig) -> None:
         self.model = LongLLaDAModel(config)
-        self.post_init()
-        self._init_generation_config()
-        logger.info(
-            "LongLLaDA RoPE: trained base %s, rope_scaling=%s, effective base %s",
-            config.rope_theta,
-            config.rope_scaling,
-            "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
-        )
-
-    # -- embeddings (HF accessors) ---------------------------------------------------------------------------
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.transformer.wte
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.transformer.wte = value
 
     def get_output_embeddings(self) -> nn.Module | None:
         return None  # the head is `ff_out` (or the tied embedding), applied by `lm_head`
@@ -731,7 +755,7 @@ class LongLLaDAModelLM(DiffusionLMMixin, LongLLaDASamplerMixin, LongLLaDAPreTrai
     # -- the parts the shared forward uses -------------------------------------------------------------------
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """Token embeddings [B, L, d_model] (scaled by sqrt(d_model) when ``input_emb_norm``)."""
-        x = self.model.transformer.wte(input_ids)
+        x = self.get_input_embeddings()(input_ids)
         return x * (self.config.d_model**0.5) if self.config.input_emb_norm else x
 
     @property
