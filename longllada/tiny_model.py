@@ -73,54 +73,51 @@ def official_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
     kv_dim = int(config.n_kv_heads or n_heads) * head_dim
     mlp = int(config.mlp_hidden_size)
     vocab = int(getattr(config, "embedding_size", None) or config.vocab_size)
-    generator = torch.Generator().manual_seed(seed)
-
-    def normal(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator) * INIT_STD
-
-    state = {"model.transformer.wte.weight": normal(vocab, d_model)}
+    shapes = {"model.transformer.wte.weight": (vocab, d_model)}
     for i in range(int(config.n_layers)):
         prefix = f"model.transformer.blocks.{i}."
-        state[prefix + "attn_norm.weight"] = torch.ones(d_model)
-        state[prefix + "q_proj.weight"] = normal(d_model, d_model)
-        state[prefix + "k_proj.weight"] = normal(kv_dim, d_model)
-        state[prefix + "v_proj.weight"] = normal(kv_dim, d_model)
-        state[prefix + "attn_out.weight"] = normal(d_model, d_model)
-        state[prefix + "ff_norm.weight"] = torch.ones(d_model)
-        state[prefix + "ff_proj.weight"] = normal(mlp, d_model)
-        state[prefix + "up_proj.weight"] = normal(mlp, d_model)
-        state[prefix + "ff_out.weight"] = normal(d_model, mlp)
-    state["model.transformer.ln_f.weight"] = torch.ones(d_model)
+        shapes.update({prefix + name + ".weight": shape for name, shape in (
+            ("attn_norm", (d_model,)), ("q_proj", (d_model, d_model)), ("k_proj", (kv_dim, d_model)),
+            ("v_proj", (kv_dim, d_model)), ("attn_out", (d_model, d_model)), ("ff_norm", (d_model,)),
+            ("ff_proj", (mlp, d_model)), ("up_proj", (mlp, d_model)), ("ff_out", (d_model, mlp)))})  # fmt: skip
+    shapes["model.transformer.ln_f.weight"] = (d_model,)
     if not getattr(config, "weight_tying", False):
-        state["model.transformer.ff_out.weight"] = normal(vocab, d_model)
-    return state
+        shapes["model.transformer.ff_out.weight"] = (vocab, d_model)
+    return random_weights(shapes, seed)
 
 
 def dream_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random float32 state dict with the official Dream-v0 key names and shapes (Qwen2 layout) for ``config``
-    (a :class:`DreamConfig`). Linear and embedding weights ~ N(0, 0.02²), q/k/v biases 0, norm weights 1."""
+    (a :class:`DreamConfig`): as :func:`random_weights` fills them (q/k/v biases 0)."""
     d, inner, vocab = int(config.hidden_size), int(config.intermediate_size), int(config.vocab_size)
     q_dim = int(config.num_attention_heads) * int(config.head_dim)
     kv_dim = int(config.num_key_value_heads) * int(config.head_dim)
-    generator = torch.Generator().manual_seed(seed)
-
-    def normal(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator) * INIT_STD
-
-    state = {"model.embed_tokens.weight": normal(vocab, d)}
+    shapes = {"model.embed_tokens.weight": (vocab, d)}
     for i in range(int(config.num_hidden_layers)):
         prefix = f"model.layers.{i}."
         for name, rows in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
-            state[prefix + f"self_attn.{name}.weight"] = normal(rows, d)
-            state[prefix + f"self_attn.{name}.bias"] = torch.zeros(rows)
-        state[prefix + "self_attn.o_proj.weight"] = normal(d, q_dim)
-        state[prefix + "mlp.gate_proj.weight"] = normal(inner, d)
-        state[prefix + "mlp.up_proj.weight"] = normal(inner, d)
-        state[prefix + "mlp.down_proj.weight"] = normal(d, inner)
-        state[prefix + "input_layernorm.weight"] = torch.ones(d)
-        state[prefix + "post_attention_layernorm.weight"] = torch.ones(d)
-    state["model.norm.weight"] = torch.ones(d)
-    state["lm_head.weight"] = normal(vocab, d)
+            shapes[prefix + f"self_attn.{name}.weight"] = (rows, d)
+            shapes[prefix + f"self_attn.{name}.bias"] = (rows,)
+        shapes[prefix + "self_attn.o_proj.weight"] = (d, q_dim)
+        shapes.update({prefix + "mlp.gate_proj.weight": (inner, d), prefix + "mlp.up_proj.weight": (inner, d),
+                       prefix + "mlp.down_proj.weight": (d, inner), prefix + "input_layernorm.weight": (d,),
+                       prefix + "post_attention_layernorm.weight": (d,)})  # fmt: skip
+    shapes.update({"model.norm.weight": (d,), "lm_head.weight": (vocab, d)})
+    return random_weights(shapes, seed)
+
+
+def random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """float32 tensors for ``shapes`` (in order): norm weights (``*norm.weight``, ``ln_f.weight``) 1, biases 0, every other weight ~ N(0, 0.02²)
+    drawn from one generator seeded with ``seed`` (the same seed gives the same tensors)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, shape in shapes.items():
+        if name.endswith(("norm.weight", "ln_f.weight")):
+            state[name] = torch.ones(shape)
+        elif name.endswith(".bias"):
+            state[name] = torch.zeros(shape)
+        else:
+            state[name] = torch.randn(*shape, generator=generator) * INIT_STD
     return state
 
 
@@ -235,46 +232,28 @@ def build_tiny_model(
     return out
 
 
+# The size arguments of build_tiny_model under each family's config field names.
+CONFIG_FIELDS = {
+    "llada": {"n_layers": "n_layers", "d_model": "d_model", "n_heads": "n_heads", "n_kv_heads": "n_kv_heads",
+              "mlp_hidden_size": "mlp_hidden_size", "max_sequence_length": "max_sequence_length"},
+    "dream": {"n_layers": "num_hidden_layers", "d_model": "hidden_size", "n_heads": "num_attention_heads",
+              "n_kv_heads": "num_key_value_heads", "mlp_hidden_size": "intermediate_size",
+              "max_sequence_length": "trained_length"},
+}  # fmt: skip
+
+
 def _config_and_weights(arch: str, sizes: dict[str, Any], vocab: int, token_ids: dict, seed: int):
     """The family's config (official fields, our auto_map) and a random state dict under its official keys."""
+    from modeling_longllada import DreamConfig, LongLLaDAConfig
+
+    fields = {CONFIG_FIELDS[arch].get(name, name): value for name, value in sizes.items()}
     if arch == "dream":
-        from modeling_longllada import DreamConfig
-
-        config = DreamConfig(
-            hidden_size=sizes["d_model"],
-            intermediate_size=sizes["mlp_hidden_size"],
-            num_hidden_layers=sizes["n_layers"],
-            num_attention_heads=sizes["n_heads"],
-            num_key_value_heads=sizes["n_kv_heads"],
-            max_window_layers=sizes["n_layers"],
-            vocab_size=vocab,
-            trained_length=sizes["max_sequence_length"],
-            rope_theta=sizes["rope_theta"],
-            rope_scaling=sizes["rope_scaling"],
-            architectures=["DreamModel"],
-            auto_map=dict(DREAM_AUTO_MAP),
-            **token_ids,
-        )
+        config = DreamConfig(max_window_layers=sizes["n_layers"], vocab_size=vocab, architectures=["DreamModel"],
+                             auto_map=dict(DREAM_AUTO_MAP), **fields, **token_ids)  # fmt: skip
         return config, dream_state_dict(config, seed=seed)
-    from modeling_longllada import LongLLaDAConfig
-
-    config = LongLLaDAConfig(
-        d_model=sizes["d_model"],
-        n_heads=sizes["n_heads"],
-        n_kv_heads=sizes["n_kv_heads"],
-        n_layers=sizes["n_layers"],
-        mlp_hidden_size=sizes["mlp_hidden_size"],
-        mlp_ratio=max(1, sizes["mlp_hidden_size"] // sizes["d_model"]),
-        vocab_size=vocab,
-        embedding_size=vocab,
-        max_sequence_length=sizes["max_sequence_length"],
-        rope_theta=sizes["rope_theta"],
-        rope_scaling=sizes["rope_scaling"],
-        init_device="cpu",
-        architectures=["LongLLaDAModelLM"],
-        auto_map=dict(AUTO_MAP),
-        **token_ids,
-    )
+    mlp_ratio = max(1, sizes["mlp_hidden_size"] // sizes["d_model"])
+    config = LongLLaDAConfig(mlp_ratio=mlp_ratio, vocab_size=vocab, embedding_size=vocab, init_device="cpu",
+                             architectures=["LongLLaDAModelLM"], auto_map=dict(AUTO_MAP), **fields, **token_ids)  # fmt: skip
     return config, official_state_dict(config, seed=seed)
 
 
