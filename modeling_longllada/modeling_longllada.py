@@ -206,7 +206,7 @@ def _sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool):
         return nullcontext()
 
 
-def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - needs a GPU with flash_attn
+def _flash_attention(q, k, v, key_padding_mask, scale):
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, S, H, D]
     if key_padding_mask is None:
         return flash_attn_func(q, k, v, softmax_scale=scale, causal=False)
