@@ -18,11 +18,9 @@ from __future__ import annotations
 import math
 import operator
 import os
-import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -686,32 +684,23 @@ class DiffusionLMMixin:
 
     # -- saving ----------------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained``, plus the remote-code files beside ``config.json`` and an
+        """``PreTrainedModel.save_pretrained``, plus this family's remote-code files beside ``config.json`` and an
         ``auto_map`` pointing to them, so that the folder loads with ``trust_remote_code=True`` wherever this
-        package is not installed (as transformers' custom models save themselves)."""
+        package is not installed.
+
+        transformers saves a custom model's module file and the files it imports when the model class is
+        registered for an auto class (as a class loaded as remote code is); an unregistered class is registered for
+        the duration of the save, so the code is written (and, with ``push_to_hub``, uploaded) with the weights."""
         self.config.auto_map = dict(self.remote_code_auto_map)
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            save_remote_code(save_directory, self.remote_code_auto_map)
-
-
-def save_remote_code(save_directory: str | os.PathLike, auto_map: dict[str, str]) -> list[str]:
-    """Copy the remote-code files that sit beside this module into ``save_directory``; return their names.
-
-    Loaded as remote code, only the files this module imports sit beside it; those are the ones ``auto_map``
-    needs. A file that ``auto_map`` names but that is missing here is an error."""
-    here = Path(__file__).resolve().parent
-    target = Path(save_directory)
-    needed = {entry.split(".")[0] + ".py" for entry in auto_map.values()}
-    missing = sorted(name for name in needed if not (here / name).is_file())
-    if missing:
-        raise FileNotFoundError(f"remote-code files {missing} are not beside {here}; cannot save the model's code")
-    written = []
-    for name in REMOTE_CODE_FILES:
-        if (here / name).is_file():
-            shutil.copyfile(here / name, target / name)
-            written.append(name)
-    return written
+        cls = type(self)
+        registered = cls._auto_class is not None
+        if not registered:
+            cls._auto_class = "AutoModelForCausalLM"
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if not registered:
+                del cls._auto_class  # back to the inherited None
 
 
 def _check_mask_shape(

@@ -292,7 +292,7 @@ def test_save_pretrained_of_a_loaded_model_loads_where_the_project_is_not_import
     config = json.loads((out / "config.json").read_text())
     for entry in config["auto_map"].values():
         assert (out / (entry.split(".")[0] + ".py")).is_file(), entry
-    assert {p.name for p in out.glob("*.py")} == set(REMOTE_CODE_FILES)
+    assert {p.name for p in out.glob("*.py")} <= set(REMOTE_CODE_FILES)
     with torch.no_grad():
         expected = float(model(torch.tensor([[5, 6, 7, 8]])).logits.double().abs().sum())
     out_text = run_isolated(LOAD_SAVED.format(folder=str(out)))
