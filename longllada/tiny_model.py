@@ -1,12 +1,19 @@
-"""`longllada tiny-model OUT_DIR`: a tiny random model of the LLaDA architecture, ready for `from_pretrained`.
+"""`longllada tiny-model OUT_DIR [--arch llada|dream]`: a tiny random diffusion model, ready for `from_pretrained`.
 
-The folder holds everything a user of a real checkpoint would get: our ``config.json`` (every official LLaDA
-field plus ``rope_scaling``, ``auto_map`` to our remote code), ``model.safetensors`` with the official key names
-and shapes (spec §1), the remote-code files copied beside them, a tokenizer with LLaDA's special tokens and a
+The folder holds everything a user of a real checkpoint would get: our ``config.json`` (every official field of
+the family plus ``rope_scaling``, ``auto_map`` to our remote code), ``model.safetensors`` with the official key
+names and shapes, the remote-code files copied beside them, a tokenizer with the family's special tokens and
 chat template, and ``generation_config.json`` with the sampler's defaults.
+
+- ``--arch llada`` (default): LLaDA's architecture and keys (``model.transformer.*``), LLaDA's special tokens.
+- ``--arch dream``: Dream-v0's (Qwen2 keys ``model.layers.N.self_attn.*`` with q/k/v biases, untied
+  ``lm_head``), Dream's special tokens (``<|mask|>``, ``<|beginoftext|>`` as BOS, ``<|endoftext|>`` as EOS/PAD).
 
 The weights are written directly as a state dict, not through the model class, so the folder also serves as
 an "official-format" checkpoint: loading it proves that our model reads official keys.
+
+A folder is only ever written by this command: it refuses an ``OUT_DIR`` holding files it did not write (it
+recognises its own folders by the marker file ``.longllada_tiny_model.json``, which lists the files it wrote).
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ import argparse
 import json
 import math
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 REPO_CODE_DIR = Path(__file__).resolve().parents[1] / "modeling_longllada"
 DEFAULT_TEXT = Path(__file__).resolve().parent / "data" / "gov_report_001.txt"
@@ -30,6 +39,15 @@ AUTO_MAP = {
     "AutoModel": "modeling_longllada.LongLLaDAModelLM",
     "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
 }
+# Dream's official auto_map (AutoConfig, AutoModel) names the same files and classes; ours adds the causal-LM entry.
+DREAM_AUTO_MAP = {
+    "AutoConfig": "configuration_dream.DreamConfig",
+    "AutoModel": "modeling_dream.DreamModel",
+    "AutoModelForCausalLM": "modeling_dream.DreamModel",
+}
+ARCHS = ("llada", "dream")
+MARKER = ".longllada_tiny_model.json"
+MARKER_WRITER = "longllada tiny-model"
 
 
 def default_texts() -> list[str]:
@@ -42,7 +60,7 @@ def round_up(value: int, multiple: int = EMBEDDING_MULTIPLE) -> int:
 
 
 def official_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random float32 state dict with the official LLaDA key names and shapes (spec §1) for ``config``.
+    """A random float32 state dict with the official LLaDA key names and shapes for ``config``.
 
     Linear and embedding weights ~ N(0, 0.02²), norm weights 1; the same ``seed`` gives the same tensors.
     ``config`` needs ``d_model``, ``n_heads``, ``n_kv_heads`` (None = ``n_heads``), ``n_layers``,
@@ -55,26 +73,51 @@ def official_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
     kv_dim = int(config.n_kv_heads or n_heads) * head_dim
     mlp = int(config.mlp_hidden_size)
     vocab = int(getattr(config, "embedding_size", None) or config.vocab_size)
-    generator = torch.Generator().manual_seed(seed)
-
-    def normal(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator) * INIT_STD
-
-    state = {"model.transformer.wte.weight": normal(vocab, d_model)}
+    shapes = {"model.transformer.wte.weight": (vocab, d_model)}
     for i in range(int(config.n_layers)):
         prefix = f"model.transformer.blocks.{i}."
-        state[prefix + "attn_norm.weight"] = torch.ones(d_model)
-        state[prefix + "q_proj.weight"] = normal(d_model, d_model)
-        state[prefix + "k_proj.weight"] = normal(kv_dim, d_model)
-        state[prefix + "v_proj.weight"] = normal(kv_dim, d_model)
-        state[prefix + "attn_out.weight"] = normal(d_model, d_model)
-        state[prefix + "ff_norm.weight"] = torch.ones(d_model)
-        state[prefix + "ff_proj.weight"] = normal(mlp, d_model)
-        state[prefix + "up_proj.weight"] = normal(mlp, d_model)
-        state[prefix + "ff_out.weight"] = normal(d_model, mlp)
-    state["model.transformer.ln_f.weight"] = torch.ones(d_model)
+        shapes.update({prefix + name + ".weight": shape for name, shape in (
+            ("attn_norm", (d_model,)), ("q_proj", (d_model, d_model)), ("k_proj", (kv_dim, d_model)),
+            ("v_proj", (kv_dim, d_model)), ("attn_out", (d_model, d_model)), ("ff_norm", (d_model,)),
+            ("ff_proj", (mlp, d_model)), ("up_proj", (mlp, d_model)), ("ff_out", (d_model, mlp)))})  # fmt: skip
+    shapes["model.transformer.ln_f.weight"] = (d_model,)
     if not getattr(config, "weight_tying", False):
-        state["model.transformer.ff_out.weight"] = normal(vocab, d_model)
+        shapes["model.transformer.ff_out.weight"] = (vocab, d_model)
+    return random_weights(shapes, seed)
+
+
+def dream_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random float32 state dict with the official Dream-v0 key names and shapes (Qwen2 layout) for ``config``
+    (a :class:`DreamConfig`): as :func:`random_weights` fills them (q/k/v biases 0)."""
+    d, inner, vocab = int(config.hidden_size), int(config.intermediate_size), int(config.vocab_size)
+    q_dim = int(config.num_attention_heads) * int(config.head_dim)
+    kv_dim = int(config.num_key_value_heads) * int(config.head_dim)
+    shapes = {"model.embed_tokens.weight": (vocab, d)}
+    for i in range(int(config.num_hidden_layers)):
+        prefix = f"model.layers.{i}."
+        for name, rows in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
+            shapes[prefix + f"self_attn.{name}.weight"] = (rows, d)
+            shapes[prefix + f"self_attn.{name}.bias"] = (rows,)
+        shapes[prefix + "self_attn.o_proj.weight"] = (d, q_dim)
+        shapes.update({prefix + "mlp.gate_proj.weight": (inner, d), prefix + "mlp.up_proj.weight": (inner, d),
+                       prefix + "mlp.down_proj.weight": (d, inner), prefix + "input_layernorm.weight": (d,),
+                       prefix + "post_attention_layernorm.weight": (d,)})  # fmt: skip
+    shapes.update({"model.norm.weight": (d,), "lm_head.weight": (vocab, d)})
+    return random_weights(shapes, seed)
+
+
+def random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """float32 tensors for ``shapes`` (in order): norm weights (``*norm.weight``, ``ln_f.weight``) 1, biases 0, every other weight ~ N(0, 0.02²)
+    drawn from one generator seeded with ``seed`` (the same seed gives the same tensors)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, shape in shapes.items():
+        if name.endswith(("norm.weight", "ln_f.weight")):
+            state[name] = torch.ones(shape)
+        elif name.endswith(".bias"):
+            state[name] = torch.zeros(shape)
+        else:
+            state[name] = torch.randn(*shape, generator=generator) * INIT_STD
     return state
 
 
@@ -114,6 +157,7 @@ def _check_positive_int(name: str, value: Any) -> int:
 def build_tiny_model(
     out_dir: str | Path,
     *,
+    arch: str = "llada",
     n_layers: int = 2,
     d_model: int = 64,
     n_heads: int = 4,
@@ -126,24 +170,24 @@ def build_tiny_model(
     seed: int = 0,
     texts: Iterable[str] | None = None,
 ) -> Path:
-    """Write a tiny random LongLLaDA model folder (see the module docstring) and return its path.
+    """Write a tiny random model folder (see the module docstring) and return its path.
 
     Args:
-        out_dir: the folder (created; files in it are overwritten).
+        out_dir: the folder: created, empty, or one this function wrote before (its files are then replaced);
+            any other content is refused with ValueError before anything is written.
+        arch: ``"llada"`` or ``"dream"``: the architecture, checkpoint format and tokenizer family.
         n_layers, d_model, n_heads: transformer sizes; ``d_model`` must be a multiple of ``n_heads``.
         n_kv_heads: key/value heads (grouped-query attention); None = ``n_heads``.
         mlp_hidden_size: SwiGLU inner size; None = ``3 * d_model`` (LLaDA-8B's ratio, 12288 / 4096).
         vocab_size: BPE vocabulary size to train; the embedding has it rounded up to a multiple of 64.
-        max_sequence_length: the "trained" length written to the config.
-        rope_theta, rope_scaling: RoPE base and optional NTK scaling (validated by ``LongLLaDAConfig``).
+        max_sequence_length: the "trained" length written to the config (LLaDA's ``max_sequence_length``,
+            Dream's ``trained_length``).
+        rope_theta, rope_scaling: RoPE base and optional NTK scaling (validated by the config class).
         seed: seeds the weights (the tokenizer is deterministic in ``texts``).
         texts: tokenizer training text; default the shipped report ``longllada/data/gov_report_001.txt``.
     """
-    from safetensors.torch import save_file
-
-    from longllada.tokenizer import build_tokenizer, save_tokenizer
-    from modeling_longllada import LongLLaDAConfig
-
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} is not allowed; allowed: {list(ARCHS)}")
     for name, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
                         ("vocab_size", vocab_size), ("max_sequence_length", max_sequence_length)):  # fmt: skip
         _check_positive_int(name, value)
@@ -157,43 +201,102 @@ def build_tiny_model(
         raise ValueError(f"head_dim=d_model/n_heads={d_model // n_heads} must be even for RoPE")
     if n_heads % n_kv_heads:
         raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
-    if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) or rope_theta <= 1:
-        raise ValueError(f"rope_theta must be a number > 1, got {rope_theta!r}")
-
+    if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) or not 1 < rope_theta < math.inf:
+        raise ValueError(f"rope_theta must be a finite number > 1, got {rope_theta!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(default_texts() if texts is None else texts, vocab_size=vocab_size)
-    save_tokenizer(tokenizer, out)
-    embedding_size = round_up(len(tokenizer))
-    token_ids = {
-        "mask_token_id": tokenizer.mask_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-    }
-    config = LongLLaDAConfig(
-        d_model=d_model,
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        n_layers=n_layers,
-        mlp_hidden_size=mlp_hidden_size,
-        mlp_ratio=max(1, mlp_hidden_size // d_model),
-        vocab_size=embedding_size,
-        embedding_size=embedding_size,
-        max_sequence_length=max_sequence_length,
-        rope_theta=float(rope_theta),
-        rope_scaling=rope_scaling,
-        init_device="cpu",
-        architectures=["LongLLaDAModelLM"],
-        auto_map=dict(AUTO_MAP),
-        **token_ids,
-    )
-    config.save_pretrained(out)
-    state = official_state_dict(config, seed=seed)
-    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
-    copy_remote_code(out)
-    write_generation_config(out, token_ids)
+    ours = _files_we_may_replace(out)
+
+    from longllada.tokenizer import build_tokenizer, save_tokenizer
+
+    sizes = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                 mlp_hidden_size=mlp_hidden_size, max_sequence_length=max_sequence_length,
+                 rope_theta=float(rope_theta), rope_scaling=rope_scaling)  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tiny-model-", dir=out.parent) as scratch:
+        staging = Path(scratch)
+        texts = default_texts() if texts is None else texts
+        tokenizer = build_tokenizer(texts, vocab_size=vocab_size, family=arch)
+        save_tokenizer(tokenizer, staging)
+        token_ids = {
+            "mask_token_id": tokenizer.mask_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+        }
+        config, state = _config_and_weights(arch, sizes, round_up(len(tokenizer)), token_ids, seed)
+        config.save_pretrained(staging)
+        save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
+        copy_remote_code(staging)
+        write_generation_config(staging, token_ids)
+        _install(staging, out, ours, arch)
     return out
+
+
+# The size arguments of build_tiny_model under each family's config field names.
+CONFIG_FIELDS = {
+    "llada": {"n_layers": "n_layers", "d_model": "d_model", "n_heads": "n_heads", "n_kv_heads": "n_kv_heads",
+              "mlp_hidden_size": "mlp_hidden_size", "max_sequence_length": "max_sequence_length"},
+    "dream": {"n_layers": "num_hidden_layers", "d_model": "hidden_size", "n_heads": "num_attention_heads",
+              "n_kv_heads": "num_key_value_heads", "mlp_hidden_size": "intermediate_size",
+              "max_sequence_length": "trained_length"},
+}  # fmt: skip
+
+
+def _config_and_weights(arch: str, sizes: dict[str, Any], vocab: int, token_ids: dict, seed: int):
+    """The family's config (official fields, our auto_map) and a random state dict under its official keys."""
+    from modeling_longllada import DreamConfig, LongLLaDAConfig
+
+    fields = {CONFIG_FIELDS[arch].get(name, name): value for name, value in sizes.items()}
+    if arch == "dream":
+        config = DreamConfig(max_window_layers=sizes["n_layers"], vocab_size=vocab, architectures=["DreamModel"],
+                             auto_map=dict(DREAM_AUTO_MAP), **fields, **token_ids)  # fmt: skip
+        return config, dream_state_dict(config, seed=seed)
+    mlp_ratio = max(1, sizes["mlp_hidden_size"] // sizes["d_model"])
+    config = LongLLaDAConfig(mlp_ratio=mlp_ratio, vocab_size=vocab, embedding_size=vocab, init_device="cpu",
+                             architectures=["LongLLaDAModelLM"], auto_map=dict(AUTO_MAP), **fields, **token_ids)  # fmt: skip
+    return config, official_state_dict(config, seed=seed)
+
+
+def _files_we_may_replace(out: Path) -> set[str]:
+    """The files of ``out`` that this command wrote (from its marker); ValueError if ``out`` holds anything
+    else: a file where the folder should be, or files without our marker."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUT_DIR {str(out)!r} is a file; allowed: a new or empty folder, or one tiny-model wrote")
+    if not out.exists():
+        return set()
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return set()
+    marker = out / MARKER
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        ours = set(record["files"]) if record.get("written_by") == MARKER_WRITER else None
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = None
+    if ours is None:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise ValueError(
+            f"OUT_DIR {str(out)!r} already holds files that tiny-model did not write ({shown}); "
+            "allowed: a new or empty folder, or one tiny-model wrote (it has the marker file "
+            f"{MARKER}); nothing was written"
+        )
+    return ours | {MARKER}
+
+
+def _install(staging: Path, out: Path, ours: set[str], arch: str) -> None:
+    """Move the staged files into ``out``; refuse (before moving anything) to replace a file not ours."""
+    names = sorted(p.name for p in staging.iterdir())
+    foreign = [n for n in names if (out / n).exists() and n not in ours]
+    if foreign:
+        raise ValueError(
+            f"OUT_DIR {str(out)!r} holds {foreign}, which tiny-model did not write; allowed: a new or empty "
+            "folder, or one tiny-model wrote; nothing was written"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (staging / name).replace(out / name)
+    record = {"written_by": MARKER_WRITER, "arch": arch, "files": names}
+    (out / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 # -- command line ---------------------------------------------------------------------------------------------
@@ -202,17 +305,22 @@ def build_tiny_model(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tiny-model",
-        help="write a tiny random LongLLaDA model (config, official-format weights, remote code, tokenizer)",
+        help="write a tiny random LLaDA or Dream model (config, official-format weights, remote code, tokenizer)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder to write (created)")
+    parser.add_argument(
+        "out_dir", metavar="OUT_DIR", type=Path, help="folder to write: new, empty, or one tiny-model wrote"
+    )
+    parser.add_argument("--arch", choices=ARCHS, default="llada", help="model family (default llada)")
     parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
     parser.add_argument("--d-model", type=int, default=64, help="hidden size (default 64)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     parser.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default: --heads)")
     parser.add_argument("--mlp", type=int, default=None, help="SwiGLU inner size (default 3 x d-model)")
     parser.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary to train (default 512)")
-    parser.add_argument("--train-length", type=int, default=256, help="max_sequence_length (default 256)")
+    parser.add_argument(
+        "--train-length", type=int, default=256, help="trained length: max_sequence_length / trained_length (256)"
+    )
     parser.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     parser.set_defaults(func=_run)
@@ -221,6 +329,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     out = build_tiny_model(
         args.out_dir,
+        arch=args.arch,
         n_layers=args.layers,
         d_model=args.d_model,
         n_heads=args.heads,

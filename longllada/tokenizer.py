@@ -1,7 +1,9 @@
-"""A small byte-level BPE tokenizer with LLaDA's special tokens, trained on the spot.
+"""Small byte-level BPE tokenizers with LLaDA's or Dream's special tokens, trained on the spot.
 
-LLaDA's own tokenizer (126k tokens) cannot be downloaded here, and tiny models need a tiny vocabulary; this one
-has the same special tokens under the same names (spec §1), with the tokenizer's own ids:
+The real tokenizers (LLaDA's 126k tokens, Dream's Qwen-derived 152k) cannot be downloaded here, and tiny models
+need a tiny vocabulary; these have the same special tokens under the same names, with the tokenizer's own ids.
+
+LLaDA (``family="llada"``, the default):
 
 ==========================  =======================================================
 ``<|startoftext|>``          BOS, prepended by default when encoding (as LLaDA does)
@@ -16,7 +18,17 @@ BOS: ``tokenizer(text)`` returns ``[bos, ...]`` and ``add_special_tokens=False``
 tokenizer. The chat template (LLaMA-3 style, as LLaDA-Instruct's) writes the BOS itself, so a rendered chat
 must be encoded with ``add_special_tokens=False`` (``apply_chat_template(..., tokenize=True)`` does that).
 
-Training is deterministic: the same texts and vocabulary size give the same tokenizer, byte for byte.
+Dream (``family="dream"``):
+
+==========================  =======================================================
+``<|endoftext|>``            EOS and PAD
+``<|im_start|>``             chat turn start (ChatML, as Qwen's and Dream-Instruct's)
+``<|im_end|>``               end of a chat turn
+``<|beginoftext|>``          BOS; not added when encoding (callers prepend it, as the LongLLaDA runs do)
+``<|mask|>``                 MASK (``mask_token``)
+==========================  =======================================================
+
+Training is deterministic: the same texts, vocabulary size and family give the same tokenizer, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
@@ -51,21 +64,78 @@ CHAT_TEMPLATE = (
 
 MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + 256  # every byte must stay encodable
 
+DREAM_EOS_TOKEN = "<|endoftext|>"
+DREAM_IM_START_TOKEN = "<|im_start|>"
+DREAM_IM_END_TOKEN = "<|im_end|>"
+DREAM_BOS_TOKEN = "<|beginoftext|>"
+DREAM_MASK_TOKEN = "<|mask|>"
+# Qwen's order: end of text and the chat tokens first; Dream appended BOS and MASK.
+DREAM_SPECIAL_TOKENS = (DREAM_EOS_TOKEN, DREAM_IM_START_TOKEN, DREAM_IM_END_TOKEN, DREAM_BOS_TOKEN, DREAM_MASK_TOKEN)
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+# ChatML, as Qwen2.5's and Dream-Instruct's: a default system turn when none is given, each turn
+# "<|im_start|>role\ncontent<|im_end|>\n", and the generation prompt opens an assistant turn.
+DREAM_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class TokenizerFamily:
+    """The special tokens of one model family and how its tokenizer uses them."""
+
+    special_tokens: tuple[str, ...]  # in id order: they take ids 0..n-1, before the 256 byte symbols
+    bos_token: str
+    eos_token: str
+    pad_token: str
+    mask_token: str
+    chat_template: str
+    add_bos: bool  # prepend the BOS when encoding with add_special_tokens=True
+
+    @property
+    def min_vocab_size(self) -> int:
+        return len(self.special_tokens) + 256  # every byte must stay encodable
+
+    @property
+    def additional_special_tokens(self) -> list[str]:
+        named = {self.bos_token, self.eos_token, self.pad_token, self.mask_token}
+        return [t for t in self.special_tokens if t not in named]
+
+
+FAMILIES = {
+    "llada": TokenizerFamily(SPECIAL_TOKENS, BOS_TOKEN, EOS_TOKEN, EOS_TOKEN, MASK_TOKEN, CHAT_TEMPLATE, True),
+    "dream": TokenizerFamily(
+        DREAM_SPECIAL_TOKENS, DREAM_BOS_TOKEN, DREAM_EOS_TOKEN, DREAM_EOS_TOKEN, DREAM_MASK_TOKEN,
+        DREAM_CHAT_TEMPLATE, False,
+    ),
+}  # fmt: skip
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024, family: str = "llada") -> PreTrainedTokenizerFast:
     """Train a byte-level BPE of ``vocab_size`` tokens (special tokens included) on ``texts``.
 
     Args:
         texts: training text; any iterable of strings (consumed once).
-        vocab_size: total size including the 6 special tokens and the 256 byte symbols; at least 262. The
-            result may be smaller when the texts do not contain enough distinct merges.
+        vocab_size: total size including the family's special tokens and the 256 byte symbols (at least 262 for
+            LLaDA, 261 for Dream). The result may be smaller when the texts do not contain enough distinct merges.
+        family: ``"llada"`` or ``"dream"``: whose special tokens, BOS rule and chat template (module docstring).
     Returns:
-        A ``PreTrainedTokenizerFast`` with LLaDA's special tokens, BOS prepended by default, and a chat template;
+        A ``PreTrainedTokenizerFast`` with the family's special tokens and chat template;
         ``save_pretrained`` / ``AutoTokenizer.from_pretrained`` round-trip it on transformers 4.46 and 5.x.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} is not allowed; allowed: {sorted(FAMILIES)}")
+    spec = FAMILIES[family]
+    minimum = spec.min_vocab_size
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
         raise ValueError(
-            f"vocab_size must be an integer >= {MIN_VOCAB_SIZE} (6 special tokens + 256 bytes), got {vocab_size!r}"
+            f"vocab_size must be an integer >= {minimum} ({len(spec.special_tokens)} special tokens + 256 bytes), "
+            f"got {vocab_size!r}"
         )
     if isinstance(texts, str):
         raise ValueError("texts must be an iterable of strings, got one str; wrap it in a list")
@@ -80,25 +150,26 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedT
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(spec.special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator((t for t in texts if t), trainer=trainer)
-    bos_id = tokenizer.token_to_id(BOS_TOKEN)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS_TOKEN} $A",
-        pair=f"{BOS_TOKEN} $A $B:1",
-        special_tokens=[(BOS_TOKEN, bos_id)],
-    )
+    if spec.add_bos:
+        bos_id = tokenizer.token_to_id(spec.bos_token)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{spec.bos_token} $A",
+            pair=f"{spec.bos_token} $A $B:1",
+            special_tokens=[(spec.bos_token, bos_id)],
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=EOS_TOKEN,
-        mask_token=MASK_TOKEN,
-        additional_special_tokens=[EOT_TOKEN, START_HEADER_TOKEN, END_HEADER_TOKEN],
-        chat_template=CHAT_TEMPLATE,
+        bos_token=spec.bos_token,
+        eos_token=spec.eos_token,
+        pad_token=spec.pad_token,
+        mask_token=spec.mask_token,
+        additional_special_tokens=spec.additional_special_tokens,
+        chat_template=spec.chat_template,
         clean_up_tokenization_spaces=False,
         model_max_length=int(1e30),
         padding_side="left",

@@ -1,10 +1,14 @@
 """LongLLaDA: the LLaDA masked-diffusion transformer, loadable from the official checkpoints, with NTK RoPE scaling.
 
 Copied flat into Hub model repos and loaded with ``trust_remote_code=True``: imports only torch, transformers
-and the files beside it. State-dict keys and numerics follow the official model (spec §1): pre-norm "llama"
-blocks, float32 RMSNorm, float32 split-half RoPE, bidirectional attention. Unlike the official file it honours
-``attention_mask`` (left padding), runs on transformers 4.46 through 5.x, and computes the LM head only where
-asked (``logits_to_keep``), which the sampler and the likelihood rely on.
+and the files beside it. State-dict keys and numerics follow the official LLaDA model (LLaDA, Nie et al. 2025):
+pre-norm "llama" blocks, float32 RMSNorm, float32 split-half RoPE, bidirectional attention. Unlike the official
+file it honours ``attention_mask`` (left padding), runs on transformers 4.46 through 5.x, and computes the LM
+head only where asked (``logits_to_keep``), which the sampler and the likelihood rely on.
+
+The pieces every diffusion family shares live here too: the norm, RoPE, attention, the pre-norm block
+(:class:`BidirectionalBlock`) and the forward pass, likelihoods and saving (:class:`DiffusionLMMixin`);
+``modeling_dream.py`` builds Dream from them.
 
 Shapes: B batch, L query length, C cached (context) length, H heads, D head dim, V vocabulary.
 """
@@ -12,9 +16,12 @@ Shapes: B batch, L query length, C cached (context) length, H heads, D head dim,
 from __future__ import annotations
 
 import math
+import operator
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +41,16 @@ except ImportError:  # pragma: no cover - flash_attn is not installed on CPU mac
 logger = logging.get_logger(__name__)
 
 ATTENTION_BACKENDS = ("sdpa", "eager", "flash_attention_2")
+
+# The remote code of a model repo, copied flat beside config.json (by save_pretrained, tiny-model and upload).
+REMOTE_CODE_FILES = (
+    "configuration_dream.py",
+    "configuration_longllada.py",
+    "generation_longllada.py",
+    "modeling_dream.py",
+    "modeling_longllada.py",
+    "rope_longllada.py",
+)
 
 # One layer's keys and values for cached positions, already rotated: ([B, Hkv, C, D], [B, Hkv, C, D]).
 LayerKV = tuple[torch.Tensor, torch.Tensor]
@@ -187,7 +204,7 @@ def _sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool):
         return nullcontext()
 
 
-def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - needs a GPU with flash_attn
+def _flash_attention(q, k, v, key_padding_mask, scale):
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, S, H, D]
     if key_padding_mask is None:
         return flash_attn_func(q, k, v, softmax_scale=scale, causal=False)
@@ -211,23 +228,32 @@ def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - ne
     return out.view(b, lq, *out.shape[1:])
 
 
-class LongLLaDABlock(nn.Module):
-    """Pre-norm "llama" block: x + attn_out(Attn(RoPE(q), RoPE(k), v)) then + ff_out(silu(ff_proj) * up_proj)."""
+class BlockParts(NamedTuple):
+    """The modules of one pre-norm block, by role (each family names them as its checkpoint does)."""
 
-    def __init__(self, config: LongLLaDAConfig):
-        super().__init__()
-        d, hd = config.d_model, config.head_dim
-        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.num_key_value_heads, hd
-        qkv_bias = config.include_bias or config.include_qkv_bias
-        self.attn_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
-        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=qkv_bias)
-        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
-        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
-        self.attn_out = nn.Linear(d, d, bias=config.include_bias)
-        self.ff_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
-        self.ff_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
-        self.up_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
-        self.ff_out = nn.Linear(config.intermediate_size, d, bias=config.include_bias)
+    attn_norm: nn.Module
+    q_proj: nn.Linear
+    k_proj: nn.Linear
+    v_proj: nn.Linear
+    o_proj: nn.Linear
+    mlp_norm: nn.Module
+    gate_proj: nn.Linear
+    up_proj: nn.Linear
+    down_proj: nn.Linear
+
+
+class BidirectionalBlock(nn.Module):
+    """A pre-norm transformer block with bidirectional attention, as LLaDA and Dream share it:
+    h = x + o_proj(Attn(RoPE(q), RoPE(k), v)) of attn_norm(x); out = h + down_proj(silu(gate_proj) * up_proj) of
+    mlp_norm(h). Subclasses create the modules under their checkpoint's names and return them from ``parts``."""
+
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+
+    @property
+    def parts(self) -> BlockParts:
+        raise NotImplementedError
 
     def forward(
         self,
@@ -245,16 +271,17 @@ class LongLLaDABlock(nn.Module):
         position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
         there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
         keys/values and free them before the feed-forward (two full-size tensors less at the peak)."""
+        p = self.parts
         b, length, _ = x.shape
-        n = self.attn_norm(x)
-        k = self.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        n = p.attn_norm(x)
+        k = p.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = p.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
         k = apply_rotary(k, cos, sin)
         if query_keep is not None:
             x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
             cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
         n_queries = x.shape[1]
-        q = self.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
+        q = p.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
         q = apply_rotary(q, cos, sin)
         del n
         new_kv = (k, v) if return_kv else None
@@ -267,19 +294,46 @@ class LongLLaDABlock(nn.Module):
         n_rep = self.n_heads // self.n_kv_heads
         h = attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
         del q, k, v
-        h = self.attn_out(h.reshape(b, n_queries, -1))
+        h = p.o_proj(h.reshape(b, n_queries, -1))
         if torch.is_grad_enabled():  # training: no in-place ops on tensors autograd keeps
             x = x + h
-            m = self.ff_norm(x)
-            return x + self.ff_out(F.silu(self.ff_proj(m)) * self.up_proj(m)), new_kv
+            m = p.mlp_norm(x)
+            return x + p.down_proj(F.silu(p.gate_proj(m)) * p.up_proj(m)), new_kv
         # Inference: the same values (a + b == b + a) with fewer full-size temporaries alive at once.
         x = h.add_(x)
         del h
-        m = self.ff_norm(x)
-        gate = F.silu(self.ff_proj(m), inplace=True)
-        gate *= self.up_proj(m)
+        m = p.mlp_norm(x)
+        gate = F.silu(p.gate_proj(m), inplace=True)
+        gate *= p.up_proj(m)
         del m
-        return self.ff_out(gate).add_(x), new_kv
+        return p.down_proj(gate).add_(x), new_kv
+
+
+class LongLLaDABlock(BidirectionalBlock):
+    """LLaDA's "llama" block under the official names: attn_norm, q/k/v_proj, attn_out, ff_norm, ff_proj (gate),
+    up_proj, ff_out (down)."""
+
+    def __init__(self, config: LongLLaDAConfig):
+        super().__init__()
+        d, hd = config.d_model, config.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.num_key_value_heads, hd
+        qkv_bias = config.include_bias or config.include_qkv_bias
+        self.attn_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
+        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=qkv_bias)
+        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
+        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
+        self.attn_out = nn.Linear(d, d, bias=config.include_bias)
+        self.ff_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
+        self.ff_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
+        self.up_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
+        self.ff_out = nn.Linear(config.intermediate_size, d, bias=config.include_bias)
+
+    @property
+    def parts(self) -> BlockParts:
+        return BlockParts(
+            self.attn_norm, self.q_proj, self.k_proj, self.v_proj, self.attn_out,
+            self.ff_norm, self.ff_proj, self.up_proj, self.ff_out,
+        )  # fmt: skip
 
 
 class LongLLaDAPreTrainedModel(PreTrainedModel):
@@ -294,9 +348,12 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True  # transformers 5
     _supports_flash_attn_2 = True  # transformers 4.x
 
+    def _initializer_std(self) -> float:
+        return self.config.init_std
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.init_std
+        std = self._initializer_std()
         if isinstance(module, nn.Linear):
             module.weight.normal_(0.0, std)
             if module.bias is not None:
@@ -335,45 +392,68 @@ class LongLLaDAModel(nn.Module):
         self.transformer = nn.ModuleDict(modules)
 
 
-class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
-    """LLaDA-compatible masked diffusion LM with NTK RoPE scaling, a diffusion ``generate()`` and Monte-Carlo
-    likelihoods. Registered for ``AutoModel`` and ``AutoModelForCausalLM`` through ``auto_map``."""
+class DiffusionLMMixin:
+    """The forward pass, the transformer without its head (``encode``), Monte-Carlo likelihoods and saving,
+    shared by every diffusion family (LLaDA, Dream).
 
-    def __init__(self, config: LongLLaDAConfig):
-        _check_supported(config)
+    A family's model class provides ``embed(input_ids)``, ``decoder_layers`` (its :class:`BidirectionalBlock`
+    list), ``final_norm``, ``lm_head(hidden)``, a config with ``head_dim``, ``rope_theta`` and the RoPE-scaling
+    properties, and the class attributes below. The sampler talks to every family through ``forward`` (with
+    ``logits_to_keep`` and the caches) and ``logits_shifted``.
+    """
+
+    # True when the logits at position i predict the token at position i + 1 (Dream keeps the head of the
+    # autoregressive model it starts from); False when they predict the token at i itself (LLaDA).
+    logits_shifted: bool = False
+    # Default positions with an attention mask: the count of real tokens (True), or 0..L-1 whatever the mask,
+    # as the official Dream forward does (False).
+    positions_from_mask: bool = True
+
+    # Where the token embedding sits (dotted attribute path), for the HF accessors below.
+    input_embeddings_path: str = ""
+
+    @staticmethod
+    def check_config(config) -> None:
+        """Refuse a config this family cannot run, before any module is built (ValueError naming the field)."""
+
+    def build_modules(self, config) -> None:
+        """Create the family's modules under its checkpoint's names."""
+        raise NotImplementedError
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return operator.attrgetter(self.input_embeddings_path)(self)
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        owner, _, name = self.input_embeddings_path.rpartition(".")
+        setattr(operator.attrgetter(owner)(self), name, value)
+
+    def __init__(self, config):
+        """Check the config, build the family's modules, initialise, set the sampler defaults, log the RoPE."""
+        self.check_config(config)
         super().__init__(config)
-        self.model = LongLLaDAModel(config)
+        self.build_modules(config)
         self.post_init()
         self._init_generation_config()
+        config = self.config
         logger.info(
-            "LongLLaDA RoPE: trained base %s, rope_scaling=%s, effective base %s",
+            "%s RoPE: trained base %s, trained length %s, rope_scaling=%s, effective base %s",
+            type(self).__name__,
             config.rope_theta,
+            config.trained_length,
             config.rope_scaling,
             "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
         )
 
-    # -- embeddings (HF accessors) ---------------------------------------------------------------------------
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.transformer.wte
+    @property
+    def remote_code_auto_map(self) -> dict[str, str]:
+        """The ``auto_map`` that save_pretrained writes: this class and its config class, by file and name."""
+        model = f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+        config = f"{self.config_class.__module__.rsplit('.', 1)[-1]}.{self.config_class.__name__}"
+        return {"AutoConfig": config, "AutoModel": model, "AutoModelForCausalLM": model}
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.transformer.wte = value
-
-    def get_output_embeddings(self) -> nn.Module | None:
-        return None  # the head is `ff_out` (or the tied embedding), applied by `lm_head`
-
-    # -- the model -------------------------------------------------------------------------------------------
     def rope_base(self, seq_len: int) -> float:
         """Effective RoPE base for a forward pass spanning ``seq_len`` positions."""
         return self.config.rope_theta * self.config.rope_factor_for_length(seq_len)
-
-    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V]."""
-        weight = self.model.transformer.wte.weight if self.config.weight_tying else self.model.transformer.ff_out.weight
-        logits = F.linear(hidden, weight)
-        if self.config.scale_logits:
-            logits = logits * (1.0 / math.sqrt(self.config.d_model))
-        return logits
 
     def forward(
         self,
@@ -390,14 +470,16 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
         return_dict: bool = True,
         **kwargs,
     ) -> LongLLaDAOutput:
-        """Bidirectional forward pass.
+        """Bidirectional forward pass. The logits are the checkpoint's own: with ``logits_shifted`` (Dream)
+        the logits at position i predict the token at i + 1.
 
         Args:
             input_ids: [B, L] token ids (or ``inputs_embeds`` [B, L, d_model]).
             attention_mask: [B, C + L], 1 for real tokens, 0 for padding, over the keys in the order
                 (cached positions, input positions). Padding is ignored as keys; pad rows' own logits are junk.
-            position_ids: [B, L]; default: from ``attention_mask`` (cumulative count of real tokens, so a
-                left-padded row sees the positions it would have alone), else 0..L-1. Required with a cache.
+            position_ids: [B, L]; default 0..L-1, or, for a family with ``positions_from_mask`` (LLaDA), from
+                ``attention_mask`` (cumulative count of real tokens, so a left-padded row sees the positions it
+                would have alone). Required with a cache.
             past_key_values: per layer, rotated keys/values [B, Hkv, C, D] of positions not in ``input_ids``
                 (any order: prefix and/or suffix) — the diffusion caches of the sampler.
             use_cache: return this pass's rotated keys/values per layer in ``present_key_values``.
@@ -462,14 +544,13 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
             raise ValueError(
                 "hidden_to_keep cannot be combined with output_hidden_states=True (it needs every position)"
             )
-        x = self.model.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
-        if self.config.input_emb_norm:
-            x = x * (self.config.d_model**0.5)
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         b, length = x.shape[:2]
         key_mask = None
         if attention_mask is not None:
+            _check_mask_shape(attention_mask, b, length, past_key_values, cache_slot)
             key_mask = attention_mask.to(device=x.device, dtype=torch.bool)
-            if position_ids is None and past_key_values is None:
+            if position_ids is None and past_key_values is None and self.positions_from_mask:
                 position_ids = (key_mask.long().cumsum(-1) - 1).clamp_min(0)
             # No padding: let sdpa take its fastest (mask-free) kernel. (Not while a CUDA graph is captured: the
             # check reads the mask on the host; the sampler passes no mask when there is no padding.)
@@ -492,8 +573,9 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
             )
 
         new_cache, hidden_states = [], []
-        last = len(self.model.transformer.blocks) - 1
-        for i, block in enumerate(self.model.transformer.blocks):
+        layers = self.decoder_layers
+        last = len(layers) - 1
+        for i, block in enumerate(layers):
             if output_hidden_states:
                 hidden_states.append(x)
             past = past_key_values[i] if past_key_values is not None else None
@@ -503,7 +585,7 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
             )
             if use_cache:
                 new_cache.append(kv)
-        x = self.model.transformer.ln_f(x)
+        x = self.final_norm(x)
         if output_hidden_states:
             hidden_states.append(x)
         return (
@@ -512,7 +594,7 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
             tuple(hidden_states) if output_hidden_states else None,
         )
 
-    # -- likelihoods (spec §3) -------------------------------------------------------------------------------
+    # -- likelihoods (LLaDA, Appendix B.5; LongLLaDA, Figure 1) ----------------------------------------------
     @torch.no_grad()
     def log_likelihood(
         self,
@@ -528,7 +610,8 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
         Each sample masks m of the L continuation tokens (m stratified over a mini-batch: a random start, then
         evenly spaced, wrapped into [1, L]) and sums the masked tokens' cross-entropy divided by m / L. Returns
         ``(-mean, standard error of the mean)`` over the ``mc_num`` samples. The LM head runs on masked
-        positions only.
+        positions only. A model with ``logits_shifted`` (Dream) scores token j from position j - 1, so the context
+        must not be empty there (give at least the BOS token).
         """
         per_sample = self._masked_losses(context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator)
         losses = torch.stack([ce.sum() / ratio for ce, ratio in per_sample])  # [mc_num]
@@ -564,6 +647,12 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
         if bool((context == mask_id).any()) or bool((target == mask_id).any()):
             raise ValueError(f"the inputs contain the mask token (id {mask_id}); remove it before scoring")
         n_ctx, length = context.numel(), target.numel()
+        shift = 1 if self.logits_shifted else 0
+        if shift and n_ctx == 0:
+            raise ValueError(
+                "context_ids is empty: this model's logits at position j - 1 predict token j (shifted logits), so "
+                "the first token cannot be scored; give a context of at least one token (e.g. the BOS token)"
+            )
         seq = torch.cat((context, target))
         out = []
         for start in range(0, mc_num, batch_size):
@@ -580,7 +669,8 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
                 unconditional = noisy.clone()
                 unconditional[:, :n_ctx] = mask_id
                 batch = torch.cat((noisy, unconditional))
-            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx, None))[0]  # [b or 2b, L, d]
+            # Shifted logits: the hidden state at j - 1 scores token j.
+            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx - shift, n_ctx + length - shift))[0]  # [b|2b, L, d]
             is_masked = is_masked.to(hidden.device)  # a device_map model ends on its last GPU
             cond_h = hidden[:b][is_masked]  # [N, d]: masked positions only
             logits = self.lm_head(cond_h).float()
@@ -591,6 +681,87 @@ class LongLLaDAModelLM(DiffusionSamplerMixin, LongLLaDAPreTrainedModel, Generati
             ce = F.cross_entropy(logits, labels, reduction="none")
             out.extend((piece, float(m) / length) for piece, m in zip(ce.split(counts.tolist()), counts.tolist()))
         return out
+
+    # -- saving ----------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained``, plus this family's remote-code files beside ``config.json`` and an
+        ``auto_map`` pointing to them, so that the folder loads with ``trust_remote_code=True`` wherever this
+        package is not installed.
+
+        transformers saves a custom model's module file and the files it imports when the model class is
+        registered for an auto class (as a class loaded as remote code is); an unregistered class is registered for
+        the duration of the save, so the code is written (and, with ``push_to_hub``, uploaded) with the weights."""
+        self.config.auto_map = dict(self.remote_code_auto_map)
+        cls = type(self)
+        registered = cls._auto_class is not None
+        if not registered:
+            cls._auto_class = "AutoModelForCausalLM"
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if not registered:
+                del cls._auto_class  # back to the inherited None
+
+
+def _check_mask_shape(
+    attention_mask: torch.Tensor,
+    batch: int,
+    length: int,
+    past_key_values: tuple[LayerKV, ...] | list[LayerKV] | None,
+    cache_slot: slice | None,
+) -> None:
+    """attention_mask covers the keys: [B, L], [B, C + L] with a cache, [B, C] with ``cache_slot`` buffers."""
+    if past_key_values is None:
+        keys, what = length, f"the {length} input positions"
+    else:
+        cached = past_key_values[0][0].shape[2]
+        if cache_slot is not None:
+            keys, what = cached, f"the {cached} positions of the cache buffers"
+        else:
+            keys, what = cached + length, f"the {cached} cached and {length} input positions"
+    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, keys):
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}; allowed: [batch, keys] = ({batch}, {keys}) "
+            f"for {what} (input_ids has batch {batch} and length {length})"
+        )
+
+
+class LongLLaDAModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
+    """LLaDA-compatible masked diffusion LM with NTK RoPE scaling, a diffusion ``generate()`` and Monte-Carlo
+    likelihoods. Registered for ``AutoModel`` and ``AutoModelForCausalLM`` through ``auto_map``."""
+
+    logits_shifted = False
+    positions_from_mask = True
+    input_embeddings_path = "model.transformer.wte"
+    check_config = staticmethod(_check_supported)
+
+    def build_modules(self, config: LongLLaDAConfig) -> None:
+        self.model = LongLLaDAModel(config)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None  # the head is `ff_out` (or the tied embedding), applied by `lm_head`
+
+    # -- the parts the shared forward uses -------------------------------------------------------------------
+    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """Token embeddings [B, L, d_model] (scaled by sqrt(d_model) when ``input_emb_norm``)."""
+        x = self.get_input_embeddings()(input_ids)
+        return x * (self.config.d_model**0.5) if self.config.input_emb_norm else x
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.model.transformer.blocks
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.model.transformer.ln_f
+
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V]."""
+        weight = self.model.transformer.wte.weight if self.config.weight_tying else self.model.transformer.ff_out.weight
+        logits = F.linear(hidden, weight)
+        if self.config.scale_logits:
+            logits = logits * (1.0 / math.sqrt(self.config.d_model))
+        return logits
 
 
 def _positions_to_keep(logits_to_keep):

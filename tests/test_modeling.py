@@ -237,3 +237,167 @@ def test_per_length_scaling_equals_static_scaling_at_the_same_length():
     torch.testing.assert_close(dynamic(ids).logits, static(ids).logits)
     short = torch.randint(2, 100, (1, 32))  # within the trained length: no scaling
     torch.testing.assert_close(dynamic(short).logits, small_model()(short).logits)
+
+
+# -- attention_mask shapes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mask_shape, words",
+    [((2, 9), r"\(2, 9\).*\(2, 10\)"), ((1, 10), r"\(1, 10\).*\(2, 10\)"), ((2, 1, 10, 10), r"\(2, 1, 10, 10\)")],
+)
+def test_attention_mask_of_the_wrong_shape_names_the_shapes(mask_shape, words):
+    model = small_model()
+    ids = torch.randint(2, 100, (2, 10))
+    with pytest.raises(ValueError, match="attention_mask has shape " + words):
+        model(ids, attention_mask=torch.ones(mask_shape, dtype=torch.long))
+
+
+def test_attention_mask_with_a_cache_covers_cached_and_input_positions():
+    model = small_model()
+    ids = torch.randint(2, 100, (1, 10))
+    with torch.no_grad():
+        cache = model(ids[:, :6], use_cache=True).present_key_values
+        model(
+            ids[:, 6:], attention_mask=torch.ones(1, 10), position_ids=torch.arange(6, 10)[None], past_key_values=cache
+        )
+        with pytest.raises(ValueError, match=r"\(1, 4\).*\(1, 10\) for the 6 cached and 4 input positions"):
+            model(ids[:, 6:], attention_mask=torch.ones(1, 4), position_ids=torch.arange(6, 10)[None],
+                  past_key_values=cache)  # fmt: skip
+
+
+# -- save_pretrained writes the remote code it points to ------------------------------------------------------------
+
+LOAD_SAVED = """
+import json, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained({folder!r}, trust_remote_code=True)
+with torch.no_grad():
+    logits = model(torch.tensor([[5, 6, 7, 8]])).logits
+print("RESULT " + json.dumps({{"class": type(model).__name__, "module": type(model).__module__,
+                               "sum": float(logits.double().abs().sum())}}))
+"""
+
+
+def test_save_pretrained_of_a_loaded_model_loads_where_the_project_is_not_importable(tiny_model_dir, tmp_path):
+    """After ``import modeling_longllada``, from_pretrained(dir).save_pretrained(out) used to write an auto_map to
+    code files it did not write; the folder then failed to load with trust_remote_code."""
+    from conftest import run_isolated
+
+    from modeling_longllada import REMOTE_CODE_FILES
+
+    model = LongLLaDAModelLM.from_pretrained(tiny_model_dir)
+    out = tmp_path / "resaved-llada"
+    model.save_pretrained(out)
+    config = json.loads((out / "config.json").read_text())
+    for entry in config["auto_map"].values():
+        assert (out / (entry.split(".")[0] + ".py")).is_file(), entry
+    assert {p.name for p in out.glob("*.py")} <= set(REMOTE_CODE_FILES)
+    with torch.no_grad():
+        expected = float(model(torch.tensor([[5, 6, 7, 8]])).logits.double().abs().sum())
+    out_text = run_isolated(LOAD_SAVED.format(folder=str(out)))
+    result = json.loads(next(line[7:] for line in out_text.splitlines()[::-1] if line.startswith("RESULT ")))
+    assert result["class"] == "LongLLaDAModelLM" and result["module"].startswith("transformers_modules.")
+    assert result["sum"] == pytest.approx(expected, rel=1e-6)
+
+
+# -- flash attention: our calling code against a reference of the kernel's documented semantics ---------------------
+
+
+def _check_flash_inputs(q, k, v, dropout_p, softmax_scale):
+    # The kernel's documented requirements that a CPU run can check.
+    assert q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1, "the last dimension must be contiguous"
+    assert q.shape[-2] % k.shape[-2] == 0 and k.shape == v.shape, "heads must be a multiple of key/value heads"
+    assert dropout_p == 0.0
+    return softmax_scale if softmax_scale is not None else q.shape[-1] ** -0.5
+
+
+def _reference_attention(q, k, v, scale, causal):
+    """One sequence: q [Lq, H, D], k/v [Lk, Hk, D] -> [Lq, H, D]. Causal masks are aligned bottom-right."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.double(), k.double()) * scale
+    if causal:
+        lq, lk = q.shape[0], k.shape[0]
+        allowed = torch.arange(lk)[None, :] <= torch.arange(lq)[:, None] + (lk - lq)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v.double()).to(q.dtype)
+
+
+def reference_flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, **kwargs):
+    """flash_attn_func as documented: q [B, Lq, H, D], k/v [B, Lk, Hk, D] -> [B, Lq, H, D]."""
+    scale = _check_flash_inputs(q, k, v, dropout_p, softmax_scale)
+    return torch.stack([_reference_attention(q[b], k[b], v[b], scale, causal) for b in range(q.shape[0])])
+
+
+def reference_flash_attn_varlen_func(
+    q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0, softmax_scale=None,
+    causal=False, **kwargs,
+):  # fmt: skip
+    """flash_attn_varlen_func as documented: sequences packed along the first dimension (q [total_q, H, D],
+    k/v [total_k, Hk, D]), sequence i spanning cu_seqlens[i]:cu_seqlens[i+1] (int32, starting at 0)."""
+    scale = _check_flash_inputs(q, k, v, dropout_p, softmax_scale)
+    for cu, total, longest in ((cu_seqlens_q, q.shape[0], max_seqlen_q), (cu_seqlens_k, k.shape[0], max_seqlen_k)):
+        assert cu.dtype == torch.int32 and cu.dim() == 1 and int(cu[0]) == 0 and int(cu[-1]) == total
+        lengths = cu[1:] - cu[:-1]
+        assert bool((lengths >= 0).all()) and int(lengths.max()) <= longest
+    assert len(cu_seqlens_q) == len(cu_seqlens_k)
+    out = torch.empty_like(q)
+    for i in range(len(cu_seqlens_q) - 1):
+        qs, qe, ks, ke = (int(t) for t in (cu_seqlens_q[i], cu_seqlens_q[i + 1], cu_seqlens_k[i], cu_seqlens_k[i + 1]))
+        out[qs:qe] = _reference_attention(q[qs:qe], k[ks:ke], v[ks:ke], scale, causal)
+    return out
+
+
+@pytest.fixture
+def reference_flash(monkeypatch):
+    import modeling_longllada.modeling_longllada as modeling
+
+    monkeypatch.setattr(modeling, "flash_attn_func", reference_flash_attn_func)
+    monkeypatch.setattr(modeling, "flash_attn_varlen_func", reference_flash_attn_varlen_func)
+
+
+def test_reference_flash_kernel_agrees_with_plain_attention():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 5, 4, 8), torch.randn(2, 7, 2, 8), torch.randn(2, 7, 2, 8)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.repeat_interleave(2, 2).transpose(1, 2), v.repeat_interleave(2, 2).transpose(1, 2)
+    ).transpose(1, 2)
+    torch.testing.assert_close(reference_flash_attn_func(q, k, v), expected, atol=1e-5, rtol=1e-5)
+    cu_q, cu_k = torch.tensor([0, 5, 10], dtype=torch.int32), torch.tensor([0, 7, 14], dtype=torch.int32)
+    packed = reference_flash_attn_varlen_func(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), cu_q, cu_k, 5, 7)
+    torch.testing.assert_close(packed.view(2, 5, 4, 8), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_flash_attention_calling_code_matches_sdpa(reference_flash, family):
+    """Unpadding of the keys, cu_seqlens, the softmax scale and non-causal attention, checked on the CPU."""
+    if family == "llada":
+        model = small_model(n_kv_heads=2)
+    else:
+        from modeling_longllada import DreamConfig, DreamModel
+
+        torch.manual_seed(0)
+        model = DreamModel(DreamConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
+                                       mask_token_id=127, pad_token_id=1, eos_token_id=1)).eval()  # fmt: skip
+    rows = [torch.randint(2, 100, (n,)) for n in (5, 12, 9)]
+    ids = torch.full((3, 12), 1)
+    mask = torch.zeros(3, 12, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, 12 - len(r) :], mask[i, 12 - len(r) :] = r, 1
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    real = mask.bool()
+    results = {}
+    for backend in ("sdpa", "flash_attention_2"):
+        model.config._attn_implementation = backend
+        with torch.no_grad():
+            padded = model(ids, attention_mask=mask, position_ids=positions).logits
+            full = model(ids).logits  # no padding: the kernel without varlen
+            cache = model(ids[:, :8], attention_mask=mask[:, :8], position_ids=positions[:, :8], use_cache=True)
+            step = model(ids[:, 8:], attention_mask=mask, position_ids=positions[:, 8:],
+                         past_key_values=cache.present_key_values).logits  # fmt: skip
+        results[backend] = (padded[real], full, step)
+    model.config._attn_implementation = "sdpa"
+    for ours, expected in zip(results["flash_attention_2"], results["sdpa"]):
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)

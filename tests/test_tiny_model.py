@@ -20,8 +20,8 @@ from conftest import REPO, run_isolated
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from longllada.tiny_model import AUTO_MAP, build_tiny_model, official_state_dict
-from longllada.tokenizer import SPECIAL_TOKENS, build_tokenizer, save_tokenizer
+from longllada.tiny_model import AUTO_MAP, DREAM_AUTO_MAP, MARKER, build_tiny_model, official_state_dict
+from longllada.tokenizer import DREAM_SPECIAL_TOKENS, SPECIAL_TOKENS, build_tokenizer, save_tokenizer
 from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
 
@@ -184,6 +184,80 @@ def test_official_format_folder_loads_with_our_code(tiny_model_dir, tmp_path):
     loaded, reference = load_in_isolation(folder), load_in_isolation(tiny_model_dir)
     assert loaded["missing"] == [] and loaded["unexpected"] == [] and loaded["mismatched"] == []
     assert loaded["finite"] and loaded["logits_sum"] == pytest.approx(reference["logits_sum"], rel=1e-6)
+
+
+def test_cli_writes_a_dream_folder_that_loads_as_remote_code(tmp_path):
+    from modeling_longllada import DreamConfig, DreamModel
+    from modeling_longllada.configuration_dream import OFFICIAL_DEFAULTS as DREAM_FIELDS
+
+    out = tmp_path / "cli-dream"
+    result = cli("tiny-model", str(out), "--arch", "dream", "--layers", "1", "--d-model", "32", "--heads", "4",
+                 "--kv-heads", "2", "--vocab-size", "300", "--train-length", "128", "--rope-theta", "1e6")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["DreamModel"] and config["auto_map"] == DREAM_AUTO_MAP
+    assert set(DREAM_FIELDS) <= set(config) and config["trained_length"] == 128 and config["rope_theta"] == 1e6
+    assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"]) == (32, 4, 2)
+    for name in OUR_CODE:
+        assert (out / name).read_bytes() == (REPO / "modeling_longllada" / name).read_bytes()
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert (tokenizer.mask_token, tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
+        "<|mask|>", "<|beginoftext|>", "<|endoftext|>", "<|endoftext|>")  # fmt: skip
+    assert (config["mask_token_id"], config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (
+        tokenizer.mask_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)  # fmt: skip
+    for token in DREAM_SPECIAL_TOKENS:
+        assert tokenizer(token, add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids(token)]
+    assert tokenizer("Hello there")["input_ids"][0] != tokenizer.bos_token_id  # callers prepend the BOS
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert (
+        chat == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+    state = load_file(out / "model.safetensors")
+    assert set(state) == set(DreamModel(DreamConfig.from_pretrained(out)).state_dict())
+    assert "model.layers.0.self_attn.q_proj.bias" in state and "lm_head.weight" in state
+    loaded = load_in_isolation(out)
+    assert loaded["module"].startswith("transformers_modules.") and loaded["class"] == "DreamModel"
+    assert loaded["missing"] == [] and loaded["unexpected"] == [] and loaded["mismatched"] == []
+    assert loaded["finite"] and loaded["shape"][-1] == config["vocab_size"]
+
+
+def test_tiny_model_never_overwrites_files_it_did_not_write(tmp_path):
+    foreign = tmp_path / "someone-elses"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"mine": true}')
+    with pytest.raises(ValueError, match="did not write.*config.json"):
+        build_tiny_model(foreign, texts=[TEXT[:3000]], vocab_size=300)
+    assert (foreign / "config.json").read_text() == '{"mine": true}' and len(list(foreign.iterdir())) == 1
+
+    ours = build_tiny_model(tmp_path / "ours", texts=[TEXT[:3000]], vocab_size=300)
+    marker = json.loads((ours / MARKER).read_text())
+    assert marker["written_by"] == "longllada tiny-model" and "config.json" in marker["files"]
+    (ours / "notes.txt").write_text("kept")
+    again = build_tiny_model(ours, arch="dream", texts=[TEXT[:3000]], vocab_size=300)  # our own folder: replaced
+    assert json.loads((again / "config.json").read_text())["architectures"] == ["DreamModel"]
+    assert (ours / "notes.txt").read_text() == "kept"  # files it did not write are left alone
+
+    # a file of ours that the marker does not list (written by someone else since) is refused
+    marker = json.loads((ours / MARKER).read_text())
+    marker["files"].remove("tokenizer.json")
+    (ours / MARKER).write_text(json.dumps(marker))
+    before = (ours / "config.json").read_bytes()
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        build_tiny_model(ours, texts=[TEXT[:3000]], vocab_size=300)
+    assert (ours / "config.json").read_bytes() == before  # nothing was written
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    result = cli("tiny-model", str(a_file))
+    assert result.returncode == 2 and a_file.read_text() == "x"
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("longllada tiny-model: error:")
+    result = cli("tiny-model", str(foreign))
+    assert result.returncode == 2 and "did not write" in result.stderr
 
 
 def test_isolated_process_cannot_import_the_project():
