@@ -25,7 +25,7 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .configuration_dream import DreamConfig
-from .generation_longllada import DiffusionSamplerMixin
+from .generation_longllada import DREAM_DEFAULTS, SAMPLER_DEFAULTS, DiffusionSamplerMixin
 from .modeling_longllada import (
     BidirectionalBlock,
     BlockParts,
@@ -131,6 +131,8 @@ class DreamModel(DiffusionLMMixin, DiffusionSamplerMixin, DreamPreTrainedModel, 
 
     logits_shifted = True
     positions_from_mask = False
+    # Dream's own sampler defaults (its diffusion_generate): the whole answer as one block, 512 steps, "origin".
+    sampler_defaults = {**SAMPLER_DEFAULTS, **DREAM_DEFAULTS}
 
     check_config = staticmethod(_check_supported)
 
