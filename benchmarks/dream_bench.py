@@ -77,13 +77,13 @@ def main() -> int:
         row: dict = {"prompt_tokens": length}
         with torch.no_grad():
             torch.cuda.reset_peak_memory_stats(device)
-            times = [timed(lambda: model(ids, logits_to_keep=ANSWER).logits)[0] for _ in range(args.reps)]
+            times = [timed(lambda ids=ids: model(ids, logits_to_keep=ANSWER).logits)[0] for _ in range(args.reps)]
             row["forward_s"] = round(statistics.median(times), 4)
             row["forward_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         outputs = {}
         for cache in ("none", "prefix"):
             torch.cuda.reset_peak_memory_stats(device)
-            seconds, out = timed(lambda cache=cache: answer(ids, cache))
+            seconds, out = timed(lambda ids=ids, cache=cache: answer(ids, cache))
             outputs[cache] = out[0, length:]
             row[f"{cache}_s"] = round(seconds, 3)
             row[f"{cache}_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)

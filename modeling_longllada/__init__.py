@@ -19,12 +19,39 @@ from .rope_longllada import (
     rope_scaling_from_args,
 )
 
+
+class OfficialLLaDAConfig(LongLLaDAConfig):
+    """An official LLaDA ``config.json`` (``model_type: "llada"``) read by this package's classes."""
+
+    model_type = "llada"
+
+    def __init__(self, **kwargs):  # explicit: transformers 5 would generate one that skips ours
+        super().__init__(**kwargs)
+
+
+class OfficialDreamConfig(DreamConfig):
+    """An official Dream-v0 ``config.json`` (``model_type: "Dream"``) read by this package's classes."""
+
+    model_type = "Dream"
+
+    def __init__(self, **kwargs):  # explicit: transformers 5 would generate one that skips ours
+        super().__init__(**kwargs)
+
+
+# Our own model types, and the official ones: with this package imported, transformers' Auto classes load an
+# official checkpoint (a Hub id or a folder) with our classes when trust_remote_code is not set, since a
+# registered model type is "local code" to transformers (trust_remote_code=True would pick the repo's own code).
 AutoConfig.register(LongLLaDAConfig.model_type, LongLLaDAConfig, exist_ok=True)
 AutoModel.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
 AutoModelForCausalLM.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
 AutoConfig.register(DreamConfig.model_type, DreamConfig, exist_ok=True)
 AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
 AutoModelForCausalLM.register(DreamConfig, DreamModel, exist_ok=True)
+for official, model_class in ((OfficialLLaDAConfig, LongLLaDAModelLM), (OfficialDreamConfig, DreamModel)):
+    AutoConfig.register(official.model_type, official, exist_ok=True)
+    # The mappings' own register: the public one insists on model_class.config_class being this very class.
+    AutoModel._model_mapping.register(official, model_class, exist_ok=True)
+    AutoModelForCausalLM._model_mapping.register(official, model_class, exist_ok=True)
 
 __all__ = [
     "LongLLaDAConfig",
