@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longllada.cli import int_arg
+
 TASK = "longllada_niah"
 TRAINED_MARKER_GID = "trained-length"
 TARGET_MARKER_GID = "ntk-target"
@@ -238,8 +240,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="HEATMAP.png", help="image file to write")
     parser.add_argument("--title", help="figure title")
     parser.add_argument("--task", default=TASK, help=f"task name in the results (default {TASK})")
-    parser.add_argument("--trained-length", type=int, help="mark this trained length (default: from the model)")
-    parser.add_argument("--target-length", type=int, help="mark this NTK target length (default: from the model)")
+    parser.add_argument("--trained-length", type=int_arg(1), help="mark this trained length (default: from the model)")
+    parser.add_argument(
+        "--target-length", type=int_arg(1), help="mark this NTK target length (default: from the model)"
+    )
     parser.set_defaults(func=run_command)
 
 

@@ -45,29 +45,51 @@ class PerplexityCurve:
 def _parse_lines(path: Path, data: bytes | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
     """Parse a results file: (meta or None, chunk rows in order, byte length of the well-formed prefix).
 
-    A line cut short by an interruption (and anything after it) is not part of the prefix. Raises when the
-    first whole line is not a metadata record."""
+    The last line, when a kill cut it short (no final newline, or not JSON), is not part of the prefix. Raises
+    when the first line is not a metadata record, or when a whole line is not the next chunk's record."""
     data = path.read_bytes() if data is None else data
     meta, rows, good = None, [], 0
-    for raw in data.splitlines(keepends=True):
+    lines = data.splitlines(keepends=True)
+    for number, raw in enumerate(lines, start=1):
         if not raw.endswith(b"\n"):
             break
         try:
             record = json.loads(raw)
         except ValueError:
-            if meta is None:
-                raise ValueError(f"{path}: the first line is not the metadata of a `longllada ppl` run") from None
+            if meta is None or number < len(lines):
+                raise ValueError(f"{path}: line {number} is not a JSON record of a `longllada ppl` run") from None
             break
         if meta is None:
             if not isinstance(record, dict) or record.get("record") != "meta":
                 raise ValueError(f"{path}: the first line is not the metadata of a `longllada ppl` run")
             meta = record
         else:
-            if not isinstance(record, dict) or record.get("record") != "chunk" or record.get("index") != len(rows):
-                break
+            _check_row(path, number, record, len(rows))
             rows.append(record)
         good += len(raw)
     return meta, rows, good
+
+
+def _check_row(path: Path, number: int, record: Any, index: int) -> None:
+    """A chunk record as the curve writes it: the next index, and a length, token count, value and ppl."""
+    if not isinstance(record, dict) or record.get("record") != "chunk":
+        raise ValueError(f'{path}: line {number} is not a chunk record ("record": "chunk")')
+    if record.get("index") != index:
+        raise ValueError(f"{path}: line {number} has index {record.get('index')!r}; the next chunk is {index}")
+    for field in ("length", "tokens", "value", "ppl"):
+        value = record.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: line {number} (chunk {index}) has no number {field!r}, got {value!r}")
+
+
+def _is_ours(data: bytes) -> bool:
+    """Whether ``data`` starts with a whole metadata line of a `longllada ppl` run."""
+    first, newline, _ = data.partition(b"\n")
+    try:
+        record = json.loads(first) if newline else None
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("record") == "meta"
 
 
 def read_run(path: str | Path) -> PerplexityCurve:
@@ -145,16 +167,17 @@ class ResultsFile:
             raise self._refuse(f"cannot be read and written ({err.strerror or err})") from None
         if not data:
             return  # an empty file: nothing to lose
-        try:
-            meta, rows, good = _parse_lines(path, data)
-        except ValueError:
-            meta = None
-        if meta is None:
+        if not _is_ours(data):
             raise self._refuse(
                 "exists and was not written by `longllada ppl` (its first line is not a whole metadata record); "
                 "it is left untouched: give a new --out"
             )
-        self.meta, self.rows, self._good = meta, rows, good
+        try:
+            self.meta, self.rows, self._good = _parse_lines(path, data)
+        except ValueError as err:
+            if not self.overwrite:
+                raise ValueError(f"{err}; the run cannot be resumed: pass --overwrite to replace it") from None
+            self.meta = {}
 
     def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
         """Refuse to resume a run scored with other weights (or another revision) than ``fingerprint``'s."""

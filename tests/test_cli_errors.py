@@ -1,0 +1,186 @@
+"""Nothing lost, nothing silently wrong: `ppl` never writes over a file it did not write, refuses to resume over
+other weights, and every bad input of `ppl`, `ppl-plot` and `niah-plot` is one `longllada CMD: error:` line
+with exit code 2, found before any model is loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from longllada import cli
+from longllada.perplexity import read_run
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def unloadable_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with its weights cut in half: loading it fails, so an error about anything else proves
+    that the check ran before loading."""
+    folder = tmp_path_factory.mktemp("unloadable") / "tiny"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def ppl_args(model: Path | str, out: Path, *extra: str) -> list[str]:
+    return ["ppl", "--model", str(model), "--out", str(out), "--device", "cpu", "--no-progress", *extra]
+
+
+SMALL_RUN = ["--max-length", "40", "--chunk", "20", "--mc", "2", "--batch-size", "2"]
+
+
+def one_error_line(capsys, command: str) -> str:
+    """The one stderr line of a failed command (asserts there is exactly one, in the expected form)."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"longllada {command}: error: "), err
+    return lines[0]
+
+
+# -- files that are not ours -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"A report without a newline, as the shipped gov_report text given as --out by mistake",
+        b"first line of someone's notes\nsecond line\n",
+        b'{"record": "meta", "format": 2, "model": "cut while being writ',
+    ],
+    ids=["no-newline", "text", "partial-metadata"],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_ppl_never_writes_over_a_file_it_did_not_write(unloadable_model, tmp_path, capsys, content, overwrite):
+    out = tmp_path / "report.txt"
+    out.write_bytes(content)
+    extra = ["--overwrite"] if overwrite else []
+    assert cli.main(ppl_args(unloadable_model, out, *SMALL_RUN, *extra)) == 2
+    assert "was not written by `longllada ppl`" in one_error_line(capsys, "ppl")
+    assert out.read_bytes() == content
+
+
+def test_ppl_out_that_cannot_be_written_is_refused_before_loading(unloadable_model, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "plain").write_text("x")
+    cases = {
+        tmp_path / "folder": "is a folder",
+        tmp_path / "plain" / "run.jsonl": "is a file, not a folder",
+        Path("/proc/longllada-run.jsonl"): "cannot write in /proc",
+    }
+    for out, message in cases.items():
+        assert cli.main(ppl_args(unloadable_model, out, *SMALL_RUN)) == 2
+        assert message in one_error_line(capsys, "ppl"), out
+    assert (tmp_path / "plain").read_text() == "x"
+
+
+def test_ppl_resume_refuses_other_weights(tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    out = tmp_path / "run.jsonl"
+    assert cli.main(ppl_args(model, out, *SMALL_RUN)) == 0
+    meta = read_run(out).meta
+    assert meta["fingerprint"]["revision"] is None and "model.safetensors" in meta["fingerprint"]["files"]
+    # The run is cut after its first chunk; then the weights at the same path change.
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:2]))
+    from modeling_longllada import LongLLaDAModelLM
+
+    changed = LongLLaDAModelLM.from_pretrained(model)
+    with torch.no_grad():
+        changed.model.transformer.wte.weight.mul_(1.5)
+    changed.save_pretrained(model)
+    capsys.readouterr()
+    assert cli.main(ppl_args(model, out, *SMALL_RUN)) == 2
+    line = one_error_line(capsys, "ppl")
+    assert "holds a run of other weights (" in line and "model.safetensors: mtime_ns, sha256_sampled changed" in line
+    assert "--overwrite" in line
+    assert out.read_bytes() == b"".join(lines[:2])  # nothing appended
+    assert cli.main(ppl_args(model, out, *SMALL_RUN, "--overwrite")) == 0
+    assert len(read_run(out).rows) == 2
+
+
+def test_ppl_resume_of_a_hand_edited_file_is_refused(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run.jsonl"
+    assert cli.main(ppl_args(tiny_model_dir, out, *SMALL_RUN)) == 0
+    lines = out.read_text().splitlines(keepends=True)
+    row = json.loads(lines[1])
+    del row["ppl"]
+    out.write_text(lines[0] + json.dumps(row) + "\n" + lines[2])
+    capsys.readouterr()
+    assert cli.main(ppl_args(tiny_model_dir, out, *SMALL_RUN)) == 2
+    assert "line 2 (chunk 0) has no number 'ppl'" in one_error_line(capsys, "ppl")
+
+
+# -- bad arguments ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--chunk", "nan"], "--chunk must be an integer >= 1, got nan"),
+        (["--chunk", "-3"], "--chunk must be an integer >= 1, got -3"),
+        (["--mc", "inf"], "--mc must be an integer >= 1, got inf"),
+        (["--max-length", "1e3"], "--max-length must be an integer >= 1, got 1e3"),
+        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        (["--window", "1"], "--window must be an integer >= 2, got 1"),
+        (["--device", "banana"], "--device 'banana' is not a device"),
+        (["--device", "cuda:7"], "--device 'cuda:7'"),
+        (["--rope-scaling", "ntk:inf"], "--rope-scaling ntk:FACTOR needs a number >= 1"),
+    ],
+)
+def test_ppl_bad_arguments_before_loading(unloadable_model, tmp_path, capsys, extra, message):
+    assert cli.main(ppl_args(unloadable_model, tmp_path / "run.jsonl", *extra)) == 2
+    assert message in one_error_line(capsys, "ppl")
+    assert not (tmp_path / "run.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("{tmp}/no/such/model", "no such folder, and not a Hub model id"),
+        ("./missing-model", "no such folder, and not a Hub model id"),
+        ("{tmp}", "the folder has no config.json"),
+    ],
+)
+def test_ppl_missing_model_is_one_line(tmp_path, capsys, model, message):
+    assert cli.main(ppl_args(model.format(tmp=tmp_path), tmp_path / "run.jsonl")) == 2
+    assert message in one_error_line(capsys, "ppl")
+
+
+def test_ppl_plot_row_without_ppl(tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "run.jsonl"
+    assert cli.main(ppl_args(tiny_model_dir, run, *SMALL_RUN)) == 0
+    lines = run.read_text().splitlines(keepends=True)
+    row = json.loads(lines[2])
+    del row["ppl"]
+    run.write_text("".join(lines[:2]) + json.dumps(row) + "\n")
+    capsys.readouterr()
+    assert cli.main(["ppl-plot", str(run), "--out", str(tmp_path / "curve.png")]) == 2
+    assert "line 3 (chunk 1) has no number 'ppl'" in one_error_line(capsys, "ppl-plot")
+    assert cli.main(["ppl-plot", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "no such results file" in one_error_line(capsys, "ppl-plot")
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "0", "inf", "3.5"])
+def test_niah_plot_lengths_are_positive_integers(tmp_path, capsys, value):
+    assert cli.main(["niah-plot", str(tmp_path), "--out", str(tmp_path / "h.png"), "--trained-length", value]) == 2
+    assert f"--trained-length must be an integer >= 1, got {value}" in one_error_line(capsys, "niah-plot")
+
+
+def test_missing_required_argument_is_one_line(capsys):
+    assert cli.main(["ppl", "--out", "x.jsonl"]) == 2
+    assert "--model" in one_error_line(capsys, "ppl")
