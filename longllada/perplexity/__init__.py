@@ -4,7 +4,7 @@ The document is cut into chunks of ``chunk`` tokens; the curve has one point per
 reached at the end of that chunk.
 
 Diffusion models (ours: a model with ``chunk_perplexity``; config ``model_type`` ``longllada`` or ``llada``)
-    Chunk i is scored with all earlier tokens as its context (the LongLLaDA paper, arXiv 2506.14429, Sec. 3). Estimator ``longllada``
+    Chunk i is scored with all earlier tokens as its context (the LongLLaDA paper, arXiv 2506.14429). Estimator ``longllada``
     (default, as the paper): the model's ``chunk_perplexity`` — mean cross-entropy over the masked chunk tokens,
     ``mc`` Monte-Carlo samples. Estimator ``elbo``: the per-token bound ``-log_likelihood / chunk``. The curve at
     chunk i is exp of the mean of the per-chunk values 0..i. Each chunk's random numbers come from a generator
