@@ -109,6 +109,14 @@ def read_run(out: Path) -> tuple[dict, dict[str, list[dict]]]:
     return json.loads(results_file.read_text(encoding="utf-8")), samples
 
 
+def by_id(samples: list[dict]) -> dict:
+    return {s["doc_id"]: s["filtered_resps"] for s in samples}
+
+
+def metrics(results: dict, task: str) -> dict:
+    return {k: v for k, v in results["results"][task].items() if "," in k}
+
+
 def test_ruler_and_longbench_data_parallel_give_the_single_process_outputs(tiny_model_dir, tmp_path):
     """The reproduction: two processes, RULER at two lengths with one sample each, so each process holds the
     documents of one length only (before, lm-eval's gathering failed with KeyError: ('512', 'none'))."""
@@ -127,11 +135,9 @@ def test_ruler_and_longbench_data_parallel_give_the_single_process_outputs(tiny_
     assert f"Building contexts for {RULER_TASK} on rank 1" in result.stdout + result.stderr
     (one_results, one_samples), (two_results, two_samples) = read_run(single), read_run(split)
     for task in (RULER_TASK, LONGBENCH_TASK):
-        by_id = lambda samples: {s["doc_id"]: s["filtered_resps"] for s in samples}  # noqa: E731
         assert len(two_samples[task]) == len(one_samples[task]) == 2
         assert by_id(two_samples[task]) == by_id(one_samples[task])
-        metrics = lambda results: {k: v for k, v in results["results"][task].items() if "," in k}  # noqa: E731
-        assert metrics(two_results) == pytest.approx(metrics(one_results), nan_ok=True)
+        assert metrics(two_results, task) == pytest.approx(metrics(one_results, task), nan_ok=True)
     ruler_metrics = two_results["results"][RULER_TASK]
     assert {f"{length},none" for length in LENGTHS} <= ruler_metrics.keys()
     for length in LENGTHS:
