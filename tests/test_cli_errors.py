@@ -5,7 +5,13 @@ with exit code 2, found before any model is loaded."""
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +19,8 @@ import torch
 
 from longllada import cli
 from longllada.perplexity import read_run
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -184,3 +192,49 @@ def test_niah_plot_lengths_are_positive_integers(tmp_path, capsys, value):
 def test_missing_required_argument_is_one_line(capsys):
     assert cli.main(["ppl", "--out", "x.jsonl"]) == 2
     assert "--model" in one_error_line(capsys, "ppl")
+
+
+# -- fault injection -------------------------------------------------------------------------------------------
+
+
+def test_ppl_killed_at_random_points_resumes_to_the_same_file(tiny_model_dir, tmp_path):
+    """SIGKILL at seeded random points (while loading, between chunks, in the middle of a write), four times
+    over, then one resume: the file equals an uninterrupted run's, byte for byte."""
+    args = ["--max-length", "320", "--chunk", "16", "--mc", "2", "--batch-size", "2", "--seed", "5"]
+    whole, killed = tmp_path / "whole.jsonl", tmp_path / "killed.jsonl"
+    assert cli.main(ppl_args(tiny_model_dir, whole, *args)) == 0
+    n_lines = whole.read_bytes().count(b"\n")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
+    rng = random.Random(15)
+    kills = []
+    for _ in range(4):
+        lines_before = killed.read_bytes().count(b"\n") if killed.exists() else 0
+        target = rng.randint(lines_before, n_lines - 1)  # kill once the file holds this many lines ...
+        jitter = rng.uniform(0.0, 0.05)  # ... and a little later, to land inside a step or a write
+        process = subprocess.Popen(
+            [sys.executable, "-m", "longllada", *ppl_args(tiny_model_dir, killed, *args)],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        try:
+            while (killed.read_bytes().count(b"\n") if killed.exists() else 0) < target:
+                if process.poll() is not None:
+                    break
+                assert time.monotonic() < deadline, "the ppl subprocess made no progress in time"
+                time.sleep(0.002)
+            time.sleep(jitter)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.wait()
+            stderr = process.stderr.read().decode()
+            process.stderr.close()
+        assert process.returncode in (0, -signal.SIGKILL), stderr[-2000:]
+        kills.append(killed.read_bytes().count(b"\n") if killed.exists() else 0)
+    assert cli.main(ppl_args(tiny_model_dir, killed, *args)) == 0
+    assert killed.read_bytes() == whole.read_bytes(), kills
+    assert len(read_run(killed).rows) == 20
