@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from longllada.cli import int_arg
+from longllada.figure_files import check_figure_out, figure_metadata
 
 TASK = "longllada_niah"
 TRAINED_MARKER_GID = "trained-length"
@@ -221,9 +222,8 @@ def plot_heatmap(
     name = Path(str(grid.model_args.get("pretrained", ""))).name
     axes.set_title(title or (f"Needle in a haystack: {name}" if name else "Needle in a haystack"))
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=dpi)
+        out = check_figure_out(out, "niah-plot")
+        figure.savefig(out, dpi=dpi, metadata=figure_metadata(out, "niah-plot"))
     return figure
 
 
@@ -253,6 +253,7 @@ def run_command(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise ValueError(f"--{flag.replace('_', '-')}={value} is not allowed; allowed: a positive integer")
+    check_figure_out(args.out, "niah-plot")  # before reading the run
     grid = load_grid(args.results, task=args.task)
     trained, target = model_lengths(grid.model_args)
     trained = args.trained_length or trained

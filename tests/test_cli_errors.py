@@ -238,3 +238,49 @@ def test_ppl_killed_at_random_points_resumes_to_the_same_file(tiny_model_dir, tm
     assert cli.main(ppl_args(tiny_model_dir, killed, *args)) == 0
     assert killed.read_bytes() == whole.read_bytes(), kills
     assert len(read_run(killed).rows) == 20
+
+
+# -- figures ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(tiny_model_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("small_run") / "run.jsonl"
+    assert cli.main(ppl_args(tiny_model_dir, run, *SMALL_RUN)) == 0
+    return run
+
+
+def test_ppl_plot_writes_only_its_own_figures(small_run, tmp_path, capsys):
+    figure = tmp_path / "curve.png"
+    assert cli.main(["ppl-plot", str(small_run), "--out", str(figure)]) == 0
+    assert cli.main(["ppl-plot", str(small_run), "--out", str(figure), "--log"]) == 0  # ours: replaced
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n someone else's picture")
+    (tmp_path / "folder.png").mkdir()
+    cases = {
+        photo: "exists and was not written by `longllada ppl-plot`",
+        tmp_path / "folder.png": "is a folder",
+        tmp_path / "curve.jpg": "format 'jpg' is not supported; allowed: png, pdf, svg, ps, eps",
+        Path("/proc/curve.png"): "cannot write in /proc",
+    }
+    capsys.readouterr()
+    for out, message in cases.items():
+        assert cli.main(["ppl-plot", str(small_run), "--out", str(out)]) == 2
+        assert message in one_error_line(capsys, "ppl-plot"), out
+    assert photo.read_bytes() == b"\x89PNG\r\n\x1a\n someone else's picture"
+
+
+@pytest.mark.parametrize("suffix", ["pdf", "svg"])
+def test_ppl_plot_other_formats_are_recognised_as_ours(small_run, tmp_path, suffix):
+    figure = tmp_path / f"curve.{suffix}"
+    for _ in range(2):
+        assert cli.main(["ppl-plot", str(small_run), "--out", str(figure)]) == 0
+
+
+def test_niah_plot_checks_out_before_reading_the_run(tmp_path, capsys):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a figure")
+    # the results folder is empty: the --out error comes first
+    assert cli.main(["niah-plot", str(tmp_path), "--out", str(notes)]) == 2
+    assert "was not written by `longllada niah-plot`" in one_error_line(capsys, "niah-plot")
+    assert notes.read_text() == "not a figure"
