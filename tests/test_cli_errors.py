@@ -284,3 +284,38 @@ def test_niah_plot_checks_out_before_reading_the_run(tmp_path, capsys):
     assert cli.main(["niah-plot", str(tmp_path), "--out", str(notes)]) == 2
     assert "was not written by `longllada niah-plot`" in one_error_line(capsys, "niah-plot")
     assert notes.read_text() == "not a figure"
+
+
+def test_ppl_records_and_checks_the_hub_revision(tiny_model_dir, tmp_path):
+    """A Hub id resolved from the Hugging Face cache records the snapshot's commit; after the id moves to another
+    commit (same weights), a resume is refused, naming both revisions."""
+    cache = tmp_path / "hub"
+    repo = cache / "models--longllada-tests--tiny"
+    first, second = "a" * 40, "b" * 40
+    for commit in (first, second):
+        shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    env = dict(
+        os.environ,
+        HF_HUB_CACHE=str(cache),
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
+    out = tmp_path / "run.jsonl"
+
+    def ppl(commit: str) -> subprocess.CompletedProcess:
+        (repo / "refs" / "main").write_text(commit)
+        return subprocess.run(
+            [sys.executable, "-m", "longllada", *ppl_args("longllada-tests/tiny", out, *SMALL_RUN)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    result = ppl(first)
+    assert result.returncode == 0, result.stderr
+    assert read_run(out).meta["fingerprint"]["revision"] == first
+    out.write_bytes(b"".join(out.read_bytes().splitlines(keepends=True)[:2]))  # cut after the first chunk
+    result = ppl(second)
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert line.startswith("longllada ppl: error: ") and f"revision: file has '{first}', this model '{second}'" in line
