@@ -30,7 +30,10 @@ def network_errors() -> tuple[type[BaseException], ...]:
     """The exceptions a failed Hub call raises, whichever HTTP library this huggingface_hub uses: OSError (its
     offline mode; requests' errors), its own HTTP error, and the HTTP library's base error (httpx's connection
     errors are not OSErrors)."""
-    from huggingface_hub.errors import HfHubHTTPError
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # huggingface_hub before 0.24
+        from huggingface_hub.utils import HfHubHTTPError
 
     library = [
         c for c in HfHubHTTPError.__mro__ if c.__name__ == "HTTPError" and not c.__module__.startswith("huggingface")

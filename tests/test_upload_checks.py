@@ -118,3 +118,9 @@ def test_hub_source_offline_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert cli.main(["upload", "no-such-org/no-such-model", "--repo-id", REPO_ID, "--dry-run"]) == 2
     assert "SOURCE 'no-such-org/no-such-model' could not be downloaded from the Hub" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("size", ["0.5", "0", "nan", "inf", "-5GB", "1e9"])
+def test_shard_size_must_be_a_whole_positive_size(tiny_model_dir, capsys, size):
+    assert cli.main(["upload", str(tiny_model_dir), "--repo-id", REPO_ID, "--dry-run", f"--shard-size={size}"]) == 2
+    assert f"--shard-size {size!r} is not a size" in one_error_line(capsys)
