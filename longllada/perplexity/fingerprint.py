@@ -88,8 +88,12 @@ def model_folder(model: str | Path) -> Path | None:
 
 def fingerprint_changes(old: Any, new: Any) -> list[str]:
     """What differs between two fingerprints, one phrase per file (empty when they are equal)."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return [f"fingerprint: file has {old!r}, this run {new!r}"] if old != new else []
+    if old == new:
+        return []
+    if not isinstance(old, dict):
+        return ["the file records no fingerprint of its weights (an older format), so they cannot be checked"]
+    if not isinstance(new, dict):
+        return ["the model's weights cannot be fingerprinted (no local copy)"]
     changes = []
     if old.get("revision") != new.get("revision"):
         changes.append(f"revision: file has {old.get('revision')!r}, this model {new.get('revision')!r}")
