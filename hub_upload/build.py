@@ -9,7 +9,9 @@ modeling code is what this project replaces.
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import re
 import shutil
 import struct
@@ -99,10 +101,19 @@ def resolve_source(source: str, api_factory: Callable[[], Any] | None = None, re
         hub_id = check_repo_id(source, field="SOURCE")
         if api_factory is None:
             raise ValueError(f"SOURCE={source!r} is a Hub id, but no Hugging Face API was given to download it")
+        from hub_upload.push import HubUnreachable, describe_network_error, network_errors
+
         api = api_factory()
-        path = Path(
-            api.snapshot_download(hub_id, revision=revision, repo_type="model", allow_patterns=SOURCE_DOWNLOAD_PATTERNS)
-        )
+        try:
+            path = Path(
+                api.snapshot_download(
+                    hub_id, revision=revision, repo_type="model", allow_patterns=SOURCE_DOWNLOAD_PATTERNS
+                )
+            )
+        except network_errors() as err:
+            raise HubUnreachable(
+                f"SOURCE {source!r} could not be downloaded from the Hub ({describe_network_error(err)})"
+            ) from None
     config_path = path / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"SOURCE {path} has no config.json; expected an LLaDA checkpoint folder")
@@ -263,6 +274,90 @@ def safetensors_keys(path: Path) -> list[str]:
     return [k for k in header if k != "__metadata__"]
 
 
+# Bytes per element of each safetensors dtype (the format's own names).
+SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+MAX_SAFETENSORS_HEADER = 100 * 2**20  # the format's own limit on the header
+
+
+def verify_safetensors(path: Path) -> list[str]:
+    """Check a safetensors file whole, without loading its data; returns its tensor names.
+
+    The header must parse; every tensor's byte span must match its dtype and shape; the spans must tile the
+    data without gap or overlap (as the format requires); and the file must hold exactly the header and that
+    data, so a file cut short (an interrupted download or copy) is refused, however little is missing."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) != 8:
+            raise ValueError(f"{path} is not a safetensors file ({size} bytes, shorter than its header length)")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise ValueError(f"{path} is cut short or not a safetensors file (header of {length} bytes in {size})")
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a safetensors file (its header is not JSON: {err})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file (its header is not a JSON object)")
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            numel = math.prod(int(d) for d in shape)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: tensor {name!r} has no valid dtype, shape and data_offsets") from None
+        itemsize = SAFETENSORS_DTYPE_BYTES.get(dtype)
+        if itemsize is None:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype!r}; allowed: {sorted(SAFETENSORS_DTYPE_BYTES)}")
+        if not 0 <= begin <= end or end - begin != numel * itemsize:
+            raise ValueError(
+                f"{path}: tensor {name!r} ({dtype}, shape {shape}) spans bytes {begin}..{end}, not its "
+                f"{numel * itemsize} bytes"
+            )
+        spans.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise ValueError(f"{path}: tensor {name!r} starts at byte {begin} of the data, expected {position}")
+        position = end
+    expected = 8 + length + position
+    if size != expected:
+        state = "cut short" if size < expected else "longer than its tensors"
+        raise ValueError(f"{path} is {state}: {size} bytes, its header describes {expected}")
+    return [name for _, _, name in spans]
+
+
+def verify_weights(folder: Path) -> None:
+    """Check every weight file the build would read from ``folder``, whole, before anything is built: each
+    safetensors file (:func:`verify_safetensors`) and that an index names exactly the tensors of its shards, or
+    each ``.bin`` file loaded (its zip directory, at the end of the file, is read)."""
+    folder = Path(folder)
+    if (folder / SAFETENSORS_INDEX).is_file():
+        index = folder / SAFETENSORS_INDEX
+        weight_map = _read_json(index).get("weight_map") or {}
+        for name in _indexed_files(index):
+            keys = set(verify_safetensors(folder / name))
+            listed = {key for key, file in weight_map.items() if file == name}
+            if keys != listed:
+                missing, extra = sorted(listed - keys)[:3], sorted(keys - listed)[:3]
+                raise ValueError(
+                    f"{index} does not match {name}: tensors listed but absent {missing}, present but not listed "
+                    f"{extra}"
+                )
+    elif (folder / SAFETENSORS_FILE).is_file():
+        verify_safetensors(folder / SAFETENSORS_FILE)
+    elif (folder / BIN_INDEX).is_file() or (folder / BIN_FILE).is_file():
+        files = _indexed_files(folder / BIN_INDEX) if (folder / BIN_INDEX).is_file() else [BIN_FILE]
+        for _ in _bin_tensors([folder / name for name in files]):
+            pass
+
+
 def _check_weight_keys(keys: list[str], where: str) -> None:
     if EMBEDDING_KEY not in keys or not all(k.startswith(WEIGHT_KEY_PREFIX) for k in keys):
         strange = [k for k in keys if not k.startswith(WEIGHT_KEY_PREFIX)][:3]
@@ -291,12 +386,12 @@ def write_weights(source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_
     """
     if (source_dir / SAFETENSORS_INDEX).is_file():
         files = _indexed_files(source_dir / SAFETENSORS_INDEX)
-        _check_weight_keys([k for f in files for k in safetensors_keys(source_dir / f)], str(source_dir))
+        _check_weight_keys([k for f in files for k in verify_safetensors(source_dir / f)], str(source_dir))
         for name in [*files, SAFETENSORS_INDEX]:
             link_or_copy(source_dir / name, dest / name)
         return [*files, SAFETENSORS_INDEX]
     if (source_dir / SAFETENSORS_FILE).is_file():
-        _check_weight_keys(safetensors_keys(source_dir / SAFETENSORS_FILE), str(source_dir / SAFETENSORS_FILE))
+        _check_weight_keys(verify_safetensors(source_dir / SAFETENSORS_FILE), str(source_dir / SAFETENSORS_FILE))
         link_or_copy(source_dir / SAFETENSORS_FILE, dest / SAFETENSORS_FILE)
         return [SAFETENSORS_FILE]
     if (source_dir / BIN_INDEX).is_file():
@@ -318,12 +413,16 @@ def _bin_tensors(paths: list[Path]) -> Iterator[tuple[str, Any]]:
 
     for path in paths:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            # Files written with torch's legacy (pre-zip) format cannot be memory-mapped.
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                # Files written with torch's legacy (pre-zip) format cannot be memory-mapped.
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise ValueError(f"{path} is cut short or not a PyTorch checkpoint ({first.strip()})") from None
         if not isinstance(state, dict):
             raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
         yield from state.items()

@@ -102,8 +102,15 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
     ``api_factory(token=...)`` makes the ``HfApi`` (default ``huggingface_hub.HfApi``); tests pass a recording
     stand-in.
     """
-    from hub_upload.build import BuiltFolder, build_repo_folder, resolve_base_model, resolve_source
-    from hub_upload.push import prepare_repo, resolve_token, upload_revision
+    from hub_upload.build import BuiltFolder, build_repo_folder, resolve_base_model, resolve_source, verify_weights
+    from hub_upload.push import (
+        HubUnreachable,
+        describe_network_error,
+        network_errors,
+        prepare_repo,
+        resolve_token,
+        upload_revision,
+    )
 
     if api_factory is None:
         from huggingface_hub import HfApi
@@ -125,6 +132,8 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
         return api if api is not None else api_factory(token=get_token())
 
     source = resolve_source(args.source, download_api, revision=args.source_revision)
+    # Every weight file is read whole before anything is built or pushed: a cut download or copy stops here.
+    verify_weights(source.path)
     base_model = resolve_base_model(source, args.base_model)
     if base_model is None:
         print("note: base_model unknown for a local SOURCE that is not a Hub cache folder; pass --base-model ORG/NAME")
@@ -145,11 +154,23 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
         if args.dry_run:
             return 0
         # Every target is checked before the first upload: a refusal leaves the repo as it was.
-        prepare_repo(
-            api, args.repo_id, [f.revision for f in built], built[0].path, private=args.private, force=args.force
-        )
-        for folder in built:
-            url = upload_revision(api, folder.path, args.repo_id, folder.revision, args.commit_message)
+        try:
+            prepare_repo(
+                api, args.repo_id, [f.revision for f in built], built[0].path, private=args.private, force=args.force
+            )
+        except network_errors() as err:
+            raise HubUnreachable(
+                f"could not reach {args.repo_id} on the Hub ({describe_network_error(err)}); nothing was uploaded"
+            ) from None
+        for number, folder in enumerate(built):
+            try:
+                url = upload_revision(api, folder.path, args.repo_id, folder.revision, args.commit_message)
+            except network_errors() as err:
+                done = ", ".join(f.revision for f in built[:number]) or "none"
+                raise HubUnreachable(
+                    f"the upload to {args.repo_id}@{folder.revision} failed ({describe_network_error(err)}); "
+                    f"branches pushed before it: {done}"
+                ) from None
             print(f"pushed {args.repo_id}@{folder.revision}: {url}")
     return 0
 
@@ -175,6 +196,6 @@ def main(argv: list[str] | None = None, api_factory: Callable[..., Any] | None =
     except RemoteCodeMismatch as err:
         print(f"{parser.prog}: refused: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"{parser.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

@@ -76,12 +76,13 @@ def parse_size(text: str) -> int:
     """``5GB`` -> 5_000_000_000 bytes; also ``500MB``, ``2GiB``, ``1000`` (bytes)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
     unit = match.group(2).upper() if match else None
-    if match is None or unit not in SIZE_UNITS or float(match.group(1)) <= 0:
+    size = int(float(match.group(1)) * SIZE_UNITS[unit]) if match and unit in SIZE_UNITS else 0
+    if size < 1:  # a fraction of a byte ("0.5") included
         raise ValueError(
             f"--shard-size {text!r} is not a size; allowed: a positive number with a unit in "
-            f"{sorted(u for u in SIZE_UNITS if u)} (e.g. 5GB), or bytes"
+            f"{sorted(u for u in SIZE_UNITS if u)} (e.g. 5GB), or bytes (at least 1)"
         )
-    return int(float(match.group(1)) * SIZE_UNITS[unit])
+    return size
 
 
 def check_repo_id(repo_id: str, field: str = "--repo-id") -> str:

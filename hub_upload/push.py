@@ -22,6 +22,31 @@ class RemoteCodeMismatch(ValueError):
     """The target repo holds a model whose code is not this version of LongLLaDA's."""
 
 
+class HubUnreachable(ValueError):
+    """A call to the Hub failed: no network, offline mode, a refused token, a server error."""
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a failed Hub call raises, whichever HTTP library this huggingface_hub uses: OSError (its
+    offline mode; requests' errors), its own HTTP error, and the HTTP library's base error (httpx's connection
+    errors are not OSErrors)."""
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # huggingface_hub before 0.24
+        from huggingface_hub.utils import HfHubHTTPError
+
+    library = [
+        c for c in HfHubHTTPError.__mro__ if c.__name__ == "HTTPError" and not c.__module__.startswith("huggingface")
+    ]
+    return (OSError, HfHubHTTPError, *library)
+
+
+def describe_network_error(err: BaseException) -> str:
+    """One line: the error's first line, with its type when the message alone does not say what failed."""
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def resolve_token() -> str:
     """The token huggingface_hub would use (``HF_TOKEN``, else ``hf auth login``'s stored one)."""
     from huggingface_hub import get_token

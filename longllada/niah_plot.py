@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longllada.cli import int_arg
+from longllada.figure_files import check_figure_out, figure_metadata
+
 TASK = "longllada_niah"
 TRAINED_MARKER_GID = "trained-length"
 TARGET_MARKER_GID = "ntk-target"
@@ -219,9 +222,8 @@ def plot_heatmap(
     name = Path(str(grid.model_args.get("pretrained", ""))).name
     axes.set_title(title or (f"Needle in a haystack: {name}" if name else "Needle in a haystack"))
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=dpi)
+        out = check_figure_out(out, "niah-plot")
+        figure.savefig(out, dpi=dpi, metadata=figure_metadata(out, "niah-plot"))
     return figure
 
 
@@ -238,8 +240,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="HEATMAP.png", help="image file to write")
     parser.add_argument("--title", help="figure title")
     parser.add_argument("--task", default=TASK, help=f"task name in the results (default {TASK})")
-    parser.add_argument("--trained-length", type=int, help="mark this trained length (default: from the model)")
-    parser.add_argument("--target-length", type=int, help="mark this NTK target length (default: from the model)")
+    parser.add_argument("--trained-length", type=int_arg(1), help="mark this trained length (default: from the model)")
+    parser.add_argument(
+        "--target-length", type=int_arg(1), help="mark this NTK target length (default: from the model)"
+    )
     parser.set_defaults(func=run_command)
 
 
@@ -249,6 +253,7 @@ def run_command(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise ValueError(f"--{flag.replace('_', '-')}={value} is not allowed; allowed: a positive integer")
+    check_figure_out(args.out, "niah-plot")  # before reading the run
     grid = load_grid(args.results, task=args.task)
     trained, target = model_lengths(grid.model_args)
     trained = args.trained_length or trained

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
+from longllada.figure_files import check_figure_out, figure_metadata
 from longllada.perplexity import PerplexityCurve, read_run
 
 TRAINED_LENGTH_GID = "trained-length"  # gid of the vertical marker lines, to tell them from the curves
@@ -46,6 +47,8 @@ def plot_curves(
 
     if not runs:
         raise ValueError("ppl-plot needs at least one results file")
+    if out is not None:
+        out = check_figure_out(out, "ppl-plot")
     curves = [run if isinstance(run, PerplexityCurve) else read_run(run) for run in runs]
     for run, curve in zip(runs, curves):
         if not curve.rows:
@@ -71,9 +74,7 @@ def plot_curves(
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=150)
+        figure.savefig(out, dpi=150, metadata=figure_metadata(out, "ppl-plot"))
     return figure
 
 

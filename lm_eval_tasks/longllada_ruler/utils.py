@@ -3,7 +3,7 @@
 lm-eval loads this file by path (``!function utils.x`` in the YAMLs). Only what differs from lm-eval's ``ruler``
 tasks lives here:
 
-- the base-model prompt (LongLLaDA's setup, spec §5): each document's prompt ends right after the question;
+- the base-model prompt (LongLLaDA's setup, arXiv 2506.14429): each document's prompt ends right after the question;
   lm-eval's answer stub (its ``gen_prefix``, e.g. "The special magic number for X mentioned in the provided text
   is") is dropped, so a base model answers directly;
 - the essay haystack: the public-domain report shipped in the ``longllada`` package by default (lm-eval downloads
@@ -13,7 +13,11 @@ tasks lives here:
 - ``num_samples`` (lm-eval fixes 500 per length) and ``seed`` (each task and length draws from its own seeded
   random state, so a task's data does not depend on which other tasks ran before it);
 - lengths too short for a task are refused with a ValueError (lm-eval's vt and cwe generators would loop forever);
-- each document reports one metric, its own length; lm-eval's "-1 for every other length" filler is not needed.
+- every document reports every length of the run's grid, its score under its own length and None under the
+  others, and a length averages the scores it got (the task class ``RulerTask``): every process of a
+  data-parallel run then holds the same metric names, which lm-eval's gathering of the processes' metrics
+  needs (lm-eval's own "-1 for every other length" filler would be averaged in);
+- a ``--metadata`` key that is a near miss of a known one (``max_seq_lenghts``) is an error listing the known keys.
 
 Metadata keys (``--metadata`` JSON, merged by lm-eval with ``--model_args``): ``max_seq_lengths`` (default
 [4096, 8192, 16384]), ``num_samples`` (500), ``seed`` (42), ``essays_path``, ``squad_path``, ``hotpotqa_path``;
@@ -23,9 +27,11 @@ the tokenizer comes from ``tokenizer`` / ``pretrained`` / ``model`` as in lm-eva
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import json
 import logging
+import math
 import random
 import re
 import zlib
@@ -83,7 +89,35 @@ NIAH_TASKS: dict[str, dict[str, Any]] = {
 }
 
 
+# The metadata keys of every longllada task folder (this one's first). One --metadata goes to every task of a run,
+# so another folder's key is no typo here; lm-eval also merges --model_args in, whose keys no task can list: a key
+# that none of these names is an error only when it nearly matches one of them (a misspelling).
+METADATA_KEYS = ("max_seq_lengths", "num_samples", "seed", "essays_path", "squad_path", "hotpotqa_path")
+OTHER_TASK_KEYS = (
+    ("context_lengths", "depths", "num_repeats", "haystack")  # longllada_niah
+    + ("max_length", "data_dir")  # longllada_longbench
+    + ("tokenizer", "pretrained", "model", "version")  # the tokenizer's name; the task's own metadata
+)
+# Model arguments of lm-eval's hf and vllm models and of --model longllada that look like a key above.
+MODEL_ARG_KEYS = ("tokenizer_mode", "max_model_len", "max_gen_toks", "seq_length")
+TYPO_CUTOFF = 0.8  # difflib similarity from which an unknown key is taken for a misspelt known one
+
+
 # -- options ------------------------------------------------------------------------------------------------------
+def check_metadata_keys(kwargs: dict[str, Any], own: Sequence[str] = METADATA_KEYS) -> None:
+    """Refuse a key that is not known but nearly matches a known one (``max_seq_lenghts``), naming the keys."""
+    known = (*own, *OTHER_TASK_KEYS)
+    for key in kwargs:
+        if key in known or key in MODEL_ARG_KEYS:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
+        if close:
+            raise ValueError(
+                f"--metadata key {key!r} is unknown (did you mean {close[0]!r}?); the keys these tasks read: "
+                f"{', '.join(own)}; the tokenizer from tokenizer, pretrained or model"
+            )
+
+
 class RulerOptions(NamedTuple):
     """The metadata keys this folder reads, validated (a NamedTuple: lm-eval loads this file by path, outside
     ``sys.modules``, where dataclasses cannot resolve their annotations)."""
@@ -115,6 +149,7 @@ def _as_path(field: str, value: Any) -> str | None:
 
 def parse_options(kwargs: dict[str, Any]) -> RulerOptions:
     """Read and validate this folder's metadata keys from a task's merged metadata/model_args."""
+    check_metadata_keys(kwargs)
     lengths = kwargs.get("max_seq_lengths", DEFAULT_SEQ_LENGTHS)
     if isinstance(lengths, (int, str)) and not isinstance(lengths, bool):
         lengths = [lengths]
@@ -547,6 +582,46 @@ def qa_hotpot(**kwargs: Any) -> dict[str, Any]:
 
 
 # -- scoring ------------------------------------------------------------------------------------------------------
+def mean_of_scored(items: Sequence[float | None]) -> float:
+    """A length's aggregation: the mean over the documents of that length (the others report None); NaN when none
+    of its documents was evaluated (``--limit`` shorter than the grid)."""
+    scored = [x for x in items if x is not None]
+    return sum(scored) / len(scored) if scored else math.nan
+
+
+def _task_class() -> type:
+    from lm_eval.api.task import ConfigurableTask
+
+    class RulerTask(ConfigurableTask):
+        """A ``longllada_ruler_*`` task: every document reports every length of the grid (its score under its
+        own length, None under the others) and a length averages the scores it got (:func:`mean_of_scored`), so
+        that every process of a data-parallel run holds the same metric names."""
+
+        def __init__(self, config: dict[str, Any] | None = None) -> None:
+            super().__init__(config={k: v for k, v in (config or {}).items() if k != "class"})
+            self.cell_names = [str(length) for length in sorted({int(d["max_length"]) for d in self.eval_docs})]
+
+        def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, float | None]:
+            own = self.config.process_results(doc, results)
+            return {name: own.get(name) for name in self.cell_names}
+
+        def aggregation(self) -> dict[str, Any]:
+            return dict.fromkeys(self.cell_names, mean_of_scored)
+
+        def higher_is_better(self) -> dict[str, bool]:
+            return dict.fromkeys(self.cell_names, True)
+
+    return RulerTask
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use (the YAML's ``class: !function utils.RulerTask``), so that this module imports without
+    # lm-eval's task machinery.
+    if name == "RulerTask":
+        return _task_class()
+    raise AttributeError(name)
+
+
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
     """lm-eval's RULER score (every expected answer found, case-insensitive), as the metric of the doc's length."""
     from lm_eval.tasks.ruler.common_utils import postprocess_pred, string_match_all
