@@ -106,22 +106,21 @@ def attention_with_preference(
         return attention(q, k, v, key_padding_mask, backend)
 
 
-def residual_mlp(p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """``PlainOps.residual_mlp`` with fewer full-size temporaries alive at once: the same values (a + b == b + a),
-    computed in place."""
-    x = h.add_(x)
-    del h
-    m = rms_norm(p.mlp_norm, x)
-    gate = F.silu(p.gate_proj(m), inplace=True)
-    gate *= p.up_proj(m)
-    del m
-    return p.down_proj(gate).add_(x)
-
-
 class FastOps(PlainOps):
     """The block's operations on the fast path (see the module docstring)."""
 
     rms_norm = staticmethod(rms_norm)
     rotary = staticmethod(rotary)
     attention = staticmethod(attention_with_preference)
-    residual_mlp = staticmethod(residual_mlp)
+
+    @classmethod
+    def residual_mlp(cls, p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``PlainOps.residual_mlp`` with fewer full-size temporaries alive at once: the same values
+        (a + b == b + a), computed in place."""
+        x = h.add_(x)
+        del h
+        m = cls.rms_norm(p.mlp_norm, x)
+        gate = F.silu(p.gate_proj(m), inplace=True)
+        gate *= p.up_proj(m)
+        del m
+        return p.down_proj(gate).add_(x)

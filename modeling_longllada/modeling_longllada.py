@@ -182,12 +182,12 @@ class PlainOps:
     rotary = staticmethod(apply_rotary)
     attention = staticmethod(attention)
 
-    @staticmethod
-    def residual_mlp(p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def residual_mlp(cls, p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The rest of a block after attention: x + h, then + down_proj(silu(gate_proj(m)) * up_proj(m)) with
         m = mlp_norm(x + h)."""
         x = x + h
-        m = p.mlp_norm(x)
+        m = cls.rms_norm(p.mlp_norm, x)
         return x + p.down_proj(F.silu(p.gate_proj(m)) * p.up_proj(m))
 
 
