@@ -359,8 +359,10 @@ def attention_kernels(device, clock, config, lengths, cached_lengths) -> list[di
 
 
 def elementwise_rewrites(device, clock, config, length) -> dict:
-    """The float32 RoPE and RMSNorm as first written vs now, at one layer's size: time and bitwise equality."""
-    from modeling_longllada.modeling_longllada import LongLLaDARMSNorm, apply_rotary, rotary_cos_sin
+    """The float32 RoPE and RMSNorm as first written vs the fast path's, at one layer's size: time and bitwise
+    equality."""
+    from modeling_longllada.fast_longllada import rms_norm, rotary
+    from modeling_longllada.modeling_longllada import LongLLaDARMSNorm, rotary_cos_sin
 
     h, d = config.n_heads, config.head_dim
     x = torch.randn(1, length, h * d, device=device, dtype=torch.bfloat16)
@@ -373,8 +375,8 @@ def elementwise_rewrites(device, clock, config, length) -> dict:
     out = {"length": length}
     with torch.no_grad():
         for name, old, new in (
-            ("rope", lambda: _rope_reference(xh, cos, sin), lambda: apply_rotary(xh, cos, sin)),
-            ("rmsnorm", lambda: _rmsnorm_reference(x, norm.weight, norm.eps), lambda: norm(x)),
+            ("rope", lambda: _rope_reference(xh, cos, sin), lambda: rotary(xh, cos, sin)),
+            ("rmsnorm", lambda: _rmsnorm_reference(x, norm.weight, norm.eps), lambda: rms_norm(norm, x)),
         ):
             out[name] = {
                 "before_s": statistics.median(time_fn(clock, old, reps)),
@@ -702,9 +704,20 @@ def fused_experiment(model, device, clock, lengths) -> dict:
     """What fused elementwise kernels would give: RoPE and RMSNorm (the official formulas) compiled by
     torch.compile (one Triton kernel each instead of 7–8 passes over memory), swapped into the model for this
     measurement only. Times the forward pass and compares its logits with the eager model's."""
-    import modeling_longllada.modeling_longllada as modeling
+    from modeling_longllada.fast_longllada import FastOps
 
-    eager_rope, eager_norm = modeling.apply_rotary, modeling.LongLLaDARMSNorm.forward
+    with torch.no_grad():
+        ops = model.block_ops(torch.empty(0, device=device))  # the path this run's forward passes take
+    eager_rope, eager_norm = ops.__dict__.get("rotary"), ops.__dict__.get("rms_norm")
+
+    def restore():
+        for name, value in (("rotary", eager_rope), ("rms_norm", eager_norm)):
+            if value is None and name in ops.__dict__:
+                delattr(ops, name)
+            elif value is not None:
+                setattr(ops, name, value)
+
+    assert ops is FastOps or device.type != "cuda", "the fast path runs on CUDA inputs by default"
     fused_rope = torch.compile(_rope_reference, dynamic=True, fullgraph=True)
     fused_norm = torch.compile(_rmsnorm_reference, dynamic=True, fullgraph=True)
     out: dict = {}
@@ -714,15 +727,15 @@ def fused_experiment(model, device, clock, lengths) -> dict:
             keep = slice(length, length + GEN)
             with torch.no_grad():
                 eager_logits = model(x, logits_to_keep=keep).logits.float()
-                modeling.apply_rotary = fused_rope
-                modeling.LongLLaDARMSNorm.forward = lambda self, h: fused_norm(h, self.weight, self.eps)
+                ops.rotary = staticmethod(fused_rope)
+                ops.rms_norm = staticmethod(lambda norm, h: fused_norm(h, norm.weight, norm.eps))
                 t0 = time.perf_counter()
                 fused_logits = model(x, logits_to_keep=keep).logits.float()
                 clock.sync()
                 first_call = time.perf_counter() - t0
                 reps = 5 if length <= 8192 else 2
                 times = time_fn(clock, lambda x=x, keep=keep: model(x, logits_to_keep=keep), reps, warmup=0)
-                modeling.apply_rotary, modeling.LongLLaDARMSNorm.forward = eager_rope, eager_norm
+                restore()
             out[length] = {
                 "forward_s": statistics.median(times),
                 "first_call_s_with_compile": first_call,
@@ -732,7 +745,7 @@ def fused_experiment(model, device, clock, lengths) -> dict:
     except Exception as error:  # noqa: BLE001 - an experiment: record why it failed, keep the run's results
         out["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
     finally:
-        modeling.apply_rotary, modeling.LongLLaDARMSNorm.forward = eager_rope, eager_norm
+        restore()
     return out
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import math
 import operator
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -46,6 +44,7 @@ ATTENTION_BACKENDS = ("sdpa", "eager", "flash_attention_2")
 REMOTE_CODE_FILES = (
     "configuration_dream.py",
     "configuration_longllada.py",
+    "fast_longllada.py",
     "generation_longllada.py",
     "modeling_dream.py",
     "modeling_longllada.py",
@@ -81,14 +80,7 @@ class LongLLaDARMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
-        scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        if x.dtype == torch.float32:
-            x = x32 * scale
-        else:
-            # x·scale computed in float32 and rounded once to x's dtype as it is stored: the values of
-            # (x32 * scale).to(dtype) without writing and re-reading a float32 product (a third fewer bytes).
-            del x32
-            x = torch.mul(x, scale, out=torch.empty_like(x))
+        x = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
         return x * self.weight if self.weight is not None else x
 
 
@@ -103,31 +95,12 @@ def rotary_cos_sin(
     return angles.cos(), angles.sin()
 
 
-# Below this many elements apply_rotary takes the form with the fewest kernels (launches dominate there).
-_ROTARY_HALVES_MIN_NUMEL = 1 << 20
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x·cos + rotate(x)·sin with rotate(x) = concat(-x2, x1), computed in float32 and cast back."""
     dtype = x.dtype
-    if dtype == torch.float32 or x.numel() < _ROTARY_HALVES_MIN_NUMEL:
-        x = x.float()
-        x1, x2 = x.chunk(2, dim=-1)
-        return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
-    # Large low-precision inputs: the same float32 products and sums, half by half, rounded straight into the
-    # output; x1·c - x2·s is bit for bit x1·c + (-x2)·s. No float32 copy of x or of rotate(x) is written:
-    # 15 instead of 24 passes of x's size over memory (fp32 RoPE is a few % of a long forward pass).
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    out = torch.empty_like(x)
-    first = x1 * cos[..., :half]
-    first -= x2 * sin[..., :half]
-    out[..., :half] = first
-    del first
-    second = x2 * cos[..., half:]
-    second += x1 * sin[..., half:]
-    out[..., half:] = second
-    return out
+    x = x.float()
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -157,51 +130,7 @@ def attention(
         probs = scores.softmax(dim=-1).to(v.dtype)
         return torch.matmul(probs, v).transpose(1, 2)
     mask = key_padding_mask[:, None, None, :] if key_padding_mask is not None else None
-    with _sdpa_preference(q, k, mask is not None):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    return out.transpose(1, 2)
-
-
-# Few queries over many keys (the sampler's cached steps: 32 queries over the whole cache): sdpa's flash kernel
-# splits the keys over the multiprocessors, while torch's default choice on Hopper (cuDNN, the fastest for long
-# query sets) runs one block per head and query tile. Measured on an H200 (benchmarks/NOTES.md): 32 queries over
-# 8k / 32k / 128k keys take 0.10 / 0.19 / 0.54 ms with flash against 0.14 / 0.46 / 1.72 ms by default.
-_FEW_QUERIES, _MANY_KEYS = 256, 8192
-
-
-@cache
-def _device_major(device: torch.device) -> int:
-    return torch.cuda.get_device_capability(device)[0]
-
-
-def _sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool):
-    """A context that puts sdpa's flash kernel first for few unmasked queries over many keys on Hopper, else a
-    no-op (torch's own choice). Left alone when the caller has narrowed sdpa's backends (e.g. with
-    ``sdpa_kernel(SDPBackend.CUDNN_ATTENTION)``): their choice stands."""
-    if (
-        masked
-        or not q.is_cuda
-        or q.dtype not in (torch.float16, torch.bfloat16)
-        or q.shape[-2] > _FEW_QUERIES
-        or k.shape[-2] < _MANY_KEYS
-        or _device_major(q.device) < 9
-    ):
-        return nullcontext()
-    cuda_backends = torch.backends.cuda
-    if not (
-        cuda_backends.cudnn_sdp_enabled()
-        and cuda_backends.flash_sdp_enabled()
-        and cuda_backends.mem_efficient_sdp_enabled()
-        and cuda_backends.math_sdp_enabled()
-    ):
-        return nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    order = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-    try:
-        return sdpa_kernel(order, set_priority=True)
-    except TypeError:  # torch < 2.6 has no priority order: keep its default choice
-        return nullcontext()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(1, 2)
 
 
 def _flash_attention(q, k, v, key_padding_mask, scale):
@@ -242,6 +171,26 @@ class BlockParts(NamedTuple):
     down_proj: nn.Linear
 
 
+class PlainOps:
+    """The operations of a block, each written once and plainly (as transformers' ``modeling_llama.py``).
+    ``fast_longllada.FastOps`` computes the same values with fewer passes over memory (inference only)."""
+
+    @staticmethod
+    def rms_norm(norm: LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
+        return norm(x)
+
+    rotary = staticmethod(apply_rotary)
+    attention = staticmethod(attention)
+
+    @classmethod
+    def residual_mlp(cls, p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The rest of a block after attention: x + h, then + down_proj(silu(gate_proj(m)) * up_proj(m)) with
+        m = mlp_norm(x + h)."""
+        x = x + h
+        m = cls.rms_norm(p.mlp_norm, x)
+        return x + p.down_proj(F.silu(p.gate_proj(m)) * p.up_proj(m))
+
+
 class BidirectionalBlock(nn.Module):
     """A pre-norm transformer block with bidirectional attention, as LLaDA and Dream share it:
     h = x + o_proj(Attn(RoPE(q), RoPE(k), v)) of attn_norm(x); out = h + down_proj(silu(gate_proj) * up_proj) of
@@ -266,23 +215,25 @@ class BidirectionalBlock(nn.Module):
         query_keep: int | slice | torch.Tensor | None = None,
         cache_slot: slice | None = None,
         return_kv: bool = True,
+        ops: type[PlainOps] = PlainOps,
     ) -> tuple[torch.Tensor, LayerKV | None]:
         """query_keep: compute the output only at these positions (keys and values still come from every
         position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
         there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
-        keys/values and free them before the feed-forward (two full-size tensors less at the peak)."""
+        keys/values and free them before the feed-forward (two full-size tensors less at the peak). ops: the
+        implementation of the norm, RoPE, attention and feed-forward (:class:`PlainOps` or the fast path's)."""
         p = self.parts
         b, length, _ = x.shape
-        n = p.attn_norm(x)
+        n = ops.rms_norm(p.attn_norm, x)
         k = p.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = p.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        k = apply_rotary(k, cos, sin)
+        k = ops.rotary(k, cos, sin)
         if query_keep is not None:
             x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
             cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
         n_queries = x.shape[1]
         q = p.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
-        q = apply_rotary(q, cos, sin)
+        q = ops.rotary(q, cos, sin)
         del n
         new_kv = (k, v) if return_kv else None
         if past_kv is not None and cache_slot is not None:
@@ -292,21 +243,9 @@ class BidirectionalBlock(nn.Module):
         elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
             k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
         n_rep = self.n_heads // self.n_kv_heads
-        h = attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
+        h = ops.attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
         del q, k, v
-        h = p.o_proj(h.reshape(b, n_queries, -1))
-        if torch.is_grad_enabled():  # training: no in-place ops on tensors autograd keeps
-            x = x + h
-            m = p.mlp_norm(x)
-            return x + p.down_proj(F.silu(p.gate_proj(m)) * p.up_proj(m)), new_kv
-        # Inference: the same values (a + b == b + a) with fewer full-size temporaries alive at once.
-        x = h.add_(x)
-        del h
-        m = p.mlp_norm(x)
-        gate = F.silu(p.gate_proj(m), inplace=True)
-        gate *= p.up_proj(m)
-        del m
-        return p.down_proj(gate).add_(x), new_kv
+        return ops.residual_mlp(p, x, p.o_proj(h.reshape(b, n_queries, -1))), new_kv
 
 
 class LongLLaDABlock(BidirectionalBlock):
@@ -451,6 +390,26 @@ class DiffusionLMMixin:
         config = f"{self.config_class.__module__.rsplit('.', 1)[-1]}.{self.config_class.__name__}"
         return {"AutoConfig": config, "AutoModel": model, "AutoModelForCausalLM": model}
 
+    # -- the fast path ---------------------------------------------------------------------------------------
+    _fast_path: bool | None = None
+
+    def set_fast_path(self, enabled: bool | None) -> None:
+        """Choose the fast inference path of ``fast_longllada.py`` (the same values with fewer passes over memory
+        and a kernel choice for long contexts): True, False, or None (the default) for on with CUDA inputs. It
+        runs only while autograd is off; with gradients the plain path always runs."""
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ValueError(f"set_fast_path(enabled={enabled!r}) is not allowed; allowed: True, False or None")
+        self._fast_path = enabled
+
+    def block_ops(self, x: torch.Tensor) -> type[PlainOps]:
+        """The operations a forward pass over ``x`` uses: the fast path's or the plain ones."""
+        enabled = x.is_cuda if self._fast_path is None else self._fast_path
+        if enabled and not torch.is_grad_enabled():
+            from .fast_longllada import FastOps
+
+            return FastOps
+        return PlainOps
+
     def rope_base(self, seq_len: int) -> float:
         """Effective RoPE base for a forward pass spanning ``seq_len`` positions."""
         return self.config.rope_theta * self.config.rope_factor_for_length(seq_len)
@@ -572,6 +531,7 @@ class DiffusionLMMixin:
                 "attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])"
             )
 
+        ops = self.block_ops(x)
         new_cache, hidden_states = [], []
         layers = self.decoder_layers
         last = len(layers) - 1
@@ -581,11 +541,12 @@ class DiffusionLMMixin:
             past = past_key_values[i] if past_key_values is not None else None
             keep = hidden_to_keep if i == last else None
             x, kv = block(
-                x, cos, sin, key_mask, past, backend, query_keep=keep, cache_slot=cache_slot, return_kv=use_cache
-            )
+                x, cos, sin, key_mask, past, backend,
+                query_keep=keep, cache_slot=cache_slot, return_kv=use_cache, ops=ops,
+            )  # fmt: skip
             if use_cache:
                 new_cache.append(kv)
-        x = self.final_norm(x)
+        x = ops.rms_norm(self.final_norm, x)
         if output_hidden_states:
             hidden_states.append(x)
         return (

@@ -401,3 +401,72 @@ def test_flash_attention_calling_code_matches_sdpa(reference_flash, family):
     model.config._attn_implementation = "sdpa"
     for ours, expected in zip(results["flash_attention_2"], results["sdpa"]):
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+# -- the fast path: the plain path's values, bit for bit on the CPU --------------------------------------------------
+
+
+def test_fast_pieces_equal_the_plain_pieces_bit_for_bit():
+    from modeling_longllada import fast_longllada as fast
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 2048, 64).to(torch.bfloat16)  # 1M elements: the half-by-half RoPE
+    assert x.numel() >= fast.ROTARY_HALVES_MIN_NUMEL
+    cos, sin = rotary_cos_sin(torch.arange(2048)[None], 64, 10000.0, x.device)
+    assert torch.equal(fast.rotary(x, cos, sin), apply_rotary(x, cos, sin))
+    norm = LongLLaDARMSNorm(64, 1e-5).to(torch.bfloat16)
+    norm.weight.data = torch.linspace(0.5, 2, 64).to(torch.bfloat16)
+    assert torch.equal(fast.rms_norm(norm, x), norm(x))
+
+
+def _dream_model(**overrides):
+    from modeling_longllada import DreamConfig, DreamModel
+
+    torch.manual_seed(0)
+    sizes = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=128, mask_token_id=127, pad_token_id=1, eos_token_id=1)  # fmt: skip
+    return DreamModel(DreamConfig(**{**sizes, **overrides})).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_fast_path_gives_the_plain_paths_values(monkeypatch, family, dtype):
+    from modeling_longllada.fast_longllada import FastOps
+    from modeling_longllada.modeling_longllada import PlainOps
+
+    monkeypatch.setattr("modeling_longllada.fast_longllada.ROTARY_HALVES_MIN_NUMEL", 0)  # half-by-half RoPE too
+    model = (small_model(n_kv_heads=2) if family == "llada" else _dream_model()).to(dtype)
+    ids = torch.randint(2, 100, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    results = {}
+    for enabled in (False, True):
+        model.set_fast_path(enabled)
+        with torch.no_grad():
+            assert model.block_ops(ids) is (FastOps if enabled else PlainOps)
+            padded = model(ids, attention_mask=mask, position_ids=positions).logits
+            full = model(ids, position_ids=positions, use_cache=True)
+            buffers = [(k.clone(), v.clone()) for k, v in full.present_key_values]
+            step = model(ids[:, 8:12], attention_mask=mask, position_ids=positions[:, 8:12], past_key_values=buffers,
+                         cache_slot=slice(8, 12), logits_to_keep=slice(1, 3)).logits  # fmt: skip
+            kept = model(ids, logits_to_keep=3).logits
+        results[enabled] = [padded, full.logits, *[t for kv in full.present_key_values for t in kv], step, kept]
+    for plain, fast in zip(results[False], results[True]):
+        assert plain.dtype == dtype and torch.equal(plain, fast)
+
+
+def test_fast_path_switch():
+    from modeling_longllada.modeling_longllada import PlainOps
+
+    model = small_model()
+    x = torch.zeros(1, 4)
+    with torch.no_grad():
+        assert model.block_ops(x) is PlainOps  # default: on for CUDA inputs only
+    model.set_fast_path(True)
+    assert torch.is_grad_enabled() and model.block_ops(x) is PlainOps  # never with autograd on
+    logits = model(torch.randint(2, 100, (1, 6))).logits
+    logits.sum().backward()  # the plain path trains
+    assert model.model.transformer.blocks[0].q_proj.weight.grad is not None
+    with pytest.raises(ValueError, match="set_fast_path.*allowed: True, False or None"):
+        model.set_fast_path("yes")
