@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ROPE_SCALING_FORMS = ("ntk:FACTOR", "ntk-target:LENGTH", "dynamic", "none")
+ROPE_SCALING_FORMS = ("ntk:FACTOR", "ntk-target:LENGTH", "ntk-per-length", "none")
 # Decimal units, as the Hub and transformers' `max_shard_size` count them; the binary ones for completeness.
 SIZE_UNITS = {
     "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -34,42 +34,14 @@ class RopeScalingChoice:
 KEEP_SOURCE = RopeScalingChoice(spec="(as in SOURCE)", rope_scaling=None, branch="main", keep_source=True)
 
 
-def parse_length(text: str, field: str = "length") -> int:
-    """A token count: ``16384``, ``16k`` (x1024) or ``1m`` (x1024²)."""
-    value = text.strip().lower()
-    multiplier = 1
-    if value.endswith("k"):
-        value, multiplier = value[:-1], 1024
-    elif value.endswith("m"):
-        value, multiplier = value[:-1], 1024 * 1024
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError(f"{field}={text!r} is not a positive token count; allowed: an integer such as 16384, or 16k")
-    return int(value) * multiplier
-
-
 def parse_rope_scaling(text: str) -> RopeScalingChoice:
-    """``ntk:4`` -> {"type": "ntk", "factor": 4}, branch ``ntk-4``; ``ntk-target:16384`` (or ``16k``) ->
-    {"type": "ntk", "target_length": 16384}, branch ``ntk-target-16384``; ``dynamic``; ``none`` (branch main)."""
-    spec = text.strip()
-    kind, _, value = spec.partition(":")
-    kind = kind.lower()
-    if kind == "ntk" and value:
-        try:
-            factor = float(value)
-        except ValueError:
-            factor = float("nan")
-        if not factor >= 1 or factor == float("inf"):
-            raise ValueError(f"--rope-scaling {text!r}: the NTK factor must be a number >= 1 (e.g. ntk:4)")
-        number: int | float = int(factor) if factor.is_integer() else factor
-        return RopeScalingChoice(spec, {"type": "ntk", "factor": number}, f"ntk-{number}")
-    if kind == "ntk-target" and value:
-        length = parse_length(value, field=f"--rope-scaling {text!r}: target length")
-        return RopeScalingChoice(spec, {"type": "ntk", "target_length": length}, f"ntk-target-{length}")
-    if kind == "dynamic" and not value:
-        return RopeScalingChoice(spec, {"type": "dynamic"}, "dynamic")
-    if kind == "none" and not value:
-        return RopeScalingChoice(spec, None, "main")
-    raise ValueError(f"--rope-scaling {text!r} is not understood; allowed forms: {', '.join(ROPE_SCALING_FORMS)}")
+    """A ``--rope-scaling`` value through the one parser (``ntk:4``, ``ntk-target:16k``, ``ntk-per-length``,
+    ``none``), with the branch it is published on by default (``ntk-4``, ``ntk-target-16384``, ``main``)."""
+    from modeling_longllada.rope_longllada import branch_name
+    from modeling_longllada.rope_longllada import parse_rope_scaling as parse_spec
+
+    spec = parse_spec(text, field="--rope-scaling")
+    return RopeScalingChoice(text.strip(), spec, branch_name(spec))
 
 
 def parse_size(text: str) -> int:

@@ -25,6 +25,11 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .configuration_dream import DreamConfig
+
+# transformers 4.x copies into its module cache only the files that a local folder's module imports directly;
+# modeling_longllada.py needs these two further down the chain.
+from .configuration_longllada import LongLLaDAConfig  # noqa: F401
+from .fast_longllada import FastOps  # noqa: F401
 from .generation_longllada import DREAM_DEFAULTS, SAMPLER_DEFAULTS, DiffusionSamplerMixin
 from .modeling_longllada import (
     BidirectionalBlock,

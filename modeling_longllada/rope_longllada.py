@@ -193,6 +193,24 @@ def parse_rope_scaling(value: str | dict[str, Any] | None, field: str = "rope_sc
     return canonical
 
 
+def spec_label(spec: dict[str, Any] | None) -> str:
+    """The CLI form of a canonical spec: ``none``, ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``,
+    ``dynamic:2``."""
+    if spec is None:
+        return "none"
+    kind, factor, target = spec["type"], spec.get("factor"), spec.get("target_length")
+    if kind == "ntk":
+        return f"ntk:{factor:g}" if factor is not None else f"ntk-target:{target}"
+    if kind == "ntk_per_length":
+        return "ntk-per-length" + (f":{target}" if target is not None else "")
+    return f"dynamic:{factor:g}"
+
+
+def branch_name(spec: dict[str, Any] | None) -> str:
+    """A Hub branch for a model repo published with this scaling: ``main`` without, else e.g. ``ntk-4``."""
+    return "main" if spec is None else spec_label(spec).replace(":", "-")
+
+
 def rope_scaling_from_args(
     ntk_factor: float | None = None, ntk_target: int | None = None, rope_scaling: str | dict | None = None
 ) -> tuple[bool, dict[str, Any] | None]:

@@ -192,9 +192,10 @@ def test_rope_scaling_specs_and_branches():
     assert parse_rope_scaling("ntk:2.5").rope_scaling == {"type": "ntk", "factor": 2.5}
     target = parse_rope_scaling("ntk-target:16k")
     assert target.rope_scaling == {"type": "ntk", "target_length": 16384} and target.branch == "ntk-target-16384"
-    assert parse_rope_scaling("dynamic").rope_scaling == {"type": "dynamic"}
+    per_length = parse_rope_scaling("ntk-per-length")
+    assert per_length.rope_scaling == {"type": "ntk_per_length"} and per_length.branch == "ntk-per-length"
     assert parse_rope_scaling("none").rope_scaling is None and parse_rope_scaling("none").branch == "main"
-    for bad in ("ntk:0.5", "ntk:", "yarn:2", "ntk-target:-3", "dynamic:2"):
+    for bad in ("ntk:0.5", "ntk:", "ntk:nan", "yarn:2", "ntk-target:-3", "dynamic:0"):
         with pytest.raises(ValueError, match="rope-scaling"):
             parse_rope_scaling(bad)
     assert parse_size("5GB") == 5 * 10**9 and parse_size("2MiB") == 2 * 2**20 and parse_size("1000") == 1000
@@ -207,10 +208,10 @@ def test_bad_arguments_are_named(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         upload([tiny_model_dir, "--repo-id", "no-namespace", "--dry-run"])
     assert "--repo-id='no-namespace'" in capsys.readouterr().err
-    assert upload([*args, "--rope-scaling", "ntk:2", "--rope-scaling", "dynamic", "--revision", "x"]) == 2
+    assert upload([*args, "--rope-scaling", "ntk:2", "--rope-scaling", "ntk-per-length", "--revision", "x"]) == 2
     assert "--revision 'x' applies to a single --rope-scaling" in capsys.readouterr().err
     assert upload([*args, "--rope-scaling", "ntk-target:8"]) == 2
-    assert "does not extend the trained length" in capsys.readouterr().err
+    assert "is below the trained length 256" in capsys.readouterr().err
     (tmp_path / "occupied").mkdir()
     (tmp_path / "occupied" / "file").write_text("x")
     assert upload([*args, "--out", tmp_path / "occupied"]) == 2
@@ -469,25 +470,29 @@ def test_push_several_scalings_one_branch_each(tiny_model_dir, monkeypatch, caps
     monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
     api = RecordingHfApi()
     target = 4 * trained_length(tiny_model_dir)
-    specs = ["ntk:2", f"ntk-target:{target}", "dynamic"]
+    specs = ["ntk:2", f"ntk-target:{target}", "ntk-per-length"]
     argv = [tiny_model_dir, "--repo-id", REPO_ID] + [x for spec in specs for x in ("--rope-scaling", spec)]
     assert upload(argv, api) == 0
     # One check of the target before any upload (each new branch starts from main), then a branch and a commit each.
     checks = ["create_repo", "list_repo_refs", "list_repo_files"]
     assert api.names() == ["HfApi", *checks] + ["create_branch", "upload_folder"] * 3
     assert api.calls[3][2]["revision"] == "main"
-    branches = ["ntk-2", f"ntk-target-{target}", "dynamic"]
+    branches = ["ntk-2", f"ntk-target-{target}", "ntk-per-length"]
     created = [kwargs for name, _, kwargs in api.calls if name == "create_branch"]
     assert created == [{"branch": b, "exist_ok": True, "repo_type": "model"} for b in branches]
     assert [u["revision"] for u in api.uploads] == branches
     scalings = [json.loads(u["files"]["config.json"])["rope_scaling"] for u in api.uploads]
-    assert scalings == [{"type": "ntk", "factor": 2}, {"type": "ntk", "target_length": target}, {"type": "dynamic"}]
+    assert scalings == [
+        {"type": "ntk", "factor": 2},
+        {"type": "ntk", "target_length": target},
+        {"type": "ntk_per_length"},
+    ]
     card = api.uploads[2]["files"]["README.md"].decode()
-    assert 'revision="dynamic"' in card and f"pretrained={REPO_ID},revision=dynamic," in card
+    assert 'revision="ntk-per-length"' in card and f"pretrained={REPO_ID},revision=ntk-per-length," in card
     (ppl,) = [b for b in card_blocks(card, "bash") if "longllada ppl" in b]
     # `longllada ppl` reads a branch from a local snapshot of it.
     model_arg = shlex.split(ppl)[shlex.split(ppl).index("--model") + 1]
-    assert model_arg == f"$(hf download {REPO_ID} --revision dynamic --quiet)"
+    assert model_arg == f"$(hf download {REPO_ID} --revision ntk-per-length --quiet)"
     weights = [name for name in api.uploads[0]["files"] if name.endswith(".safetensors")]
     assert all(api.uploads[i]["files"][w] == api.uploads[0]["files"][w] for i in (1, 2) for w in weights)
     assert_no_token_anywhere(api, capsys.readouterr())
@@ -511,7 +516,7 @@ def test_push_refuses_a_repo_with_other_code_unless_forced(tiny_model_dir, monke
     assert_no_token_anywhere(api, captured)
 
     several = RecordingHfApi(remote_files=remote)
-    assert upload([*argv, "--rope-scaling", "ntk:2", "--rope-scaling", "dynamic"], several) == 1
+    assert upload([*argv, "--rope-scaling", "ntk:2", "--rope-scaling", "ntk-per-length"], several) == 1
     assert "create_branch" not in several.names() and not several.uploads  # nothing changed on any branch
     capsys.readouterr()
 
@@ -564,7 +569,7 @@ def test_dry_run_lists_files_and_calls_nothing(tiny_model_dir, monkeypatch, caps
 
 
 def test_longllada_upload_has_the_same_arguments(tiny_model_dir, tmp_path, capsys):
-    argv = [str(tiny_model_dir), "--repo-id", REPO_ID, "--rope-scaling", "dynamic", "--dry-run", "--out", "x"]
+    argv = [str(tiny_model_dir), "--repo-id", REPO_ID, "--rope-scaling", "ntk-per-length", "--dry-run", "--out", "x"]
     ours = vars(cli.build_parser().parse_args(["upload", *argv]))
     theirs = vars(hub_upload.build_parser().parse_args(argv))
     assert {k: v for k, v in ours.items() if k not in ("command", "func")} == theirs

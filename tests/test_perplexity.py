@@ -19,17 +19,17 @@ import torch.nn.functional as F
 
 from longllada import cli
 from longllada.perplexity import (
-    _hf_rope_theta,
     chunk_seed,
     load_model,
     load_text,
-    parse_rope_scaling,
     perplexity_curve,
     read_run,
     tokenize_text,
 )
 from longllada.ppl_plot import TRAINED_LENGTH_GID, plot_curves
-from modeling_longllada import LongLLaDAModelLM, ntk_scaling_factor
+from longllada.rope_scaling import causal_rope_theta
+from modeling_longllada import LongLLaDAModelLM, ntk_scaling_factor, parse_rope_scaling
+from modeling_longllada.rope_longllada import spec_label
 
 REPO = Path(__file__).resolve().parents[1]
 LLAMA_THETA = 10000.0
@@ -210,7 +210,11 @@ def test_diffusion_rope_scaling_overrides(tiny_model_dir):
     target = load_model(tiny_model_dir, "ntk-target:4096", device="cpu")
     assert target.model.config.rope_scaling == {"type": "ntk", "target_length": 4096}
     assert target.rope["factor"] == target.model.config.rope_scaling_factor
-    assert load_model(tiny_model_dir, "dynamic", device="cpu").model.config.rope_scaling == {"type": "dynamic"}
+    per_length = load_model(tiny_model_dir, "ntk-per-length", device="cpu")
+    assert per_length.model.config.rope_scaling == {"type": "ntk_per_length"}
+    assert per_length.rope["factor"] == "per length"
+    with pytest.raises(ValueError, match="type 'dynamic'"):  # transformers' dynamic NTK is for causal LMs
+        load_model(tiny_model_dir, "dynamic:2", device="cpu")
 
 
 # -- autoregressive models -----------------------------------------------------------------------------------
@@ -270,7 +274,7 @@ def test_causal_resume_is_exact(llama, tmp_path):
 def test_causal_rope_scaling_overrides(llama_dir):
     head_dim = 32 // 4
     scaled = load_model(llama_dir, "ntk:4", device="cpu")
-    assert _hf_rope_theta(scaled.model.config) == 4 * LLAMA_THETA
+    assert causal_rope_theta(scaled.model.config) == 4 * LLAMA_THETA
     inv_freq = scaled.model.model.rotary_emb.inv_freq
     assert inv_freq[1].item() == pytest.approx((4 * LLAMA_THETA) ** (-2 / head_dim), rel=1e-5)
     assert scaled.rope["factor"] == 4 and scaled.rope["effective_rope_theta"] == 4 * LLAMA_THETA
@@ -278,9 +282,11 @@ def test_causal_rope_scaling_overrides(llama_dir):
     factor = ntk_scaling_factor(head_dim, LLAMA_THETA, LLAMA_TRAINED, 4096)
     assert factor > 1
     target = load_model(llama_dir, "ntk-target:4096", device="cpu")
-    assert target.rope["factor"] == factor and _hf_rope_theta(target.model.config) == factor * LLAMA_THETA
+    assert target.rope["factor"] == factor and causal_rope_theta(target.model.config) == factor * LLAMA_THETA
 
-    dynamic = load_model(llama_dir, "dynamic", device="cpu")
+    with pytest.raises(ValueError, match="ntk-per-length"):  # the diffusion rule has no causal form here
+        load_model(llama_dir, "ntk-per-length", device="cpu")
+    dynamic = load_model(llama_dir, "dynamic:1", device="cpu")
     config = dynamic.model.config
     params = getattr(config, "rope_parameters", None) or config.rope_scaling
     assert params.get("rope_type", params.get("type")) == "dynamic"
@@ -331,14 +337,13 @@ def test_plot_has_one_curve_per_run(diffusion, llama, tmp_path, capsys):
 # -- bad input -----------------------------------------------------------------------------------------------
 
 
-def test_parse_rope_scaling():
-    assert str(parse_rope_scaling("ntk:4")) == "ntk:4" and parse_rope_scaling("ntk:4").value == 4
-    assert parse_rope_scaling("ntk:2.5").value == 2.5
-    assert parse_rope_scaling("ntk-target:16384").value == 16384
-    assert parse_rope_scaling("dynamic").kind == "dynamic" and parse_rope_scaling(None) is None
-    for bad in ("yarn:2", "ntk", "ntk:0.5", "ntk:x", "ntk-target:-5", "ntk-target:1.5", "dynamic:2"):
+def test_rope_scaling_labels_round_trip_through_the_one_parser():
+    for text in ("none", "ntk:4", "ntk:2.5", "ntk-target:16384", "ntk-per-length", "dynamic:2"):
+        assert spec_label(parse_rope_scaling(text)) == text
+    assert spec_label(parse_rope_scaling("ntk-target:16k")) == "ntk-target:16384"
+    for bad in ("yarn:2", "ntk", "ntk:0.5", "ntk:x", "ntk:nan", "ntk-target:-5", "ntk-target:1.5", "dynamic:0"):
         with pytest.raises(ValueError, match="--rope-scaling"):
-            parse_rope_scaling(bad)
+            parse_rope_scaling(bad, field="--rope-scaling")
 
 
 @pytest.mark.parametrize(
@@ -347,7 +352,8 @@ def test_parse_rope_scaling():
         (["--text", "{short}"], r"short\.txt has \d tokens, fewer than one chunk \(--chunk 64\)"),
         (["--max-length", "10000000"], r"--max-length 10000000 is beyond the text: .* has \d+ tokens"),
         (["--estimator", "exact"], r"--estimator must be one of \('longllada', 'elbo'\), got 'exact'"),
-        (["--rope-scaling", "yarn:4"], "--rope-scaling must be one of ntk:FACTOR, ntk-target:LENGTH or dynamic"),
+        (["--rope-scaling", "yarn:4"], r"--rope-scaling='yarn:4' is not allowed; allowed: none, ntk:FACTOR"),
+        (["--rope-scaling", "ntk:inf"], r"--rope-scaling ntk:FACTOR=inf is not allowed"),
         (["--chunk", "0"], "--chunk must be an integer >= 1, got 0"),
         (["--text", "{missing}"], "--text: no such file"),
     ],

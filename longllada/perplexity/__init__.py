@@ -43,25 +43,19 @@ from longllada.perplexity.curve import (
     tokenize_text,
 )
 from longllada.perplexity.loading import (
-    DIFFUSION_MODEL_TYPES,
     DTYPES,
-    HF_DYNAMIC_FACTOR,
-    ROPE_SCALING_FORMS,
+    OFFICIAL_MODEL_TYPES,
     LoadedModel,
-    RopeScalingRequest,
-    _hf_rope_theta,
     check_device,
     check_model_source,
     load_model,
     load_tokenizer,
-    parse_rope_scaling,
 )
 from longllada.perplexity.results import PerplexityCurve, ResultsFile, read_run
 from longllada.perplexity.scoring import AR_PIECE, chunk_seed
 
 __all__ = [
-    "AR_ESTIMATOR", "AR_PIECE", "DIFFUSION_MODEL_TYPES", "DTYPES", "ESTIMATORS", "HF_DYNAMIC_FACTOR",
-    "ROPE_SCALING_FORMS", "SAMPLE_TEXT", "SAMPLE_TEXT_LABEL", "LoadedModel", "PerplexityCurve", "ResultsFile",
-    "RopeScalingRequest", "_hf_rope_theta", "check_device", "check_model_source", "chunk_seed", "load_model",
-    "load_text", "load_tokenizer", "parse_rope_scaling", "perplexity_curve", "read_run", "tokenize_text",
+    "AR_ESTIMATOR", "AR_PIECE", "DTYPES", "ESTIMATORS", "OFFICIAL_MODEL_TYPES", "SAMPLE_TEXT", "SAMPLE_TEXT_LABEL",
+    "LoadedModel", "PerplexityCurve", "ResultsFile", "check_device", "check_model_source", "chunk_seed",
+    "load_model", "load_text", "load_tokenizer", "perplexity_curve", "read_run", "tokenize_text",
 ]  # fmt: skip

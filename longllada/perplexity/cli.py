@@ -6,7 +6,7 @@ import argparse
 
 from longllada.cli import int_arg
 from longllada.perplexity.curve import ESTIMATORS, SAMPLE_TEXT, perplexity_curve
-from longllada.perplexity.loading import DTYPES, ROPE_SCALING_FORMS
+from longllada.perplexity.loading import DTYPES
 
 DESCRIPTION = "perplexity versus context length (the LongLLaDA paper's Figure 1), for diffusion and causal LMs"
 
@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help=f"diffusion models: one of {', '.join(ESTIMATORS)} (default longllada, as the paper)",
     )
-    parser.add_argument("--rope-scaling", metavar="SPEC", help=f"one of {ROPE_SCALING_FORMS}")
+    parser.add_argument(
+        "--rope-scaling",
+        metavar="SPEC",
+        help="none, ntk:FACTOR, ntk-target:LENGTH (16384 or 16k), ntk-per-length (diffusion) or dynamic:FACTOR "
+        "(transformers' dynamic NTK, causal LMs)",
+    )
     parser.add_argument("--dtype", default="auto", metavar="NAME", help=f"one of {', '.join(DTYPES)} (default auto)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument(

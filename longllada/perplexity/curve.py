@@ -21,7 +21,6 @@ from longllada.perplexity.loading import (
     check_model_source,
     load_model,
     load_tokenizer,
-    parse_rope_scaling,
 )
 from longllada.perplexity.results import FORMAT, PerplexityCurve, ResultsFile
 from longllada.perplexity.scoring import AR_PIECE, causal_chunks, diffusion_chunks, running_ppl
@@ -119,11 +118,13 @@ def perplexity_curve(
         _check_int("--window", window, 2)
     if stride is not None:
         _check_int("--stride", stride, 1)
-    request = parse_rope_scaling(rope_scaling)
+    from modeling_longllada import parse_rope_scaling
+
+    parse_rope_scaling(rope_scaling, field="--rope-scaling")  # refused before anything loads
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
     if isinstance(model, LoadedModel):
-        if request is not None or dtype != "auto" or device is not None:
+        if rope_scaling is not None or dtype != "auto" or device is not None:
             raise ValueError("rope_scaling, dtype and device apply when loading; pass them to load_model instead")
     else:
         device = check_device(device)
@@ -149,7 +150,7 @@ def perplexity_curve(
     fingerprint = _fingerprint(model.name if isinstance(model, LoadedModel) else model)
     if results is not None and fingerprint is not None:
         results.check_fingerprint(fingerprint)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, request, dtype, device, tokenizer)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, rope_scaling, dtype, device, tokenizer)
     if fingerprint is None:
         fingerprint = _fingerprint(loaded.name)
 

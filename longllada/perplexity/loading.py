@@ -7,65 +7,16 @@ bad request before loading gigabytes.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-DIFFUSION_MODEL_TYPES = ("longllada", "llada")
-# HF dynamic NTK needs a factor; 1.0 grows the base with the ratio length / trained length (no extra stretch).
-HF_DYNAMIC_FACTOR = 1.0
-ROPE_SCALING_FORMS = "ntk:FACTOR, ntk-target:LENGTH or dynamic"
+# Model types of the official diffusion checkpoints, loaded with our classes (never with their remote code).
+OFFICIAL_MODEL_TYPES = ("llada", "Dream")
 # A Hub model id as huggingface_hub accepts it: NAME or ORG/NAME, letters, digits, '-', '_', '.'.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-# -- rope scaling requests -----------------------------------------------------------------------------------
-HF_DYNAMIC_FACTOR = 1.0
-ROPE_SCALING_FORMS = "ntk:FACTOR, ntk-target:LENGTH or dynamic"
-
-
-# -- rope scaling requests -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RopeScalingRequest:
-    """A ``--rope-scaling`` value: ``ntk`` (factor λ), ``ntk-target`` (target length T) or ``dynamic``."""
-
-    kind: str
-    value: float | int | None = None
-
-    def __str__(self) -> str:
-        if self.value is None:
-            return self.kind
-        return f"{self.kind}:{self.value if isinstance(self.value, int) else repr(float(self.value))}"
-
-
-def parse_rope_scaling(text: str | None) -> RopeScalingRequest | None:
-    """Parse ``ntk:FACTOR`` (FACTOR >= 1), ``ntk-target:LENGTH`` (LENGTH > 0) or ``dynamic``; None/"" -> None."""
-    if text is None or text == "":
-        return None
-    kind, _, value = text.strip().partition(":")
-    if kind == "dynamic" and not value:
-        return RopeScalingRequest("dynamic")
-    if kind == "ntk" and value:
-        try:
-            factor = float(value)
-        except ValueError:
-            factor = math.nan
-        if not factor >= 1 or math.isinf(factor):
-            raise ValueError(f"--rope-scaling ntk:FACTOR needs a number >= 1, got {value!r}")
-        return RopeScalingRequest("ntk", int(factor) if factor.is_integer() else factor)
-    if kind == "ntk-target" and value:
-        if not value.isdigit() or int(value) <= 0:
-            raise ValueError(f"--rope-scaling ntk-target:LENGTH needs a positive integer, got {value!r}")
-        return RopeScalingRequest("ntk-target", int(value))
-    raise ValueError(f"--rope-scaling must be one of {ROPE_SCALING_FORMS}; got {text!r}")
-
-
-# -- model loading -------------------------------------------------------------------------------------------
 
 
 # -- checks before loading -----------------------------------------------------------------------------------
@@ -150,21 +101,6 @@ def _dtype_kwargs(dtype: str) -> dict[str, Any]:
     return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": value}
 
 
-def _hf_rope_theta(config: Any) -> float | None:
-    """RoPE base of a transformers config (5.x: ``rope_parameters``; 4.x: ``rope_theta``), None without RoPE."""
-    params = getattr(config, "rope_parameters", None)
-    if isinstance(params, dict):
-        if "rope_theta" in params:
-            return float(params["rope_theta"])
-        if any(isinstance(v, dict) for v in params.values()):
-            raise ValueError(
-                f"--rope-scaling: config of type {config.model_type!r} has per-layer-type rope_parameters "
-                f"({sorted(params)}); only a single RoPE base is supported"
-            )
-    theta = getattr(config, "rope_theta", None)
-    return float(theta) if theta is not None else None
-
-
 def _hf_has_rope(config: Any) -> bool:
     return bool(getattr(config, "rope_parameters", None)) or getattr(config, "rope_theta", None) is not None
 
@@ -178,112 +114,6 @@ def _hf_trained_length(config: Any) -> int:
         f"config of type {config.model_type!r} has none of max_position_embeddings, n_positions, n_ctx; "
         "its trained length is unknown"
     )
-
-
-def _hf_rotary_dim(config: Any) -> int:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    params = getattr(config, "rope_parameters", None)
-    partial = (params or {}).get("partial_rotary_factor") if isinstance(params, dict) else None
-    partial = partial or getattr(config, "partial_rotary_factor", None) or 1.0
-    return int(head_dim * partial)
-
-
-def _apply_hf_rope_scaling(config: Any, request: RopeScalingRequest, trained_length: int) -> dict[str, Any]:
-    """Set the requested scaling on a transformers causal-LM config in place; returns what was applied."""
-    from modeling_longllada import ntk_scaling_factor
-
-    theta = _hf_rope_theta(config)
-    if theta is None:
-        raise ValueError(
-            f"--rope-scaling {request} needs a RoPE model; config of type {config.model_type!r} has no rope_theta "
-            "(or rope_parameters)"
-        )
-    v5_style = isinstance(getattr(config, "rope_parameters", None), dict)
-    if request.kind == "dynamic":
-        if v5_style:
-            config.rope_parameters = {
-                **config.rope_parameters,
-                "rope_type": "dynamic",
-                "factor": HF_DYNAMIC_FACTOR,
-            }
-            field = "rope_parameters"
-        else:
-            if not hasattr(config, "rope_scaling"):
-                raise ValueError(
-                    f"--rope-scaling dynamic: config of type {config.model_type!r} has no rope_scaling field; "
-                    f"allowed for this model: ntk:FACTOR, ntk-target:LENGTH"
-                )
-            config.rope_scaling = {"type": "dynamic", "factor": HF_DYNAMIC_FACTOR}
-            field = "rope_scaling"
-        return {
-            "scaling": str(request),
-            "factor": "dynamic",
-            "dynamic_factor": HF_DYNAMIC_FACTOR,
-            "rope_theta": theta,
-            "effective_rope_theta": "per length",
-            "config_field": field,
-        }
-    if request.kind == "ntk":
-        factor = request.value
-    else:
-        factor = ntk_scaling_factor(_hf_rotary_dim(config), theta, trained_length, int(request.value))
-    new_theta = theta * factor
-    if v5_style:
-        # LLaMA-3 style θ·λ: only the base changes; an existing rope_type is kept.
-        config.rope_parameters = {"rope_type": "default", **config.rope_parameters, "rope_theta": new_theta}
-        field = "rope_parameters"
-    else:
-        config.rope_theta = new_theta
-        field = "rope_theta"
-    return {
-        "scaling": str(request),
-        "factor": factor,
-        "rope_theta": theta,
-        "effective_rope_theta": new_theta,
-        "config_field": field,
-    }
-
-
-def _our_rope_description(config: Any, request: RopeScalingRequest | None) -> dict[str, Any]:
-    """What our config applies: the request, or a scaling already saved in the model's config.json."""
-    scaling = config.rope_scaling
-    if scaling is None:
-        return {"scaling": None, "rope_theta": float(config.rope_theta)}
-    dynamic = scaling["type"] == "dynamic"
-    if request is not None:
-        label = str(request)
-    elif dynamic:
-        label = "config:dynamic"
-    elif scaling.get("factor") is not None:
-        label = f"config:ntk:{scaling['factor']:g}"
-    else:
-        label = f"config:ntk-target:{scaling['target_length']}"
-    return {
-        "scaling": label,
-        "factor": "dynamic" if dynamic else config.rope_scaling_factor,
-        "rope_theta": float(config.rope_theta),
-        "effective_rope_theta": "per length" if dynamic else config.rope_theta * config.rope_scaling_factor,
-        "config_field": "rope_scaling",
-    }
-
-
-def _hf_config_scaling(config: Any) -> str | None:
-    """A RoPE scaling that a causal LM's own config already applies (e.g. LLaMA-3.1's "llama3"), as a label."""
-    params = getattr(config, "rope_parameters", None)
-    if not isinstance(params, dict):
-        params = getattr(config, "rope_scaling", None)
-    if not isinstance(params, dict):
-        return None
-    kind = params.get("rope_type", params.get("type"))
-    return None if kind in (None, "default") else f"config:{kind}"
-
-
-def _our_rope_scaling(request: RopeScalingRequest) -> dict[str, Any]:
-    if request.kind == "ntk":
-        return {"type": "ntk", "factor": request.value}
-    if request.kind == "ntk-target":
-        return {"type": "ntk", "target_length": request.value}
-    return {"type": "dynamic"}
 
 
 def _load_path(model: str | Path) -> str:
@@ -302,66 +132,48 @@ def load_tokenizer(model: str | Path) -> Any:
 
 def load_model(
     model: str | Path,
-    rope_scaling: str | RopeScalingRequest | None = None,
+    rope_scaling: str | dict[str, Any] | None = None,
     dtype: str = "auto",
     device: str | None = None,
     tokenizer: Any = None,
 ) -> LoadedModel:
     """Load a model and its tokenizer for scoring, detecting its kind from the loaded objects.
 
-    ``model_type`` ``longllada``/``llada`` configs, and any loaded model that has ``chunk_perplexity``, are
-    diffusion models; any other ``AutoModelForCausalLM`` is autoregressive. ``rope_scaling`` (see
-    :func:`parse_rope_scaling`) goes to our config's ``rope_scaling``; for a causal LM, ``ntk``/``ntk-target``
-    multiply its RoPE base by λ (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``) and
-    ``dynamic`` selects transformers' dynamic NTK (factor ``HF_DYNAMIC_FACTOR``). ``tokenizer``: one already
-    loaded for this model (else it is loaded).
+    Our families (LLaDA, Dream; official checkpoints included) are diffusion models; any other
+    ``AutoModelForCausalLM`` is autoregressive. ``rope_scaling`` (any form of ``parse_rope_scaling``) is applied
+    by :func:`longllada.rope_scaling.apply_rope_scaling`. ``tokenizer``: one already loaded for this model (else
+    it is loaded).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
-    import modeling_longllada  # registers our classes with the Auto factories
+    import modeling_longllada  # registers our classes, official model types too
+    from longllada.rope_scaling import apply_rope_scaling, is_ours
 
     check_model_source(model)
-    request = parse_rope_scaling(rope_scaling) if not isinstance(rope_scaling, RopeScalingRequest) else rope_scaling
+    modeling_longllada.parse_rope_scaling(rope_scaling)  # a bad request is refused before anything loads
     dtype_kwargs = _dtype_kwargs(dtype)
     device = check_device(device)
     name = _model_label(model)
     load_from = _load_path(model)
 
     config_dict, _ = PretrainedConfig.get_config_dict(load_from)
-    if config_dict.get("model_type") == "llada":
-        # An official checkpoint: its own remote code breaks on transformers 5 and lacks our scorers, so it is
-        # not run at all; its config fields and weights load unchanged into our classes (the same architecture,
-        # LLaDA arXiv 2502.09992).
-        official = {k: v for k, v in config_dict.items() if k not in ("model_type", "auto_map")}
-        config = modeling_longllada.LongLLaDAConfig.from_dict(official)
-    else:
-        config = AutoConfig.from_pretrained(load_from, trust_remote_code=True)
-    rope: dict[str, Any] = {"scaling": None}
-    if config.model_type in DIFFUSION_MODEL_TYPES:
-        if config_dict.get("model_type") == "llada":
-            model_class: Any = modeling_longllada.LongLLaDAModelLM
-        else:
-            model_class = AutoModelForCausalLM
-        if request is not None:
-            config.rope_scaling = _our_rope_scaling(request)
-        remote = {"trust_remote_code": True} if model_class is AutoModelForCausalLM else {}
-        loaded = model_class.from_pretrained(load_from, config=config, **remote, **dtype_kwargs)
-        trained_length = int(config.max_sequence_length)
-        rope = _our_rope_description(config, request)
-    else:
-        trained_length = _hf_trained_length(config)
-        if request is not None:
-            rope = _apply_hf_rope_scaling(config, request, trained_length)
-        else:
-            rope = {"scaling": _hf_config_scaling(config)}
-        loaded = AutoModelForCausalLM.from_pretrained(load_from, config=config, trust_remote_code=True, **dtype_kwargs)
+    # An official LLaDA or Dream checkpoint loads into our classes (its model type is registered by
+    # modeling_longllada); its own remote code is never run: it breaks on transformers 5 and lacks our scorers.
+    remote_code = config_dict.get("model_type") not in OFFICIAL_MODEL_TYPES
+    config = AutoConfig.from_pretrained(load_from, trust_remote_code=remote_code)
+    ours = is_ours(config)
+    trained_length = int(config.trained_length) if ours else _hf_trained_length(config)
+    rope = apply_rope_scaling(config, rope_scaling, trained_length)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        load_from, config=config, trust_remote_code=remote_code, **dtype_kwargs
+    )
     is_diffusion = callable(getattr(loaded, "chunk_perplexity", None)) and callable(
         getattr(loaded, "log_likelihood", None)
     )
-    if config.model_type in DIFFUSION_MODEL_TYPES and not is_diffusion:
+    if ours and not is_diffusion:
         raise ValueError(
             f"model {name!r} has model_type {config.model_type!r} but its class {type(loaded).__name__} has no "
-            "chunk_perplexity/log_likelihood; load it with this package's LongLLaDAModelLM"
+            "chunk_perplexity/log_likelihood; load it with this package's model classes"
         )
     position_limit = None
     if not is_diffusion and not _hf_has_rope(config):

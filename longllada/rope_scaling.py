@@ -1,0 +1,154 @@
+"""A ``rope_scaling`` request applied to a model's config, whatever its family.
+
+Every front-end parses requests with ``modeling_longllada.parse_rope_scaling`` (one spec: dicts and CLI strings
+such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``dynamic:2``). This module applies a parsed request:
+
+- to our diffusion configs (LLaDA, Dream), which take the canonical dict as their ``rope_scaling``;
+- to a transformers causal LM (the LLaMA-3 baseline): ``ntk`` multiplies its RoPE base by λ, as LongLLaDA does
+  for its autoregressive baselines (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``), with
+  λ from the scaling law for ``target_length``; ``dynamic`` is transformers' own dynamic NTK.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeling_longllada import ntk_scaling_factor, parse_rope_scaling
+from modeling_longllada.rope_longllada import spec_label
+
+__all__ = ["apply_rope_scaling", "causal_rope_theta", "is_ours"]
+
+
+def is_ours(config: Any) -> bool:
+    """A config of this package's diffusion families (it validates ``rope_scaling`` itself)."""
+    return callable(getattr(type(config), "rope_factor_for_length", None))
+
+
+def apply_rope_scaling(config: Any, request: str | dict[str, Any] | None, trained_length: int | None = None) -> dict:
+    """Set the requested scaling on ``config`` in place, before the weights load; return what was applied
+    (``scaling`` label, ``factor``, ``rope_theta``, ``effective_rope_theta``, ``config_field``) for a run's record.
+
+    ``trained_length``: a causal LM's trained context (default: its ``max_position_embeddings``), which the
+    scaling law reads for ``ntk-target``."""
+    if request is None:  # no request: describe what the checkpoint's config carries
+        return (
+            _describe_ours(config, explicit=False) if is_ours(config) else {"scaling": _causal_config_scaling(config)}
+        )
+    spec = parse_rope_scaling(request)
+    if is_ours(config):
+        config.rope_scaling = spec
+        return _describe_ours(config, explicit=True)
+    return _apply_to_causal_lm(config, spec, trained_length or _causal_trained_length(config))
+
+
+def _describe_ours(config: Any, explicit: bool) -> dict[str, Any]:
+    spec = config.rope_scaling
+    if spec is None:
+        return {"scaling": None, "rope_theta": float(config.rope_theta)}
+    per_length = config.rope_per_length
+    return {
+        "scaling": spec_label(spec) if explicit else f"config:{spec_label(spec)}",
+        "factor": "per length" if per_length else config.rope_scaling_factor,
+        "rope_theta": float(config.rope_theta),
+        "effective_rope_theta": "per length" if per_length else config.rope_theta * config.rope_scaling_factor,
+        "config_field": "rope_scaling",
+    }
+
+
+def causal_rope_theta(config: Any) -> float | None:
+    """RoPE base of a transformers config (5.x: ``rope_parameters``; 4.x: ``rope_theta``), None without RoPE."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict):
+        if "rope_theta" in params:
+            return float(params["rope_theta"])
+        if any(isinstance(v, dict) for v in params.values()):
+            raise ValueError(
+                f"rope_scaling: config of type {config.model_type!r} has per-layer-type rope_parameters "
+                f"({sorted(params)}); only a single RoPE base is supported"
+            )
+    theta = getattr(config, "rope_theta", None)
+    return float(theta) if theta is not None else None
+
+
+def _causal_trained_length(config: Any) -> int:
+    for field in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, field, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(
+        f"config of type {config.model_type!r} has none of max_position_embeddings, n_positions, n_ctx; "
+        "its trained length is unknown"
+    )
+
+
+def _rotary_dim(config: Any) -> int:
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    params = getattr(config, "rope_parameters", None)
+    partial = (params or {}).get("partial_rotary_factor") if isinstance(params, dict) else None
+    partial = partial or getattr(config, "partial_rotary_factor", None) or 1.0
+    return int(head_dim * partial)
+
+
+def _causal_config_scaling(config: Any) -> str | None:
+    """A scaling that a causal LM's own config already applies (e.g. LLaMA-3.1's "llama3"), as a label."""
+    params = getattr(config, "rope_parameters", None)
+    if not isinstance(params, dict):
+        params = getattr(config, "rope_scaling", None)
+    if not isinstance(params, dict):
+        return None
+    kind = params.get("rope_type", params.get("type"))
+    return None if kind in (None, "default") else f"config:{kind}"
+
+
+def _apply_to_causal_lm(config: Any, spec: dict[str, Any] | None, trained_length: int) -> dict[str, Any]:
+    label = spec_label(spec)
+    theta = causal_rope_theta(config)
+    if theta is None:
+        raise ValueError(
+            f"rope_scaling {label!r} needs a RoPE model; config of type {config.model_type!r} has no rope_theta "
+            "(or rope_parameters)"
+        )
+    v5_style = isinstance(getattr(config, "rope_parameters", None), dict)
+    if spec is None:  # "none": drop whatever scaling the config carries
+        if v5_style:
+            config.rope_parameters = {"rope_type": "default", "rope_theta": theta}
+        elif getattr(config, "rope_scaling", None) is not None:
+            config.rope_scaling = None
+        return {"scaling": "none", "factor": 1, "rope_theta": theta, "effective_rope_theta": theta}
+    if spec["type"] == "ntk_per_length":
+        raise ValueError(
+            "rope_scaling 'ntk-per-length' applies to this package's diffusion models; for a causal LM use "
+            "transformers' per-length rule, 'dynamic:FACTOR', or a fixed 'ntk:FACTOR' / 'ntk-target:LENGTH'"
+        )
+    if spec["type"] == "dynamic":
+        if v5_style:
+            config.rope_parameters = {**config.rope_parameters, "rope_type": "dynamic", "factor": spec["factor"]}
+            field = "rope_parameters"
+        elif hasattr(config, "rope_scaling"):
+            config.rope_scaling = {"type": "dynamic", "factor": spec["factor"]}
+            field = "rope_scaling"
+        else:
+            raise ValueError(
+                f"rope_scaling 'dynamic': config of type {config.model_type!r} has no rope_scaling field; "
+                "allowed for this model: ntk:FACTOR, ntk-target:LENGTH"
+            )
+        return {
+            "scaling": label,
+            "factor": "per length",
+            "dynamic_factor": spec["factor"],
+            "rope_theta": theta,
+            "effective_rope_theta": "per length",
+            "config_field": field,
+        }
+    factor = spec.get("factor")
+    if factor is None:
+        factor = ntk_scaling_factor(_rotary_dim(config), theta, trained_length, spec["target_length"])
+    new_theta = theta * factor
+    if v5_style:  # LLaMA-3 style θ·λ: only the base changes; an existing rope_type is kept
+        config.rope_parameters = {"rope_type": "default", **config.rope_parameters, "rope_theta": new_theta}
+        field = "rope_parameters"
+    else:
+        config.rope_theta = new_theta
+        field = "rope_theta"
+    return {"scaling": label, "factor": factor, "rope_theta": theta, "effective_rope_theta": new_theta,
+            "config_field": field}  # fmt: skip
