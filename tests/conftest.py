@@ -87,6 +87,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Dream folder (``build_tiny_model(arch="dream")``), read-only like ``tiny_model_dir``."""
+    from longllada.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_dream") / "tiny-dream", arch="dream")
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir: Path):
     """The tiny model's tokenizer, loaded with ``AutoTokenizer`` from its folder."""
     from transformers import AutoTokenizer

@@ -197,9 +197,11 @@ def test_missing_required_argument_is_one_line(capsys):
 # -- fault injection -------------------------------------------------------------------------------------------
 
 
-def test_ppl_killed_at_random_points_resumes_to_the_same_file(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_ppl_killed_at_random_points_resumes_to_the_same_file(family, request, tmp_path):
     """SIGKILL at seeded random points (while loading, between chunks, in the middle of a write), four times
-    over, then one resume: the file equals an uninterrupted run's, byte for byte."""
+    over, then one resume: the file equals an uninterrupted run's, byte for byte. Dream's shifted logits too."""
+    tiny_model_dir = request.getfixturevalue("tiny_model_dir" if family == "llada" else "tiny_dream_dir")
     args = ["--max-length", "320", "--chunk", "16", "--mc", "2", "--batch-size", "2", "--seed", "5"]
     whole, killed = tmp_path / "whole.jsonl", tmp_path / "killed.jsonl"
     assert cli.main(ppl_args(tiny_model_dir, whole, *args)) == 0
