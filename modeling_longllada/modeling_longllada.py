@@ -31,10 +31,15 @@ from transformers.utils import logging
 from .configuration_longllada import LongLLaDAConfig
 from .generation_longllada import DiffusionSamplerMixin
 
-try:  # optional backend
+# attn_implementation="flash_attention_2" runs flash-attn 2 or, without it, flash-attn 4's CuTe kernels
+# (Hopper and newer; the same call by keywords, its output first in a tuple).
+try:
     from flash_attn import flash_attn_func, flash_attn_varlen_func
-except ImportError:  # pragma: no cover - flash_attn is not installed on CPU machines
-    flash_attn_func = flash_attn_varlen_func = None
+except ImportError:  # pragma: no cover - no flash-attn 2 on CPU machines
+    try:
+        from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
+    except ImportError:
+        flash_attn_func = flash_attn_varlen_func = None
 
 logger = logging.get_logger(__name__)
 
@@ -136,7 +141,7 @@ def attention(
 def _flash_attention(q, k, v, key_padding_mask, scale):
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, S, H, D]
     if key_padding_mask is None:
-        return flash_attn_func(q, k, v, softmax_scale=scale, causal=False)
+        return _first(flash_attn_func(q, k, v, softmax_scale=scale, causal=False))
     b, lq = q.shape[:2]
     # Queries keep every row (pad queries included, so shapes stay [B, L]); keys drop padding.
     keys = key_padding_mask.flatten().nonzero().squeeze(-1)
@@ -147,14 +152,20 @@ def _flash_attention(q, k, v, key_padding_mask, scale):
         q.reshape(b * lq, *q.shape[2:]),
         k.reshape(-1, *k.shape[2:])[keys],
         v.reshape(-1, *v.shape[2:])[keys],
-        cu_q,
-        cu_k,
-        lq,
-        int(seqlens_k.max()),
+        cu_seqlens_q=cu_q,
+        cu_seqlens_k=cu_k,
+        max_seqlen_q=lq,
+        max_seqlen_k=int(seqlens_k.max()),
         softmax_scale=scale,
         causal=False,
     )
+    out = _first(out)
     return out.view(b, lq, *out.shape[1:])
+
+
+def _first(out):
+    """flash-attn 4 returns (output, log-sum-exp); flash-attn 2 the output alone."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 class BlockParts(NamedTuple):

@@ -349,12 +349,23 @@ def reference_flash_attn_varlen_func(
     return out
 
 
-@pytest.fixture
-def reference_flash(monkeypatch):
+def _as_flash_attn_4(kernel):
+    """flash-attn 4's convention: keyword-only varlen arguments after ``qv``, (output, log-sum-exp) returned."""
+
+    def call(q, k, v, qv=None, **kwargs):
+        assert qv is None
+        return kernel(q, k, v, **kwargs), None
+
+    return call
+
+
+@pytest.fixture(params=["flash-attn-2", "flash-attn-4"])
+def reference_flash(monkeypatch, request):
     import modeling_longllada.modeling_longllada as modeling
 
-    monkeypatch.setattr(modeling, "flash_attn_func", reference_flash_attn_func)
-    monkeypatch.setattr(modeling, "flash_attn_varlen_func", reference_flash_attn_varlen_func)
+    wrap = _as_flash_attn_4 if request.param == "flash-attn-4" else (lambda kernel: kernel)
+    monkeypatch.setattr(modeling, "flash_attn_func", wrap(reference_flash_attn_func))
+    monkeypatch.setattr(modeling, "flash_attn_varlen_func", wrap(reference_flash_attn_varlen_func))
 
 
 def test_reference_flash_kernel_agrees_with_plain_attention():
