@@ -30,6 +30,7 @@ from transformers.utils import logging
 
 from .configuration_longllada import LongLLaDAConfig
 from .generation_longllada import DiffusionSamplerMixin
+from .rope_longllada import check_number
 
 # attn_implementation="flash_attention_2" runs flash-attn 2 or, without it, flash-attn 4's CuTe kernels
 # (Hopper and newer; the same call by keywords, its output first in a tuple).
@@ -469,7 +470,8 @@ class DiffusionLMMixin:
                 "labels is not supported: a masked diffusion model has no next-token loss; "
                 "use log_likelihood() or chunk_perplexity()"
             )
-        keep = None if output_hidden_states else _positions_to_keep(logits_to_keep)
+        keep = _positions_to_keep(logits_to_keep)
+        keep = None if output_hidden_states else keep
         x, new_cache, hidden_states = self.encode(
             input_ids,
             attention_mask,
@@ -530,6 +532,8 @@ class DiffusionLMMixin:
             if past_key_values is not None:
                 raise ValueError("position_ids is required with past_key_values (the cached positions are unknown)")
             position_ids = torch.arange(length, device=x.device).expand(b, length)
+        if rope_seq_len is not None:
+            check_number("rope_seq_len", rope_seq_len, minimum=1, integer=True)
         if rope_seq_len is None and self.config.rope_per_length:
             rope_seq_len = int(position_ids.max()) + 1
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.rope_base(rope_seq_len or 0), x.device)
@@ -608,8 +612,9 @@ class DiffusionLMMixin:
 
     def _masked_losses(self, context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator):
         """Per Monte-Carlo sample: (cross-entropies [m] of its masked continuation tokens, mask ratio m / L)."""
-        if mc_num < 1 or batch_size < 1:
-            raise ValueError(f"mc_num and batch_size must be >= 1, got mc_num={mc_num}, batch_size={batch_size}")
+        check_number("mc_num", mc_num, minimum=1, integer=True)
+        check_number("batch_size", batch_size, minimum=1, integer=True)
+        check_number("cfg_scale", cfg_scale, minimum=0)
         device = self.device
         context = torch.as_tensor(context_ids, dtype=torch.long, device=device).flatten()
         target = torch.as_tensor(continuation_ids, dtype=torch.long, device=device).flatten()
@@ -738,6 +743,13 @@ class LongLLaDAModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LongLLaDAPreTrai
 
 def _positions_to_keep(logits_to_keep):
     """``logits_to_keep`` in the form that prunes the last layer, or None where it keeps every position."""
+    if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, (int, slice, torch.Tensor, type(None))):
+        raise ValueError(
+            f"logits_to_keep={logits_to_keep!r} is not allowed; allowed: None, an integer >= 0, a slice or a 1-D "
+            "index tensor"
+        )
+    if isinstance(logits_to_keep, int):
+        check_number("logits_to_keep", logits_to_keep, minimum=0, integer=True)
     if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
         return None
     return logits_to_keep

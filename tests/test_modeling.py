@@ -481,3 +481,27 @@ def test_fast_path_switch():
     assert model.model.transformer.blocks[0].q_proj.weight.grad is not None
     with pytest.raises(ValueError, match="set_fast_path.*allowed: True, False or None"):
         model.set_fast_path("yes")
+
+
+# -- numeric arguments: type, range, finiteness ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda m: m.log_likelihood([3, 4], [5], mc_num=0), "mc_num=0"),
+        (lambda m: m.log_likelihood([3, 4], [5], mc_num=2.5), "mc_num=2.5"),
+        (lambda m: m.log_likelihood([3, 4], [5], mc_num=True), "mc_num=True"),
+        (lambda m: m.log_likelihood([3, 4], [5], batch_size=0), "batch_size=0"),
+        (lambda m: m.log_likelihood([3, 4], [5], cfg_scale=float("nan")), "cfg_scale=nan"),
+        (lambda m: m.log_likelihood([3, 4], [5], cfg_scale=-1.0), "cfg_scale=-1.0"),
+        (lambda m: m.chunk_perplexity([3, 4], [5], mc_num=-1), "mc_num=-1"),
+        (lambda m: m(torch.tensor([[3, 4, 5]]), logits_to_keep=-1), "logits_to_keep=-1"),
+        (lambda m: m(torch.tensor([[3, 4, 5]]), logits_to_keep=2.0), "logits_to_keep=2.0"),
+        (lambda m: m(torch.tensor([[3, 4, 5]]), logits_to_keep=True), "logits_to_keep=True"),
+        (lambda m: m(torch.tensor([[3, 4, 5]]), rope_seq_len=0), "rope_seq_len=0"),
+    ],
+)
+def test_bad_numbers_are_refused_with_the_field_and_what_is_allowed(call, words):
+    with pytest.raises(ValueError, match=words.replace(".", r"\.") + ".*allowed"):
+        call(small_model())

@@ -110,17 +110,20 @@ def random_state_dict(config: dict[str, Any], seed: int = 0) -> dict[str, torch.
     return state
 
 
-def write_official_folder(folder: str | Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> Path:
-    """An official-format checkpoint folder: config.json, model.safetensors and, beside them, the remote code
-    that the official ``auto_map`` names (our ``configuration_dream.py`` / ``modeling_dream.py`` and the files
-    they import), as a converted or hand-assembled official repo would hold it."""
+def write_official_folder(
+    folder: str | Path, config: dict[str, Any], state: dict[str, torch.Tensor], with_code: bool = True
+) -> Path:
+    """An official-format checkpoint folder: config.json and model.safetensors and, with ``with_code``, beside
+    them the remote code that the official ``auto_map`` names (our ``configuration_dream.py`` /
+    ``modeling_dream.py`` and the files they import; the official files are not available here). Without
+    code it stands for an official repo given to a converter such as ``longllada upload``."""
     from safetensors.torch import save_file
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
-    for source in sorted(REPO_CODE.glob("*.py")):
+    for source in sorted(REPO_CODE.glob("*.py")) if with_code else ():
         if source.name != "__init__.py":
             shutil.copyfile(source, out / source.name)
     return out
