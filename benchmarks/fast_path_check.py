@@ -123,7 +123,9 @@ def check_length(model, length: int, device: torch.device, repeats: int) -> dict
             name = "fast" if enabled else "plain"
 
             def run(settings=settings):
-                return model.generate(prompt, max_new_tokens=GEN, block_length=GEN, steps=GEN, **settings)
+                # Dream greedily with maskgit_plus (its default "origin" commits at random and takes no threshold)
+                alg = {"alg": "maskgit_plus"} if model.logits_shifted else {}
+                return model.generate(prompt, max_new_tokens=GEN, block_length=GEN, steps=GEN, **alg, **settings)
 
             tokens[name], seconds, peak = timed(run, device, repeats=1)
             row[f"{mode}_s_{name}"], row[f"{mode}_peak_gib_{name}"] = seconds, peak and peak / 2**30

@@ -44,7 +44,7 @@ for part in "$@"; do
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/fa4site /tmp/fa4parts/*.whl
         ;;
     fastpath)
-        python3 benchmarks/fast_path_check.py --arch llada --lengths 4096,16384 --repeats 3 \
+        [ -n "${DREAM_ONLY:-}" ] || python3 benchmarks/fast_path_check.py --arch llada --lengths 4096,16384 --repeats 3 \
             --out "$OUT/fast_path_h200_llada.json" 2>&1 | tail -n 4
         python3 benchmarks/fast_path_check.py --arch dream --lengths 4096 --repeats 3 \
             --out "$OUT/fast_path_h200_dream.json" 2>&1 | tail -n 3
