@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import time
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,8 +127,12 @@ def length_buckets(lengths: Sequence[int], spread: float = BATCH_LENGTH_SPREAD) 
 
 
 def prompt_digest(text: str) -> str:
-    """A short digest of a prompt that names it in the timing log (a run's samples file has the prompt)."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    """The digest lm-eval's samples file gives a prompt (``prompt_hash``): SHA-256 of its text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _ids_digest(ids: Sequence[int]) -> str:
+    return hashlib.sha1(array("q", ids).tobytes()).hexdigest()
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str | None:
@@ -246,6 +251,7 @@ class LongLLaDALM(HFLM):
         self.rolling_chunk = _positive_int("rolling_chunk", rolling_chunk)
         self._rope_override = rope_scaling_override(ntk_factor, ntk_target, rope_scaling)
         self._encodings: dict[tuple[str, Any], list[int]] = {}
+        self._prompt_names: dict[str, str] = {}
         self._rank = 0  # HFLM sets the real rank; the timing log may be written before it does
         self._timing("init")
         start = time.perf_counter()
@@ -346,6 +352,8 @@ class LongLLaDALM(HFLM):
             special = kwargs.get("add_special_tokens", True)
             for text, ids in zip(texts, encode_many(self.tokenizer, texts, special=special)):
                 self._encodings[(text, key)] = ids
+                if logger.isEnabledFor(logging.DEBUG):  # names the rows of the logged outputs
+                    self._prompt_names[_ids_digest(ids)] = prompt_digest(text)
         first = contexts[0]
         if super().tok_encode(first) != self.tok_encode(first):  # a tokenizer whose batches differ: no cache
             self._encodings.clear()
@@ -408,6 +416,7 @@ class LongLLaDALM(HFLM):
                     results[index] = output
         finally:
             self._encodings.clear()
+            self._prompt_names.clear()
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
         self._timing("generated", count=len(requests), seconds=round(time.perf_counter() - start, 3),
                      peak_gib=round(peak / 2**30, 2) if peak is not None else None)  # fmt: skip
@@ -444,11 +453,13 @@ class LongLLaDALM(HFLM):
         self._timing("batch", rows=context.shape[0], width=context.shape[1], prompt_tokens=real,
                      new_tokens=output.shape[1] - context.shape[1], seconds=round(time.perf_counter() - start, 4))  # fmt: skip
         if logger.isEnabledFor(logging.DEBUG):
-            prompts = [self.tok_decode(ids[-n:], skip_special_tokens=False) for ids, n in zip(context.tolist(), real)]
-            logger.debug("longllada-outputs %s", json.dumps({
-                "rank": self._rank, "prompt_tokens": real,
-                "outputs": output[:, context.shape[1] :].tolist(), "prompt_digests": [prompt_digest(p) for p in prompts],
-            }))  # fmt: skip
+            rows = [ids[len(ids) - n :] for ids, n in zip(context.tolist(), real)]
+            record = {
+                "rank": self._rank,
+                "prompt_hashes": [self._prompt_names.get(_ids_digest(ids)) for ids in rows],
+                "outputs": output[:, context.shape[1] :].tolist(),
+            }
+            logger.debug("longllada-outputs %s", json.dumps(record))
         return output
 
     def _sample(
