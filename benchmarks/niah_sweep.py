@@ -35,7 +35,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,6 +141,7 @@ def summarise(run: dict, timings: list[dict], outputs: list[dict], launched: flo
         per_length[str(length)] = {
             "answers": answers, "generation_s": round(wall, 2),
             "seconds_per_answer": round(wall / answers, 4), "answers_per_s": round(answers / wall, 3),
+            "gpu_seconds_per_answer": round(sum(seconds for _, seconds in ranks) / answers, 4),
             "per_process_s": [round(seconds, 2) for _, seconds in ranks],
         }  # fmt: skip
     run["per_length"] = per_length
@@ -176,11 +179,13 @@ def read_samples(out: Path, outputs: list[dict]) -> tuple[dict, list[dict]]:
 
 
 def run_one(args: argparse.Namespace, folder: Path, mode: str, processes: int, batch_size: int,
-            deadline: float) -> dict:  # fmt: skip
+            deadline: float, gpu: int | None = None) -> dict:  # fmt: skip
     name = f"{mode}_p{processes}_b{batch_size}"
     out = args.work_dir / name
     shutil.rmtree(out, ignore_errors=True)
     command, env_add = command_for(args, folder, mode, processes, batch_size, out)
+    if gpu is not None:
+        env_add["CUDA_VISIBLE_DEVICES"] = str(gpu)
     run = {"name": name, "mode": mode, "processes": processes, "batch_size": batch_size,
            "command": " ".join(command), "environment_added": env_add}  # fmt: skip
     budget = deadline - time.time()
@@ -234,20 +239,26 @@ def compare(run: dict, reference: dict) -> dict:
 
 def projection(run: dict, grid: dict) -> dict | None:
     """The paper's whole grid (6 lengths × 11 depths × 10 repeats) from this run's seconds per answer at each
-    length, plus its fixed start-up and loading; None if a paper length was not measured."""
+    length, with this run's process count and on one GPU (the processes' summed seconds per answer), plus the
+    fixed start-up and loading as measured; None if a paper length was not measured."""
     per_length = run.get("per_length", {})
     if any(str(length) not in per_length for length in PAPER_LENGTHS):
         return None
     answers_per_length = len(PAPER_DEPTHS) * PAPER_REPEATS
-    generation = sum(per_length[str(length)]["seconds_per_answer"] * answers_per_length for length in PAPER_LENGTHS)
+    fixed = run.get("fixed_s", 0.0) + run.get("load_s", 0.0)
+    this_run = sum(per_length[str(n)]["seconds_per_answer"] * answers_per_length for n in PAPER_LENGTHS)
+    one_gpu = sum(per_length[str(n)]["gpu_seconds_per_answer"] * answers_per_length for n in PAPER_LENGTHS)
     measured = len(grid["depths"]) * grid["repeats"]
     return {
         "answers": answers_per_length * len(PAPER_LENGTHS),
-        "generation_s": round(generation, 1),
-        "total_s": round(generation + run.get("fixed_s", 0.0) + run.get("load_s", 0.0), 1),
+        "generation_s": round(this_run, 1),
+        "total_s": round(this_run + fixed, 1),
+        "one_gpu_generation_s": round(one_gpu, 1),
+        "one_gpu_total_s": round(one_gpu + fixed, 1),
         "from_answers_per_length": measured,
-        "exact": measured == answers_per_length,
-        "note": "seconds per answer at each length × 110 answers per length; fixed start-up and loading as measured",
+        "measured_whole_grid": measured == answers_per_length,
+        "note": "seconds per answer at each length × 110 answers per length (one GPU: the processes' seconds "
+        "summed), plus this run's fixed start-up and loading",
     }
 
 
@@ -265,6 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=PAPER_REPEATS)
     parser.add_argument("--model-args", default="", help="extra --model_args (e.g. dtype=bfloat16)")
     parser.add_argument("--gen-kwargs", default="", help="lm-eval --gen_kwargs (e.g. max_gen_toks=8 for a check)")
+    parser.add_argument(
+        "--parallel-single", action="store_true", help="one-process runs side by side, one per visible GPU"
+    )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        action="append",
+        default=[],
+        help="a JSON file of an earlier invocation: its answers are compared with these",
+    )
     parser.add_argument("--deadline-s", type=float, default=1e9, help="stop starting runs after this many seconds")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/niah_sweep_runs"))
     parser.add_argument("--keep-samples", action="store_true", help="keep lm-eval's output folders")
@@ -306,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")
 
-    folder = TWIN if args.tiny else args.folder
+    folder = (TWIN if args.tiny else args.folder).resolve()
     if args.build_folder and not args.tiny:
         from multi_gpu import make_folder
 
@@ -314,23 +335,68 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[sweep] folder {json.dumps(results['folder'])}", flush=True)
     results["folder_path"] = str(folder)
     save()
+    plan = [(mode, processes, batch_size) for mode in modes for processes in args.processes
+            for batch_size in args.batch_sizes]  # fmt: skip
+    slots = torch.cuda.device_count() if args.parallel_single and device.type == "cuda" else 1
+    lock = threading.Lock()
+
+    def finished(run: dict) -> None:
+        run["projection"] = projection(run, results["grid"]) if "skipped" not in run else None
+        with lock:
+            results["runs"].append(run)
+            save()  # after every run: a command stopped at its time limit keeps what finished
+
+    runs = run_plan(args, folder, plan, deadline, slots, finished)
+    others = [run for path in args.compare_with for run in json.loads(path.read_text())["runs"] if run.get("samples")]
     first_of_mode: dict[str, dict] = {}
-    for mode in modes:
-        for processes in args.processes:
-            for batch_size in args.batch_sizes:
-                run = run_one(args, folder, mode, processes, batch_size, deadline)
-                run["projection"] = projection(run, results["grid"]) if "skipped" not in run else None
-                results["runs"].append(run)
-                if run.get("samples"):
-                    reference = first_of_mode.setdefault(mode, run)
-                    if reference is not run:
-                        results["comparisons"].append(compare(run, reference))
-                summary = {k: run.get(k) for k in ("name", "returncode", "wall_s", "startup_s", "load_s", "grid_s",
-                                                    "request_tokenisation_s", "generation_s", "fixed_s", "score")}  # fmt: skip
-                print(f"[sweep] {json.dumps(summary)}", flush=True)
-                save()
+    results["runs"] = runs  # in plan order
+    for run in runs:
+        if run.get("samples"):
+            reference = first_of_mode.setdefault(run["mode"], run)
+            if reference is not run:
+                results["comparisons"].append(compare(run, reference))
+            for other in others:
+                if other["mode"] == run["mode"] and other["name"] != run["name"]:
+                    results["comparisons"].append({**compare(run, other), "reference_file": True})
+    save()
     print(table(results), flush=True)
     return 0 if all(run.get("returncode") == 0 for run in results["runs"] if "skipped" not in run) else 1
+
+
+def run_plan(args: argparse.Namespace, folder: Path, plan: list[tuple[str, int, int]], deadline: float,
+             slots: int, finished: Callable[[dict], None]) -> list[dict]:  # fmt: skip
+    """Run the plan in order (``finished`` is called with each run as it ends); with several GPU slots,
+    one-process runs go side by side, one per GPU, before the others."""
+
+    def report(run: dict) -> dict:
+        summary = {k: run.get(k) for k in ("name", "returncode", "wall_s", "startup_s", "load_s", "grid_s",
+                                            "request_tokenisation_s", "generation_s", "fixed_s", "score")}  # fmt: skip
+        print(f"[sweep] {json.dumps(summary)}", flush=True)
+        finished(run)
+        return run
+
+    if slots <= 1:
+        return [report(run_one(args, folder, *item, deadline)) for item in plan]
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    free: queue.Queue[int] = queue.Queue()
+    for gpu in range(slots):
+        free.put(gpu)
+
+    def on_free_gpu(item: tuple[str, int, int]) -> dict:
+        gpu = free.get()
+        try:
+            return report(run_one(args, folder, *item, deadline, gpu=gpu))
+        finally:
+            free.put(gpu)
+
+    runs: list[dict] = []
+    single = [item for item in plan if item[1] == 1]
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        runs += list(pool.map(on_free_gpu, single))
+    runs += [report(run_one(args, folder, *item, deadline)) for item in plan if item[1] > 1]
+    return runs
 
 
 def table(results: dict) -> str:

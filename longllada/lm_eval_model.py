@@ -252,6 +252,7 @@ class LongLLaDALM(HFLM):
         self._rope_override = rope_scaling_override(ntk_factor, ntk_target, rope_scaling)
         self._encodings: dict[tuple[str, Any], list[int]] = {}
         self._prompt_names: dict[str, str] = {}
+        self._row_limits: list[tuple[int, int]] = []  # (prompt width, rows that fit) after out-of-memory batches
         self._rank = 0  # HFLM sets the real rank; the timing log may be written before it does
         self._timing("init")
         start = time.perf_counter()
@@ -429,24 +430,24 @@ class LongLLaDALM(HFLM):
         if attention_mask is None:
             attention_mask = left_padding_mask(context, self.tokenizer.pad_token_id)
         attention_mask = attention_mask.to(context.device)
+        rows, width = context.shape
+        # Rows that fit at this width, learnt from earlier out-of-memory batches at this width or less.
+        limit = min((fit for known, fit in self._row_limits if width >= known), default=rows)
+        if rows > limit:
+            return self._generate_halves(context, attention_mask, max_length, stop, generation_kwargs)
         start = time.perf_counter()
         try:
             output = self._sample(context, attention_mask, max_length, stop, generation_kwargs)
         except torch.cuda.OutOfMemoryError:
-            if context.shape[0] == 1:
+            if rows == 1:
                 raise
             # A long prompt's cache may not fit a whole batch (the prefix cache keeps 0.5 MB of keys/values per
             # position of an 8B model): the halves, one after the other, give the same tokens.
-            half = context.shape[0] // 2
-            logger.warning("longllada: a batch of %s prompts of %s tokens ran out of GPU memory; splitting it",
-                           context.shape[0], context.shape[1])  # fmt: skip
+            logger.warning("longllada: a batch of %s prompts of %s tokens ran out of GPU memory; splitting it "
+                           "(and batches at least as wide from now on)", rows, width)  # fmt: skip
+            self._row_limits.append((width, rows // 2))
             torch.cuda.empty_cache()
-            return torch.cat([
-                self._model_generate(context[:half], max_length, stop, attention_mask=attention_mask[:half],
-                                     **generation_kwargs),
-                self._model_generate(context[half:], max_length, stop, attention_mask=attention_mask[half:],
-                                     **generation_kwargs),
-            ])  # fmt: skip
+            return self._generate_halves(context, attention_mask, max_length, stop, generation_kwargs)
         if output.device.type == "cuda":
             torch.cuda.synchronize(output.device)
         real = attention_mask.sum(-1).tolist()
@@ -461,6 +462,18 @@ class LongLLaDALM(HFLM):
             }
             logger.debug("longllada-outputs %s", json.dumps(record))
         return output
+
+    def _generate_halves(
+        self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],
+        generation_kwargs: dict[str, Any],
+    ) -> torch.Tensor:  # fmt: skip
+        half = context.shape[0] // 2
+        return torch.cat([
+            self._model_generate(context[:half], max_length, stop, attention_mask=attention_mask[:half],
+                                 **generation_kwargs),
+            self._model_generate(context[half:], max_length, stop, attention_mask=attention_mask[half:],
+                                 **generation_kwargs),
+        ])  # fmt: skip
 
     def _sample(
         self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],
