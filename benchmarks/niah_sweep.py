@@ -291,8 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-samples", action="store_true", help="keep lm-eval's output folders")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (--build-folder)")
     parser.add_argument("--note", default="", help="a line stored in the JSON (what this invocation is for)")
-    parser.add_argument("--out", type=Path, required=True, help="the JSON file written")
+    parser.add_argument("--out", type=Path, help="the JSON file written")
+    parser.add_argument("--markdown", type=Path, nargs="+", help="print the table of these JSON files and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown([json.loads(path.read_text()) for path in args.markdown]))
+        return 0
+    if args.out is None:
+        parser.error("--out is required (the JSON file written)")
     modes = [mode for mode in args.modes.split(",") if mode]
     if not modes or any(mode not in ("exact", "prefix") for mode in modes):
         parser.error(f"--modes {args.modes!r}: allowed: exact, prefix (comma-separated)")
@@ -397,6 +403,43 @@ def run_plan(args: argparse.Namespace, folder: Path, plan: list[tuple[str, int, 
         runs += list(pool.map(on_free_gpu, single))
     runs += [report(run_one(args, folder, *item, deadline)) for item in plan if item[1] > 1]
     return runs
+
+
+def markdown(files: list[dict]) -> str:
+    """benchmarks/README.md's table: per run, seconds per answer and answers per second at each length, the
+    whole command, and the paper grid projected (or measured); then the answer comparisons."""
+    lengths = sorted({int(n) for f in files for run in f["runs"] for n in run.get("per_length", {})})
+    label = lambda n: f"{n // 1000}k" if n % 1000 == 0 else str(n)  # noqa: E731
+    head = ["run", "mode", "GPUs", "batch", "answers"] + [f"{label(n)} s/answer (answers/s)" for n in lengths]
+    lines = ["| " + " | ".join(head + ["whole command, s", "fixed, s", "load, s", "paper grid, s"]) + " |"]
+    lines.append("|" + " --- |" * (len(head) + 4))
+    for f in files:
+        for run in f["runs"]:
+            if "skipped" in run:
+                continue
+            cells = []
+            for n in lengths:
+                row = run.get("per_length", {}).get(str(n))
+                cells.append(f"{row['seconds_per_answer']:.3f} ({row['answers_per_s']:.2f})" if row else "–")
+            grid = run.get("projection") or {}
+            paper = "–"
+            if grid:
+                paper = f"{grid['total_s']:.0f}" + ("" if grid["measured_whole_grid"] else " (projected)")
+                paper += f"; one GPU {grid['one_gpu_total_s']:.0f}"
+            lines.append("| " + " | ".join([run["name"], run["mode"], str(run["processes"]), str(run["batch_size"]),
+                                            str(len(run.get("samples", [])))] + cells +
+                                           [str(run.get("wall_s")), str(run.get("fixed_s")), str(run.get("load_s")),
+                                            paper]) + " |")  # fmt: skip
+    comparisons = [c for f in files for c in f.get("comparisons", [])]
+    if comparisons:
+        lines += [
+            "",
+            "| run | against | answers | identical ids | token agreement |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [f"| {c['run']} | {c['reference']} | {c['answers']} | {c['identical_ids']}/{c['compared_ids']} | "
+                  f"{c['token_agreement']} |" for c in comparisons]  # fmt: skip
+    return "\n".join(lines)
 
 
 def table(results: dict) -> str:

@@ -250,7 +250,7 @@ class LongLLaDALM(HFLM):
         self.greedy_check = greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", rolling_chunk)
         self._rope_override = rope_scaling_override(ntk_factor, ntk_target, rope_scaling)
-        self._encodings: dict[tuple[str, Any], list[int]] = {}
+        self._encodings: dict[tuple[str, Any], array] = {}
         self._prompt_names: dict[str, str] = {}
         self._row_limits: list[tuple[int, int]] = []  # (prompt width, rows that fit) after out-of-memory batches
         self._rank = 0  # HFLM sets the real rank; the timing log may be written before it does
@@ -352,7 +352,7 @@ class LongLLaDALM(HFLM):
             kwargs = dict(key)
             special = kwargs.get("add_special_tokens", True)
             for text, ids in zip(texts, encode_many(self.tokenizer, texts, special=special)):
-                self._encodings[(text, key)] = ids
+                self._encodings[(text, key)] = array("q", ids)  # 8 bytes a token, not a Python int's 36
                 if logger.isEnabledFor(logging.DEBUG):  # names the rows of the logged outputs
                     self._prompt_names[_ids_digest(ids)] = prompt_digest(text)
         first = contexts[0]
@@ -369,7 +369,7 @@ class LongLLaDALM(HFLM):
         if key not in self._encodings:
             return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
         encoding = self._encodings[key]
-        return list(encoding[-left_truncate_len:] if left_truncate_len else encoding)
+        return (encoding[-left_truncate_len:] if left_truncate_len else encoding).tolist()
 
     def tok_batch_encode(
         self,
@@ -389,7 +389,7 @@ class LongLLaDALM(HFLM):
         input_ids = torch.full((len(cached), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(cached), width), dtype=torch.long)
         for row, ids in enumerate(cached):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            input_ids[row, width - len(ids) :] = torch.frombuffer(ids, dtype=torch.long)
             attention_mask[row, width - len(ids) :] = 1
         if left_truncate_len and width > left_truncate_len:
             logger.warning("left truncation of prompts of %s tokens to the last %s", width, left_truncate_len)
