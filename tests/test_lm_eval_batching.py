@@ -108,3 +108,16 @@ def test_split_batches_give_the_same_tokens(lm, records):
     assert halves == whole
     rows = [r["rows"] for r in records.timings if r["event"] == "batch"]
     assert rows == [4, 1, 1, 1, 1]
+
+
+def test_unknown_model_arg_is_one_error_line_before_loading(tiny_model_dir, capsys):
+    from longllada.eval_cli import run_eval
+
+    args = ["--model", "longllada", "--model_args", f"pretrained={tiny_model_dir},block_lenght=32",
+            "--tasks", "longllada_niah", "--device", "cpu"]  # fmt: skip
+    assert run_eval(args) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert line.startswith("longllada eval: error: unknown --model_args ['block_lenght']")
+    assert "'block_length'" in line and "'cache'" in line and "'dtype'" in line  # the known keys are listed
+    assert "longllada-timing" not in err  # refused before the model's constructor went any further
