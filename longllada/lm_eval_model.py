@@ -57,8 +57,6 @@ from lm_eval_tasks.longllada_niah.utils import encode_many
 
 logger = logging.getLogger(__name__)
 
-REMASKING = ("low_confidence", "random")
-CACHE_MODES = ("none", "prefix", "dual")
 ROPE_SCALING_CHOICES = ("ntk", "dynamic", "none")
 # Sampler options accepted in --model_args and in a task's generation kwargs.
 SAMPLER_KEYS = ("steps", "block_length", "remasking", "cfg_scale", "cache", "threshold")
@@ -239,8 +237,7 @@ class LongLLaDALM(HFLM):
                 kwargs[field] = _batch_size(field, kwargs[field])
         _integer("prefix_token_id", kwargs.get("prefix_token_id"), 0)
         # The sampler checks its own options (types and ranges) when it runs: they are handed over as given.
-        given = {"steps": steps, "block_length": block_length, "remasking": remasking, "cfg_scale": cfg_scale,
-                 "cache": cache, "threshold": threshold}  # fmt: skip
+        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, cfg_scale, cache, threshold)))
         self._sampler_args = {key: value for key, value in given.items() if value is not None}
         self.mc_num = _positive_int("mc_num", mc_num)
         self.mc_batch_size = _positive_int("mc_batch_size", mc_batch_size)
