@@ -15,6 +15,8 @@
 #         answers compared with the two-GPU run of command 1: $OUT/sweep_prefix_1gpu.json
 #       batch sizes 1, 4, 8, 16 at 4k and 32k (16 answers each), cache=prefix, one GPU per run, two runs side
 #         by side: $OUT/sweep_batch_sizes.json
+#   Each of the three also runs alone (`... exact`, `... prefix1`, `... batch`), e.g. to finish one that the
+#   deadline of `rest` cut short, with what is left of the device time.
 #
 # SWEEP_EXTRA is appended to every invocation (a check on CPU: SWEEP_EXTRA="--cpu --lengths 256 --depths 0,100
 # --repeats 1" FOLDER=longllada/models/tiny-llada-diffusion OUT=/tmp/o bash benchmarks/h200_sweep_session.sh rest).
@@ -23,7 +25,7 @@
 # so batch 8 does not fit 32k on a 141 GB card (the adapter would split it after an out-of-memory error).
 set -u
 # shellcheck disable=SC2086  # SWEEP_EXTRA is split into arguments on purpose
-part=${1:?usage: h200_sweep_session.sh prefix|rest}
+part=${1:?usage: h200_sweep_session.sh prefix|rest|exact|prefix1|batch}
 OUT=${OUT:-/tmp/out}
 FOLDER=${FOLDER:-/tmp/llada8b-random}
 KEEP=/tmp/sweep_results
@@ -45,21 +47,27 @@ sweep() {  # sweep NAME ARGS...: one benchmarks/niah_sweep.py invocation, JSON a
     cp "$OUT/$name.json" "$KEEP/" 2>/dev/null
     build=()
 }
-if [ "$part" = prefix ]; then
-    sweep sweep_prefix_2gpu ${build[@]+"${build[@]}"} --modes prefix --processes 2 --batch-sizes 4 \
-        --note "the paper's whole grid, cache=prefix, two GPUs"
-elif [ "$part" = rest ]; then
-    sweep sweep_exact_subsample ${build[@]+"${build[@]}"} --modes exact --processes 2 --batch-sizes 1 --depths 0,50,100 \
-        --repeats 1 --note "exact mode, 1 repeat x 3 depths at every length, projected to the whole grid"
-    compare=()
+exact() {
+    sweep sweep_exact_subsample ${build[@]+"${build[@]}"} --modes exact --processes 2 --batch-sizes 1 \
+        --depths 0,50,100 --repeats 1 --note "exact mode, 1 repeat x 3 depths at every length, projected"
+}
+prefix1() {
+    local compare=()
     [ -f "$KEEP/sweep_prefix_2gpu.json" ] && compare=(--compare-with "$KEEP/sweep_prefix_2gpu.json")
-    sweep sweep_prefix_1gpu --modes prefix --processes 1 --batch-sizes 4 --repeats 1 ${compare[@]+"${compare[@]}"} \
-        --note "cache=prefix on one GPU, 1 repeat x 11 depths at every length, projected; compared with two GPUs"
-    sweep sweep_batch_sizes --modes prefix --processes 1 --batch-sizes 1,4,8,16 --lengths 4000,32000 \
-        --depths 0,14,28,42,56,70,84,100 --repeats 2 --parallel-single \
+    sweep sweep_prefix_1gpu ${build[@]+"${build[@]}"} --modes prefix --processes 1 --batch-sizes 4 --repeats 1 \
+        ${compare[@]+"${compare[@]}"} --note "cache=prefix, one GPU, 1 repeat x 11 depths at every length, projected"
+}
+batch() {
+    sweep sweep_batch_sizes ${build[@]+"${build[@]}"} --modes prefix --processes 1 --batch-sizes 1,4,8,16 \
+        --lengths 4000,32000 --depths 0,14,28,42,56,70,84,100 --repeats 2 --parallel-single \
         --note "throughput against batch size at 4k and 32k, cache=prefix, one GPU per run"
-else
-    echo "usage: h200_sweep_session.sh prefix|rest" >&2
-    exit 2
-fi
+}
+case "$part" in
+    prefix)
+        sweep sweep_prefix_2gpu ${build[@]+"${build[@]}"} --modes prefix --processes 2 --batch-sizes 4 \
+            --note "the paper's whole grid, cache=prefix, two GPUs" ;;
+    rest) exact; prefix1; batch ;;
+    exact | prefix1 | batch) "$part" ;;
+    *) echo "usage: h200_sweep_session.sh prefix|rest|exact|prefix1|batch" >&2; exit 2 ;;
+esac
 ls -la "$OUT"
