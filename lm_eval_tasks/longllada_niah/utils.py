@@ -525,8 +525,8 @@ def build_docs(
     needle), ``haystack_tokens`` (haystack tokens without the needle).
 
     Cost: the haystack's words are tokenised once for the whole grid (as " word" pieces, which cut the
-    haystack to a budget), and each prompt once, every prompt of a length in one batched call; the needle's
-    position and the haystack's size are read from the prompt's own tokens.
+    haystack to a budget), and each prompt once, the prompts of one (length, depth) in one batched call; the
+    needle's position and the haystack's size are read from the prompt's own tokens.
     """
     needles = list(needles) if needles is not None else load_needles()
     sentences, shuffle = load_haystack_sentences(haystack)
@@ -538,33 +538,39 @@ def build_docs(
         lowest = math.ceil(length - tolerance)
         order = list(range(len(needles)))
         random.Random(f"{seed}:needles:{length}").shuffle(order)
-        cells = []
+        rows = []
         for repeat in range(num_repeats):
             needle = needles[order[repeat % len(needles)]]
             rng = random.Random(f"{seed}:haystack:{length}:{repeat}")
-            stack = _Haystack(sentences, shuffle, rng, counter)
             fixed = counter.count(needle["needle"] + QUESTION_TEMPLATE.format(question=needle["question"]), True) + 1
             if fixed >= length:
                 raise ValueError(
                     f"context_lengths contains {length}, shorter than the needle and question alone ({fixed} "
                     f"tokens); allowed: lengths above {fixed} for this tokenizer"
                 )
-            cells += [_Cell(repeat, float(depth), stack, needle, length - fixed) for depth in depths]
-        pending = cells
-        for _ in range(_MAX_FILL_ATTEMPTS * 4):
-            pending = [cell for cell in pending if cell.budget > 0]
-            for cell in pending:
-                cell.lay_out(tolerance)
-            pending = _measure(pending, counter, length, lowest, tolerance)
-            if not pending:
-                break
-        unfit = [cell for cell in cells if cell.best is None]
-        if unfit:
-            raise ValueError(
-                f"could not fit a prompt of {length} tokens (within 1%) with this tokenizer and haystack; last "
-                f"attempt measured {unfit[0].prompt_tokens} tokens. Allowed: context_lengths well above the "
-                "needle and question length"
-            )
+            rows.append((repeat, _Haystack(sentences, shuffle, rng, counter), needle, length - fixed))
+        cells = []
+        # Depth by depth, every row of the length in one batch; a row's next depth starts from the budget its
+        # last one needed.
+        for depth in depths:
+            batch = [_Cell(repeat, float(depth), stack, needle, budget) for repeat, stack, needle, budget in rows]
+            pending = batch
+            for _ in range(_MAX_FILL_ATTEMPTS * 4):
+                pending = [cell for cell in pending if cell.budget > 0]
+                for cell in pending:
+                    cell.lay_out(tolerance)
+                pending = _measure(pending, counter, length, lowest, tolerance)
+                if not pending:
+                    break
+            unfit = [cell for cell in batch if cell.best is None]
+            if unfit:
+                raise ValueError(
+                    f"could not fit a prompt of {length} tokens (within 1%) with this tokenizer and haystack; "
+                    f"last attempt measured {unfit[0].prompt_tokens} tokens. Allowed: context_lengths well above "
+                    "the needle and question length"
+                )
+            rows = [(repeat, stack, needle, cell.budget) for (repeat, stack, needle, _), cell in zip(rows, batch)]
+            cells += batch
         for cell in cells:
             error, prompt, prompt_tokens, position, haystack_tokens = cell.best
             if error > tolerance:
