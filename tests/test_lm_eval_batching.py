@@ -117,7 +117,7 @@ def test_unknown_model_arg_is_one_error_line_before_loading(tiny_model_dir, caps
             "--tasks", "longllada_niah", "--device", "cpu"]  # fmt: skip
     assert run_eval(args) == 2
     err = capsys.readouterr().err
-    (line,) = [line for line in err.splitlines() if "error" in line]
+    (line,) = [line for line in err.splitlines() if line.startswith("longllada eval: error:")]
     assert line.startswith("longllada eval: error: unknown --model_args ['block_lenght']")
     assert "'block_length'" in line and "'cache'" in line and "'dtype'" in line  # the known keys are listed
     assert "longllada-timing" not in err  # refused before the model's constructor went any further
