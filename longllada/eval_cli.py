@@ -6,11 +6,16 @@ sub-command); our task folder is put before any ``--include_path`` the user give
 a name clash. A path list in lm-eval's documented ``a:b`` form is split (lm-eval itself takes it as one path).
 
 Data-parallel runs: ``accelerate launch -m longllada.eval_cli --model longllada ...``.
+
+Logging: the ``longllada`` loggers print at INFO, or at the level of ``LONGLLADA_LOG_LEVEL`` (``DEBUG`` adds
+each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key) ends the
+run with one ``longllada eval: error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -51,15 +56,29 @@ def _yaml_include_path(config_path: str | None) -> str | list[str] | None:
     return data.get("include_path") if isinstance(data, dict) else None
 
 
+def setup_logging() -> None:
+    """A stderr handler for the ``longllada`` loggers (lm-eval configures only its own)."""
+    logger = logging.getLogger("longllada")
+    level = logging.getLevelName(os.environ.get("LONGLLADA_LOG_LEVEL", "INFO").upper())
+    logger.setLevel(level if isinstance(level, int) else logging.INFO)
+    if not any(getattr(handler, "_longllada", False) for handler in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s [%(name)s] %(message)s", "%H:%M:%S"))
+        handler._longllada = True
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def run_eval(argv: list[str]) -> int:
     """Run lm-eval's CLI on ``argv`` with our model and tasks; returns the exit code."""
     from lm_eval._cli import HarnessCLI
-    from lm_eval.utils import setup_logging
+    from lm_eval.utils import setup_logging as lm_eval_setup_logging
 
     import longllada.lm_eval_model  # noqa: F401  (registers --model longllada)
     from lm_eval_tasks import TASKS_DIR
 
     setup_logging()
+    lm_eval_setup_logging()
     saved_argv = sys.argv
     # HarnessCLI reads sys.argv (it inserts the legacy "run" sub-command there).
     sys.argv = ["longllada eval", *argv]
@@ -75,7 +94,12 @@ def run_eval(argv: list[str]) -> int:
         user_paths = args.include_path
         from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None
         args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
-    cli.execute(args)
+    try:
+        cli.execute(args)
+    except ValueError as err:
+        logging.getLogger("longllada").debug("bad input", exc_info=True)
+        print(f"longllada eval: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,7 +6,12 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
 
 - ``generate_until``: the diffusion sampler (``model.generate``), batched with left padding *and* the attention
   mask, with the sampler options of ``--model_args`` (steps, block_length, remasking, cfg_scale, cache,
-  threshold); they override the task's generation kwargs, which override the model's generation_config.
+  threshold; checked by the sampler itself); they override the task's generation kwargs, which override the
+  model's generation_config. Sweeps: every prompt is tokenised once (lm-eval would tokenise it twice), and
+  ``batch_size`` batches only prompts within 5% of each other's length (a NIAH grid's cells of one length),
+  so that a batch never pads a 24k prompt to 32k. A batch that runs out of GPU memory is split in halves.
+  Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
+  adds the generated token ids).
 - ``loglikelihood``: the Monte-Carlo ELBO of ``model.log_likelihood`` (``mc_num`` samples, seeded per request
   with ``mc_seed`` so that every choice of a question sees the same masks). ``is_greedy`` is computed for real:
   the sampler, greedy, one token per step over one block the length of the continuation, must reproduce it
@@ -24,7 +29,14 @@ their remote code.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import logging
+import math
+import time
+from array import array
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -36,17 +48,25 @@ try:  # lm-eval >= 0.4.9
     from lm_eval.models.utils_hf import stop_sequences_criteria
 except ImportError:  # pragma: no cover - older lm-eval
     from lm_eval.models.utils import stop_sequences_criteria
+try:  # HFLM's rules for special tokens (lm-eval >= 0.4.9); without them HFLM tokenises prompts itself
+    from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
+except ImportError:  # pragma: no cover - older lm-eval
+    _add_special_kwargs = has_bos_prefix = None
+
+from lm_eval_tasks.longllada_niah.utils import encode_many
 
 logger = logging.getLogger(__name__)
 
-REMASKING = ("low_confidence", "random")
-CACHE_MODES = ("none", "prefix", "dual")
 ROPE_SCALING_CHOICES = ("ntk", "dynamic", "none")
 # Sampler options accepted in --model_args and in a task's generation kwargs.
 SAMPLER_KEYS = ("steps", "block_length", "remasking", "cfg_scale", "cache", "threshold")
 SUPPORTED_MODEL_TYPES = ("longllada", "llada")
 # Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
 NO_TRUNCATION = 2**31 - 1
+# A batch holds prompts within this fraction of its longest one (the rest of the batch is left padding).
+BATCH_LENGTH_SPREAD = 0.05
+# from_pretrained arguments that HFLM hands through to the model's loading.
+LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local_files_only", "cache_dir", "token")
 
 
 def _positive_int(field: str, value: Any) -> int | None:
@@ -60,12 +80,57 @@ def _positive_int(field: str, value: Any) -> int | None:
 def _number(field: str, value: Any, minimum: float, maximum: float | None = None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{field}={value!r} is not a number; allowed: a number >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{field}={value!r} is not a finite number; allowed: a number >= {minimum}")
     if value < minimum or (maximum is not None and value > maximum):
         allowed = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
         raise ValueError(f"{field}={value!r} is out of range; allowed: {allowed}")
     return float(value)
+
+
+def _integer(field: str, value: Any, minimum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: {allowed}")
+    return value
+
+
+def _batch_size(field: str, value: Any) -> int:
+    """lm-eval's CLI hands ``--batch_size`` over as a string."""
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: a positive integer")
+    return number
+
+
+def known_model_args() -> list[str]:
+    """The ``--model_args`` keys that ``--model longllada`` takes: its own, HFLM's (``backend`` is fixed), and
+    the loading arguments that HFLM hands to ``from_pretrained``."""
+    ours = [name for name in inspect.signature(LongLLaDALM.__init__).parameters if name not in ("self", "kwargs")]
+    hflm = [name for name in inspect.signature(HFLM.__init__).parameters if name not in ("self", "kwargs", "backend")]
+    return sorted(set(ours) | set(hflm) | set(LOADING_KEYS))
+
+
+def length_buckets(lengths: Sequence[int], spread: float = BATCH_LENGTH_SPREAD) -> list[list[int]]:
+    """Indices of ``lengths`` grouped longest first, each group within ``spread`` of its longest length."""
+    groups: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        if groups and lengths[index] >= (1.0 - spread) * lengths[groups[-1][0]]:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def prompt_digest(text: str) -> str:
+    """The digest lm-eval's samples file gives a prompt (``prompt_hash``): SHA-256 of its text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _ids_digest(ids: Sequence[int]) -> str:
+    return hashlib.sha1(array("q", ids).tobytes()).hexdigest()
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str | None:
@@ -154,6 +219,9 @@ class LongLLaDALM(HFLM):
         batch_size: int | str = 1,
         **kwargs: Any,
     ) -> None:
+        unknown = sorted(set(kwargs) - set(known_model_args()))
+        if unknown:
+            raise ValueError(f"unknown --model_args {unknown} for --model longllada; allowed: {known_model_args()}")
         if not isinstance(pretrained, str):
             raise ValueError(
                 f"pretrained={type(pretrained).__name__} is not allowed; allowed: a model name or folder (str)"
@@ -163,28 +231,28 @@ class LongLLaDALM(HFLM):
                 f"batch_size={batch_size!r} is not supported by --model longllada (a diffusion step's memory "
                 "depends on the output length and the cache mode); allowed: a positive integer"
             )
-        self._sampler_args = {
-            key: value
-            for key, value in {
-                "steps": _positive_int("steps", steps),
-                "block_length": _positive_int("block_length", block_length),
-                "remasking": _choice("remasking", remasking, REMASKING),
-                "cfg_scale": _number("cfg_scale", cfg_scale, 0.0),
-                "cache": _choice("cache", cache, CACHE_MODES),
-                "threshold": _number("threshold", threshold, 0.0, 1.0),
-            }.items()
-            if value is not None
-        }
+        batch_size = _batch_size("batch_size", batch_size)
+        for field in ("max_length", "max_batch_size"):
+            if kwargs.get(field) is not None:
+                kwargs[field] = _batch_size(field, kwargs[field])
+        _integer("prefix_token_id", kwargs.get("prefix_token_id"), 0)
+        # The sampler checks its own options (types and ranges) when it runs: they are handed over as given.
+        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, cfg_scale, cache, threshold)))
+        self._sampler_args = {key: value for key, value in given.items() if value is not None}
         self.mc_num = _positive_int("mc_num", mc_num)
         self.mc_batch_size = _positive_int("mc_batch_size", mc_batch_size)
-        if isinstance(mc_seed, bool) or not isinstance(mc_seed, int):
-            raise ValueError(f"mc_seed={mc_seed!r} is not allowed; allowed: an integer")
-        self.mc_seed = mc_seed
+        self.mc_seed = _integer("mc_seed", mc_seed)
         if not isinstance(greedy_check, bool):
             raise ValueError(f"greedy_check={greedy_check!r} is not allowed; allowed: True or False")
         self.greedy_check = greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", rolling_chunk)
         self._rope_override = rope_scaling_override(ntk_factor, ntk_target, rope_scaling)
+        self._encodings: dict[tuple[str, Any], array] = {}
+        self._prompt_names: dict[str, str] = {}
+        self._row_limits: list[tuple[int, int]] = []  # (prompt width, rows that fit) after out-of-memory batches
+        self._rank = 0  # HFLM sets the real rank; the timing log may be written before it does
+        self._timing("init")
+        start = time.perf_counter()
         super().__init__(
             pretrained=pretrained,
             backend="causal",
@@ -192,11 +260,13 @@ class LongLLaDALM(HFLM):
             batch_size=batch_size,
             **kwargs,
         )
+        load_seconds = time.perf_counter() - start
         accelerator = getattr(self, "accelerator", None)
         if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
             # HFLM splits the requests over processes only when it sees several GPUs; CPU processes
             # (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N) get their share too.
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+        self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size)
         config = self.model.config
         logger.info(
             "longllada: %s, trained length %s, rope_scaling %s, window %s; sampler overrides %s; "
@@ -248,12 +318,164 @@ class LongLLaDALM(HFLM):
         return self._max_length or NO_TRUNCATION
 
     # -- generation ------------------------------------------------------------------------------------------
+    def _timing(self, event: str, **fields: Any) -> None:
+        """One ``longllada-timing {json}`` log line (benchmarks/niah_sweep.py reads them)."""
+        record = {"event": event, "rank": getattr(self, "_rank", 0), "t": round(time.time(), 3), **fields}
+        logger.info("longllada-timing %s", json.dumps(record))
+
+    def _special_tokens_kwargs(self, string: str, batch: bool) -> dict[str, bool]:
+        """The ``add_special_tokens`` argument HFLM's ``tok_encode`` (batch False) or ``tok_batch_encode``
+        (batch True, for a batch starting with ``string``) would pass."""
+        if batch:
+            if has_bos_prefix(string, getattr(self.tokenizer, "bos_token", None)):
+                return {"add_special_tokens": False}
+            return {} if self.add_bos_token is None else {"add_special_tokens": self.add_bos_token}
+        kwargs = _add_special_kwargs(None, self.add_bos_token)
+        if has_bos_prefix(string, self.tokenizer.decode(self.prefix_token_id)):
+            kwargs["add_special_tokens"] = False
+        return kwargs
+
+    def _encode_once(self, contexts: Sequence[str]) -> list[int]:
+        """Tokenise every prompt once, in threaded batches (see ``encode_many``), for both of HFLM's uses (its
+        sort key and its batches); returns the token counts."""
+        if has_bos_prefix is None:
+            return [len(super().tok_encode(text)) for text in contexts]
+        groups: dict[tuple, list[str]] = {}
+        for text in dict.fromkeys(contexts):
+            kwargs = self._special_tokens_kwargs(text, batch=False)
+            if kwargs == self._special_tokens_kwargs(text, batch=True):
+                groups.setdefault(tuple(sorted(kwargs.items())), []).append(text)
+        for key, texts in groups.items():
+            kwargs = dict(key)
+            special = kwargs.get("add_special_tokens", True)
+            for text, ids in zip(texts, encode_many(self.tokenizer, texts, special=special)):
+                self._encodings[(text, key)] = array("q", ids)  # 8 bytes a token, not a Python int's 36
+                if logger.isEnabledFor(logging.DEBUG):  # names the rows of the logged outputs
+                    self._prompt_names[_ids_digest(ids)] = prompt_digest(text)
+        first = contexts[0]
+        if super().tok_encode(first) != self.tok_encode(first):  # a tokenizer whose batches differ: no cache
+            self._encodings.clear()
+        return [len(self.tok_encode(text)) for text in contexts]
+
+    def tok_encode(
+        self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None, **kwargs: Any
+    ) -> list[int]:
+        if not self._encodings or add_special_tokens is not None or kwargs:
+            return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
+        key = (string, tuple(sorted(self._special_tokens_kwargs(string, batch=False).items())))
+        if key not in self._encodings:
+            return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
+        encoding = self._encodings[key]
+        return (encoding[-left_truncate_len:] if left_truncate_len else encoding).tolist()
+
+    def tok_batch_encode(
+        self,
+        strings: list[str],
+        padding_side: str = "left",
+        left_truncate_len: int | None = None,
+        truncation: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._encodings:
+            return super().tok_batch_encode(strings, padding_side, left_truncate_len, truncation)
+        special = tuple(sorted(self._special_tokens_kwargs(strings[0], batch=True).items()))
+        pad_id = self.tokenizer.pad_token_id
+        cached = [self._encodings.get((text, special)) for text in strings]
+        if truncation or padding_side != "left" or pad_id is None or any(ids is None for ids in cached):
+            return super().tok_batch_encode(strings, padding_side, left_truncate_len, truncation)
+        width = max(len(ids) for ids in cached)
+        input_ids = torch.full((len(cached), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(cached), width), dtype=torch.long)
+        for row, ids in enumerate(cached):
+            input_ids[row, width - len(ids) :] = torch.frombuffer(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+        if left_truncate_len and width > left_truncate_len:
+            logger.warning("left truncation of prompts of %s tokens to the last %s", width, left_truncate_len)
+            input_ids, attention_mask = input_ids[:, -left_truncate_len:], attention_mask[:, -left_truncate_len:]
+        return input_ids, attention_mask
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        """HFLM's ``generate_until`` over groups of prompts of similar length (each prompt tokenised once), so
+        that ``batch_size`` batches a length's prompts together and never pads one length to another."""
+        if not requests:
+            return []
+        start = time.perf_counter()
+        contexts = [request.args[0] for request in requests]
+        lengths = self._encode_once(contexts)
+        groups = length_buckets(lengths) if int(self.batch_size) > 1 else [list(range(len(requests)))]
+        self._timing("requests", count=len(requests), tokens=sum(lengths), groups=len(groups),
+                     seconds=round(time.perf_counter() - start, 3))  # fmt: skip
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(self.device if self.device.type == "cuda" else None)
+        results: list[str | None] = [None] * len(requests)
+        try:
+            for group in groups:
+                outputs = super().generate_until([requests[i] for i in group], disable_tqdm=disable_tqdm)
+                for index, output in zip(group, outputs):
+                    results[index] = output
+        finally:
+            self._encodings.clear()
+            self._prompt_names.clear()
+        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
+        self._timing("generated", count=len(requests), seconds=round(time.perf_counter() - start, 3),
+                     peak_gib=round(peak / 2**30, 2) if peak is not None else None)  # fmt: skip
+        return results
+
     def _model_generate(
         self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any
     ) -> torch.Tensor:
         attention_mask = generation_kwargs.pop("attention_mask", None)
         if attention_mask is None:
             attention_mask = left_padding_mask(context, self.tokenizer.pad_token_id)
+        attention_mask = attention_mask.to(context.device)
+        rows, width = context.shape
+        # Rows that fit at this width, learnt from earlier out-of-memory batches at this width or less.
+        limit = min((fit for known, fit in self._row_limits if width >= known), default=rows)
+        if rows > limit:
+            return self._generate_halves(context, attention_mask, max_length, stop, generation_kwargs)
+        start = time.perf_counter()
+        try:
+            output = self._sample(context, attention_mask, max_length, stop, generation_kwargs)
+        except torch.cuda.OutOfMemoryError:
+            if rows == 1:
+                raise
+            # A long prompt's cache may not fit a whole batch (the prefix cache keeps 0.5 MB of keys/values per
+            # position of an 8B model): the halves, one after the other, give the same tokens.
+            logger.warning("longllada: a batch of %s prompts of %s tokens ran out of GPU memory; splitting it "
+                           "(and batches at least as wide from now on)", rows, width)  # fmt: skip
+            self._row_limits.append((width, rows // 2))
+            torch.cuda.empty_cache()
+            return self._generate_halves(context, attention_mask, max_length, stop, generation_kwargs)
+        if output.device.type == "cuda":
+            torch.cuda.synchronize(output.device)
+        real = attention_mask.sum(-1).tolist()
+        self._timing("batch", rows=context.shape[0], width=context.shape[1], prompt_tokens=real,
+                     new_tokens=output.shape[1] - context.shape[1], seconds=round(time.perf_counter() - start, 4))  # fmt: skip
+        if logger.isEnabledFor(logging.DEBUG):
+            rows = [ids[len(ids) - n :] for ids, n in zip(context.tolist(), real)]
+            record = {
+                "rank": self._rank,
+                "prompt_hashes": [self._prompt_names.get(_ids_digest(ids)) for ids in rows],
+                "outputs": output[:, context.shape[1] :].tolist(),
+            }
+            logger.debug("longllada-outputs %s", json.dumps(record))
+        return output
+
+    def _generate_halves(
+        self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],
+        generation_kwargs: dict[str, Any],
+    ) -> torch.Tensor:  # fmt: skip
+        half = context.shape[0] // 2
+        return torch.cat([
+            self._model_generate(context[:half], max_length, stop, attention_mask=attention_mask[:half],
+                                 **generation_kwargs),
+            self._model_generate(context[half:], max_length, stop, attention_mask=attention_mask[half:],
+                                 **generation_kwargs),
+        ])  # fmt: skip
+
+    def _sample(
+        self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],
+        generation_kwargs: dict[str, Any],
+    ) -> torch.Tensor:  # fmt: skip
         settings = dict(generation_kwargs)
         temperature = float(settings.pop("temperature", 0.0) or 0.0)
         do_sample = settings.pop("do_sample", None)
@@ -268,7 +490,7 @@ class LongLLaDALM(HFLM):
         stopping_criteria = stop_sequences_criteria(self.tokenizer, stop, context.shape[1], context.shape[0])
         return self.model.generate(
             input_ids=context,
-            attention_mask=attention_mask.to(context.device),
+            attention_mask=attention_mask,
             max_new_tokens=max_length - context.shape[1],
             temperature=temperature if do_sample else 0.0,
             do_sample=bool(do_sample),

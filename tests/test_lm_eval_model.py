@@ -75,19 +75,43 @@ def test_rope_scaling_override_from_model_args():
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"steps": 0}, "steps"),
-        ({"block_length": -4}, "block_length"),
-        ({"remasking": "lowest"}, "remasking"),
-        ({"cache": "kv"}, "cache"),
-        ({"threshold": 1.5}, "threshold"),
-        ({"cfg_scale": -1.0}, "cfg_scale"),
         ({"mc_num": 0}, "mc_num"),
+        ({"mc_batch_size": 2.5}, "mc_batch_size"),
+        ({"mc_seed": "x"}, "mc_seed"),
+        ({"rolling_chunk": -1}, "rolling_chunk"),
+        ({"ntk_factor": float("nan")}, "ntk_factor"),
+        ({"ntk_factor": float("inf")}, "ntk_factor"),
         ({"batch_size": "auto"}, "batch_size"),
+        ({"batch_size": "0"}, "batch_size"),
+        ({"batch_size": 1.5}, "batch_size"),
+        ({"max_length": 0}, "max_length"),
+        ({"max_batch_size": "many"}, "max_batch_size"),
+        ({"prefix_token_id": -1}, "prefix_token_id"),
+        ({"block_lenght": 32}, r"unknown --model_args \['block_lenght'\].*'block_length'"),
+        ({"backend": "seq2seq"}, r"unknown --model_args \['backend'\]"),
     ],
 )
 def test_bad_model_args_are_named(tiny_model_dir, kwargs, field):
     with pytest.raises(ValueError, match=field):
         LongLLaDALM(pretrained=str(tiny_model_dir), device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"block_length": -4}, "block_length"),
+        ({"remasking": "lowest"}, "remasking"),
+        ({"cache": "kv"}, "cache"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"cfg_scale": -1.0}, "cfg_scale"),
+    ],
+)
+def test_sampler_options_are_checked_by_the_sampler(tiny_model_dir, kwargs, field):
+    """Sampler options are handed to ``generate()`` as given: one layer checks them, the sampler's."""
+    lm = LongLLaDALM(pretrained=str(tiny_model_dir), device="cpu", **kwargs)
+    assert lm._sampler_args == kwargs
+    with pytest.raises(ValueError, match=field):
+        lm.generate_until([generate_request("The report")])
 
 
 def test_refuses_autoregressive_models(tmp_path):
