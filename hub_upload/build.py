@@ -330,8 +330,9 @@ def link_or_copy(src: Path, dest: Path) -> None:
 
 def copy_tokenizer_files(source_dir: Path, dest: Path, family: Family = LLADA) -> list[str]:
     """Copy the tokenizer files. A tokenizer ``auto_map`` (custom tokenizer code) is dropped: no source code is
-    published; a ``tokenizer_class`` that only that code defined (Dream's ``DreamTokenizer``) becomes the
-    family's stock transformers class (``Qwen2Tokenizer``), which reads the same files."""
+    published; a ``tokenizer_class`` that only that code defined (Dream's ``DreamTokenizer``) becomes a class of
+    transformers that reads the same files: ``PreTrainedTokenizerFast`` beside a ``tokenizer.json``, else the
+    family's stock class (Dream: ``Qwen2Tokenizer``, over ``vocab.json`` and ``merges.txt``)."""
     copied = [name for name in TOKENIZER_FILES if (source_dir / name).is_file()]
     if not any(name in copied for name in TOKENIZER_VOCAB_FILES):
         raise FileNotFoundError(
@@ -342,9 +343,11 @@ def copy_tokenizer_files(source_dir: Path, dest: Path, family: Family = LLADA) -
         if tokenizer_config.pop("auto_map", None) is not None:
             print(f"note: dropped auto_map from {name} (the source's tokenizer code is not published)")
             tokenizer_class = tokenizer_config.get("tokenizer_class")
-            if tokenizer_class and family.stock_tokenizer_class and not _known_tokenizer_class(tokenizer_class):
-                tokenizer_config["tokenizer_class"] = family.stock_tokenizer_class
-                print(f"note: tokenizer_class {tokenizer_class} -> {family.stock_tokenizer_class} (transformers' own)")
+            # A tokenizer.json holds the whole pipeline, which the generic fast class reads as is.
+            stock = "PreTrainedTokenizerFast" if "tokenizer.json" in copied else family.stock_tokenizer_class
+            if tokenizer_class and stock and not _known_tokenizer_class(tokenizer_class):
+                tokenizer_config["tokenizer_class"] = stock
+                print(f"note: tokenizer_class {tokenizer_class} -> {stock} (transformers' own)")
             _write_json(dest / name, tokenizer_config)
         else:
             shutil.copyfile(source_dir / name, dest / name)
