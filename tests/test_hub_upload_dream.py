@@ -430,3 +430,34 @@ def test_official_slow_tokenizer_loads_as_qwen2_tokenizer(official, tiny_dream, 
     text = "The sky is blue because of Rayleigh scattering."
     ids = tokenizer(tokenizer.bos_token + text, add_special_tokens=False).input_ids
     assert ids[0] == config["bos_token_id"] and tokenizer.decode(ids) == tokenizer.bos_token + text
+
+
+# lm-eval's `--model hf` (HFLM) loads with AutoModelForCausalLM: the converted repo's auto_map must name it.
+LM_EVAL_HF = """
+import json
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+lm = HFLM(pretrained={folder!r}, trust_remote_code=True, dtype="float32", batch_size=1, device="cpu")
+request = Instance(request_type="generate_until", doc={{}}, idx=0,
+                   arguments=({context!r}, {{"until": ["never"], "max_gen_toks": 6, "steps": 6, "alg": "entropy", "do_sample": False}}))
+(answer,) = lm.generate_until([request])
+print("RESULT " + json.dumps({{"class": type(lm.model).__name__, "module": type(lm.model).__module__,
+                               "answer": answer}}))
+"""
+
+
+def test_lm_eval_hf_loads_the_converted_repo(built, official):
+    """Where the project is not importable: HFLM finds our DreamModel through the auto_map and generates."""
+    from transformers import AutoTokenizer
+
+    context = "<|beginoftext|>The capital of France is"
+    out = run_isolated(LM_EVAL_HF.format(folder=str(built), context=context))
+    result = json.loads(next(line[7:] for line in out.splitlines()[::-1] if line.startswith("RESULT ")))
+    assert result["class"] == "DreamModel" and result["module"].startswith("transformers_modules")
+    # the answer of our sampler, greedy (entropy confidence), with Dream's defaults for the rest
+    tokenizer = AutoTokenizer.from_pretrained(built)
+    model = DreamModel.from_pretrained(built).eval()
+    ids = tokenizer(context, add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        output = model.generate(ids, max_new_tokens=6, steps=6, alg="entropy", do_sample=False)
+    assert result["answer"] == tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
