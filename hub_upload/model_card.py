@@ -2,7 +2,8 @@
 factor table.
 
 Every fenced block of the card is meant to be run as written (the python ones one after the other, as in a
-notebook); tests/test_hub_upload.py runs each of them against a built folder.
+notebook); tests/test_hub_upload.py (LLaDA) and tests/test_hub_upload_dream.py (Dream) run them against built
+folders.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def render_model_card(
     scaling = parsed.rope_scaling
     if scaling is None:
         effective = f"{parsed.rope_theta:,.0f} (no scaling)"
-    elif scaling["type"] == "dynamic":
-        effective = "chosen per forward pass from its length (dynamic NTK)"
+    elif parsed.rope_per_length:
+        effective = "chosen per forward pass from its length"
     else:
         effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
     base_line = f" of [`{base_model}`](https://huggingface.co/{base_model})" if base_model else ""
@@ -122,7 +123,7 @@ def render_model_card(
         f"([paper]({LONGLLADA_PAPER})). The weights are the base model's, unchanged; the remote code "
         "(`configuration_longllada.py`, `modeling_longllada.py`, `generation_longllada.py`) provides:",
         '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
-        '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or `{"type": "dynamic"}` '
+        '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or `{"type": "ntk_per_length"}` '
         "(λ chosen from each input's length); `max_position_embeddings` follows, so tools such as lm-eval see the "
         "extended window;\n"
         "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or random "

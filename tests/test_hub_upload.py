@@ -492,6 +492,7 @@ def test_push_several_scalings_one_branch_each(tiny_model_dir, monkeypatch, caps
     ]
     card = api.uploads[2]["files"]["README.md"].decode()
     assert 'revision="ntk-per-length"' in card and f"pretrained={REPO_ID},revision=ntk-per-length," in card
+    assert "| Effective RoPE base | chosen per forward pass from its length |" in card
     (ppl,) = [b for b in card_blocks(card, "bash") if "longllada ppl" in b]
     # `longllada ppl` reads a branch from a local snapshot of it.
     model_arg = shlex.split(ppl)[shlex.split(ppl).index("--model") + 1]

@@ -177,6 +177,19 @@ def test_our_tiny_dream_republishes(tiny_dream, tmp_path):
     assert config["model_type"] == "longllada_dream" and config["auto_map"] == DREAM_AUTO_MAP
 
 
+def test_bin_dream_source_is_converted_to_safetensors(official, tmp_path):
+    from safetensors.torch import load_file
+
+    folder, _, state = official
+    source = tmp_path / "bin-dream"
+    shutil.copytree(folder, source, ignore=shutil.ignore_patterns("*.safetensors", "*.py"))
+    torch.save(state, source / "pytorch_model.bin")
+    out = convert(source, tmp_path / "converted")
+    assert not list(out.glob("*.bin"))
+    loaded = load_file(out / "model.safetensors")
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
 # -- loaded as remote code where the project is not importable: logits and sampler against the reference ----------
 
 # Loads the folder with both Auto classes; for each, the logits of IDS and greedy diffusion_generate per algorithm,
