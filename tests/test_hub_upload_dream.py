@@ -325,6 +325,20 @@ SMALL_LENGTHS = {
 }
 
 
+def run_card_blocks(folder: Path, blocks: list[str], cwd: Path) -> tuple[str, dict]:
+    """Run the card's python ``blocks`` on ``folder`` (its repo id replaced, lengths made small) in an isolated
+    process; returns its stdout and the report of the first block."""
+    local = []
+    for block in blocks:
+        block = block.replace(f'"{REPO_ID}"', repr(str(folder)))
+        for old, new in SMALL_LENGTHS.items():
+            block = block.replace(old, new)
+        local.append(block)
+    stdout = run_isolated(CARD_DRIVER.format(blocks=json.dumps(local)), cwd=cwd)
+    assert "=== all blocks ran" in stdout
+    return stdout, json.loads(stdout.split("REPORT ", 1)[1].splitlines()[0])
+
+
 def test_card_python_blocks_run_where_our_package_is_not_importable(official, built_ntk, tmp_path):
     config = official[1]
     readme = (built_ntk / "README.md").read_text()
@@ -336,20 +350,28 @@ def test_card_python_blocks_run_where_our_package_is_not_importable(official, bu
     assert '"target_length": 8192' in joined  # four times Dream's trained length
     for old in SMALL_LENGTHS:
         assert old in joined, old
-    local = []
-    for block in blocks:
-        block = block.replace(f'"{REPO_ID}"', repr(str(built_ntk)))
-        for old, new in SMALL_LENGTHS.items():
-            block = block.replace(old, new)
-        local.append(block)
-    stdout = run_isolated(CARD_DRIVER.format(blocks=json.dumps(local)), cwd=tmp_path)
-    assert "=== all blocks ran" in stdout
-    report = json.loads(stdout.split("REPORT ", 1)[1].splitlines()[0])
+    stdout, report = run_card_blocks(built_ntk, blocks, tmp_path)
     assert report["module"].startswith("transformers_modules") and report["class"] == "DreamModel"
     assert report["prompt"][0] == report["bos"] == config["bos_token_id"]  # the BOS is prepended
     assert report["output"] == [1, len(report["prompt"]) + 8]
     batch_shape = json.loads(stdout.split("BATCH ", 1)[1].splitlines()[0])
     assert batch_shape[0] == 2 and "log p(continuation | context) >=" in stdout
+
+
+def test_card_for_a_base_model_without_chat_template_runs(official, tmp_path):
+    """A base checkpoint's tokenizer has no chat template: the demo prompts with plain text after the BOS."""
+    folder, config, _ = official
+    source = tmp_path / "no-chat"
+    shutil.copytree(folder, source, ignore=shutil.ignore_patterns("chat_template.*"))
+    tokenizer_config = read_json(source / "tokenizer_config.json")
+    tokenizer_config.pop("chat_template", None)
+    (source / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    out = convert(source, tmp_path / "Tiny-LongDream")
+    first = card_blocks((out / "README.md").read_text(), "python")[0]
+    assert "apply_chat_template" not in first and 'text = "The sky is blue because"' in first
+    _, report = run_card_blocks(out, [first], tmp_path)
+    assert report["class"] == "DreamModel" and report["prompt"][0] == config["bos_token_id"]
+    assert report["output"] == [1, len(report["prompt"]) + 8]
 
 
 def test_card_states_the_dream_scaling_law(built_ntk):
