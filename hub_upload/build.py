@@ -88,7 +88,7 @@ DREAM = Family(
         "vocab_size",
         "rope_theta",
         "mask_token_id",
-    ),  # fmt: skip
+    ),
     embedding_key="model.embed_tokens.weight",
     key_prefixes=("model.", "lm_head."),
     stock_tokenizer_class="Qwen2Tokenizer",
