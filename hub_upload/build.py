@@ -1,9 +1,10 @@
-"""Build a LongLLaDA model-repo folder from an official LLaDA checkpoint (or one of ours).
+"""Build a LongLLaDA model-repo folder from an official LLaDA or Dream-v0 checkpoint (or one of ours).
 
-The folder holds: our remote code (every ``modeling_longllada/*.py`` but ``__init__.py``), the converted
-``config.json``, ``generation_config.json`` with the sampler defaults, the tokenizer files, the weights as
-safetensors, and ``README.md`` (the model card). The source's own ``.py`` files are never copied: the official
-modeling code is what this project replaces.
+The folder holds: our remote code (``modeling_longllada.REMOTE_CODE_FILES``, the same files for either family),
+the converted ``config.json``, ``generation_config.json`` with the family's sampler defaults, the tokenizer
+files, the weights as safetensors (official keys are our keys: copied unchanged), and ``README.md`` (the model
+card). The source's own ``.py`` files are never copied: the official modeling code is what this project
+replaces.
 """
 
 from __future__ import annotations
@@ -22,22 +23,106 @@ from typing import Any
 
 from hub_upload.options import RopeScalingChoice, check_repo_id
 
-SOURCE_MODEL_TYPES = ("llada", "longllada")
 ARCHITECTURE = "LongLLaDAModelLM"
 AUTO_MAP = {
     "AutoConfig": "configuration_longllada.LongLLaDAConfig",
     "AutoModel": "modeling_longllada.LongLLaDAModelLM",
     "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
 }
+# Dream's official auto_map has no AutoModelForCausalLM entry; ours adds it, so that lm-eval's `--model hf`
+# (which loads with AutoModelForCausalLM) takes a converted Dream repo.
+DREAM_AUTO_MAP = {
+    "AutoConfig": "configuration_dream.DreamConfig",
+    "AutoModel": "modeling_dream.DreamModel",
+    "AutoModelForCausalLM": "modeling_dream.DreamModel",
+}
 # Keys of the source config that the conversion rewrites (rope_parameters: transformers 5's name for rope_scaling).
-REWRITTEN_KEYS = (
-    "architectures",
-    "auto_map",
-    "model_type",
-    "rope_scaling",
-    "rope_parameters",
-    "max_position_embeddings",
+REWRITTEN_KEYS = ("architectures", "auto_map", "model_type", "rope_scaling", "rope_parameters")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family that `upload` converts: how its checkpoints are recognised and what the repo gets."""
+
+    name: str
+    official_model_type: str  # the official checkpoints' config.json
+    model_type: str  # ours
+    architecture: str
+    auto_map: dict[str, str]
+    required_fields: tuple[str, ...]  # architecture fields a config.json must state (the class defaults are 7B/8B)
+    embedding_key: str
+    key_prefixes: tuple[str, ...]  # every weight name starts with one of these
+    derived_keys: tuple[str, ...] = ()  # fields our config class computes; the source's value is not kept
+    # What a tokenizer_config.json names when its custom code (auto_map) is dropped and its class is unknown to
+    # transformers: Dream's DreamTokenizer is Qwen2.5's byte-level BPE with Dream's special tokens.
+    stock_tokenizer_class: str | None = None
+
+    @property
+    def model_types(self) -> tuple[str, str]:
+        return (self.official_model_type, self.model_type)
+
+
+LLADA = Family(
+    name="LLaDA",
+    official_model_type="llada",
+    model_type="longllada",
+    architecture=ARCHITECTURE,
+    auto_map=AUTO_MAP,
+    required_fields=("d_model", "n_heads", "n_layers", "max_sequence_length", "rope_theta"),
+    embedding_key="model.transformer.wte.weight",
+    key_prefixes=("model.transformer.",),
+    derived_keys=("max_position_embeddings",),  # follows max_sequence_length and rope_scaling
 )
+DREAM = Family(
+    name="Dream",
+    official_model_type="Dream",
+    model_type="longllada_dream",
+    architecture="DreamModel",
+    auto_map=DREAM_AUTO_MAP,
+    required_fields=(
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "rope_theta",
+        "mask_token_id",
+    ),
+    embedding_key="model.embed_tokens.weight",
+    key_prefixes=("model.", "lm_head."),
+    stock_tokenizer_class="Qwen2Tokenizer",
+)
+FAMILIES = (LLADA, DREAM)
+SOURCE_MODEL_TYPES = tuple(t for family in FAMILIES for t in family.model_types)
+
+
+def family_of(config: dict[str, Any], where: str = "config.json") -> Family:
+    """The family of a config.json (by ``model_type``); ValueError naming the allowed types otherwise."""
+    model_type = config.get("model_type")
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    raise ValueError(
+        f"{where}: model_type={model_type!r} is not supported; allowed: {SOURCE_MODEL_TYPES} "
+        "(an official LLaDA or Dream-v0 checkpoint, or a LongLLaDA one of either family)"
+    )
+
+
+def config_class(family: Family) -> type:
+    """Our config class of ``family`` (imported on use: it pulls in transformers)."""
+    from modeling_longllada import DreamConfig, LongLLaDAConfig
+
+    return DreamConfig if family is DREAM else LongLLaDAConfig
+
+
+def sampler_defaults(family: Family) -> dict[str, Any]:
+    """The sampler defaults of ``family``'s model class (Dream: one block, 512 steps, ``origin``)."""
+    from modeling_longllada import SAMPLER_DEFAULTS, DreamModel
+
+    return dict(DreamModel.sampler_defaults) if family is DREAM else dict(SAMPLER_DEFAULTS)
+
+
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
     "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
@@ -48,8 +133,6 @@ SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_FILE = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
-WEIGHT_KEY_PREFIX = "model.transformer."
-EMBEDDING_KEY = "model.transformer.wte.weight"
 # What a Hub-id SOURCE downloads: everything but code (and other frameworks' weights).
 SOURCE_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja", "README.md", "LICENSE*"]
 DEFAULT_SHARD_SIZE = 5 * 10**9
@@ -65,8 +148,12 @@ class Source:
     card_metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def family(self) -> Family:
+        return family_of(self.config)
+
+    @property
     def is_official(self) -> bool:
-        return self.config.get("model_type") == "llada"
+        return self.config.get("model_type") == self.family.official_model_type
 
 
 @dataclass
@@ -116,17 +203,12 @@ def resolve_source(source: str, api_factory: Callable[[], Any] | None = None, re
             ) from None
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"SOURCE {path} has no config.json; expected an LLaDA checkpoint folder")
+        raise FileNotFoundError(f"SOURCE {path} has no config.json; expected an LLaDA or Dream checkpoint folder")
     config = _read_json(config_path)
-    model_type = config.get("model_type")
-    if model_type not in SOURCE_MODEL_TYPES:
-        raise ValueError(
-            f"{config_path}: model_type={model_type!r} is not supported; allowed: {SOURCE_MODEL_TYPES} "
-            "(an official LLaDA checkpoint or a LongLLaDA one)"
-        )
-    for name in ("d_model", "n_heads", "n_layers", "max_sequence_length", "rope_theta"):
+    family = family_of(config, str(config_path))
+    for name in family.required_fields:
         if name not in config:
-            raise ValueError(f"{config_path}: the LLaDA field {name!r} is missing")
+            raise ValueError(f"{config_path}: the {family.name} field {name!r} is missing")
     return Source(
         path=path, config=config, hub_id=hub_id or _hub_id_from_cache_path(path), card_metadata=_card_metadata(path)
     )
@@ -169,47 +251,53 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> dict[str, Any]:
-    """The repo's config.json: every source field kept, with our ``model_type``/``architectures``/``auto_map``,
-    the requested ``rope_scaling`` (``keep_source``: the source's own) and the derived ``max_position_embeddings``.
+    """The repo's config.json: every source field kept, with our ``model_type``/``architectures``/``auto_map``
+    for the source's family and the requested ``rope_scaling`` (``keep_source``: the source's own). LLaDA's
+    ``max_position_embeddings`` is derived from the scaling; Dream's is kept and its ``trained_length`` (the
+    length the scaling law reads) written out.
 
-    Validated by building :class:`LongLLaDAConfig` from it.
+    Validated by building the family's config class from it (and, for Dream, by the model's architecture check).
     """
-    from modeling_longllada import LongLLaDAConfig
-
+    family = family_of(source_config)
     if choice.keep_source:
         rope_scaling = source_config.get("rope_scaling") or source_config.get("rope_parameters")
     else:
         rope_scaling = choice.rope_scaling
-    fields = {k: v for k, v in source_config.items() if k not in REWRITTEN_KEYS}
+    fields = {k: v for k, v in source_config.items() if k not in REWRITTEN_KEYS + family.derived_keys}
     try:
-        config = LongLLaDAConfig(rope_scaling=rope_scaling, **fields)
+        config = config_class(family)(rope_scaling=rope_scaling, **fields)
     except ValueError as err:
         raise ValueError(f"--rope-scaling {choice.spec}: {err}") from err
     target = (config.rope_scaling or {}).get("target_length")
-    if target is not None and target <= config.max_sequence_length:
+    if target is not None and target <= config.trained_length:
         raise ValueError(
             f"--rope-scaling {choice.spec}: target_length={target} does not extend the trained length "
-            f"(max_sequence_length={config.max_sequence_length}); allowed: a length above it"
+            f"{config.trained_length}; allowed: a length above it"
         )
-    return {
-        "architectures": [ARCHITECTURE],
-        "auto_map": dict(AUTO_MAP),
-        "model_type": "longllada",
+    converted = {
+        "architectures": [family.architecture],
+        "auto_map": dict(family.auto_map),
+        "model_type": family.model_type,
         **fields,
         "rope_scaling": config.rope_scaling,
-        "max_position_embeddings": config.max_position_embeddings,
     }
+    if family is DREAM:
+        from modeling_longllada import DreamModel
+
+        DreamModel.check_config(config)  # an architecture our Dream class does not implement stops here
+        converted["trained_length"] = config.trained_length
+    else:
+        converted["max_position_embeddings"] = config.max_position_embeddings
+    return converted
 
 
 def generation_config(config: dict[str, Any]) -> dict[str, Any]:
-    """generation_config.json: the sampler defaults and the special-token ids.
+    """generation_config.json: the family's sampler defaults and the special-token ids.
 
     ``do_sample: false`` is what makes the sampler greedy (temperature 0); a ``temperature`` key is left out
     because transformers warns about a temperature without sampling every time the file is loaded.
     """
-    from modeling_longllada import SAMPLER_DEFAULTS
-
-    data: dict[str, Any] = {"do_sample": False, **SAMPLER_DEFAULTS}
+    data: dict[str, Any] = {"do_sample": False, **sampler_defaults(family_of(config))}
     for name in ("mask_token_id", "eos_token_id", "pad_token_id", "bos_token_id"):
         if config.get(name) is not None:
             data[name] = config[name]
@@ -220,13 +308,14 @@ def generation_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def remote_code_files() -> list[Path]:
-    """Our remote-code files: every ``.py`` of ``modeling_longllada/`` except ``__init__.py``."""
+    """Our remote-code files, ``modeling_longllada.REMOTE_CODE_FILES`` (every repo of either family ships all)."""
     import modeling_longllada
 
     package_dir = Path(modeling_longllada.__file__).parent
-    files = sorted(p for p in package_dir.glob("*.py") if p.name != "__init__.py")
-    if not files:
-        raise FileNotFoundError(f"no remote-code files found in {package_dir}")
+    files = [package_dir / name for name in modeling_longllada.REMOTE_CODE_FILES]
+    missing = [p.name for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"remote-code files missing from {package_dir}: {missing}")
     return files
 
 
@@ -239,9 +328,11 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def copy_tokenizer_files(source_dir: Path, dest: Path) -> list[str]:
+def copy_tokenizer_files(source_dir: Path, dest: Path, family: Family = LLADA) -> list[str]:
     """Copy the tokenizer files. A tokenizer ``auto_map`` (custom tokenizer code) is dropped: no source code is
-    published."""
+    published; a ``tokenizer_class`` that only that code defined (Dream's ``DreamTokenizer``) becomes a class of
+    transformers that reads the same files: ``PreTrainedTokenizerFast`` beside a ``tokenizer.json``, else the
+    family's stock class (Dream: ``Qwen2Tokenizer``, over ``vocab.json`` and ``merges.txt``)."""
     copied = [name for name in TOKENIZER_FILES if (source_dir / name).is_file()]
     if not any(name in copied for name in TOKENIZER_VOCAB_FILES):
         raise FileNotFoundError(
@@ -251,10 +342,23 @@ def copy_tokenizer_files(source_dir: Path, dest: Path) -> list[str]:
         tokenizer_config = _read_json(source_dir / name) if name == "tokenizer_config.json" else {}
         if tokenizer_config.pop("auto_map", None) is not None:
             print(f"note: dropped auto_map from {name} (the source's tokenizer code is not published)")
+            tokenizer_class = tokenizer_config.get("tokenizer_class")
+            # A tokenizer.json holds the whole pipeline, which the generic fast class reads as is.
+            stock = "PreTrainedTokenizerFast" if "tokenizer.json" in copied else family.stock_tokenizer_class
+            if tokenizer_class and stock and not _known_tokenizer_class(tokenizer_class):
+                tokenizer_config["tokenizer_class"] = stock
+                print(f"note: tokenizer_class {tokenizer_class} -> {stock} (transformers' own)")
             _write_json(dest / name, tokenizer_config)
         else:
             shutil.copyfile(source_dir / name, dest / name)
     return copied
+
+
+def _known_tokenizer_class(name: str) -> bool:
+    """Whether transformers itself defines the tokenizer class ``name`` (or its fast twin)."""
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    return any(tokenizer_class_from_name(n) is not None for n in (name, name.removesuffix("Fast") + "Fast"))
 
 
 # -- weights -----------------------------------------------------------------------------------------------------
@@ -358,12 +462,14 @@ def verify_weights(folder: Path) -> None:
             pass
 
 
-def _check_weight_keys(keys: list[str], where: str) -> None:
-    if EMBEDDING_KEY not in keys or not all(k.startswith(WEIGHT_KEY_PREFIX) for k in keys):
-        strange = [k for k in keys if not k.startswith(WEIGHT_KEY_PREFIX)][:3]
+def _check_weight_keys(keys: list[str], where: str, family: Family = LLADA) -> None:
+    """The official key layout of ``family`` (ours is the same): its embedding, every key under its prefixes."""
+    prefixes = family.key_prefixes
+    if family.embedding_key not in keys or not all(k.startswith(prefixes) for k in keys):
+        strange = [k for k in keys if not k.startswith(prefixes)][:3]
         raise ValueError(
-            f"{where}: the weights are not in LLaDA's layout (expected {EMBEDDING_KEY!r} and every key under "
-            f"{WEIGHT_KEY_PREFIX!r}; found e.g. {strange or keys[:3]})"
+            f"{where}: the weights are not in {family.name}'s layout (expected {family.embedding_key!r} and every "
+            f"key under {' or '.join(repr(p) for p in prefixes)}; found e.g. {strange or keys[:3]})"
         )
 
 
@@ -378,7 +484,9 @@ def _indexed_files(index_path: Path) -> list[str]:
     return files
 
 
-def write_weights(source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_SIZE) -> list[str]:
+def write_weights(
+    source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_SIZE, family: Family = LLADA
+) -> list[str]:
     """Put the weights in ``dest`` as safetensors; returns the file names written (shards and index).
 
     Safetensors are linked untouched (their sharding kept); ``pytorch_model.bin`` (sharded or not) is converted,
@@ -386,12 +494,14 @@ def write_weights(source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_
     """
     if (source_dir / SAFETENSORS_INDEX).is_file():
         files = _indexed_files(source_dir / SAFETENSORS_INDEX)
-        _check_weight_keys([k for f in files for k in verify_safetensors(source_dir / f)], str(source_dir))
+        _check_weight_keys([k for f in files for k in verify_safetensors(source_dir / f)], str(source_dir), family)
         for name in [*files, SAFETENSORS_INDEX]:
             link_or_copy(source_dir / name, dest / name)
         return [*files, SAFETENSORS_INDEX]
     if (source_dir / SAFETENSORS_FILE).is_file():
-        _check_weight_keys(verify_safetensors(source_dir / SAFETENSORS_FILE), str(source_dir / SAFETENSORS_FILE))
+        _check_weight_keys(
+            verify_safetensors(source_dir / SAFETENSORS_FILE), str(source_dir / SAFETENSORS_FILE), family
+        )
         link_or_copy(source_dir / SAFETENSORS_FILE, dest / SAFETENSORS_FILE)
         return [SAFETENSORS_FILE]
     if (source_dir / BIN_INDEX).is_file():
@@ -404,7 +514,7 @@ def write_weights(source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_
             f"{BIN_FILE}, {BIN_INDEX}"
         )
     print(f"converting {', '.join(bin_files)} to safetensors (shards of at most {shard_size} bytes)")
-    return _convert_bin([source_dir / f for f in bin_files], dest, shard_size)
+    return _convert_bin([source_dir / f for f in bin_files], dest, shard_size, family)
 
 
 def _bin_tensors(paths: list[Path]) -> Iterator[tuple[str, Any]]:
@@ -429,7 +539,7 @@ def _bin_tensors(paths: list[Path]) -> Iterator[tuple[str, Any]]:
         del state
 
 
-def _convert_bin(paths: list[Path], dest: Path, shard_size: int) -> list[str]:
+def _convert_bin(paths: list[Path], dest: Path, shard_size: int, family: Family = LLADA) -> list[str]:
     from safetensors.torch import save_file
 
     seen_storages: set[int] = set()
@@ -461,7 +571,7 @@ def _convert_bin(paths: list[Path], dest: Path, shard_size: int) -> list[str]:
         total += size
         keys.append(name)
     flush()
-    _check_weight_keys(keys, ", ".join(str(p) for p in paths))
+    _check_weight_keys(keys, ", ".join(str(p) for p in paths), family)
 
     if len(shards) == 1:
         os.replace(dest / "shard-00000.tmp", dest / SAFETENSORS_FILE)
@@ -519,7 +629,7 @@ def build_repo_folder(
     _write_json(dest / "generation_config.json", generation_config(config))
     for code in remote_code_files():
         shutil.copyfile(code, dest / code.name)
-    copy_tokenizer_files(source.path, dest)
+    copy_tokenizer_files(source.path, dest, source.family)
     for name in LICENSE_FILES:
         if (source.path / name).is_file():
             shutil.copyfile(source.path / name, dest / name)
@@ -528,7 +638,7 @@ def build_repo_folder(
         for name in weight_files:
             link_or_copy(weights_from.path / name, dest / name)
     else:
-        weight_files = write_weights(source.path, dest, shard_size)
+        weight_files = write_weights(source.path, dest, shard_size, source.family)
     card = render_model_card(
         repo_id=repo_id,
         config=config,

@@ -24,11 +24,12 @@ from hub_upload.options import (
 
 DESCRIPTION = (
     "Build a LongLLaDA model repo (our remote code, converted config, generation defaults, tokenizer, "
-    "safetensors weights, model card) from an LLaDA checkpoint and push it to the Hugging Face Hub."
+    "safetensors weights, model card) from an LLaDA or Dream-v0 checkpoint (official or ours) and push it to the "
+    "Hugging Face Hub."
 )
 EPILOG = (
     "Several --rope-scaling values publish one branch each (ntk:4 -> ntk-4, ntk-target:16384 -> ntk-target-16384, "
-    "dynamic -> dynamic, none -> main). The token comes from HF_TOKEN or `hf auth login`."
+    "ntk-per-length -> ntk-per-length, none -> main). The token comes from HF_TOKEN or `hf auth login`."
 )
 
 
@@ -87,7 +88,7 @@ def _variants(args: argparse.Namespace) -> list[tuple[RopeScalingChoice, str]]:
     if args.revision:
         raise ValueError(
             f"--revision {args.revision!r} applies to a single --rope-scaling; with {len(choices)} of them each "
-            "goes to its own branch (ntk-4, ntk-target-16384, dynamic, none -> main)"
+            "goes to its own branch (ntk-4, ntk-target-16384, ntk-per-length, none -> main)"
         )
     branches = [c.branch for c in choices]
     duplicates = sorted({b for b in branches if branches.count(b) > 1})

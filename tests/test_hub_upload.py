@@ -31,14 +31,14 @@ from hub_upload.model_card import ntk_table_rows
 from hub_upload.options import parse_rope_scaling, parse_size
 from hub_upload.push import REPLACED_PATTERNS
 from longllada import cli
-from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM, ntk_scaling_factor
+from modeling_longllada import REMOTE_CODE_FILES, LongLLaDAConfig, LongLLaDAModelLM, ntk_scaling_factor
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "longllada-tests/Tiny-LongLLaDA"
 OFFICIAL_ID = "GSAI-ML/LLaDA-8B-Base"
 SECRET_TOKEN = "hf_NeverPrintedNeverWritten0123456789"
-OUR_CODE = sorted(p.name for p in (REPO / "modeling_longllada").glob("*.py") if p.name != "__init__.py")
+OUR_CODE = sorted(REMOTE_CODE_FILES)
 OFFICIAL_AUTO_MAP = {
     "AutoConfig": "configuration_llada.LLaDAConfig",
     "AutoModel": "modeling_llada.LLaDAModelLM",
@@ -220,7 +220,10 @@ def test_bad_arguments_are_named(tiny_model_dir, tmp_path, capsys):
     not_llada.mkdir()
     (not_llada / "config.json").write_text('{"model_type": "bert"}')
     assert upload([not_llada, "--repo-id", REPO_ID, "--dry-run"]) == 2
-    assert "model_type='bert' is not supported; allowed: ('llada', 'longllada')" in capsys.readouterr().err
+    assert (
+        "model_type='bert' is not supported; allowed: ('llada', 'longllada', 'Dream', 'longllada_dream')"
+        in capsys.readouterr().err
+    )
 
 
 # -- the built folder --------------------------------------------------------------------------------------------
@@ -489,6 +492,7 @@ def test_push_several_scalings_one_branch_each(tiny_model_dir, monkeypatch, caps
     ]
     card = api.uploads[2]["files"]["README.md"].decode()
     assert 'revision="ntk-per-length"' in card and f"pretrained={REPO_ID},revision=ntk-per-length," in card
+    assert "| Effective RoPE base | chosen per forward pass from its length |" in card
     (ppl,) = [b for b in card_blocks(card, "bash") if "longllada ppl" in b]
     # `longllada ppl` reads a branch from a local snapshot of it.
     model_arg = shlex.split(ppl)[shlex.split(ppl).index("--model") + 1]
