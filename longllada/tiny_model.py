@@ -122,23 +122,24 @@ def random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, t
 
 
 def copy_remote_code(out_dir: str | Path) -> list[Path]:
-    """Copy every ``modeling_longllada/*.py`` except ``__init__.py`` flat into ``out_dir`` (the remote code)."""
+    """Copy the remote code (``modeling_longllada.REMOTE_CODE_FILES``) flat into ``out_dir``."""
+    from modeling_longllada import REMOTE_CODE_FILES
+
     copied = []
-    for source in sorted(REPO_CODE_DIR.glob("*.py")):
-        if source.name == "__init__.py":
-            continue
-        target = Path(out_dir) / source.name
-        shutil.copyfile(source, target)
+    for name in REMOTE_CODE_FILES:
+        target = Path(out_dir) / name
+        shutil.copyfile(REPO_CODE_DIR / name, target)
         copied.append(target)
     return copied
 
 
-def write_generation_config(out_dir: str | Path, token_ids: dict[str, int | None]) -> Path:
-    """``generation_config.json``: the sampler's defaults (block 32, steps null = one token per step, greedy
-    via ``do_sample: false``, low-confidence remasking, no cache) and the special token ids."""
-    from modeling_longllada.generation_longllada import SAMPLER_DEFAULTS
+def write_generation_config(out_dir: str | Path, token_ids: dict[str, int | None], arch: str = "llada") -> Path:
+    """``generation_config.json``: the family's sampler defaults (LLaDA: block 32, steps null = one token per
+    step, low-confidence remasking; Dream: one block, 512 steps, "origin"), greedy via ``do_sample: false``, no
+    cache, and the special token ids."""
+    from modeling_longllada import DreamModel, LongLLaDAModelLM
 
-    settings: dict[str, Any] = dict(SAMPLER_DEFAULTS)
+    settings: dict[str, Any] = dict((DreamModel if arch == "dream" else LongLLaDAModelLM).sampler_defaults)
     # Greedy (temperature 0) is said by do_sample=false alone: an explicit "temperature": 0.0 beside it makes
     # transformers warn that the file is mis-parameterised, and 4.46 then refuses to save_pretrained the model.
     settings["do_sample"] = False
@@ -227,7 +228,7 @@ def build_tiny_model(
         config.save_pretrained(staging)
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
         copy_remote_code(staging)
-        write_generation_config(staging, token_ids)
+        write_generation_config(staging, token_ids, arch)
         _install(staging, out, ours, arch)
     return out
 

@@ -1,22 +1,30 @@
-"""The LLaDA diffusion sampler as ``model.generate()`` (spec §2), with Fast-dLLM caches and threshold decoding.
+"""The masked-diffusion sampler of LLaDA and Dream as ``model.generate()``, with Fast-dLLM's caches.
+
+One loop serves both families and every mode. The answer starts as masks and is filled block by block, left to
+right; within a block each step predicts every masked position and commits some of the predictions:
+
+- LLaDA (Nie et al. 2025, arXiv 2502.09992, §2.4): ``n // s`` tokens a step (the first ``n % s`` steps one more),
+  the most confident first (``remasking="low_confidence"``) or at random (``"random"``); Gumbel-max sampling.
+- Dream (Ye et al. 2025, arXiv 2508.15487): Dream's timestep schedule, confidence by ``alg`` (``maskgit_plus``,
+  ``topk_margin``, ``entropy``; ``origin`` commits at random); top-p/top-k categorical sampling. Dream's logits
+  are shifted (position i predicts token i + 1); the model says so with ``logits_shifted``.
+- Fast-dLLM (Wu et al. 2025, arXiv 2505.22618): ``cache="prefix"``/``"dual"`` reuse the block's first pass for
+  its later steps; ``threshold`` commits every prediction above it (at least one a step).
+
+Only the active block's logits are computed (``logits_to_keep``); nothing of size [B, L, V] exists.
+Settings and their validation live in :class:`DiffusionGenerationConfig`; the forward passes, caches and CUDA
+graphs behind one object, :class:`BlockDenoiser`.
 
 Copied flat into Hub model repos: imports only torch and transformers.
-
-The algorithm, per block of ``block_length`` masked positions, left to right:
-  1. x = prompt + masks; the block's masks are committed over ``steps_per_block`` steps, n // s per step
-     (the first n % s steps one more);
-  2. each step predicts every masked position of the block (argmax of the logits, Gumbel-perturbed when
-     ``temperature > 0``; classifier-free guidance when ``cfg_scale > 0``);
-  3. and commits the k most confident predictions (``low_confidence``: softmax probability of the prediction;
-     ``random``: uniform), or, with ``threshold``, every prediction above it (at least one).
-Only the active block's logits are computed (``logits_to_keep``); nothing of size [B, L, V] exists.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import GenerationConfig
@@ -25,13 +33,17 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-REMASKING = ("low_confidence", "random")
+LLADA_REMASKING = ("low_confidence", "random")
+DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
+REMASKING = LLADA_REMASKING + DREAM_ALGS
 CACHE_MODES = ("none", "prefix", "dual")
+# Confidences that are probabilities or margins of them, which a threshold in [0, 1] can cut (Fast-dLLM).
+THRESHOLD_REMASKING = ("low_confidence", "maskgit_plus", "topk_margin")
 
-# Sampler defaults, written to generation_config.json (LongLLaDA's needle setup: block 32, one token a step).
-SAMPLER_DEFAULTS = {
-    "steps": None,  # None: one token per step (steps = output length)
-    "block_length": 32,
+# The sampler's own settings and their defaults (LLaDA's; a model class may override them, as Dream's does).
+SAMPLER_DEFAULTS: dict[str, Any] = {
+    "steps": None,  # None: one token per step (LLaDA's needle setup)
+    "block_length": 32,  # None: the whole answer is one block (Dream's diffusion_generate)
     "remasking": "low_confidence",
     "cfg_scale": 0.0,
     "cache": "none",
@@ -39,299 +51,376 @@ SAMPLER_DEFAULTS = {
     "logits_eos_inf": False,
     "confidence_eos_eot_inf": False,
 }
-# HF generate() arguments that have no meaning for the diffusion sampler and are accepted silently.
+_OTHER_FIELDS: dict[str, Any] = {
+    "alg_temp": None,
+    "eps": 1e-3,
+    "eot_token_id": None,
+    "mask_token_id": None,
+    "cuda_graph": True,
+    "output_history": False,
+    "progress": None,
+}
+# Settings whose None means something (one block, one step per token, no threshold): an explicit None counts.
+NULLABLE = frozenset({"steps", "block_length", "threshold", "alg_temp"})
+# Dream's diffusion_generate(): the whole answer as one block, Dream's defaults.
+DREAM_DEFAULTS: dict[str, Any] = {"steps": 512, "block_length": None, "remasking": "origin", "eps": 1e-3}
+# HF generate() arguments with no meaning for a diffusion sampler, accepted and ignored (lm-eval passes some).
 IGNORED_HF_KWARGS = frozenset(
     {"use_cache", "num_beams", "output_scores", "output_logits", "output_attentions", "output_hidden_states",
-     "synced_gpus", "streamer", "tokenizer", "num_return_sequences", "repetition_penalty", "top_k", "top_p"}
+     "synced_gpus", "streamer", "tokenizer", "num_return_sequences", "repetition_penalty"}
 )  # fmt: skip
+# A progress bar (and a log line) for generations that run more token-positions than this through the model.
+PROGRESS_MIN_WORK = 1 << 26
+
+
+class DiffusionGenerationConfig(GenerationConfig):
+    """Settings of the diffusion sampler: transformers' ``GenerationConfig`` plus
+
+    steps (total denoising steps; None: one per token), block_length (None: one block), remasking (LLaDA's
+    ``low_confidence``/``random`` or Dream's ``origin``/``maskgit_plus``/``topk_margin``/``entropy``; ``alg`` is
+    Dream's name for it), alg_temp, eps (Dream's final timestep), cfg_scale, cache (``none``/``prefix``/
+    ``dual``), threshold, logits_eos_inf, confidence_eos_eot_inf, eot_token_id, mask_token_id, cuda_graph,
+    output_history, progress (None: a bar when the work is long). ``temperature``, ``top_p``, ``top_k``,
+    ``max_new_tokens`` and ``max_length`` are transformers' own fields.
+
+    :meth:`validate` checks every field's type, range and finiteness, naming the field, the value and what is
+    allowed; it runs when the config is built.
+    """
+
+    def __init__(self, **kwargs: Any):
+        alg = kwargs.pop("alg", None)
+        if alg is not None:
+            if kwargs.get("remasking") not in (None, alg):
+                raise ValueError(f"alg={alg!r} and remasking={kwargs['remasking']!r} disagree; give one of them")
+            kwargs["remasking"] = alg
+        for name, default in {**SAMPLER_DEFAULTS, **_OTHER_FIELDS}.items():
+            setattr(self, name, kwargs.pop(name, default))
+        # transformers 4 fills temperature 1.0, top_p 1.0 and top_k 50 in; the sampler takes only what is given.
+        sampling = {name: kwargs.get(name) for name in ("temperature", "top_p", "top_k")}
+        self._ready = False
+        super().__init__(**kwargs)
+        self.__dict__.update(sampling, _ready=True)
+        self.validate()
+
+    @property
+    def alg(self) -> str:
+        """Dream's name for ``remasking``."""
+        return self.remasking
+
+    def validate(self, *args: Any, **kwargs: Any) -> None:
+        """Check the sampler's fields (transformers' other fields are not used by the sampler)."""
+        if not self.__dict__.get("_ready", True):  # called by transformers' __init__ before our fields are final
+            return
+        _choice("remasking", self.remasking, REMASKING)
+        _choice("cache", self.cache, CACHE_MODES)
+        _number("steps", self.steps, minimum=1, integer=True, optional=True)
+        _number("block_length", self.block_length, minimum=1, integer=True, optional=True)
+        _number("max_new_tokens", self.max_new_tokens, minimum=1, integer=True, optional=True)
+        _number("max_length", self.max_length, minimum=1, integer=True, optional=True)
+        _number("temperature", self.temperature, minimum=0, optional=True)
+        _number("cfg_scale", self.cfg_scale, minimum=0)
+        _number("threshold", self.threshold, minimum=0, maximum=1, optional=True)
+        _number("top_p", self.top_p, minimum=0, maximum=1, inclusive=False, optional=True)
+        _number("top_k", self.top_k, minimum=0, integer=True, optional=True)
+        _number("alg_temp", self.alg_temp, minimum=0, optional=True)
+        _number("eps", self.eps, minimum=0, maximum=1, inclusive=False)
+        for name in ("mask_token_id", "eos_token_id", "pad_token_id", "eot_token_id"):
+            value = getattr(self, name, None)
+            if not isinstance(value, (list, tuple)):
+                _number(name, value, minimum=0, integer=True, optional=True)
+        for name in ("logits_eos_inf", "confidence_eos_eot_inf", "cuda_graph", "output_history"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: True or False")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress={self.progress!r} is not allowed; allowed: None, True or False")
+        if self.remasking in LLADA_REMASKING:
+            for name in ("top_p", "top_k", "alg_temp"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} applies to Dream's algorithms {list(DREAM_ALGS)}, not to "
+                        f"remasking={self.remasking!r}; allowed with it: None"
+                    )
+        if self.threshold is not None and self.remasking not in THRESHOLD_REMASKING:
+            raise ValueError(
+                f"threshold={self.threshold!r} needs a confidence in [0, 1], which remasking={self.remasking!r} does "
+                f"not give; allowed with threshold: {list(THRESHOLD_REMASKING)}"
+            )
+
+    @classmethod
+    def resolve(cls, model: Any, generation_config: GenerationConfig | None, kwargs: dict) -> DiffusionGenerationConfig:
+        """The settings of one call: the model class's defaults < the model's generation_config < the argument
+        ``generation_config`` < keyword arguments. Only values set explicitly in a config count, so transformers'
+        defaults (temperature 1.0, top_k 50 on 4.x) never leak in.
+
+        transformers' convention decides sampling: ``do_sample=False`` is greedy; an explicit ``temperature``
+        without ``do_sample`` samples (the official samplers' convention)."""
+        known = {*SAMPLER_DEFAULTS, *_OTHER_FIELDS, "alg", "temperature", "top_p", "top_k", "do_sample",
+                 "max_new_tokens", "max_length", "eos_token_id", "pad_token_id", "return_dict_in_generate"}  # fmt: skip
+        unknown = set(kwargs) - known - IGNORED_HF_KWARGS
+        if unknown:
+            raise ValueError(
+                f"generate() got unsupported arguments {sorted(unknown)}; the diffusion sampler takes "
+                f"{sorted(known)} (and ignores {sorted(IGNORED_HF_KWARGS)})"
+            )
+        kwargs = _alg_as_remasking(kwargs)
+        settings: dict[str, Any] = {**getattr(model, "sampler_defaults", SAMPLER_DEFAULTS)}
+        for name in ("mask_token_id", "eos_token_id", "pad_token_id", "bos_token_id"):
+            settings[name] = getattr(model.config, name, None)
+        model_config = getattr(model, "generation_config", None)
+        for source in (model_config, generation_config):
+            if source is None:
+                continue
+            explicit = _alg_as_remasking(source.to_diff_dict())
+            if source is model_config:  # HF's default output length of 20 is no request for one
+                explicit.pop("max_length", None)
+            settings.update({k: v for k, v in explicit.items() if k in known and (v is not None or k in NULLABLE)})
+        settings.update({k: v for k, v in kwargs.items() if k in known and (v is not None or k in NULLABLE)})
+        if kwargs.get("do_sample") is False or ("temperature" not in kwargs and not settings.get("do_sample")):
+            settings["temperature"] = 0.0
+        elif settings.get("temperature") is None:  # do_sample=True alone: transformers' default temperature
+            settings["temperature"] = 1.0
+        settings.pop("do_sample", None)
+        for name in ("eos_token_id", "pad_token_id"):
+            if isinstance(settings.get(name), (list, tuple)):
+                settings[name] = settings[name][0] if settings[name] else None
+        if settings.get("mask_token_id") is None:
+            raise ValueError("mask_token_id is not set: give it, or set it in the model config")
+        return cls(**settings)
+
+
+def _alg_as_remasking(settings: dict) -> dict:
+    """Dream's ``alg`` under its name here, ``remasking``."""
+    if settings.get("alg") is None:
+        return {k: v for k, v in settings.items() if k != "alg"}
+    if settings.get("remasking") not in (None, settings["alg"]):
+        raise ValueError(f"alg={settings['alg']!r} and remasking={settings['remasking']!r} disagree; give one of them")
+    return {**{k: v for k, v in settings.items() if k != "alg"}, "remasking": settings["alg"]}
+
+
+def _choice(field: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: {list(allowed)}")
+
+
+def _number(field, value, minimum=None, maximum=None, integer=False, optional=False, inclusive=True) -> None:
+    if value is None and optional:
+        return
+    kind = "an integer" if integer else "a finite number"
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = ok and (integer or math.isfinite(value))
+    low_ok = minimum is None or (value >= minimum if inclusive else value > minimum) if ok else False
+    ok = ok and low_ok and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = [f"{'>=' if inclusive else '>'} {minimum}" if minimum is not None else "",
+                  f"<= {maximum}" if maximum is not None else ""]  # fmt: skip
+        allowed = " ".join([kind, " and ".join(b for b in bounds if b)]).strip()
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: {allowed}{' or None' if optional else ''}")
 
 
 @dataclass
 class DiffusionGenerateOutput(ModelOutput):
-    """``generate(..., return_dict_in_generate=True)``: sequences [B, prompt + new] and the number of model
-    forward passes it took (a classifier-free-guidance pass over the doubled batch counts once)."""
+    """``generate(..., return_dict_in_generate=True)``: sequences [B, prompt + new], the number of model forward
+    passes (a classifier-free-guidance pass over the doubled batch counts once) and, with ``output_history``,
+    the sequences after every step."""
 
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    history: tuple[torch.LongTensor, ...] | None = None
+
+
+# -- schedules: how many masks each step of a block commits ---------------------------------------------------
 
 
 def transfer_schedule(n_masked: int, steps: int) -> list[int]:
-    """Tokens to commit at each of ``steps`` steps for ``n_masked`` masks: n // s each, the first n % s one more."""
+    """LLaDA: tokens to commit at each of ``steps`` steps for ``n_masked`` masks, n // s each, the first n % s
+    one more."""
     base, extra = divmod(n_masked, steps)
     return [base + (1 if i < extra else 0) for i in range(steps)]
+
+
+def timestep_schedule(n_masked: int, steps: int, eps: float) -> tuple[list[int], list[float]]:
+    """Dream: timesteps t_i = linspace(1, eps, steps + 1); step i commits int(remaining × (1 − s/t)) masks (all
+    that remain at the last step), computed in float32 as Dream's sampler does. Returns those counts and the
+    per-position commit probabilities 1 − s/t of ``alg="origin"`` (1 at the last step)."""
+    t = torch.linspace(1, eps, steps + 1)
+    counts, probabilities, remaining = [], [], n_masked
+    for i in range(steps):
+        ratio = 1 - t[i + 1] / t[i]
+        last = i == steps - 1
+        n = remaining if last else int(torch.tensor(remaining, dtype=torch.float32) * ratio)
+        counts.append(n)
+        probabilities.append(1.0 if last else float(ratio))
+        remaining -= n
+    return counts, probabilities
+
+
+# -- one step's choice: predictions, confidences, positions to commit ----------------------------------------
 
 
 def add_gumbel_noise(
     logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """exp(logits) / (-log u) ** temperature in float64 (Gumbel-max sampling at ``temperature``); identity at 0."""
+    """LLaDA's sampling: exp(logits) / (-log u) ** temperature in float64; identity at temperature 0."""
     if temperature == 0:
         return logits
-    device = generator.device if generator is not None else logits.device
-    u = torch.rand(logits.shape, generator=generator, device=device, dtype=torch.float64).to(logits.device)
+    u = _rand(logits.shape, generator, logits.device, torch.float64)
     return logits.to(torch.float64).exp() / (-torch.log(u)) ** temperature
 
 
-class LongLLaDASamplerMixin:
-    """``generate()`` for :class:`LongLLaDAModelLM`. Needs ``self(...)`` with ``logits_to_keep``,
-    ``past_key_values`` and ``use_cache`` as that class defines them."""
+def _rand(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
+    """Uniform draws on the generator's device, moved to ``device`` (reproducible on CPU and GPU alike)."""
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=source, dtype=dtype).to(device)
 
-    def _init_generation_config(self) -> None:
-        config = getattr(self, "generation_config", None) or GenerationConfig()
-        for name, value in SAMPLER_DEFAULTS.items():
-            if getattr(config, name, None) is None and value is not None:
-                setattr(config, name, value)
-        for name in ("mask_token_id", "eos_token_id", "pad_token_id", "bos_token_id"):
-            if getattr(config, name, None) is None:
-                setattr(config, name, getattr(self.config, name, None))
-        config.do_sample = False
-        self.generation_config = config
 
-    def _sampler_settings(self, generation_config: GenerationConfig | None, kwargs: dict) -> dict:
-        """Merge defaults < model generation_config < argument generation_config < keyword arguments."""
-        settings = dict(SAMPLER_DEFAULTS)
-        settings.update(
-            temperature=0.0, do_sample=False, max_new_tokens=None, max_length=None, eot_token_id=None,
-            mask_token_id=self.config.mask_token_id, eos_token_id=self.config.eos_token_id,
-            pad_token_id=self.config.pad_token_id, return_dict_in_generate=False, cuda_graph=True,
-        )  # fmt: skip
-        for source in (getattr(self, "generation_config", None), generation_config):
-            if source is None:
-                continue
-            for name in settings:
-                value = getattr(source, name, None)
-                if value is not None:
-                    settings[name] = value
-        # A model's generation_config.json may carry HF's default max_length (20); only explicit lengths count.
-        settings["max_length"] = generation_config.max_length if generation_config is not None else None
-        settings["max_new_tokens"] = generation_config.max_new_tokens if generation_config is not None else None
-        unknown = set(kwargs) - set(settings) - IGNORED_HF_KWARGS
-        if unknown:
-            raise ValueError(
-                f"generate() got unsupported arguments {sorted(unknown)}; the diffusion sampler takes "
-                f"{sorted(settings)} (and ignores {sorted(IGNORED_HF_KWARGS)})"
-            )
-        settings.update({k: v for k, v in kwargs.items() if k in settings and v is not None})
-        # HF convention: greedy unless sampling is asked for. An explicit temperature without do_sample samples
-        # (the official sampler's convention); do_sample=False always means greedy.
-        if kwargs.get("do_sample") is False or ("temperature" not in kwargs and not settings["do_sample"]):
-            settings["temperature"] = 0.0
-        for name in ("eos_token_id", "pad_token_id"):
-            if isinstance(settings[name], (list, tuple)):
-                settings[name] = settings[name][0] if settings[name] else None
-        return settings
+def top_p_top_k(logits: torch.Tensor, top_p: float | None, top_k: int | None) -> torch.Tensor:
+    """Dream's filtering: keep the smallest set of tokens whose probability reaches ``top_p``, then the ``top_k``
+    largest; the rest get -inf. logits [..., V]."""
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative > top_p
+        drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
+        drop[..., 0] = False
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -torch.inf)
+    if top_k:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    return logits
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        generation_config: GenerationConfig | None = None,
-        stopping_criteria: Callable | None = None,
-        generator: torch.Generator | None = None,
-        step_callback: Callable[[int, int, torch.LongTensor], None] | None = None,
-        **kwargs,
-    ) -> torch.LongTensor | DiffusionGenerateOutput:
-        """Generate with the LLaDA sampler. Returns [B, prompt + new tokens] (HF shape).
 
-        Args:
-            input_ids: [B, P] prompts, left-padded. Without ``attention_mask`` a leading run of
-                ``pad_token_id`` is taken as padding (lm-eval passes no mask, and LLaDA's pad equals its EOS).
-            attention_mask: [B, P], 1 for real tokens.
-            max_new_tokens / max_length: output length (``max_length`` counts the prompt). A length that is not a
-                multiple of ``block_length`` is rounded up for sampling and the extra trimmed.
-            steps: total denoising steps (default: one token per step); capped at the (rounded) output length.
-                Steps are split evenly over blocks, rounded up to a whole number per block.
-            block_length, remasking ("low_confidence" | "random"), temperature / do_sample, cfg_scale,
-            logits_eos_inf, confidence_eos_eot_inf (with ``eot_token_id``), mask_token_id, eos_token_id,
-            pad_token_id: as in the official sampler (spec §2).
-            cache: "none" (exact), "prefix" (keys/values before the active block computed once per block),
-                "dual" (the masked suffix too). threshold: commit every candidate with confidence above it (at
-                least one per step). Both approximate the exact sampler (Fast-dLLM).
-            cuda_graph: on a single CUDA device, replay a block's cached steps from a CUDA graph (default True):
-                the same kernels on the same inputs, without the host cost of launching ~1,400 kernels a step.
-            stopping_criteria: HF-style callables ``(input_ids, scores) -> BoolTensor[B]``; with EOS they end
-                generation early once every row has stopped inside finished blocks (the rest is EOS).
-            generator: makes temperature sampling and random remasking reproducible.
-            step_callback: called as ``step_callback(block, step, x)`` after every step (streaming, progress).
-            return_dict_in_generate: return :class:`DiffusionGenerateOutput` with ``num_forward_passes``.
-        """
-        s = self._sampler_settings(generation_config, kwargs)
-        mask_id, eos_id, pad_id = s["mask_token_id"], s["eos_token_id"], s["pad_token_id"]
-        if s["remasking"] not in REMASKING:
-            raise ValueError(f"remasking={s['remasking']!r} is not supported; allowed: {REMASKING}")
-        if s["cache"] not in CACHE_MODES:
-            raise ValueError(f"cache={s['cache']!r} is not supported; allowed: {CACHE_MODES}")
-        if s["threshold"] is not None and not 0.0 <= s["threshold"] <= 1.0:
-            raise ValueError(f"threshold={s['threshold']!r} must be a probability in [0, 1], or None")
-        if s["cfg_scale"] < 0:
-            raise ValueError(f"cfg_scale={s['cfg_scale']!r} must be >= 0")
-        if s["temperature"] < 0:
-            raise ValueError(f"temperature={s['temperature']!r} must be >= 0")
+def predict(logits: torch.Tensor, s: DiffusionGenerationConfig, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions and their confidences for a block's positions. logits [B, N, V] -> ([B, N], [B, N]).
 
-        device = self.device
-        input_ids = input_ids.to(device)
-        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-            raise ValueError(
-                f"input_ids must be a non-empty [batch, length] tensor, got shape {tuple(input_ids.shape)}"
-            )
-        batch, prompt_len = input_ids.shape
-        if attention_mask is None:
-            if pad_id is None:
-                attention_mask = torch.ones_like(input_ids)
-            else:  # a leading run of pad tokens is left padding
-                attention_mask = (input_ids != pad_id).long().cummax(dim=-1).values
-        attention_mask = attention_mask.to(device=device, dtype=torch.long)
-        real = attention_mask.bool()
-        if not bool(real.any(-1).all()):
-            raise ValueError("a prompt is empty (all padding); every row needs at least one real token")
-        if bool((input_ids[real] == mask_id).any()):
-            raise ValueError(
-                f"a prompt contains the mask token (id {mask_id}); the sampler would regenerate it — remove it"
-            )
+    The mask token is never a prediction (the official samplers can commit it, leaving a mask in the answer);
+    the confidences are those of the unmodified distribution."""
+    if s.logits_eos_inf and s.eos_token_id is not None:
+        logits = logits.index_fill(-1, torch.full((1,), s.eos_token_id, device=logits.device), -torch.inf)
+    never_mask = torch.full((1,), s.mask_token_id, device=logits.device)
+    if s.remasking in LLADA_REMASKING:
+        scores = add_gumbel_noise(logits, s.temperature, generator)
+        prediction = scores.index_fill(-1, never_mask, -torch.inf).argmax(-1)
+        if s.remasking == "random":
+            return prediction, _rand(prediction.shape, generator, logits.device)
+        return prediction, logits.softmax(-1).gather(-1, prediction[..., None]).squeeze(-1)
+    logits = logits.float() / s.temperature if s.temperature > 0 else logits.float()
+    probs = top_p_top_k(logits, s.top_p, s.top_k).softmax(-1)
+    candidates = probs.index_fill(-1, never_mask, 0.0)
+    if s.temperature > 0:
+        flat = candidates.flatten(0, -2)
+        prediction = torch.multinomial(flat.to(generator.device if generator else flat.device), 1, generator=generator)
+        prediction = prediction.to(logits.device).view(probs.shape[:-1])
+    else:
+        prediction = candidates.argmax(-1)
+    confidence = probs.gather(-1, prediction[..., None]).squeeze(-1)
+    if s.remasking == "topk_margin":
+        top2 = probs.topk(2, dim=-1).values
+        confidence = top2[..., 0] - top2[..., 1]
+    elif s.remasking == "entropy":
+        confidence = (probs * (probs + 1e-10).log()).sum(-1)  # Σ p log p, the negative entropy
+    return prediction, confidence
 
-        if s["max_new_tokens"] is not None:
-            gen_length = int(s["max_new_tokens"])
-        elif s["max_length"] is not None:
-            gen_length = int(s["max_length"]) - prompt_len
+
+def choose(
+    confidence: torch.Tensor, is_masked: torch.Tensor, k: int, p_commit: float, s: DiffusionGenerationConfig, generator
+) -> torch.Tensor:
+    """Which masked positions [B, N] this step commits: the k most confident (drawn by confidence with
+    ``alg_temp``), every one above ``threshold`` (at least the best), or each with probability ``p_commit``
+    (``origin``)."""
+    if s.remasking == "origin":
+        return is_masked & (_rand(is_masked.shape, generator, is_masked.device) < p_commit)
+    confidence = confidence.masked_fill(~is_masked, -torch.inf)
+    chosen = torch.zeros_like(is_masked)
+    if s.threshold is not None:
+        chosen.scatter_(1, confidence.argmax(-1, keepdim=True), True)  # at least the best one
+        return is_masked & (chosen | (confidence > s.threshold))
+    if k == 0:
+        return chosen
+    if s.alg_temp:
+        weights = (confidence / s.alg_temp).softmax(-1)
+        source = generator.device if generator is not None else weights.device
+        picked = torch.multinomial(weights.to(source), k, generator=generator).to(weights.device)
+    else:
+        picked = confidence.topk(k, dim=-1).indices
+    return is_masked & chosen.scatter(1, picked, True)
+
+
+def commit_step(
+    x_block: torch.Tensor, logits: torch.Tensor, k: int, p_commit: float, s: DiffusionGenerationConfig, generator
+) -> torch.Tensor:
+    """One denoising step on the active block: x_block [B, N] with some masked positions filled."""
+    prediction, confidence = predict(logits, s, generator)
+    if s.confidence_eos_eot_inf:
+        for token in (s.eos_token_id, s.eot_token_id):
+            if token is not None:
+                confidence = confidence.masked_fill(prediction == token, -torch.inf)
+    chosen = choose(confidence, x_block == s.mask_token_id, k, p_commit, s, generator)
+    return torch.where(chosen, prediction, x_block)
+
+
+# -- the model's side: one object for full passes, cached passes and CUDA graphs ------------------------------
+
+
+class BlockDenoiser:
+    """The logits of the active block [B, N, V] for each step, however they are computed.
+
+    Step 0 of a block (and every step without a cache) is a full pass; with a cache it also returns every
+    position's keys/values, kept as whole-sequence buffers. Later steps recompute only [start, L) (``prefix``)
+    or [start, end) (``dual``) and overwrite the buffers there in place (Fast-dLLM); on one CUDA device they are
+    replayed from a CUDA graph recorded at step 1. A shifted model's block logits come from one position
+    earlier, which the cached span then includes. Classifier-free guidance runs the doubled batch and combines.
+    """
+
+    def __init__(self, model, s: DiffusionGenerationConfig, attention_mask: torch.Tensor, prompt_len: int):
+        self.model, self.s, self.prompt_len = model, s, prompt_len
+        self.shift = int(getattr(model, "logits_shifted", False))
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        self.rope_seq_len = int(position_ids.max()) + 1
+        if s.cfg_scale > 0:  # one doubled batch: (conditional rows, rows with the prompt masked)
+            attention_mask, position_ids = attention_mask.repeat(2, 1), position_ids.repeat(2, 1)
+        self.position_ids = position_ids
+        # Without padding no mask is passed: the model then never reads it back to the host.
+        self.mask = None if bool(attention_mask.all()) else attention_mask
+        self.cache_kv = self.graph = None
+        self.forward_passes = 0
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if self.s.cfg_scale == 0:
+            return x
+        unconditional = x.clone()
+        unconditional[:, : self.prompt_len] = self.s.mask_token_id
+        return torch.cat((x, unconditional))
+
+    def __call__(self, x: torch.Tensor, start: int, end: int, step: int) -> torch.Tensor:
+        keep = slice(start - self.shift, end - self.shift)
+        if self.s.cache == "none" or step == 0:
+            out = self.model(
+                self.inputs(x), attention_mask=self.mask, position_ids=self.position_ids,
+                use_cache=self.s.cache != "none", logits_to_keep=keep, rope_seq_len=self.rope_seq_len,
+            )  # fmt: skip
+            self.cache_kv, self.graph, logits = out.present_key_values, None, out.logits
         else:
-            raise ValueError("give max_new_tokens (or max_length, which counts the prompt) for the output length")
-        if gen_length <= 0:
-            raise ValueError(
-                f"the output length must be positive, got {gen_length} "
-                f"(max_new_tokens={s['max_new_tokens']}, max_length={s['max_length']}, prompt length {prompt_len})"
-            )
-        block_length = int(s["block_length"])
-        if block_length <= 0:
-            raise ValueError(f"block_length must be positive, got {block_length}")
-        num_blocks = math.ceil(gen_length / block_length)
-        padded_length = num_blocks * block_length
-        steps = min(int(s["steps"] or padded_length), padded_length)
-        if steps <= 0:
-            raise ValueError(f"steps must be positive, got {s['steps']}")
-        steps_per_block = math.ceil(steps / num_blocks)
-
-        x = torch.cat((input_ids, input_ids.new_full((batch, padded_length), mask_id)), dim=1)
-        full_mask = torch.cat((attention_mask, attention_mask.new_ones(batch, padded_length)), dim=1)
-        position_ids = (full_mask.cumsum(-1) - 1).clamp_min(0)
-        rope_seq_len = int(position_ids.max()) + 1
-        if s["cfg_scale"] > 0:  # one doubled batch: (conditional rows, rows with the prompt masked)
-            full_mask = full_mask.repeat(2, 1)
-            position_ids = position_ids.repeat(2, 1)
-        # Without padding no mask is passed: the model then needs no device-to-host check of it every pass.
-        pass_mask = None if bool(real.all()) else full_mask
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        forward_passes = 0
-        step_index = 0
-
-        def model_inputs(tokens: torch.Tensor) -> torch.Tensor:
-            if s["cfg_scale"] == 0:
-                return tokens
-            unconditional = tokens.clone()
-            unconditional[:, :prompt_len] = mask_id
-            return torch.cat((tokens, unconditional))
-
-        def guided(logits: torch.Tensor) -> torch.Tensor:
-            if s["cfg_scale"] == 0:
-                return logits
+            span = slice(keep.start, x.shape[1] if self.s.cache == "prefix" else end)
+            tokens = self.inputs(x)[:, span]
+            if self.graph is not None:
+                logits = self.graph(tokens)
+            elif step == 1 and self.s.cuda_graph and _graphs_possible(self.model, x):
+                self.graph, logits = CachedStepGraph.capture(lambda t: self._cached_step(t, span, keep), tokens)
+            else:
+                logits = self._cached_step(tokens, span, keep)
+        self.forward_passes += 1
+        logits = logits.to(x.device)  # a device_map model's head may sit on another device
+        if self.s.cfg_scale > 0:
             cond, uncond = logits.chunk(2)
-            return uncond + (s["cfg_scale"] + 1) * (cond - uncond)
+            logits = uncond + (self.s.cfg_scale + 1) * (cond - uncond)
+        return logits
 
-        for block in range(num_blocks):
-            start = prompt_len + block * block_length
-            end = start + block_length
-            schedule = transfer_schedule(block_length, steps_per_block)
-            cache_kv = None
-            # Cached steps recompute [start, L) (prefix) or [start, end) (dual); the rest comes from the block's
-            # first, full pass, whose keys/values are kept as whole-sequence buffers that each cached step
-            # overwrites at the recomputed positions (no copy of the cache per step).
-            q_start, q_end = (start, x.shape[1]) if s["cache"] == "prefix" else (start, end)
-            graph = None
-            step = 0
-            while bool((x[:, start:end] == mask_id).any()) if s["threshold"] is not None else step < len(schedule):
-                if s["cache"] == "none" or step == 0:
-                    # Full pass; with a cache it also yields every position's keys/values for this block.
-                    out = self(
-                        model_inputs(x), attention_mask=pass_mask, position_ids=position_ids,
-                        use_cache=s["cache"] != "none", logits_to_keep=slice(start, end), rope_seq_len=rope_seq_len,
-                    )  # fmt: skip
-                    cache_kv = out.present_key_values
-                    logits = out.logits
-                else:
-
-                    def cached_step(tokens, q_start=q_start, q_end=q_end, cache_kv=cache_kv, start=start, end=end):
-                        return self(
-                            tokens, attention_mask=pass_mask, position_ids=position_ids[:, q_start:q_end],
-                            past_key_values=cache_kv, cache_slot=slice(q_start, q_end),
-                            logits_to_keep=slice(start - q_start, end - q_start), rope_seq_len=rope_seq_len,
-                        ).logits  # fmt: skip
-
-                    tokens = model_inputs(x)[:, q_start:q_end]
-                    if graph is not None:
-                        logits = graph(tokens)
-                    elif step == 1 and s["cuda_graph"] and _graphs_possible(self, x):
-                        graph, logits = _CachedStepGraph.capture(cached_step, tokens)
-                    else:
-                        logits = cached_step(tokens)
-                forward_passes += 1
-                logits = logits.to(x.device)  # no-op on one device; a device_map model's head may sit elsewhere
-                k = schedule[min(step, len(schedule) - 1)]
-                x[:, start:end] = self._commit(x[:, start:end], guided(logits), k, s, generator)
-                step += 1
-                step_index += 1
-                if step_callback is not None:
-                    step_callback(block, step, x)
-
-            # Early stop: every row has EOS (or met a stop criterion) in the finished blocks.
-            if eos_id is not None:
-                done |= (x[:, prompt_len:end] == eos_id).any(-1)
-            if stopping_criteria is not None:
-                for pos in range(start + 1, end + 1):
-                    done |= torch.as_tensor(stopping_criteria(x[:, :pos], None), device=device).bool()
-            if block + 1 < num_blocks and bool(done.all()):
-                x[:, end:] = eos_id if eos_id is not None else pad_id
-                break
-
-        sequences = x[:, : prompt_len + gen_length]
-        if s["return_dict_in_generate"]:
-            return DiffusionGenerateOutput(sequences=sequences, num_forward_passes=forward_passes)
-        return sequences
-
-    def _commit(
-        self, x_block: torch.Tensor, logits: torch.Tensor, k: int, s: dict, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """One denoising step on the active block. x_block [B, N] tokens, logits [B, N, V]; returns x_block with
-        the chosen masked positions filled."""
-        mask_id, eos_id = s["mask_token_id"], s["eos_token_id"]
-        if s["logits_eos_inf"] and eos_id is not None:
-            logits = logits.clone()
-            logits[..., eos_id] = -torch.inf
-        # The mask token is never a prediction: the official code can commit it, leaving a mask in the output.
-        scores = add_gumbel_noise(logits, s["temperature"], generator)
-        if mask_id < scores.shape[-1]:  # (torch.full makes the index on the device: no host-to-device copy)
-            scores = scores.index_fill(-1, torch.full((1,), mask_id, device=scores.device), -torch.inf)
-        prediction = scores.argmax(dim=-1)  # [B, N]
-        if s["remasking"] == "low_confidence":
-            probs = torch.softmax(logits, dim=-1)
-            confidence = probs.gather(-1, prediction[..., None]).squeeze(-1)
-        else:
-            device = generator.device if generator is not None else x_block.device
-            confidence = torch.rand(x_block.shape, generator=generator, device=device).to(x_block.device)
-        if s["confidence_eos_eot_inf"]:
-            for token in (eos_id, s["eot_token_id"]):
-                if token is not None:
-                    confidence = confidence.masked_fill(prediction == token, -torch.inf)
-        is_masked = x_block == mask_id
-        confidence = torch.where(is_masked, confidence, -torch.inf)
-        if s["threshold"] is None:
-            chosen = torch.zeros_like(is_masked)
-            chosen.scatter_(1, confidence.topk(k, dim=-1).indices, True)
-        else:  # every candidate above the threshold, and at least the best one of each row that has masks
-            chosen = confidence > s["threshold"]
-            best = torch.zeros_like(is_masked).scatter_(1, confidence.argmax(dim=-1, keepdim=True), True)
-            chosen |= best
-        chosen &= is_masked
-        return torch.where(chosen, prediction, x_block)
+    def _cached_step(self, tokens: torch.Tensor, span: slice, keep: slice) -> torch.Tensor:
+        return self.model(
+            tokens, attention_mask=self.mask, position_ids=self.position_ids[:, span], past_key_values=self.cache_kv,
+            cache_slot=span, logits_to_keep=slice(keep.start - span.start, keep.stop - span.start),
+            rope_seq_len=self.rope_seq_len,
+        ).logits  # fmt: skip
 
 
 def _graphs_possible(model, x: torch.Tensor) -> bool:
@@ -339,19 +428,19 @@ def _graphs_possible(model, x: torch.Tensor) -> bool:
     return x.is_cuda and getattr(model, "hf_device_map", None) is None and not torch.cuda.is_current_stream_capturing()
 
 
-class _CachedStepGraph:
+class CachedStepGraph:
     """A block's cached step recorded once as a CUDA graph and replayed for the block's later steps.
 
-    A cached step moves little data (32 positions) but launches ~40 kernels per layer; eagerly, the host's launch
-    cost (~30 ms a step on an H200's host) exceeds the device's work (~10 ms). The graph replays the same kernels
-    on the same buffers (the input tokens are copied into a fixed tensor; the cache buffers and positions stay
-    in place during a block), so the logits are bit for bit those of the eager step."""
+    A cached step moves little data but launches dozens of kernels per layer: eagerly the host's launch cost
+    exceeds the device's work (benchmarks/NOTES.md). The graph replays the same kernels on the same buffers (the
+    tokens are copied into a fixed tensor; cache buffers and positions stay in place during a block), so the
+    logits are bit for bit those of the eager step."""
 
     def __init__(self, graph, tokens: torch.Tensor, logits: torch.Tensor):
         self.graph, self.tokens, self.logits = graph, tokens, logits
 
     @classmethod
-    def capture(cls, step_fn, tokens: torch.Tensor):
+    def capture(cls, step_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor):
         """Run ``step_fn(tokens)`` once (the warm-up is this step's real result), then record it. Returns the
         graph (None if this torch cannot capture it: eager steps then) and the logits of this step."""
         static_tokens = tokens.clone()
@@ -370,7 +459,7 @@ class _CachedStepGraph:
                     graph_logits = step_fn(static_tokens)
                 finally:
                     graph.capture_end()
-        except RuntimeError as error:  # e.g. an operation that cannot be captured on this torch version
+        except RuntimeError as error:  # an operation this torch cannot capture
             logger.warning("cached steps run eagerly: CUDA graph capture failed (%s)", error)
             main.wait_stream(side)
             return None, logits
@@ -383,19 +472,200 @@ class _CachedStepGraph:
         return self.logits
 
 
-def _split_cache(kv_per_layer, full_mask: torch.Tensor, start: int, end: int, mode: str):
-    """From a full pass's keys/values, the cache a block's later steps reuse and the query span they recompute,
-    in the concatenating form of ``forward(past_key_values=...)`` (the sampler itself keeps whole-sequence
-    buffers and passes ``cache_slot`` instead; both give the same keys and values).
+# -- the sampler ----------------------------------------------------------------------------------------------
 
-    prefix: cache positions [0, start), recompute [start, L); dual: cache [0, start) and [end, L), recompute
-    [start, end). Returns (per-layer (k, v), the cached positions' mask [B, C], (query start, query end))."""
-    length = full_mask.shape[1]
-    if mode == "prefix":
-        cache = tuple((k[:, :, :start], v[:, :, :start]) for k, v in kv_per_layer)
-        return cache, full_mask[:, :start], (start, length)
-    cache = tuple(
-        (torch.cat((k[:, :, :start], k[:, :, end:]), 2), torch.cat((v[:, :, :start], v[:, :, end:]), 2))
-        for k, v in kv_per_layer
-    )
-    return cache, torch.cat((full_mask[:, :start], full_mask[:, end:]), 1), (start, end)
+
+class DiffusionSamplerMixin:
+    """``generate()`` and Dream's ``diffusion_generate()`` for a model whose forward takes ``logits_to_keep``,
+    ``past_key_values``/``cache_slot``, ``use_cache`` and ``rope_seq_len`` and returns ``logits`` and
+    ``present_key_values``, and whose ``logits_shifted`` says whether logits at i predict token i + 1."""
+
+    sampler_defaults: dict[str, Any] = SAMPLER_DEFAULTS
+    logits_shifted: bool = False
+
+    def _init_generation_config(self) -> None:
+        config = getattr(self, "generation_config", None) or GenerationConfig()
+        for name, value in self.sampler_defaults.items():
+            if getattr(config, name, None) is None and value is not None:
+                setattr(config, name, value)
+        for name in ("mask_token_id", "eos_token_id", "pad_token_id", "bos_token_id"):
+            if getattr(config, name, None) is None:
+                setattr(config, name, getattr(self.config, name, None))
+        config.do_sample = False
+        self.generation_config = config
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        stopping_criteria: Callable | None = None,
+        generator: torch.Generator | None = None,
+        step_callback: Callable[[int, int, torch.LongTensor], None] | None = None,
+        **kwargs: Any,
+    ) -> torch.LongTensor | DiffusionGenerateOutput:
+        """Generate by masked diffusion. Returns [B, prompt + new tokens] (HF shape).
+
+        Args:
+            input_ids: [B, P] prompts, left-padded. Without ``attention_mask`` a leading run of ``pad_token_id``
+                is padding (lm-eval passes no mask, and LLaDA's pad equals its EOS).
+            attention_mask: [B, P], 1 for real tokens.
+            generation_config / keyword arguments: :class:`DiffusionGenerationConfig` fields. The output length
+                (``max_new_tokens``, or ``max_length`` counting the prompt) is rounded up to whole blocks for
+                sampling and the extra trimmed; LLaDA's ``steps`` are capped at that length and split evenly over
+                the blocks, rounded up.
+            stopping_criteria: HF-style callables ``(input_ids, scores) -> BoolTensor[B]``; with EOS they end
+                generation after a block once every row has stopped (the rest is EOS).
+            generator: makes sampling and random remasking reproducible.
+            step_callback: ``step_callback(block, step, x)`` after every step (streaming, progress).
+        """
+        s = DiffusionGenerationConfig.resolve(self, generation_config, kwargs)
+        x, attention_mask, prompt_len, gen_length = self._start(input_ids, attention_mask, s)
+        block_length = s.block_length or gen_length
+        num_blocks = math.ceil(gen_length / block_length)
+        x = torch.cat((x, x.new_full((x.shape[0], num_blocks * block_length), s.mask_token_id)), 1)
+        attention_mask = torch.cat((attention_mask, attention_mask.new_ones(x.shape[0], x.shape[1] - prompt_len)), 1)
+        counts, p_commit = self._schedule(s, block_length, num_blocks)
+        denoise = BlockDenoiser(self, s, attention_mask, prompt_len)
+        history, progress = [], _progress_bar(s, x, num_blocks * len(counts))
+        done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+        for block in range(num_blocks):
+            start, end = prompt_len + block * block_length, prompt_len + (block + 1) * block_length
+            for step in range(len(counts)):
+                logits = denoise(x, start, end, step)
+                x[:, start:end] = commit_step(x[:, start:end], logits, counts[step], p_commit[step], s, generator)
+                history += [x.clone()] if s.output_history else []
+                progress.update()
+                if step_callback is not None:
+                    step_callback(block, step + 1, x)
+                if s.threshold is not None and not bool((x[:, start:end] == s.mask_token_id).any()):
+                    break
+            done |= self._stopped(x, prompt_len, start, end, s, stopping_criteria)
+            if block + 1 < num_blocks and bool(done.all()):
+                x[:, end:] = s.eos_token_id if s.eos_token_id is not None else s.pad_token_id
+                break
+
+        progress.close()
+        sequences = x[:, : prompt_len + gen_length]
+        if s.return_dict_in_generate:
+            return DiffusionGenerateOutput(sequences, denoise.forward_passes, tuple(history) or None)
+        return sequences
+
+    @torch.no_grad()
+    def diffusion_generate(
+        self,
+        inputs: torch.LongTensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        **kwargs: Any,
+    ) -> torch.LongTensor | DiffusionGenerateOutput:
+        """Dream's sampler with its official signature: the whole answer as one block, ``steps`` (default 512),
+        ``alg`` (default ``"origin"``), ``alg_temp``, ``eps``, ``temperature``, ``top_p``, ``top_k``,
+        ``output_history``, ``return_dict_in_generate``; ``attention_mask`` for left-padded batches."""
+        input_ids = kwargs.pop("input_ids", inputs)
+        if input_ids is None:
+            raise ValueError("diffusion_generate() needs the prompt ids (inputs or input_ids)")
+        explicit = {*kwargs, *(generation_config.to_diff_dict() if generation_config is not None else {})}
+        if "alg" in explicit:
+            explicit.add("remasking")
+        kwargs.update({name: value for name, value in DREAM_DEFAULTS.items() if name not in explicit})
+        return self.generate(input_ids, generation_config=generation_config, **kwargs)
+
+    # -- pieces of generate() -------------------------------------------------------------------------------
+
+    def _start(self, input_ids, attention_mask, s: DiffusionGenerationConfig):
+        """Checked prompts on the model's device, their mask, the prompt length and the output length."""
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise ValueError(f"input_ids must be a non-empty [batch, length] tensor, got {shape}")
+        input_ids = input_ids.to(self.device)
+        batch, prompt_len = input_ids.shape
+        if attention_mask is None:  # a leading run of pad tokens is left padding
+            pad = s.pad_token_id
+            attention_mask = torch.ones_like(input_ids) if pad is None else (input_ids != pad).long().cummax(-1).values
+        elif tuple(attention_mask.shape) != (batch, prompt_len):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}; it must match input_ids {(batch, prompt_len)}"
+            )
+        attention_mask = attention_mask.to(device=self.device, dtype=torch.long)
+        real = attention_mask.bool()
+        if not bool(real.any(-1).all()):
+            raise ValueError("a prompt is empty (all padding); every row needs at least one real token")
+        if bool((input_ids[real] == s.mask_token_id).any()):
+            raise ValueError(
+                f"a prompt contains the mask token (id {s.mask_token_id}); the sampler would regenerate it — remove it"
+            )
+        if s.max_new_tokens is not None:
+            gen_length = s.max_new_tokens
+        elif s.max_length is not None:
+            gen_length = s.max_length - prompt_len
+        else:
+            raise ValueError("give max_new_tokens (or max_length, which counts the prompt) for the output length")
+        if gen_length <= 0:
+            raise ValueError(
+                f"the output length must be positive, got {gen_length} "
+                f"(max_new_tokens={s.max_new_tokens}, max_length={s.max_length}, prompt length {prompt_len})"
+            )
+        _check_fits(self, batch * (2 if s.cfg_scale > 0 else 1), prompt_len + gen_length)
+        return input_ids, attention_mask, prompt_len, gen_length
+
+    @staticmethod
+    def _schedule(s: DiffusionGenerationConfig, block_length: int, num_blocks: int) -> tuple[list[int], list[float]]:
+        """Per step of a block: masks to commit and (``origin``) the commit probability. LLaDA's steps are capped
+        at the output length and rounded up to whole steps per block; Dream's are split evenly over blocks."""
+        if s.remasking in LLADA_REMASKING:
+            steps = min(s.steps or num_blocks * block_length, num_blocks * block_length)
+            per_block = math.ceil(steps / num_blocks)
+            if s.threshold is not None:  # until the block is full: at least one a step
+                return [1] * block_length, [1.0] * block_length
+            return transfer_schedule(block_length, per_block), [1.0] * per_block
+        per_block = max(1, (s.steps or num_blocks * block_length) // num_blocks)
+        if s.threshold is not None:
+            per_block = max(per_block, block_length)
+        return timestep_schedule(block_length, per_block, s.eps)
+
+    @staticmethod
+    def _stopped(x, prompt_len, start, end, s, stopping_criteria) -> torch.Tensor:
+        """Rows whose answer so far holds EOS or met a stopping criterion at a position of this block."""
+        stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if s.eos_token_id is not None:
+            stopped |= (x[:, prompt_len:end] == s.eos_token_id).any(-1)
+        if stopping_criteria is not None:
+            for pos in range(start + 1, end + 1):
+                stopped |= torch.as_tensor(stopping_criteria(x[:, :pos], None), device=x.device).bool()
+        return stopped
+
+
+def _check_fits(model, rows: int, length: int) -> None:
+    """Refuse, before any allocation, a generation whose hidden states alone cannot fit in the device's memory
+    (a pass holds at least a few [rows, length, hidden] activations)."""
+    hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "d_model", 0)
+    element = torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4
+    needed = 4 * rows * length * hidden * element
+    device = model.device
+    if device.type == "cuda":
+        available = torch.cuda.mem_get_info(device)[1]
+    else:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return
+    if needed > available:
+        raise ValueError(
+            f"the sequence of {length} tokens × {rows} rows cannot fit: its activations alone need about "
+            f"{needed / 2**30:.1f} GiB and the {device.type} device has {available / 2**30:.1f} GiB; "
+            "ask for fewer new tokens (max_new_tokens) or a shorter prompt"
+        )
+
+
+def _progress_bar(s: DiffusionGenerationConfig, x: torch.Tensor, total_steps: int):
+    """A transformers-style progress bar over the steps when the work is long (or ``progress=True``)."""
+    work = total_steps * x.shape[0] * x.shape[1]
+    show = s.progress if s.progress is not None else work >= PROGRESS_MIN_WORK
+    if show and s.progress is None:
+        logger.warning(
+            "generating %d tokens × %d rows in %d steps over %d positions: this takes a while",
+            x.shape[1], x.shape[0], total_steps, x.shape[1],
+        )  # fmt: skip
+    return logging.tqdm(total=total_steps, desc="diffusion steps", disable=not show)

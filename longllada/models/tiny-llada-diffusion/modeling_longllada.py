@@ -1,10 +1,14 @@
 """LongLLaDA: the LLaDA masked-diffusion transformer, loadable from the official checkpoints, with NTK RoPE scaling.
 
 Copied flat into Hub model repos and loaded with ``trust_remote_code=True``: imports only torch, transformers
-and the files beside it. State-dict keys and numerics follow the official model (spec §1): pre-norm "llama"
-blocks, float32 RMSNorm, float32 split-half RoPE, bidirectional attention. Unlike the official file it honours
-``attention_mask`` (left padding), runs on transformers 4.46 through 5.x, and computes the LM head only where
-asked (``logits_to_keep``), which the sampler and the likelihood rely on.
+and the files beside it. State-dict keys and numerics follow the official LLaDA model (LLaDA, Nie et al. 2025):
+pre-norm "llama" blocks, float32 RMSNorm, float32 split-half RoPE, bidirectional attention. Unlike the official
+file it honours ``attention_mask`` (left padding), runs on transformers 4.46 through 5.x, and computes the LM
+head only where asked (``logits_to_keep``), which the sampler and the likelihood rely on.
+
+The pieces every diffusion family shares live here too: the norm, RoPE, attention, the pre-norm block
+(:class:`BidirectionalBlock`) and the forward pass, likelihoods and saving (:class:`DiffusionLMMixin`);
+``modeling_dream.py`` builds Dream from them.
 
 Shapes: B batch, L query length, C cached (context) length, H heads, D head dim, V vocabulary.
 """
@@ -12,9 +16,10 @@ Shapes: B batch, L query length, C cached (context) length, H heads, D head dim,
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+import operator
+import os
 from dataclasses import dataclass
-from functools import cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,16 +29,33 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_longllada import LongLLaDAConfig
-from .generation_longllada import LongLLaDASamplerMixin
+from .generation_longllada import DiffusionSamplerMixin
+from .rope_longllada import check_number
 
-try:  # optional backend
+# attn_implementation="flash_attention_2" runs flash-attn 2 or, without it, flash-attn 4's CuTe kernels
+# (Hopper and newer; the same call by keywords, its output first in a tuple).
+try:
     from flash_attn import flash_attn_func, flash_attn_varlen_func
-except ImportError:  # pragma: no cover - flash_attn is not installed on CPU machines
-    flash_attn_func = flash_attn_varlen_func = None
+except ImportError:  # pragma: no cover - no flash-attn 2 on CPU machines
+    try:
+        from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
+    except ImportError:
+        flash_attn_func = flash_attn_varlen_func = None
 
 logger = logging.get_logger(__name__)
 
 ATTENTION_BACKENDS = ("sdpa", "eager", "flash_attention_2")
+
+# The remote code of a model repo, copied flat beside config.json (by save_pretrained, tiny-model and upload).
+REMOTE_CODE_FILES = (
+    "configuration_dream.py",
+    "configuration_longllada.py",
+    "fast_longllada.py",
+    "generation_longllada.py",
+    "modeling_dream.py",
+    "modeling_longllada.py",
+    "rope_longllada.py",
+)
 
 # One layer's keys and values for cached positions, already rotated: ([B, Hkv, C, D], [B, Hkv, C, D]).
 LayerKV = tuple[torch.Tensor, torch.Tensor]
@@ -64,14 +86,7 @@ class LongLLaDARMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
-        scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        if x.dtype == torch.float32:
-            x = x32 * scale
-        else:
-            # x·scale computed in float32 and rounded once to x's dtype as it is stored: the values of
-            # (x32 * scale).to(dtype) without writing and re-reading a float32 product (a third fewer bytes).
-            del x32
-            x = torch.mul(x, scale, out=torch.empty_like(x))
+        x = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
         return x * self.weight if self.weight is not None else x
 
 
@@ -86,31 +101,12 @@ def rotary_cos_sin(
     return angles.cos(), angles.sin()
 
 
-# Below this many elements apply_rotary takes the form with the fewest kernels (launches dominate there).
-_ROTARY_HALVES_MIN_NUMEL = 1 << 20
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x·cos + rotate(x)·sin with rotate(x) = concat(-x2, x1), computed in float32 and cast back."""
     dtype = x.dtype
-    if dtype == torch.float32 or x.numel() < _ROTARY_HALVES_MIN_NUMEL:
-        x = x.float()
-        x1, x2 = x.chunk(2, dim=-1)
-        return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
-    # Large low-precision inputs: the same float32 products and sums, half by half, rounded straight into the
-    # output; x1·c - x2·s is bit for bit x1·c + (-x2)·s. No float32 copy of x or of rotate(x) is written:
-    # 15 instead of 24 passes of x's size over memory (fp32 RoPE is a few % of a long forward pass).
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    out = torch.empty_like(x)
-    first = x1 * cos[..., :half]
-    first -= x2 * sin[..., :half]
-    out[..., :half] = first
-    del first
-    second = x2 * cos[..., half:]
-    second += x1 * sin[..., half:]
-    out[..., half:] = second
-    return out
+    x = x.float()
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -140,57 +136,13 @@ def attention(
         probs = scores.softmax(dim=-1).to(v.dtype)
         return torch.matmul(probs, v).transpose(1, 2)
     mask = key_padding_mask[:, None, None, :] if key_padding_mask is not None else None
-    with _sdpa_preference(q, k, mask is not None):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    return out.transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(1, 2)
 
 
-# Few queries over many keys (the sampler's cached steps: 32 queries over the whole cache): sdpa's flash kernel
-# splits the keys over the multiprocessors, while torch's default choice on Hopper (cuDNN, the fastest for long
-# query sets) runs one block per head and query tile. Measured on an H200 (benchmarks/NOTES.md): 32 queries over
-# 8k / 32k / 128k keys take 0.10 / 0.19 / 0.54 ms with flash against 0.14 / 0.46 / 1.72 ms by default.
-_FEW_QUERIES, _MANY_KEYS = 256, 8192
-
-
-@cache
-def _device_major(device: torch.device) -> int:
-    return torch.cuda.get_device_capability(device)[0]
-
-
-def _sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool):
-    """A context that puts sdpa's flash kernel first for few unmasked queries over many keys on Hopper, else a
-    no-op (torch's own choice). Left alone when the caller has narrowed sdpa's backends (e.g. with
-    ``sdpa_kernel(SDPBackend.CUDNN_ATTENTION)``): their choice stands."""
-    if (
-        masked
-        or not q.is_cuda
-        or q.dtype not in (torch.float16, torch.bfloat16)
-        or q.shape[-2] > _FEW_QUERIES
-        or k.shape[-2] < _MANY_KEYS
-        or _device_major(q.device) < 9
-    ):
-        return nullcontext()
-    cuda_backends = torch.backends.cuda
-    if not (
-        cuda_backends.cudnn_sdp_enabled()
-        and cuda_backends.flash_sdp_enabled()
-        and cuda_backends.mem_efficient_sdp_enabled()
-        and cuda_backends.math_sdp_enabled()
-    ):
-        return nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    order = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-    try:
-        return sdpa_kernel(order, set_priority=True)
-    except TypeError:  # torch < 2.6 has no priority order: keep its default choice
-        return nullcontext()
-
-
-def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - needs a GPU with flash_attn
+def _flash_attention(q, k, v, key_padding_mask, scale):
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, S, H, D]
     if key_padding_mask is None:
-        return flash_attn_func(q, k, v, softmax_scale=scale, causal=False)
+        return _first(flash_attn_func(q, k, v, softmax_scale=scale, causal=False))
     b, lq = q.shape[:2]
     # Queries keep every row (pad queries included, so shapes stay [B, L]); keys drop padding.
     keys = key_padding_mask.flatten().nonzero().squeeze(-1)
@@ -201,18 +153,116 @@ def _flash_attention(q, k, v, key_padding_mask, scale):  # pragma: no cover - ne
         q.reshape(b * lq, *q.shape[2:]),
         k.reshape(-1, *k.shape[2:])[keys],
         v.reshape(-1, *v.shape[2:])[keys],
-        cu_q,
-        cu_k,
-        lq,
-        int(seqlens_k.max()),
+        cu_seqlens_q=cu_q,
+        cu_seqlens_k=cu_k,
+        max_seqlen_q=lq,
+        max_seqlen_k=int(seqlens_k.max()),
         softmax_scale=scale,
         causal=False,
     )
+    out = _first(out)
     return out.view(b, lq, *out.shape[1:])
 
 
-class LongLLaDABlock(nn.Module):
-    """Pre-norm "llama" block: x + attn_out(Attn(RoPE(q), RoPE(k), v)) then + ff_out(silu(ff_proj) * up_proj)."""
+def _first(out):
+    """flash-attn 4 returns (output, log-sum-exp); flash-attn 2 the output alone."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+class BlockParts(NamedTuple):
+    """The modules of one pre-norm block, by role (each family names them as its checkpoint does)."""
+
+    attn_norm: nn.Module
+    q_proj: nn.Linear
+    k_proj: nn.Linear
+    v_proj: nn.Linear
+    o_proj: nn.Linear
+    mlp_norm: nn.Module
+    gate_proj: nn.Linear
+    up_proj: nn.Linear
+    down_proj: nn.Linear
+
+
+class PlainOps:
+    """The operations of a block, each written once and plainly (as transformers' ``modeling_llama.py``).
+    ``fast_longllada.FastOps`` computes the same values with fewer passes over memory (inference only)."""
+
+    @staticmethod
+    def rms_norm(norm: LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
+        return norm(x)
+
+    rotary = staticmethod(apply_rotary)
+    attention = staticmethod(attention)
+
+    @classmethod
+    def residual_mlp(cls, p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The rest of a block after attention: x + h, then + down_proj(silu(gate_proj(m)) * up_proj(m)) with
+        m = mlp_norm(x + h)."""
+        x = x + h
+        m = cls.rms_norm(p.mlp_norm, x)
+        return x + p.down_proj(F.silu(p.gate_proj(m)) * p.up_proj(m))
+
+
+class BidirectionalBlock(nn.Module):
+    """A pre-norm transformer block with bidirectional attention, as LLaDA and Dream share it:
+    h = x + o_proj(Attn(RoPE(q), RoPE(k), v)) of attn_norm(x); out = h + down_proj(silu(gate_proj) * up_proj) of
+    mlp_norm(h). Subclasses create the modules under their checkpoint's names and return them from ``parts``."""
+
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+
+    @property
+    def parts(self) -> BlockParts:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        past_kv: LayerKV | None,
+        backend: str,
+        query_keep: int | slice | torch.Tensor | None = None,
+        cache_slot: slice | None = None,
+        return_kv: bool = True,
+        ops: type[PlainOps] = PlainOps,
+    ) -> tuple[torch.Tensor, LayerKV | None]:
+        """query_keep: compute the output only at these positions (keys and values still come from every
+        position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
+        there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
+        keys/values and free them before the feed-forward (two full-size tensors less at the peak). ops: the
+        implementation of the norm, RoPE, attention and feed-forward (:class:`PlainOps` or the fast path's)."""
+        p = self.parts
+        b, length, _ = x.shape
+        n = ops.rms_norm(p.attn_norm, x)
+        k = p.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = p.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        k = ops.rotary(k, cos, sin)
+        if query_keep is not None:
+            x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
+            cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
+        n_queries = x.shape[1]
+        q = p.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
+        q = ops.rotary(q, cos, sin)
+        del n
+        new_kv = (k, v) if return_kv else None
+        if past_kv is not None and cache_slot is not None:
+            past_kv[0][:, :, cache_slot] = k
+            past_kv[1][:, :, cache_slot] = v
+            k, v = past_kv
+        elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
+            k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
+        n_rep = self.n_heads // self.n_kv_heads
+        h = ops.attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
+        del q, k, v
+        return ops.residual_mlp(p, x, p.o_proj(h.reshape(b, n_queries, -1))), new_kv
+
+
+class LongLLaDABlock(BidirectionalBlock):
+    """LLaDA's "llama" block under the official names: attn_norm, q/k/v_proj, attn_out, ff_norm, ff_proj (gate),
+    up_proj, ff_out (down)."""
 
     def __init__(self, config: LongLLaDAConfig):
         super().__init__()
@@ -229,57 +279,12 @@ class LongLLaDABlock(nn.Module):
         self.up_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
         self.ff_out = nn.Linear(config.intermediate_size, d, bias=config.include_bias)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        key_padding_mask: torch.Tensor | None,
-        past_kv: LayerKV | None,
-        backend: str,
-        query_keep: int | slice | torch.Tensor | None = None,
-        cache_slot: slice | None = None,
-        return_kv: bool = True,
-    ) -> tuple[torch.Tensor, LayerKV | None]:
-        """query_keep: compute the output only at these positions (keys and values still come from every
-        position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
-        there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
-        keys/values and free them before the feed-forward (two full-size tensors less at the peak)."""
-        b, length, _ = x.shape
-        n = self.attn_norm(x)
-        k = self.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        k = apply_rotary(k, cos, sin)
-        if query_keep is not None:
-            x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
-            cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
-        n_queries = x.shape[1]
-        q = self.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
-        q = apply_rotary(q, cos, sin)
-        del n
-        new_kv = (k, v) if return_kv else None
-        if past_kv is not None and cache_slot is not None:
-            past_kv[0][:, :, cache_slot] = k
-            past_kv[1][:, :, cache_slot] = v
-            k, v = past_kv
-        elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
-            k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
-        n_rep = self.n_heads // self.n_kv_heads
-        h = attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
-        del q, k, v
-        h = self.attn_out(h.reshape(b, n_queries, -1))
-        if torch.is_grad_enabled():  # training: no in-place ops on tensors autograd keeps
-            x = x + h
-            m = self.ff_norm(x)
-            return x + self.ff_out(F.silu(self.ff_proj(m)) * self.up_proj(m)), new_kv
-        # Inference: the same values (a + b == b + a) with fewer full-size temporaries alive at once.
-        x = h.add_(x)
-        del h
-        m = self.ff_norm(x)
-        gate = F.silu(self.ff_proj(m), inplace=True)
-        gate *= self.up_proj(m)
-        del m
-        return self.ff_out(gate).add_(x), new_kv
+    @property
+    def parts(self) -> BlockParts:
+        return BlockParts(
+            self.attn_norm, self.q_proj, self.k_proj, self.v_proj, self.attn_out,
+            self.ff_norm, self.ff_proj, self.up_proj, self.ff_out,
+        )  # fmt: skip
 
 
 class LongLLaDAPreTrainedModel(PreTrainedModel):
@@ -294,9 +299,12 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True  # transformers 5
     _supports_flash_attn_2 = True  # transformers 4.x
 
+    def _initializer_std(self) -> float:
+        return self.config.init_std
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.init_std
+        std = self._initializer_std()
         if isinstance(module, nn.Linear):
             module.weight.normal_(0.0, std)
             if module.bias is not None:
@@ -335,47 +343,88 @@ class LongLLaDAModel(nn.Module):
         self.transformer = nn.ModuleDict(modules)
 
 
-class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
-    """LLaDA-compatible masked diffusion LM with NTK RoPE scaling, a diffusion ``generate()`` and Monte-Carlo
-    likelihoods. Registered for ``AutoModel`` and ``AutoModelForCausalLM`` through ``auto_map``."""
+class DiffusionLMMixin:
+    """The forward pass, the transformer without its head (``encode``), Monte-Carlo likelihoods and saving,
+    shared by every diffusion family (LLaDA, Dream).
 
-    def __init__(self, config: LongLLaDAConfig):
-        _check_supported(config)
-        super().__init__(config)
-        self.model = LongLLaDAModel(config)
-        self.post_init()
-        self._init_generation_config()
-        factor = config.rope_scaling_factor
-        logger.info(
-            "LongLLaDA RoPE: trained base %s, rope_scaling=%s, effective base %s (factor %s)",
-            config.rope_theta,
-            config.rope_scaling,
-            "chosen per length" if (config.rope_scaling or {}).get("type") == "dynamic" else config.rope_theta * factor,
-            "dynamic" if (config.rope_scaling or {}).get("type") == "dynamic" else factor,
-        )
+    A family's model class provides ``embed(input_ids)``, ``decoder_layers`` (its :class:`BidirectionalBlock`
+    list), ``final_norm``, ``lm_head(hidden)``, a config with ``head_dim``, ``rope_theta`` and the RoPE-scaling
+    properties, and the class attributes below. The sampler talks to every family through ``forward`` (with
+    ``logits_to_keep`` and the caches) and ``logits_shifted``.
+    """
 
-    # -- embeddings (HF accessors) ---------------------------------------------------------------------------
+    # True when the logits at position i predict the token at position i + 1 (Dream keeps the head of the
+    # autoregressive model it starts from); False when they predict the token at i itself (LLaDA).
+    logits_shifted: bool = False
+    # Default positions with an attention mask: the count of real tokens (True), or 0..L-1 whatever the mask,
+    # as the official Dream forward does (False).
+    positions_from_mask: bool = True
+
+    # Where the token embedding sits (dotted attribute path), for the HF accessors below.
+    input_embeddings_path: str = ""
+
+    @staticmethod
+    def check_config(config) -> None:
+        """Refuse a config this family cannot run, before any module is built (ValueError naming the field)."""
+
+    def build_modules(self, config) -> None:
+        """Create the family's modules under its checkpoint's names."""
+        raise NotImplementedError
+
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.transformer.wte
+        return operator.attrgetter(self.input_embeddings_path)(self)
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.transformer.wte = value
+        owner, _, name = self.input_embeddings_path.rpartition(".")
+        setattr(operator.attrgetter(owner)(self), name, value)
 
-    def get_output_embeddings(self) -> nn.Module | None:
-        return None  # the head is `ff_out` (or the tied embedding), applied by `lm_head`
+    def __init__(self, config):
+        """Check the config, build the family's modules, initialise, set the sampler defaults, log the RoPE."""
+        self.check_config(config)
+        super().__init__(config)
+        self.build_modules(config)
+        self.post_init()
+        self._init_generation_config()
+        config = self.config
+        logger.info(
+            "%s RoPE: trained base %s, trained length %s, rope_scaling=%s, effective base %s",
+            type(self).__name__,
+            config.rope_theta,
+            config.trained_length,
+            config.rope_scaling,
+            "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
+        )
 
-    # -- the model -------------------------------------------------------------------------------------------
+    @property
+    def remote_code_auto_map(self) -> dict[str, str]:
+        """The ``auto_map`` that save_pretrained writes: this class and its config class, by file and name."""
+        model = f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+        config = f"{self.config_class.__module__.rsplit('.', 1)[-1]}.{self.config_class.__name__}"
+        return {"AutoConfig": config, "AutoModel": model, "AutoModelForCausalLM": model}
+
+    # -- the fast path ---------------------------------------------------------------------------------------
+    _fast_path: bool | None = None
+
+    def set_fast_path(self, enabled: bool | None) -> None:
+        """Choose the fast inference path of ``fast_longllada.py`` (the same values with fewer passes over memory
+        and a kernel choice for long contexts): True, False, or None (the default) for on with CUDA inputs. It
+        runs only while autograd is off; with gradients the plain path always runs."""
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ValueError(f"set_fast_path(enabled={enabled!r}) is not allowed; allowed: True, False or None")
+        self._fast_path = enabled
+
+    def block_ops(self, x: torch.Tensor) -> type[PlainOps]:
+        """The operations a forward pass over ``x`` uses: the fast path's or the plain ones."""
+        enabled = x.is_cuda if self._fast_path is None else self._fast_path
+        if enabled and not torch.is_grad_enabled():
+            from .fast_longllada import FastOps
+
+            return FastOps
+        return PlainOps
+
     def rope_base(self, seq_len: int) -> float:
         """Effective RoPE base for a forward pass spanning ``seq_len`` positions."""
         return self.config.rope_theta * self.config.rope_factor_for_length(seq_len)
-
-    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V]."""
-        weight = self.model.transformer.wte.weight if self.config.weight_tying else self.model.transformer.ff_out.weight
-        logits = F.linear(hidden, weight)
-        if self.config.scale_logits:
-            logits = logits * (1.0 / math.sqrt(self.config.d_model))
-        return logits
 
     def forward(
         self,
@@ -392,20 +441,22 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         return_dict: bool = True,
         **kwargs,
     ) -> LongLLaDAOutput:
-        """Bidirectional forward pass.
+        """Bidirectional forward pass. The logits are the checkpoint's own: with ``logits_shifted`` (Dream)
+        the logits at position i predict the token at i + 1.
 
         Args:
             input_ids: [B, L] token ids (or ``inputs_embeds`` [B, L, d_model]).
             attention_mask: [B, C + L], 1 for real tokens, 0 for padding, over the keys in the order
                 (cached positions, input positions). Padding is ignored as keys; pad rows' own logits are junk.
-            position_ids: [B, L]; default: from ``attention_mask`` (cumulative count of real tokens, so a
-                left-padded row sees the positions it would have alone), else 0..L-1. Required with a cache.
+            position_ids: [B, L]; default 0..L-1, or, for a family with ``positions_from_mask`` (LLaDA), from
+                ``attention_mask`` (cumulative count of real tokens, so a left-padded row sees the positions it
+                would have alone). Required with a cache.
             past_key_values: per layer, rotated keys/values [B, Hkv, C, D] of positions not in ``input_ids``
                 (any order: prefix and/or suffix) — the diffusion caches of the sampler.
             use_cache: return this pass's rotated keys/values per layer in ``present_key_values``.
             logits_to_keep: where to run the LM head: an int n (the last n positions; 0 or None = all), a
                 slice, or a 1-D index tensor of positions. The head is never computed elsewhere.
-            rope_seq_len: the sequence length that picks the factor under ``{"type": "dynamic"}`` scaling
+            rope_seq_len: the sequence length that picks the factor under ``{"type": "ntk_per_length"}`` scaling
                 (default: the largest position + 1).
             cache_slot: with ``past_key_values``, the cached tensors are whole-sequence buffers [B, Hkv, C, D]
                 and the input positions are ``cache_slot`` of them: this pass's keys/values are written there
@@ -419,7 +470,8 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 "labels is not supported: a masked diffusion model has no next-token loss; "
                 "use log_likelihood() or chunk_perplexity()"
             )
-        keep = None if output_hidden_states else _positions_to_keep(logits_to_keep)
+        keep = _positions_to_keep(logits_to_keep)
+        keep = None if output_hidden_states else keep
         x, new_cache, hidden_states = self.encode(
             input_ids,
             attention_mask,
@@ -464,14 +516,13 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             raise ValueError(
                 "hidden_to_keep cannot be combined with output_hidden_states=True (it needs every position)"
             )
-        x = self.model.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
-        if self.config.input_emb_norm:
-            x = x * (self.config.d_model**0.5)
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         b, length = x.shape[:2]
         key_mask = None
         if attention_mask is not None:
+            _check_mask_shape(attention_mask, b, length, past_key_values, cache_slot)
             key_mask = attention_mask.to(device=x.device, dtype=torch.bool)
-            if position_ids is None and past_key_values is None:
+            if position_ids is None and past_key_values is None and self.positions_from_mask:
                 position_ids = (key_mask.long().cumsum(-1) - 1).clamp_min(0)
             # No padding: let sdpa take its fastest (mask-free) kernel. (Not while a CUDA graph is captured: the
             # check reads the mask on the host; the sampler passes no mask when there is no padding.)
@@ -481,7 +532,9 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             if past_key_values is not None:
                 raise ValueError("position_ids is required with past_key_values (the cached positions are unknown)")
             position_ids = torch.arange(length, device=x.device).expand(b, length)
-        if rope_seq_len is None and (self.config.rope_scaling or {}).get("type") == "dynamic":
+        if rope_seq_len is not None:
+            check_number("rope_seq_len", rope_seq_len, minimum=1, integer=True)
+        if rope_seq_len is None and self.config.rope_per_length:
             rope_seq_len = int(position_ids.max()) + 1
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.rope_base(rope_seq_len or 0), x.device)
 
@@ -493,19 +546,22 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 "attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])"
             )
 
+        ops = self.block_ops(x)
         new_cache, hidden_states = [], []
-        last = len(self.model.transformer.blocks) - 1
-        for i, block in enumerate(self.model.transformer.blocks):
+        layers = self.decoder_layers
+        last = len(layers) - 1
+        for i, block in enumerate(layers):
             if output_hidden_states:
                 hidden_states.append(x)
             past = past_key_values[i] if past_key_values is not None else None
             keep = hidden_to_keep if i == last else None
             x, kv = block(
-                x, cos, sin, key_mask, past, backend, query_keep=keep, cache_slot=cache_slot, return_kv=use_cache
-            )
+                x, cos, sin, key_mask, past, backend,
+                query_keep=keep, cache_slot=cache_slot, return_kv=use_cache, ops=ops,
+            )  # fmt: skip
             if use_cache:
                 new_cache.append(kv)
-        x = self.model.transformer.ln_f(x)
+        x = ops.rms_norm(self.final_norm, x)
         if output_hidden_states:
             hidden_states.append(x)
         return (
@@ -514,7 +570,7 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             tuple(hidden_states) if output_hidden_states else None,
         )
 
-    # -- likelihoods (spec §3) -------------------------------------------------------------------------------
+    # -- likelihoods (LLaDA, Appendix B.5; LongLLaDA, Figure 1) ----------------------------------------------
     @torch.no_grad()
     def log_likelihood(
         self,
@@ -530,7 +586,8 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         Each sample masks m of the L continuation tokens (m stratified over a mini-batch: a random start, then
         evenly spaced, wrapped into [1, L]) and sums the masked tokens' cross-entropy divided by m / L. Returns
         ``(-mean, standard error of the mean)`` over the ``mc_num`` samples. The LM head runs on masked
-        positions only.
+        positions only. A model with ``logits_shifted`` (Dream) scores token j from position j - 1, so the context
+        must not be empty there (give at least the BOS token).
         """
         per_sample = self._masked_losses(context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator)
         losses = torch.stack([ce.sum() / ratio for ce, ratio in per_sample])  # [mc_num]
@@ -555,8 +612,9 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
 
     def _masked_losses(self, context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator):
         """Per Monte-Carlo sample: (cross-entropies [m] of its masked continuation tokens, mask ratio m / L)."""
-        if mc_num < 1 or batch_size < 1:
-            raise ValueError(f"mc_num and batch_size must be >= 1, got mc_num={mc_num}, batch_size={batch_size}")
+        check_number("mc_num", mc_num, minimum=1, integer=True)
+        check_number("batch_size", batch_size, minimum=1, integer=True)
+        check_number("cfg_scale", cfg_scale, minimum=0)
         device = self.device
         context = torch.as_tensor(context_ids, dtype=torch.long, device=device).flatten()
         target = torch.as_tensor(continuation_ids, dtype=torch.long, device=device).flatten()
@@ -566,6 +624,12 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
         if bool((context == mask_id).any()) or bool((target == mask_id).any()):
             raise ValueError(f"the inputs contain the mask token (id {mask_id}); remove it before scoring")
         n_ctx, length = context.numel(), target.numel()
+        shift = 1 if self.logits_shifted else 0
+        if shift and n_ctx == 0:
+            raise ValueError(
+                "context_ids is empty: this model's logits at position j - 1 predict token j (shifted logits), so "
+                "the first token cannot be scored; give a context of at least one token (e.g. the BOS token)"
+            )
         seq = torch.cat((context, target))
         out = []
         for start in range(0, mc_num, batch_size):
@@ -582,7 +646,8 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
                 unconditional = noisy.clone()
                 unconditional[:, :n_ctx] = mask_id
                 batch = torch.cat((noisy, unconditional))
-            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx, None))[0]  # [b or 2b, L, d]
+            # Shifted logits: the hidden state at j - 1 scores token j.
+            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx - shift, n_ctx + length - shift))[0]  # [b|2b, L, d]
             is_masked = is_masked.to(hidden.device)  # a device_map model ends on its last GPU
             cond_h = hidden[:b][is_masked]  # [N, d]: masked positions only
             logits = self.lm_head(cond_h).float()
@@ -594,9 +659,97 @@ class LongLLaDAModelLM(LongLLaDASamplerMixin, LongLLaDAPreTrainedModel, Generati
             out.extend((piece, float(m) / length) for piece, m in zip(ce.split(counts.tolist()), counts.tolist()))
         return out
 
+    # -- saving ----------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained``, plus this family's remote-code files beside ``config.json`` and an
+        ``auto_map`` pointing to them, so that the folder loads with ``trust_remote_code=True`` wherever this
+        package is not installed.
+
+        transformers saves a custom model's module file and the files it imports when the model class is
+        registered for an auto class (as a class loaded as remote code is); an unregistered class is registered for
+        the duration of the save, so the code is written (and, with ``push_to_hub``, uploaded) with the weights."""
+        self.config.auto_map = dict(self.remote_code_auto_map)
+        cls = type(self)
+        registered = cls._auto_class is not None
+        if not registered:
+            cls._auto_class = "AutoModelForCausalLM"
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if not registered:
+                del cls._auto_class  # back to the inherited None
+
+
+def _check_mask_shape(
+    attention_mask: torch.Tensor,
+    batch: int,
+    length: int,
+    past_key_values: tuple[LayerKV, ...] | list[LayerKV] | None,
+    cache_slot: slice | None,
+) -> None:
+    """attention_mask covers the keys: [B, L], [B, C + L] with a cache, [B, C] with ``cache_slot`` buffers."""
+    if past_key_values is None:
+        keys, what = length, f"the {length} input positions"
+    else:
+        cached = past_key_values[0][0].shape[2]
+        if cache_slot is not None:
+            keys, what = cached, f"the {cached} positions of the cache buffers"
+        else:
+            keys, what = cached + length, f"the {cached} cached and {length} input positions"
+    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, keys):
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}; allowed: [batch, keys] = ({batch}, {keys}) "
+            f"for {what} (input_ids has batch {batch} and length {length})"
+        )
+
+
+class LongLLaDAModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
+    """LLaDA-compatible masked diffusion LM with NTK RoPE scaling, a diffusion ``generate()`` and Monte-Carlo
+    likelihoods. Registered for ``AutoModel`` and ``AutoModelForCausalLM`` through ``auto_map``."""
+
+    logits_shifted = False
+    positions_from_mask = True
+    input_embeddings_path = "model.transformer.wte"
+    check_config = staticmethod(_check_supported)
+
+    def build_modules(self, config: LongLLaDAConfig) -> None:
+        self.model = LongLLaDAModel(config)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None  # the head is `ff_out` (or the tied embedding), applied by `lm_head`
+
+    # -- the parts the shared forward uses -------------------------------------------------------------------
+    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """Token embeddings [B, L, d_model] (scaled by sqrt(d_model) when ``input_emb_norm``)."""
+        x = self.get_input_embeddings()(input_ids)
+        return x * (self.config.d_model**0.5) if self.config.input_emb_norm else x
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.model.transformer.blocks
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.model.transformer.ln_f
+
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V]."""
+        weight = self.model.transformer.wte.weight if self.config.weight_tying else self.model.transformer.ff_out.weight
+        logits = F.linear(hidden, weight)
+        if self.config.scale_logits:
+            logits = logits * (1.0 / math.sqrt(self.config.d_model))
+        return logits
+
 
 def _positions_to_keep(logits_to_keep):
     """``logits_to_keep`` in the form that prunes the last layer, or None where it keeps every position."""
+    if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, (int, slice, torch.Tensor, type(None))):
+        raise ValueError(
+            f"logits_to_keep={logits_to_keep!r} is not allowed; allowed: None, an integer >= 0, a slice or a 1-D "
+            "index tensor"
+        )
+    if isinstance(logits_to_keep, int):
+        check_number("logits_to_keep", logits_to_keep, minimum=0, integer=True)
     if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
         return None
     return logits_to_keep

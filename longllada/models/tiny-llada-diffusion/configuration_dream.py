@@ -1,0 +1,100 @@
+"""Configuration of Dream-v0 for LongLLaDA: the official Dream config fields, unchanged, plus NTK RoPE scaling.
+
+Dream-v0 (Ye et al. 2025, arXiv 2508.15487) is a Qwen2.5-7B-shaped masked diffusion model. Its checkpoints'
+``config.json`` (``model_type: "Dream"``, ``auto_map`` to ``configuration_dream.DreamConfig``) loads with this
+class unchanged: every official field is accepted and written back as given.
+
+This file is copied flat into Hub model repos and loaded with ``trust_remote_code=True``: it imports only
+the standard library, transformers and the files beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .rope_longllada import RopeScalingMixin
+
+__all__ = ["DreamConfig", "OFFICIAL_DEFAULTS", "DREAM_TRAINED_LENGTH"]
+
+# The context Dream-v0 was trained at (Dream report). The Qwen-inherited `max_position_embeddings` (131072) is
+# not it; the NTK scaling law reads this one.
+DREAM_TRAINED_LENGTH = 2048
+
+# Fields of the official Dream-v0 config.json, defaulting to Dream-v0-7B's architecture (the official class's own
+# defaults differ; only a checkpoint's config.json counts). Every one is accepted and written back unchanged.
+OFFICIAL_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "hidden_act": "silu",
+    "max_position_embeddings": 131072,
+    "initializer_range": 0.02,
+    "rms_norm_eps": 1e-6,
+    "use_cache": False,
+    "tie_word_embeddings": False,
+    "rope_theta": 1000000.0,
+    "use_sliding_window": False,
+    "sliding_window": 131072,
+    "max_window_layers": 28,
+    "attention_dropout": 0.0,
+    "mask_token_id": 151666,
+    "pad_token_id": 151643,
+    "eos_token_id": 151643,
+    "bos_token_id": None,
+}
+
+
+class DreamConfig(RopeScalingMixin, PretrainedConfig):
+    r"""Configuration of a Dream-architecture masked diffusion model with optional NTK RoPE scaling.
+
+    Accepts every field of the official ``config.json`` (``hidden_size``, ``num_attention_heads``,
+    ``num_key_value_heads``, ``rope_theta``, ``mask_token_id``, ...; see ``OFFICIAL_DEFAULTS``) and writes them
+    back unchanged; ``max_position_embeddings`` keeps the checkpoint's value. Adds:
+
+    - ``trained_length``: the context the checkpoint was trained at (default 2048, Dream-v0's), which the
+      scaling law reads;
+    - ``rope_scaling`` (any form of :func:`rope_longllada.parse_rope_scaling`), exactly as for LLaDA:
+      ``{"type": "ntk", "factor": 5}`` multiplies the RoPE base by 5 (the LongLLaDA paper's Dream setting),
+      ``{"type": "ntk", "target_length": 4096}`` takes the factor from the scaling law (5 for Dream-v0),
+      ``{"type": "ntk_per_length"}`` chooses it at each forward pass from its length.
+
+    ``rope_theta`` stays the trained base.
+    """
+
+    model_type = "longllada_dream"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    def __init__(
+        self,
+        rope_scaling: str | dict[str, Any] | None = None,
+        trained_length: int = DREAM_TRAINED_LENGTH,
+        **kwargs: Any,
+    ):
+        # transformers 5 names the field `rope_parameters`; accept it for configs written by its tooling.
+        rope_parameters = kwargs.pop("rope_parameters", None)
+        if rope_scaling is None and rope_parameters is not None:
+            rope_scaling = dict(rope_parameters)
+        fields = {name: kwargs.pop(name, default) for name, default in OFFICIAL_DEFAULTS.items()}
+        token_ids = {name: fields[name] for name in ("pad_token_id", "eos_token_id", "bos_token_id")}
+        super().__init__(tie_word_embeddings=fields["tie_word_embeddings"], **token_ids, **kwargs)
+        for name, value in fields.items():
+            setattr(self, name, value)
+        if isinstance(trained_length, bool) or not isinstance(trained_length, int) or trained_length < 1:
+            raise ValueError(f"trained_length={trained_length!r} is not allowed; allowed: an integer >= 1 (tokens)")
+        self.trained_length = trained_length
+        self.rope_scaling = rope_scaling
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output["rope_scaling"] = self.rope_scaling
+        output.pop("rope_parameters", None)
+        return output
