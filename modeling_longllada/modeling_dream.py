@@ -25,6 +25,11 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .configuration_dream import DreamConfig
+
+# The next two are unused here: transformers 4.46 copies, from a local folder, only the files that the loaded module
+# imports itself (not the files those import), so this names every file that modeling_longllada.py needs.
+from .configuration_longllada import LongLLaDAConfig  # noqa: F401
+from .fast_longllada import FastOps  # noqa: F401
 from .generation_longllada import LongLLaDASamplerMixin
 from .modeling_longllada import (
     BidirectionalBlock,
