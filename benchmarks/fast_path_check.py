@@ -35,6 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from generate_bench import build_model  # noqa: E402
+
 from modeling_longllada import DreamConfig, DreamModel, LongLLaDAConfig, LongLLaDAModelLM  # noqa: E402
 
 TWIN = ROOT / "longllada" / "models" / "tiny-llada-diffusion"
@@ -48,29 +50,14 @@ MODES = {
 
 
 def random_model(arch: str, tiny: bool, device: torch.device, dtype: torch.dtype, seed: int = 0):
-    """Random weights made where they live (meta init, then storage on ``device``): linear and embedding
-    weights ~ N(0, 0.02²), biases 0, norm weights 1."""
+    """A random model in the shape of LLaDA-8B or Dream-v0-7B (or a small one), made on ``device``."""
     if arch == "dream":
         sizes = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=2, vocab_size=1024, mask_token_id=1023) if tiny else {}  # fmt: skip
-        config, cls = DreamConfig(**sizes), DreamModel
-    else:
-        sizes = dict(d_model=256, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=512, vocab_size=1024,
-                     embedding_size=1024, mask_token_id=1023, eos_token_id=1, pad_token_id=1) if tiny else {}  # fmt: skip
-        config, cls = LongLLaDAConfig(**sizes), LongLLaDAModelLM
-    with torch.device("meta"):
-        model = cls(config)
-    model = model.to(dtype).to_empty(device=device).eval()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(("norm.weight", "ln_f.weight")):
-                param.fill_(1.0)
-            elif name.endswith(".bias"):
-                param.zero_()
-            else:
-                param.normal_(0.0, 0.02, generator=generator)
-    return model
+        return build_model(DreamConfig(**sizes), device, dtype, seed, model_class=DreamModel)
+    sizes = dict(d_model=256, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=512, vocab_size=1024,
+                 embedding_size=1024, mask_token_id=1023, eos_token_id=1, pad_token_id=1) if tiny else {}  # fmt: skip
+    return build_model(LongLLaDAConfig(**sizes), device, dtype, seed)
 
 
 def timed(fn, device: torch.device, repeats: int = 3):

@@ -121,19 +121,25 @@ def peak_gib(device: torch.device) -> float | None:
 # -- the model -------------------------------------------------------------------------------------------------
 
 
-def build_model(config: LongLLaDAConfig, device: torch.device, dtype: torch.dtype, seed: int) -> LongLLaDAModelLM:
+def build_model(
+    config: LongLLaDAConfig, device: torch.device, dtype: torch.dtype, seed: int, model_class=LongLLaDAModelLM
+) -> LongLLaDAModelLM:
     """Random weights made where they live: modules built on the meta device, storage allocated on ``device``,
-    linear/embedding weights ~ N(0, 0.02²) and norm weights 1 (no slow CPU init, no download)."""
+    linear/embedding weights ~ N(0, 0.02²), biases 0 and norm weights 1 (no slow CPU init, no download).
+    ``model_class``: LongLLaDAModelLM, or DreamModel with a DreamConfig."""
     with torch.device("meta"):
-        model = LongLLaDAModelLM(config)
+        model = model_class(config)
     model = model.to(dtype).to_empty(device=device).eval()
     generator = torch.Generator(device=device).manual_seed(seed)
+    std = getattr(config, "init_std", None) or config.initializer_range
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("norm.weight") or name.endswith("ln_f.weight"):
                 param.fill_(1.0)
+            elif name.endswith(".bias"):
+                param.zero_()
             else:
-                param.normal_(0.0, config.init_std, generator=generator)
+                param.normal_(0.0, std, generator=generator)
     return model
 
 
