@@ -20,7 +20,10 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
-from .modeling_longllada import BlockParts, LongLLaDARMSNorm, PlainOps, apply_rotary, attention
+# The plain pieces, through `from . import` rather than `from .modeling_longllada import`: modeling_longllada
+# imports this file, and transformers 4.46 loops forever on such a cycle when it follows relative imports to save a
+# model's code; this form is outside the pattern it follows (the file is saved anyway, as the model's own module).
+from . import modeling_longllada as plain
 
 # Below this many elements RoPE keeps the plain form: its few kernels are cheaper than the half-by-half form's
 # more numerous ones when launches, not bytes, dominate.
@@ -30,7 +33,7 @@ ROTARY_HALVES_MIN_NUMEL = 1 << 20
 FEW_QUERIES, MANY_KEYS = 256, 8192
 
 
-def rms_norm(norm: LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
+def rms_norm(norm: plain.LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)`` with the float32 product x·scale rounded once to x's dtype as it is stored: the values of
     ``(x32 * scale).to(dtype)`` without writing and re-reading a float32 copy (a third fewer bytes)."""
     if x.dtype == torch.float32:
@@ -43,11 +46,11 @@ def rms_norm(norm: LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
 
 
 def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``apply_rotary`` for large low-precision inputs: the same float32 products and sums, half by half, rounded
+    """``plain.apply_rotary`` for large low-precision inputs: the same float32 products and sums, half by half, rounded
     straight into the output (x1·c - x2·s is bit for bit x1·c + (-x2)·s). No float32 copy of x or of rotate(x)
     is written: 15 instead of 24 passes of x's size over memory."""
     if x.dtype == torch.float32 or x.numel() < ROTARY_HALVES_MIN_NUMEL:
-        return apply_rotary(x, cos, sin)
+        return plain.apply_rotary(x, cos, sin)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     out = torch.empty_like(x)
@@ -103,10 +106,10 @@ def attention_with_preference(
     """``attention`` under :func:`sdpa_preference` (sdpa only)."""
     preference = sdpa_preference(q, k, key_padding_mask is not None) if backend == "sdpa" else nullcontext()
     with preference:
-        return attention(q, k, v, key_padding_mask, backend)
+        return plain.attention(q, k, v, key_padding_mask, backend)
 
 
-class FastOps(PlainOps):
+class FastOps(plain.PlainOps):
     """The block's operations on the fast path (see the module docstring)."""
 
     rms_norm = staticmethod(rms_norm)
@@ -114,7 +117,7 @@ class FastOps(PlainOps):
     attention = staticmethod(attention_with_preference)
 
     @classmethod
-    def residual_mlp(cls, p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def residual_mlp(cls, p: plain.BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``PlainOps.residual_mlp`` with fewer full-size temporaries alive at once: the same values
         (a + b == b + a), computed in place."""
         x = h.add_(x)

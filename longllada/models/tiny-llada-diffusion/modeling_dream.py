@@ -26,8 +26,8 @@ from transformers import GenerationMixin
 
 from .configuration_dream import DreamConfig
 
-# transformers 4.x copies into its module cache only the files that a local folder's module imports directly;
-# modeling_longllada.py needs these two further down the chain.
+# The next two are unused here: transformers 4.46 copies, from a local folder, only the files that the loaded module
+# imports itself (not the files those import), so this names every file that modeling_longllada.py needs.
 from .configuration_longllada import LongLLaDAConfig  # noqa: F401
 from .fast_longllada import FastOps  # noqa: F401
 from .generation_longllada import DREAM_DEFAULTS, SAMPLER_DEFAULTS, DiffusionSamplerMixin
