@@ -1,4 +1,4 @@
-"""NeedleBench-"origin" single-needle retrieval (spec §5) as an lm-eval task: dataset builder and scoring.
+"""NeedleBench-"origin" single-needle retrieval (LongLLaDA, arXiv 2506.14429) as an lm-eval task: dataset builder and scoring.
 
 lm-eval loads this file by path (``!function utils.x`` in the YAML), so it imports nothing of the project; the
 default haystack is found through ``importlib.resources`` on the ``longllada`` package, or beside this folder in
