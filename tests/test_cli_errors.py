@@ -147,7 +147,7 @@ def test_ppl_resume_of_a_hand_edited_file_is_refused(tiny_model_dir, tmp_path, c
         (["--window", "1"], "--window must be an integer >= 2, got 1"),
         (["--device", "banana"], "--device 'banana' is not a device"),
         (["--device", "cuda:7"], "--device 'cuda:7'"),
-        (["--rope-scaling", "ntk:inf"], "--rope-scaling ntk:FACTOR needs a number >= 1"),
+        (["--rope-scaling", "ntk:inf"], "--rope-scaling ntk:FACTOR=inf is not allowed; allowed: a finite number >= 1"),
     ],
 )
 def test_ppl_bad_arguments_before_loading(unloadable_model, tmp_path, capsys, extra, message):
