@@ -19,7 +19,7 @@ COMMANDS = [
     "niah_plot",  # niah-plot
     "eval_cli",  # eval
     "upload_cli",  # upload
-    "train_tiny",  # train-tiny
+    "twins.cli",  # train-tiny
     "demo",  # demo
 ]
 
