@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from longllada.train_tiny import DocumentBuilder, eval_prompts, report_text, settings_from_dict
+from longllada.twins.data import DocumentBuilder, report_text
+from longllada.twins.evaluation import eval_prompts
+from longllada.twins.settings import settings_from_dict
 
 BUCKETS = ("never", "1-20", "over 20")
 

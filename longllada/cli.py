@@ -25,7 +25,7 @@ COMMANDS = [
     "niah_plot",  # niah-plot
     "eval_cli",  # eval
     "upload_cli",  # upload
-    "train_tiny",  # train-tiny
+    "twins.cli",  # train-tiny
     "demo",  # demo
 ]
 # Errors of a command that are the user's input or environment, reported as one line (not a traceback).

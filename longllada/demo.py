@@ -1,14 +1,17 @@
 """`longllada demo`: the paper's three findings on the shipped tiny twins, on a CPU, offline, in minutes.
 
 The twins (`longllada/models/`) are a small LLaDA-architecture diffusion model and its causal LLaMA twin of
-the same widths, RoPE base, tokenizer and data, trained by `longllada train-tiny` at a short length. The demo
-runs, for both, with and without NTK scaling (the factor from the scaling law for the longest length):
+the same widths, RoPE base, tokenizer and data, trained by `longllada train-tiny` at a short length. For each
+twin the demo runs the unscaled model and, as LongLLaDA (arXiv 2506.14429) does, one NTK-scaled model per
+target length T (2x, 4x and 8x the trained length; λ(T) from the RoPE extrapolation scaling law), each over
+the whole grid:
 
   (a) perplexity versus context length to 8x the trained length (`longllada ppl`);
   (b) the needle-in-a-haystack grid through the real lm-eval task `longllada_niah`;
 
-then writes `report.md` with the figures, the numbers behind them, and whether each finding of the paper
-(spec §4) reproduces at this scale. `--check` compares the numbers with a committed summary.
+then judges each finding of the paper by the rules of :mod:`longllada.demo_findings` (written before the
+run) and writes `report.md` with the heatmap panels, the perplexity curves and the numbers behind them
+(:mod:`longllada.demo_report`). `--check` compares the numbers with a committed summary.
 """
 
 from __future__ import annotations
@@ -17,28 +20,38 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from longllada.demo_findings import cell_means, findings, ntk_target_verdict
+from longllada.demo_report import NIAH_ATOL, PPL_RTOL, compare, plot_niah_panels, plot_ppl, write_report
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DIFFUSION_TWIN = MODELS_DIR / "tiny-llada-diffusion"
 CAUSAL_TWIN = MODELS_DIR / "tiny-llama-ar"
 COMMITTED_SUMMARY = Path(__file__).resolve().parent.parent / "docs" / "demo" / "summary.json"
-# Numbers compared by --check: NIAH cell scores are 0-100 (one flipped needle moves a cell by up to 100 / repeats),
-# perplexities are compared relatively.
-PPL_RTOL = 0.02
-NIAH_ATOL = 1.0
+GENERATOR = "longllada demo"  # marks the summaries this command writes
+REPEATS = 10  # needles per cell of the unscaled grids
+# Needles per cell of the NTK grids: three targets per twin triple the grids; at half the needles the demo stays
+# within 10 minutes on 2 CPU cores. They are the first repeats of the unscaled grid's prompts (the task seeds each
+# repeat), so that the NTK rule compares the same prompts.
+SCALED_REPEATS = 5
+# Files this command writes into --out; any other file there is left alone, and these are only replaced when a
+# previous demo wrote them.
+OUTPUT_FILES = ("summary.json", "report.md", "niah_diffusion.png", "niah_causal.png", "ppl.png")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One model under one RoPE setting."""
+    """One twin under one RoPE setting."""
 
-    name: str  # e.g. "diffusion" / "diffusion+ntk"
-    kind: str  # "diffusion" | "causal"
-    path: Path
-    ntk_target: int | None
+    name: str  # e.g. "diffusion", "diffusion+ntk512"
+    twin: str  # "diffusion" | "causal"
+    path: Path  # the folder lm-eval loads
+    target: int | None  # NTK target length T (None: no scaling)
+    factor: float  # λ(T), 1 without scaling
+    repeats: int  # needles per cell
 
 
 def _trained_length(path: Path) -> int:
@@ -70,37 +83,43 @@ def _causal_with_ntk(path: Path, target: int, out_dir: Path) -> tuple[Path, int]
     return out_dir, factor
 
 
-def _ppl_curves(runs: list[Run], out: Path, max_length: int, chunk: int, mc: int, seed: int) -> dict[str, Any]:
+def _runs(trained: int, targets: list[int], out: Path, repeats: int, scaled_repeats: int) -> list[Run]:
+    """Per twin: the unscaled model, then one NTK model per target length."""
+    from modeling_longllada import LongLLaDAConfig
+
+    runs = [Run("diffusion", "diffusion", DIFFUSION_TWIN, None, 1, repeats)]
+    for target in targets:
+        config = LongLLaDAConfig.from_pretrained(DIFFUSION_TWIN, rope_scaling={"type": "ntk", "target_length": target})
+        factor = config.rope_scaling_factor
+        runs.append(Run(f"diffusion+ntk{target}", "diffusion", DIFFUSION_TWIN, target, factor, scaled_repeats))
+    runs.append(Run("causal", "causal", CAUSAL_TWIN, None, 1, repeats))
+    for target in targets:
+        path, factor = _causal_with_ntk(CAUSAL_TWIN, target, out / "models" / f"tiny-llama-ar-ntk{target}")
+        runs.append(Run(f"causal+ntk{target}", "causal", path, target, factor, scaled_repeats))
+    return runs
+
+
+def _ppl_curve(run: Run, out: Path, max_length: int, chunk: int, mc: int, seed: int) -> dict[str, list]:
     from longllada.perplexity import perplexity_curve
-    from longllada.ppl_plot import plot_curves
 
-    results = {}
-    files = []
-    for run in runs:
-        # Scaling is applied by `longllada ppl` itself (for the causal twin through its own RoPE config), so the
-        # curves are labelled with it; the rescaled causal folder is only for lm-eval's `--model hf`.
-        scaling = f"ntk-target:{run.ntk_target}" if run.ntk_target else None
-        path = CAUSAL_TWIN if run.kind == "causal" else run.path
-        file = out / "ppl" / f"{run.name}.jsonl"
-        file.parent.mkdir(parents=True, exist_ok=True)
-        curve = perplexity_curve(
-            str(path), out=file, max_length=max_length, chunk=chunk, mc=mc, rope_scaling=scaling,
-            dtype="float32", device="cpu", seed=seed, batch_size=mc, progress=True,
-        )  # fmt: skip
-        results[run.name] = {"lengths": curve.lengths, "ppl": [round(v, 4) for v in curve.ppl]}
-        files.append(file)
-    for log in (False, True):
-        plot_curves(
-            files,
-            log=log,
-            title="Perplexity vs context length (tiny twins)",
-            out=out / f"ppl{'_log' if log else ''}.png",
-        )
-    return results
+    # Scaling is applied by `longllada ppl` itself (for the causal twin through its own RoPE config), so the
+    # curve is labelled with it; the rescaled causal folder is only for lm-eval's `--model hf`.
+    scaling = f"ntk-target:{run.target}" if run.target else None
+    path = CAUSAL_TWIN if run.twin == "causal" else run.path
+    file = out / "ppl" / f"{run.name}.jsonl"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    curve = perplexity_curve(
+        str(path), out=file, max_length=max_length, chunk=chunk, mc=mc, rope_scaling=scaling,
+        dtype="float32", device="cpu", seed=seed, batch_size=mc, progress=True,
+    )  # fmt: skip
+    return {"lengths": curve.lengths, "ppl": [round(v, 4) for v in curve.ppl]}
 
 
-def _niah_grid(run: Run, out: Path, lengths: list[int], depths: list[int], repeats: int, gen_tokens: int, seed: int):
-    """The needle grid through lm-eval's evaluator and our task folder. Returns {(length, depth): mean score}."""
+def _niah_samples(
+    run: Run, out: Path, lengths: list[int], depths: list[int], gen_tokens: int, seed: int
+) -> list[dict[str, Any]]:
+    """The needle grid through lm-eval's evaluator and our task folder: one row per sample (length, depth,
+    repeat, score, prediction), also written to ``niah/{run}/samples.jsonl``."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -108,196 +127,71 @@ def _niah_grid(run: Run, out: Path, lengths: list[int], depths: list[int], repea
     from lm_eval_tasks import TASKS_DIR
 
     window = max(lengths) + 64
-    if run.kind == "diffusion":
-        model, args = (
-            "longllada",
-            f"pretrained={run.path},max_length={window},block_length={gen_tokens},steps={gen_tokens}",
-        )
-        if run.ntk_target:
-            args += f",ntk_target={run.ntk_target}"
+    if run.twin == "diffusion":
+        args = f"pretrained={run.path},max_length={window},block_length={gen_tokens},steps={gen_tokens}"
+        model, args = "longllada", args + (f",ntk_target={run.target}" if run.target else "")
     else:
         model, args = "hf", f"pretrained={run.path},max_length={window}"
     model_args = args + ",dtype=float32,device=cpu"
     # Our own TaskManager (for the include path) must carry the metadata itself: lm-eval merges the model_args
     # into it (the task sizes its prompts with the model's tokenizer) only when it builds the manager.
     metadata = {key: value for key, value in (item.split("=", 1) for item in model_args.split(","))}
-    metadata.update(context_lengths=lengths, depths=depths, num_repeats=repeats, seed=seed)
+    metadata.update(context_lengths=lengths, depths=depths, num_repeats=run.repeats, seed=seed)
+    # Only our task's folder is indexed: indexing lm-eval's own thousands of task files costs seconds per run.
+    tasks = TaskManager(include_path=str(Path(TASKS_DIR) / "longllada_niah"), include_defaults=False, metadata=metadata)
     results = lm_eval.simple_evaluate(
         model=model, model_args=model_args, tasks=["longllada_niah"], batch_size=1, log_samples=True,
-        task_manager=TaskManager(include_path=str(TASKS_DIR), metadata=metadata),
+        task_manager=tasks,
         gen_kwargs=f"max_gen_toks={gen_tokens}",
     )  # fmt: skip
-    cells: dict[tuple[int, int], list[float]] = {}
-    rows = []
-    for sample in results["samples"]["longllada_niah"]:
-        doc = sample["doc"]
-        key = (int(doc["context_length"]), int(round(float(doc["depth_percent"]))))
-        cells.setdefault(key, []).append(float(sample["score"]))
-        rows.append(
-            {"length": key[0], "depth": key[1], "score": sample["score"], "prediction": sample["filtered_resps"][0]}
-        )
+    rows = [
+        {
+            "length": int(sample["doc"]["context_length"]),
+            "depth": int(round(float(sample["doc"]["depth_percent"]))),
+            "repeat": int(sample["doc"]["repeat"]),
+            "score": float(sample["score"]),
+            "prediction": sample["filtered_resps"][0],
+        }
+        for sample in results["samples"]["longllada_niah"]
+    ]
     folder = out / "niah" / run.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {key: sum(v) / len(v) for key, v in sorted(cells.items())}
+    return rows
 
 
-def _heatmaps(grids: dict[str, dict], trained: int, target: int, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = list(grids)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        grid = grids[name]
-        lengths = sorted({k[0] for k in grid})
-        depths = sorted({k[1] for k in grid})
-        data = np.array([[grid[(length, d)] for length in lengths] for d in depths])
-        image = ax.imshow(data, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto", origin="upper")
-        ax.set_xticks(range(len(lengths)), [str(v) for v in lengths])
-        ax.set_yticks(range(len(depths)), [f"{d}%" for d in depths])
-        ax.set_xlabel("context length (tokens)")
-        if ax is axes[0][0]:
-            ax.set_ylabel("needle depth")
-        ax.set_title(name)
-        for marker, style in ((trained, "-"), (target if "ntk" in name else None, "--")):
-            if marker in lengths:
-                ax.axvline(lengths.index(marker) + 0.5, color="black", linestyle=style, linewidth=1.2)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="score")
-    fig.savefig(out / "niah.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _findings(ppl: dict, grids: dict, trained: int, lengths: list[int]) -> list[dict[str, Any]]:
-    """Whether each of the paper's findings reproduces, with the numbers that decide it."""
-
-    def ppl_at(name: str, length: int) -> float:
-        curve = ppl[name]
-        index = max(i for i, n in enumerate(curve["lengths"]) if n <= length)
-        return curve["ppl"][index]
-
-    # The ratio PPL(n) / PPL(trained) at each multiple: "flat" for the diffusion model means well under the
-    # causal model's ratio, which explodes without scaling. The finding holds up to the largest such multiple.
-    ratios = {n: (ppl_at("diffusion", n) / ppl_at("diffusion", trained), ppl_at("causal", n) / ppl_at("causal", trained))
-              for n in lengths if n > trained}  # fmt: skip
-    holds = [n for n, (d, c) in ratios.items() if d < 1.5 and c > 2 * d]
-    findings = [
-        {
-            "finding": "(a) flat diffusion perplexity past the trained length, exploding autoregressive one",
-            "numbers": "PPL(n) / PPL(trained), diffusion vs causal: "
-            + "; ".join(f"{n}: {d:.2f}x vs {c:.2f}x" for n, (d, c) in ratios.items()),
-            "reproduces": f"up to {max(holds) // trained}x the trained length" if holds else False,
-        }
-    ]
-
-    def mean(grid: dict, keep) -> float:
-        values = [v for (n, d), v in grid.items() if keep(n, d)]
-        return sum(values) / len(values) if values else float("nan")
-
-    beyond = [n for n in lengths if n > trained]
-    recent = mean(grids["diffusion"], lambda n, d: n in beyond and d >= 100 * (1 - trained / n))
-    distant = mean(grids["diffusion"], lambda n, d: n in beyond and d < 100 * (1 - trained / n))
-    at_trained = mean(grids["diffusion"], lambda n, d: n == trained)
-    # Strong: retrieval in the recent window as the paper shows it. "Pattern only": the recent window keeps the
-    # trained-length score and the rest is lost, but the twin's retrieval is weak to begin with.
-    strong_b = recent >= 50 and recent - distant >= 25
-    pattern_b = recent >= 0.8 * at_trained and recent >= 2 * distant and recent > 0
-    findings.append(
-        {
-            "finding": "(b) local perception: past the trained length the diffusion model retrieves needles in the most recent trained-length window",
-            "numbers": f"diffusion, no scaling, lengths {beyond}: mean score {recent:.1f} with the needle in the last {trained} tokens, "
-            f"{distant:.1f} elsewhere (at the trained length: {at_trained:.1f})",
-            "reproduces": True if strong_b else "pattern only (weak retrieval)" if pattern_b else False,
-        }
-    )
-    plain = mean(grids["diffusion"], lambda n, d: n in beyond)
-    scaled = mean(grids["diffusion+ntk"], lambda n, d: n in beyond)
-    c_plain = mean(grids["causal"], lambda n, d: n in beyond)
-    c_scaled = mean(grids["causal+ntk"], lambda n, d: n in beyond)
-    verdict_c = {True: "yes", False: "no"}
-    findings.append(
-        {
-            "finding": "(c) NTK scaling by the scaling law extends retrieval past the trained length",
-            "numbers": f"mean score beyond {trained}: diffusion {plain:.1f} -> {scaled:.1f} with NTK; causal {c_plain:.1f} -> {c_scaled:.1f}",
-            "reproduces": f"diffusion: {verdict_c[scaled >= plain + 10]}; causal twin: {verdict_c[c_scaled >= c_plain + 10]}",
-        }
-    )
-    findings.append(
-        {
-            "finding": "diffusion twin retrieves at its trained length (exact sampler; target >= 90% of cells)",
-            "numbers": f"mean score at {trained}: {at_trained:.1f}; cells at 100: "
-            f"{sum(v == 100 for (n, _), v in grids['diffusion'].items() if n == trained)} of "
-            f"{sum(1 for (n, _) in grids['diffusion'] if n == trained)}",
-            "reproduces": at_trained >= 90,
-        }
-    )
-    return findings
-
-
-def _write_report(out: Path, summary: dict[str, Any]) -> Path:
-    lines = [
-        "# LongLLaDA demo: the paper's findings on the tiny twins",
-        "",
-        f"Models: `{DIFFUSION_TWIN.name}` (masked diffusion, LLaDA architecture) and `{CAUSAL_TWIN.name}` "
-        f"(causal LLaMA twin), trained at {summary['trained_length']} tokens; NTK target {summary['ntk_target']} "
-        f"(diffusion λ={summary['ntk_factor']['diffusion']}, causal λ={summary['ntk_factor']['causal']}). "
-        f"Ran in {summary['seconds']:.0f} s on CPU.",
-        "",
-        "## Findings",
-        "",
-        "| finding | numbers | reproduces here |",
-        "| --- | --- | --- |",
-    ]
-    verdict = {True: "yes", False: "no"}
-    lines += [
-        f"| {f['finding']} | {f['numbers']} | {verdict.get(f['reproduces'], f['reproduces'])} |"
-        for f in summary["findings"]
-    ]
-    lines += ["", "## Perplexity versus context length", "", "![ppl](ppl.png)", "", "![ppl, log](ppl_log.png)", ""]
-    lengths = next(iter(summary["ppl"].values()))["lengths"]
-    marks = [i for i, n in enumerate(lengths) if n in summary["niah_lengths"] or i == len(lengths) - 1]
-    lines += ["| run | " + " | ".join(str(lengths[i]) for i in marks) + " |", "| --- |" + " --- |" * len(marks)]
-    for name, curve in summary["ppl"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{curve['ppl'][i]:.2f}" for i in marks) + " |")
-    lines += ["", "## Needle in a haystack (lm-eval task `longllada_niah`)", "", "![niah](niah.png)", ""]
-    for name, grid in summary["niah"].items():
-        lengths = sorted({int(k.split("@")[0]) for k in grid})
-        depths = sorted({int(k.split("@")[1]) for k in grid})
-        lines += [f"**{name}**", "", "| depth \\ length | " + " | ".join(map(str, lengths)) + " |"]
-        lines.append("| --- |" + " --- |" * len(lengths))
-        lines += [f"| {d}% | " + " | ".join(f"{grid[f'{n}@{d}']:.0f}" for n in lengths) + " |" for d in depths]
-        lines.append("")
-    lines += [
-        "## How this compares with the paper",
-        "",
-        "The paper's models are 8B parameters trained on trillions of tokens; these are a few million parameters "
-        "trained for minutes. A finding marked *no* above is reported as measured, not tuned away. Numbers are "
-        f"seeded; `make demo` compares them with the committed `docs/demo/summary.json` (perplexities within "
-        f"{PPL_RTOL:.0%}, needle cells within {NIAH_ATOL} points).",
-        "",
-    ]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    return report
-
-
-def compare(summary: dict[str, Any], reference: dict[str, Any]) -> list[str]:
-    """Differences between two demo summaries beyond the stated tolerances (empty when they agree)."""
-    problems = []
-    for name, curve in reference["ppl"].items():
-        ours = summary["ppl"].get(name, {}).get("ppl", [])
-        for i, (a, b) in enumerate(zip(ours, curve["ppl"])):
-            if abs(a - b) > PPL_RTOL * abs(b):
-                problems.append(f"ppl {name} at {curve['lengths'][i]}: {a} vs committed {b}")
-    for name, grid in reference["niah"].items():
-        for cell, value in grid.items():
-            ours = summary["niah"].get(name, {}).get(cell)
-            if ours is None or abs(ours - value) > NIAH_ATOL:
-                problems.append(f"niah {name} cell {cell}: {ours} vs committed {value}")
-    return problems
+def check_options(out: Path, repeats: int, scaled_repeats: int, seed: int) -> None:
+    """Refuse bad options before any model is loaded: counts, and an --out that holds files we did not write."""
+    _check_positive_int("--repeats", repeats)
+    _check_positive_int("--scaled-repeats", scaled_repeats)
+    if scaled_repeats > repeats:
+        raise ValueError(
+            f"--scaled-repeats {scaled_repeats} is more than --repeats {repeats}; allowed: 1 to {repeats} (the NTK "
+            "grids are compared with the unscaled one on the same prompts)"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"--seed must be an integer, got {seed!r}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; allowed: a folder (created if absent)")
+    summary = out / "summary.json"
+    ours = False
+    if summary.is_file():
+        try:
+            previous = json.loads(summary.read_text())
+            ours = previous.get("generator") == GENERATOR or {"trained_length", "findings"} <= set(previous)
+        except (ValueError, AttributeError):
+            ours = False
+    for name in OUTPUT_FILES:
+        if (out / name).exists() and not ours:
+            raise ValueError(
+                f"--out {out} holds {name}, not written by `longllada demo`; allowed: an empty or new folder, or "
+                "one of a previous demo run"
+            )
 
 
 def run_demo(
@@ -305,7 +199,8 @@ def run_demo(
     *,
     factor_lengths: tuple[int, ...] = (1, 2, 4, 8),
     depths: tuple[int, ...] = (0, 25, 50, 75, 100),
-    repeats: int = 10,
+    repeats: int = REPEATS,
+    scaled_repeats: int = SCALED_REPEATS,
     gen_tokens: int = 8,
     ppl_chunk: int = 64,
     ppl_mc: int = 4,
@@ -313,53 +208,63 @@ def run_demo(
     check: Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns the summary (also written as ``summary.json``)."""
-    import torch
-
-    torch.manual_seed(seed)
+    check_options(out, repeats, scaled_repeats, seed)
     for twin in (DIFFUSION_TWIN, CAUSAL_TWIN):
         if not (twin / "config.json").exists():
             raise FileNotFoundError(
                 f"the shipped twin {twin} is missing; reinstall the package or run `longllada train-tiny`"
             )
+    import torch
+
+    torch.manual_seed(seed)
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     trained = _trained_length(DIFFUSION_TWIN)
     lengths = [trained * f for f in factor_lengths]
-    target = max(lengths)
-    causal_ntk, causal_factor = _causal_with_ntk(CAUSAL_TWIN, target, out / "models" / "tiny-llama-ar-ntk")
-    from modeling_longllada import LongLLaDAConfig
-
-    diffusion_factor = LongLLaDAConfig.from_pretrained(
-        DIFFUSION_TWIN, rope_scaling={"type": "ntk", "target_length": target}
-    ).rope_scaling_factor
-    runs = [
-        Run("diffusion", "diffusion", DIFFUSION_TWIN, None),
-        Run("diffusion+ntk", "diffusion", DIFFUSION_TWIN, target),
-        Run("causal", "causal", CAUSAL_TWIN, None),
-        Run("causal+ntk", "causal", causal_ntk, target),
-    ]
-    print(f"[demo] trained length {trained}; lengths {lengths}; NTK target {target} "
-          f"(diffusion λ={diffusion_factor:g}, causal λ={causal_factor})", flush=True)  # fmt: skip
-    print("[demo] (a) perplexity curves", flush=True)
-    ppl = _ppl_curves(runs, out, target, ppl_chunk, ppl_mc, seed)
-    grids = {}
+    targets = [n for n in lengths if n > trained]
+    runs = _runs(trained, targets, out, repeats, scaled_repeats)
+    print(f"[demo] trained length {trained}; lengths {lengths}; NTK per target: "
+          + ", ".join(f"{r.name} λ={r.factor:g}" for r in runs if r.target), flush=True)  # fmt: skip
+    ppl, samples, seconds = {}, {}, {}
     for run in runs:
-        print(f"[demo] (b) needle grid: {run.name}", flush=True)
-        grids[run.name] = _niah_grid(run, out, lengths, list(depths), repeats, gen_tokens, seed)
-    _heatmaps(grids, trained, target, out)
+        print(f"[demo] {run.name}: (a) perplexity curve", flush=True)
+        clock = time.time()
+        ppl[run.name] = _ppl_curve(run, out, max(lengths), ppl_chunk, ppl_mc, seed)
+        print(f"[demo] {run.name}: (b) needle grid, {run.repeats} needles per cell", flush=True)
+        middle = time.time()
+        samples[run.name] = _niah_samples(run, out, lengths, list(depths), gen_tokens, seed)
+        seconds[run.name] = {"ppl": round(middle - clock, 1), "niah": round(time.time() - middle, 1)}
+    # the findings are judged on the numbers the summary holds (rounded), so that they can be re-judged from it
+    grids = {name: {cell: round(v, 2) for cell, v in cell_means(rows).items()} for name, rows in samples.items()}
+    ntk = {
+        twin: [
+            ntk_target_verdict(samples[twin], samples[run.name], trained, run.target, run.factor)
+            for run in runs
+            if run.twin == twin and run.target
+        ]
+        for twin in ("diffusion", "causal")
+    }
     summary = {
+        "generator": GENERATOR,
+        "models": {"diffusion": DIFFUSION_TWIN.name, "causal": CAUSAL_TWIN.name},
         "trained_length": trained,
-        "ntk_target": target,
-        "ntk_factor": {"diffusion": diffusion_factor, "causal": causal_factor},
         "niah_lengths": lengths,
+        # (not the folders: paths of this machine, and the summary is committed)
+        "runs": {
+            r.name: {k: v for k, v in asdict(r).items() if k != "path"} | {"seconds": seconds[r.name]} for r in runs
+        },
         "ppl": ppl,
-        "niah": {name: {f"{n}@{d}": round(v, 2) for (n, d), v in grid.items()} for name, grid in grids.items()},
-        "findings": _findings(ppl, grids, trained, lengths),
+        "niah": {name: {f"{n}@{d}": v for (n, d), v in grid.items()} for name, grid in grids.items()},
+        "ntk": ntk,
+        "findings": findings(ppl, grids, ntk, trained, lengths),
+        "tolerance": {"ppl_rtol": PPL_RTOL, "niah_atol": NIAH_ATOL},
         "seconds": time.time() - started,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    report = _write_report(out, summary)
-    print(f"[demo] report: {report}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    plot_niah_panels(summary, out)
+    plot_ppl(summary, out)
+    report = write_report(out, summary)
+    print(f"[demo] report: {report} ({summary['seconds']:.0f} s)")
     for finding in summary["findings"]:
         print(f"  {finding['reproduces']!s:>5}  {finding['finding']}: {finding['numbers']}")
     if check is not None and check.exists():
@@ -376,9 +281,15 @@ def run_demo(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="the paper's three findings on the shipped tiny twins (CPU, offline)")
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (report.md, figures)")
-    parser.add_argument("--repeats", type=int, default=10, help="needles per (length, depth) cell")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="needles per (length, depth) cell, no scaling")
+    parser.add_argument("--scaled-repeats", type=int, default=SCALED_REPEATS,
+                        help="needles per cell of the NTK grids (the first of the unscaled grid's)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", type=Path, default=COMMITTED_SUMMARY, help="summary to compare the numbers with")
-    parser.set_defaults(
-        func=lambda args: run_demo(args.out, repeats=args.repeats, seed=args.seed, check=args.check) and 0
-    )
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``longllada demo``."""
+    run_demo(args.out, repeats=args.repeats, scaled_repeats=args.scaled_repeats, seed=args.seed, check=args.check)
+    return 0

@@ -333,7 +333,8 @@ def test_tokenizer_rejects_bad_arguments():
 def test_training_rows_have_the_needle_format():
     import random
 
-    from longllada.train_tiny import DocumentBuilder, is_held_out
+    from longllada.twins.data import DocumentBuilder
+    from longllada.twins.needles import is_held_out
 
     tokenizer = build_tokenizer([TEXT], vocab_size=1024)
     builder = DocumentBuilder(tokenizer, TEXT, 128, random.Random(0), sft_response_tokens=32)
@@ -359,7 +360,8 @@ def test_training_rows_have_the_needle_format():
 def test_piece_keywords_cover_the_vocabulary():
     import random
 
-    from longllada.train_tiny import DocumentBuilder, NeedleGenerator, is_held_out, vocabulary_pieces
+    from longllada.twins.data import DocumentBuilder, vocabulary_pieces
+    from longllada.twins.needles import NeedleGenerator, is_held_out
 
     tokenizer = build_tokenizer([TEXT], vocab_size=1024)
     starts, continuations = vocabulary_pieces(tokenizer)
@@ -383,7 +385,8 @@ def test_batch_stream_with_worker_processes_is_reproducible():
 
     import torch
 
-    from longllada.train_tiny import DocumentBuilder, TrainSettings, batch_stream
+    from longllada.twins.data import DocumentBuilder, batch_stream
+    from longllada.twins.settings import TrainSettings
 
     tokenizer = build_tokenizer([TEXT], vocab_size=1024)
     settings = TrainSettings(train_length=96, batch_size=3, data_workers=2, short_batch_share=0.5)
@@ -406,7 +409,7 @@ def test_batch_stream_with_worker_processes_is_reproducible():
 
 
 def test_train_tiny_writes_both_twins(tmp_path):
-    from longllada.train_tiny import main
+    from longllada.twins.cli import main
 
     out, logs = tmp_path / "models", tmp_path / "logs"
     argv = ["--out-dir", str(out), "--log-dir", str(logs), "--d-model", "32", "--layers", "1", "--heads", "2",
