@@ -1,0 +1,123 @@
+"""`longllada eval --model longllada` on every family of the LongLLaDA paper, each with NTK scaling.
+
+The real CLI (``longllada.cli.main(["eval", ...])``, in-process) runs ``longllada_niah`` on a small grid for a tiny
+Dream, a tiny LLaDA and a tiny causal LM (a ``LlamaForCausalLM``, standing in for the LLaMA-3 baseline). Each run
+must report every cell of the grid, and the results JSON must record the RoPE scaling of the loaded model: the
+requested factor on the diffusion configs, the base θ·λ on the causal LM (with lm-eval's context window widened to
+what the scaled base covers, so the 512-token prompts are not cut to the trained 256). For Dream, every prompt the
+sampler sees starts with the tokenizer's BOS, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lm_eval")
+import torch  # noqa: E402
+
+from longllada.cli import main  # noqa: E402
+from modeling_longllada import ntk_supported_length  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_LLAMA = REPO / "longllada" / "models" / "tiny-llama-ar"
+LENGTHS, DEPTHS = [256, 512], [0, 100]
+GRID = json.dumps({"context_lengths": LENGTHS, "depths": DEPTHS, "num_repeats": 1})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Records(logging.Handler):
+    """The ``longllada.lm_eval_model`` log records of one run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def timing(self, event: str) -> list[dict]:
+        prefix = "longllada-timing "
+        records = [json.loads(m[len(prefix) :]) for m in self.messages if m.startswith(prefix)]
+        return [record for record in records if record["event"] == event]
+
+
+def run_niah(tmp_path: Path, model_args: str) -> tuple[dict, Records]:
+    """``longllada eval --model longllada`` on the grid; the results JSON and the run's log records."""
+    records = Records()
+    logger = logging.getLogger("longllada.lm_eval_model")
+    logger.addHandler(records)
+    try:
+        code = main(["eval", "--model", "longllada", "--model_args", model_args, "--tasks", "longllada_niah",
+                     "--include_path", str(REPO / "lm_eval_tasks"), "--metadata", GRID, "--limit", "4",
+                     "--device", "cpu", "--batch_size", "2", "--output_path", str(tmp_path)])  # fmt: skip
+    finally:
+        logger.removeHandler(records)
+    assert code == 0
+    (results_file,) = tmp_path.rglob("results_*.json")
+    return json.loads(results_file.read_text(encoding="utf-8")), records
+
+
+def check_cells(results: dict) -> None:
+    metrics = results["results"]["longllada_niah"]
+    assert 0 <= metrics["score,none"] <= 100
+    for length in LENGTHS:
+        for depth in DEPTHS:
+            assert 0 <= metrics[f"score_len{length}_depth{depth},none"] <= 100
+
+
+def test_dream_with_ntk_and_the_papers_sampler_settings(tiny_dream_dir, tmp_path):
+    """Dream-v0 as the paper runs it: NTK λ=5, 8 steps, alg entropy, temperature 0.2, top_p 0.95, BOS first."""
+    from transformers import AutoTokenizer
+
+    args = f"pretrained={tiny_dream_dir},ntk_factor=5,steps=8,alg=entropy,temperature=0.2,top_p=0.95"
+    results, records = run_niah(tmp_path, args)
+    check_cells(results)
+    config = results["config"]
+    assert config["longllada_family"] == "dream"
+    loaded = config["longllada_rope_loaded"]
+    assert loaded["factor"] == 5 and loaded["effective_rope_theta"] == pytest.approx(5 * loaded["rope_theta"])
+    bos = AutoTokenizer.from_pretrained(tiny_dream_dir).bos_token_id
+    assert bos is not None and config["longllada_bos_prefix"] is True
+    batches = records.timing("batch")
+    assert sum(batch["rows"] for batch in batches) == len(LENGTHS) * len(DEPTHS)
+    assert all(first == bos for batch in batches for first in batch["first_token_ids"])
+    assert any("prompts start with BOS" in message for message in records.messages)
+
+
+def test_llada_with_ntk(tiny_model_dir, tmp_path):
+    results, _ = run_niah(tmp_path, f"pretrained={tiny_model_dir},ntk_factor=4")
+    check_cells(results)
+    config = results["config"]
+    assert config["longllada_family"] == "llada" and config["longllada_bos_prefix"] is False
+    assert config["longllada_rope_applied"]["scaling"] == "ntk:4"
+    loaded = config["longllada_rope_loaded"]
+    assert loaded["factor"] == 4 and loaded["effective_rope_theta"] == pytest.approx(4 * loaded["rope_theta"])
+    assert config["longllada_max_length"] is None  # diffusion models: no truncation unless max_length is given
+
+
+def test_causal_lm_with_ntk_runs_as_hf_with_the_scaled_window(tmp_path):
+    """A LlamaForCausalLM through lm-eval's HF path, base θ·4 set on the config before the weights load, and the
+    context window the scaling law gives for that base (not the trained 256, which would cut the 512 prompts)."""
+    trained = json.loads((TINY_LLAMA / "config.json").read_text(encoding="utf-8"))
+    theta, head_dim = trained["rope_parameters"]["rope_theta"], trained["head_dim"]
+    results, records = run_niah(tmp_path, f"pretrained={TINY_LLAMA},ntk_factor=4")
+    check_cells(results)
+    config = results["config"]
+    assert config["longllada_family"] == "causal" and config["longllada_model_type"] == "llama"
+    assert config["longllada_rope_loaded"]["rope_theta"] == pytest.approx(4 * theta)  # the loaded model's base
+    window = ntk_supported_length(head_dim, theta, trained["max_position_embeddings"], 4)
+    assert config["longllada_max_length"] == window > max(LENGTHS) + 32
+    assert any(f"context window is the scaled one: {window} tokens" in message for message in records.messages)
+    assert records.timing("batch") == []  # HF's generate, not the diffusion sampler
