@@ -121,3 +121,35 @@ def test_causal_lm_with_ntk_runs_as_hf_with_the_scaled_window(tmp_path):
     assert config["longllada_max_length"] == window > max(LENGTHS) + 32
     assert any(f"context window is the scaled one: {window} tokens" in message for message in records.messages)
     assert records.timing("batch") == []  # HF's generate, not the diffusion sampler
+
+
+def test_official_dream_folder_loads_with_our_classes_and_bos_once(tiny_dream_dir, tmp_path):
+    """An official-format Dream folder (model_type "Dream", the official auto_map to code files that are absent)
+    loads with this package's DreamModel, takes NTK, prepends BOS once (not again when the prompt has it), and
+    scores loglikelihood requests with the shifted Monte-Carlo likelihood."""
+    import math
+    import shutil
+
+    from lm_eval.api.instance import Instance
+
+    from longllada.lm_eval_model import LongLLaDALM
+    from modeling_longllada import DreamModel
+
+    official = tmp_path / "dream-official"
+    shutil.copytree(tiny_dream_dir, official, ignore=shutil.ignore_patterns("*.py", ".longllada*"))
+    config = json.loads((official / "config.json").read_text(encoding="utf-8"))
+    config.update(model_type="Dream", architectures=["DreamModel"],
+                  auto_map={"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"})  # fmt: skip
+    (official / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    lm = LongLLaDALM(pretrained=str(official), device="cpu", ntk_factor=5, mc_num=2, mc_batch_size=2, steps=4)
+    assert type(lm.model) is DreamModel and lm.model.config.rope_scaling_factor == 5
+    bos = lm.tokenizer.bos_token_id
+    plain = lm.tokenizer.encode("Where is the needle?")
+    assert plain[0] != bos  # Dream's tokenizer adds no BOS itself
+    assert lm.tok_encode("Where is the needle?") == [bos, *plain]
+    assert lm.tok_encode(lm.tokenizer.bos_token + "Where is the needle?") == [bos, *plain]
+    ids, mask = lm.tok_batch_encode(["Where is the needle?", "Needle?"])
+    assert ids[mask.bool()].tolist().count(bos) == 2 and ids[1, mask[1].argmax()].item() == bos
+    request = Instance(request_type="loglikelihood", doc={}, arguments=("The needle is", " here"), idx=0)
+    ((score, greedy),) = lm.loglikelihood([request])
+    assert math.isfinite(score) and score < 0 and isinstance(greedy, bool)
