@@ -153,3 +153,25 @@ def test_official_dream_folder_loads_with_our_classes_and_bos_once(tiny_dream_di
     request = Instance(request_type="loglikelihood", doc={}, arguments=("The needle is", " here"), idx=0)
     ((score, greedy),) = lm.loglikelihood([request])
     assert math.isfinite(score) and score < 0 and isinstance(greedy, bool)
+
+
+@pytest.mark.parametrize(
+    ("model_args", "rope_type", "factor", "window"),
+    [
+        ({"ntk_target": 1024}, "default", "law", 1024),
+        ({"rope_scaling": "ntk:4", "max_length": 300}, "default", 4, 300),  # a given max_length wins
+        ({"rope_scaling": "dynamic:2"}, "dynamic", 1, 512),
+        ({}, "default", 1, 256),  # no scaling: lm-eval's own window, the trained length
+    ],
+)
+def test_causal_lm_rope_requests_and_windows(model_args, rope_type, factor, window):
+    from longllada.lm_eval_model import LongLLaDALM
+    from modeling_longllada import ntk_scaling_factor
+
+    lm = LongLLaDALM(pretrained=str(TINY_LLAMA), device="cpu", **model_args)
+    params = lm.model.config.rope_parameters
+    if factor == "law":
+        factor = ntk_scaling_factor(32, 10000.0, 256, 1024)
+        assert factor > 1
+    assert params["rope_type"] == rope_type and params["rope_theta"] == pytest.approx(10000.0 * factor)
+    assert lm.max_length == window
