@@ -46,6 +46,7 @@ import logging
 import time
 from array import array
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -316,6 +317,22 @@ class LongLLaDALM(HFLM):
         self._rope_record = apply_rope_scaling(self._config, (scaling or "none") if override else None)
         if self.family == "causal" and override and scaling is not None:
             self._scaled_window = self._causal_window(scaling)
+
+    def _create_tokenizer(self, pretrained: Any, tokenizer: Any, **kwargs: Any) -> None:
+        # An official Dream repo names its own DreamTokenizer (remote code), which is Qwen2.5's byte-level BPE with
+        # Dream's special tokens: transformers' Qwen2Tokenizer reads the same files, so no remote code runs.
+        if self.family == "dream" and not tokenizer and isinstance(pretrained, str):
+            from transformers import Qwen2Tokenizer
+            from transformers.utils import cached_file
+
+            location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
+            path = cached_file(pretrained, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
+                               **location)  # fmt: skip
+            settings = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+            if settings.get("tokenizer_class") == "DreamTokenizer":
+                logger.info("longllada: %s names the official DreamTokenizer; loading it as Qwen2Tokenizer", pretrained)
+                tokenizer = Qwen2Tokenizer.from_pretrained(pretrained, **location)
+        super()._create_tokenizer(pretrained, tokenizer, **kwargs)
 
     def _causal_window(self, scaling: dict[str, Any]) -> int:
         """The context a scaled causal LM covers: the target length, the scaling law's inverse for a factor (the

@@ -124,8 +124,8 @@ def test_causal_lm_with_ntk_runs_as_hf_with_the_scaled_window(tmp_path):
 
 
 def test_official_dream_folder_loads_with_our_classes_and_bos_once(tiny_dream_dir, tmp_path):
-    """An official-format Dream folder (model_type "Dream", the official auto_map to code files that are absent)
-    loads with this package's DreamModel, takes NTK, prepends BOS once (not again when the prompt has it), and
+    """An official-format Dream folder (model_type "Dream", the official auto_map and DreamTokenizer, code files
+    that raise) loads with this package's DreamModel and transformers' Qwen2Tokenizer, takes NTK, prepends BOS once (not again when the prompt has it), and
     scores loglikelihood requests with the shifted Monte-Carlo likelihood."""
     import math
     import shutil
@@ -141,8 +141,16 @@ def test_official_dream_folder_loads_with_our_classes_and_bos_once(tiny_dream_di
     config.update(model_type="Dream", architectures=["DreamModel"],
                   auto_map={"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"})  # fmt: skip
     (official / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    # The official tokenizer names its own code; running any official code file fails the test.
+    for code in ("configuration_dream.py", "modeling_dream.py", "tokenization_dream.py"):
+        (official / code).write_text("raise RuntimeError('official remote code was run')\n", encoding="utf-8")
+    tokenizer_config = json.loads((official / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokenizer_config.update(tokenizer_class="DreamTokenizer",
+                            auto_map={"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]})  # fmt: skip
+    (official / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
     lm = LongLLaDALM(pretrained=str(official), device="cpu", ntk_factor=5, mc_num=2, mc_batch_size=2, steps=4)
     assert type(lm.model) is DreamModel and lm.model.config.rope_scaling_factor == 5
+    assert type(lm.tokenizer).__name__.startswith("Qwen2Tokenizer")
     bos = lm.tokenizer.bos_token_id
     plain = lm.tokenizer.encode("Where is the needle?")
     assert plain[0] != bos  # Dream's tokenizer adds no BOS itself
