@@ -183,3 +183,12 @@ def test_causal_lm_rope_requests_and_windows(model_args, rope_type, factor, wind
         assert factor > 1
     assert params["rope_type"] == rope_type and params["rope_theta"] == pytest.approx(10000.0 * factor)
     assert lm.max_length == window
+
+
+def test_diffusion_args_on_a_causal_lm_are_one_cli_error(capsys, tmp_path):
+    code = main(["eval", "--model", "longllada", "--model_args", f"pretrained={TINY_LLAMA},ntk_factor=4,steps=8",
+                 "--tasks", "longllada_niah", "--metadata", GRID, "--device", "cpu", "--output_path", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("longllada eval: error:")]
+    assert len(errors) == 1 and "['steps'] apply to the diffusion models" in errors[0]
+    assert not list(tmp_path.rglob("results_*.json"))
