@@ -19,12 +19,22 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
 - ``loglikelihood_rolling``: the document cut in chunks of ``rolling_chunk`` tokens, each scored by the ELBO
   given all earlier tokens (as LongLLaDA's perplexity curve does); the sum bounds the log-likelihood.
 - No left truncation unless ``max_length`` is given: the point of the toolkit is to run past the trained window.
-- RoPE overrides at load time: ``ntk_factor=λ``, ``ntk_target=T`` (λ from the scaling law), ``rope_scaling=dynamic``
-  (or ``none`` to drop the scaling a checkpoint carries).
+- RoPE overrides at load time, for every family: ``ntk_factor=λ``, ``ntk_target=T`` (λ from the scaling law) or
+  ``rope_scaling=`` any form of ``modeling_longllada.parse_rope_scaling`` (``ntk:4``, ``ntk-per-length``,
+  ``dynamic:2`` for causal LMs, ``none`` to drop the scaling a checkpoint carries), applied to the config by
+  ``longllada.rope_scaling.apply_rope_scaling`` before the weights load.
 
-Official LLaDA checkpoints (``model_type: llada``) are loaded with this project's model classes, whose
-attention honours the padding mask; LongLLaDA folders and repos load through ``AutoModelForCausalLM`` with
-their remote code.
+Families (read from ``config.json`` before anything loads):
+
+- LLaDA (``longllada``; official ``llada``) and Dream-v0 (``longllada_dream``; official ``Dream``): the diffusion
+  path above. Official checkpoints load with this project's classes, never their remote code (whose attention
+  ignores the padding mask). Dream's logits are shifted (Dream, Ye et al. 2025), which the sampler and the
+  likelihood handle; Dream prompts start with the tokenizer's BOS, as the LongLLaDA paper's Dream runs do
+  (added once: not when the tokenizer or the prompt already puts it first).
+- Any other transformers causal LM (the paper's LLaMA-3 baseline): lm-eval's ``hf`` model unchanged (next-token
+  likelihoods, HF ``generate``), with the RoPE override applied to the config (NTK: base θ·λ). Scaling a causal
+  LM also widens lm-eval's context window: without ``max_length`` it is the scaled one (``ntk_target``, else
+  the length the scaled base covers by the scaling law), so long prompts are not cut to the trained window.
 """
 
 from __future__ import annotations
@@ -33,10 +43,10 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import time
 from array import array
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,13 +64,20 @@ except ImportError:  # pragma: no cover - older lm-eval
     _add_special_kwargs = has_bos_prefix = None
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
+from longllada.rope_scaling import _rotary_dim, apply_rope_scaling, causal_rope_theta, is_ours
+from modeling_longllada import ntk_supported_length, rope_scaling_from_args
+from modeling_longllada.rope_longllada import check_number
 
 logger = logging.getLogger(__name__)
 
-ROPE_SCALING_CHOICES = ("ntk", "dynamic", "none")
-# Sampler options accepted in --model_args and in a task's generation kwargs.
-SAMPLER_KEYS = ("steps", "block_length", "remasking", "cfg_scale", "cache", "threshold")
-SUPPORTED_MODEL_TYPES = ("longllada", "llada")
+# Sampler options accepted in --model_args (LLaDA's and Dream's); they override a task's generation kwargs and are
+# checked by the sampler's DiffusionGenerationConfig. temperature here beats the task's do_sample/temperature.
+SAMPLER_KEYS = ("steps", "block_length", "remasking", "alg", "alg_temp", "temperature", "top_p", "top_k", "eps",
+                "cfg_scale", "cache", "threshold")  # fmt: skip
+# Model arguments with a meaning for the diffusion families only (a causal LM runs as --model hf does).
+DIFFUSION_ONLY_KEYS = (*SAMPLER_KEYS, "mc_num", "mc_batch_size", "mc_seed", "greedy_check", "rolling_chunk")
+# model_type in config.json -> family. Official checkpoints (llada, Dream) load with our classes.
+DIFFUSION_FAMILIES = {"longllada": "llada", "llada": "llada", "longllada_dream": "dream", "Dream": "dream"}
 # Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
 NO_TRUNCATION = 2**31 - 1
 # A batch holds prompts within this fraction of its longest one (the rest of the batch is left padding).
@@ -70,22 +87,7 @@ LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local
 
 
 def _positive_int(field: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: a positive integer")
-    return value
-
-
-def _number(field: str, value: Any, minimum: float, maximum: float | None = None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{field}={value!r} is not a finite number; allowed: a number >= {minimum}")
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{field}={value!r} is out of range; allowed: {allowed}")
-    return float(value)
+    return None if value is None else int(check_number(field, value, minimum=1, integer=True))
 
 
 def _integer(field: str, value: Any, minimum: int | None = None) -> int | None:
@@ -133,52 +135,6 @@ def _ids_digest(ids: Sequence[int]) -> str:
     return hashlib.sha1(array("q", ids).tobytes()).hexdigest()
 
 
-def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    if value not in allowed:
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: {list(allowed)}")
-    return value
-
-
-def rope_scaling_override(
-    ntk_factor: float | None = None, ntk_target: int | None = None, rope_scaling: str | None = None
-) -> tuple[bool, dict[str, Any] | None]:
-    """The ``rope_scaling`` to set on the loaded config from the model arguments: (override?, value).
-
-    ``ntk_factor=λ`` -> ``{"type": "ntk", "factor": λ}``; ``ntk_target=T`` -> ``{"type": "ntk",
-    "target_length": T}`` (both may be given if they agree); ``rope_scaling=dynamic`` -> ``{"type":
-    "dynamic"}`` (with ``ntk_target``, the window it advertises); ``rope_scaling=none`` -> no scaling.
-    """
-    _number("ntk_factor", ntk_factor, 1.0)
-    _positive_int("ntk_target", ntk_target)
-    kind = _choice("rope_scaling", rope_scaling, ROPE_SCALING_CHOICES)
-    if kind == "none":
-        if ntk_factor is not None or ntk_target is not None:
-            raise ValueError(
-                f"rope_scaling='none' contradicts ntk_factor={ntk_factor!r} / ntk_target={ntk_target!r}; "
-                "give one of them"
-            )
-        return True, None
-    if kind == "dynamic":
-        if ntk_factor is not None:
-            raise ValueError(
-                f"ntk_factor={ntk_factor!r} is not used with rope_scaling='dynamic' (the factor is chosen per "
-                "length); allowed with dynamic: ntk_target"
-            )
-        return True, {"type": "dynamic", **({"target_length": ntk_target} if ntk_target else {})}
-    if ntk_factor is None and ntk_target is None:
-        if kind == "ntk":
-            raise ValueError("rope_scaling='ntk' needs ntk_factor=<λ> or ntk_target=<length>")
-        return False, None
-    scaling: dict[str, Any] = {"type": "ntk"}
-    if ntk_factor is not None:
-        scaling["factor"] = ntk_factor
-    if ntk_target is not None:
-        scaling["target_length"] = ntk_target
-    return True, scaling
-
-
 def left_padding_mask(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
     """[B, L] mask, 0 on the leading run of ``pad_token_id`` of each row (left padding), 1 elsewhere."""
     if pad_token_id is None:
@@ -186,16 +142,27 @@ def left_padding_mask(input_ids: torch.Tensor, pad_token_id: int | None) -> torc
     return (input_ids != pad_token_id).long().cummax(dim=-1).values
 
 
+def model_family(pretrained: str, revision: str | None = None, subfolder: str | None = None) -> tuple[str, str]:
+    """``(family, model_type)`` of a model from its ``config.json`` alone (no code runs, no weights load):
+    family ``llada``, ``dream`` or ``causal`` (any other model, evaluated as lm-eval's ``hf`` does)."""
+    from transformers import PretrainedConfig
+
+    location = {"revision": revision or "main", "subfolder": subfolder or ""}
+    model_type = PretrainedConfig.get_config_dict(pretrained, **location)[0].get("model_type")
+    return DIFFUSION_FAMILIES.get(model_type, "causal"), model_type
+
+
 @register_model("longllada")
 class LongLLaDALM(HFLM):
     """lm-eval model ``longllada``: see the module docstring. Model arguments, besides HFLM's (``pretrained``,
     ``dtype``, ``device``, ``batch_size``, ``max_length``, ``tokenizer``, ...):
 
-    steps, block_length, remasking, cfg_scale, cache, threshold: sampler settings (default: the model's
-    generation_config). mc_num (128), mc_batch_size (32), mc_seed (1234): the likelihood estimator.
-    greedy_check (True): compute ``is_greedy`` with the sampler. rolling_chunk (64): chunk size of
-    ``loglikelihood_rolling``. ntk_factor, ntk_target, rope_scaling: RoPE overrides (see
-    :func:`rope_scaling_override`).
+    steps, block_length, remasking (alg: Dream's name), alg_temp, temperature, top_p, top_k, eps, cfg_scale,
+    cache, threshold: sampler settings (default: the model's generation_config). mc_num (128), mc_batch_size (32),
+    mc_seed (1234): the likelihood estimator. greedy_check (True): compute ``is_greedy`` with the sampler.
+    rolling_chunk (64): chunk size of ``loglikelihood_rolling``. These apply to LLaDA and Dream only.
+    ntk_factor, ntk_target, rope_scaling: RoPE overrides for every family (see
+    ``modeling_longllada.rope_scaling_from_args``).
     """
 
     def __init__(
@@ -204,18 +171,24 @@ class LongLLaDALM(HFLM):
         steps: int | None = None,
         block_length: int | None = None,
         remasking: str | None = None,
+        alg: str | None = None,
+        alg_temp: float | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        eps: float | None = None,
         cfg_scale: float | None = None,
         cache: str | None = None,
         threshold: float | None = None,
-        mc_num: int = 128,
-        mc_batch_size: int = 32,
-        mc_seed: int = 1234,
-        greedy_check: bool = True,
-        rolling_chunk: int = 64,
+        mc_num: int | None = None,
+        mc_batch_size: int | None = None,
+        mc_seed: int | None = None,
+        greedy_check: bool | None = None,
+        rolling_chunk: int | None = None,
         ntk_factor: float | None = None,
         ntk_target: int | None = None,
-        rope_scaling: str | None = None,
-        trust_remote_code: bool = True,
+        rope_scaling: str | dict | None = None,
+        trust_remote_code: bool | None = None,
         batch_size: int | str = 1,
         **kwargs: Any,
     ) -> None:
@@ -236,23 +209,45 @@ class LongLLaDALM(HFLM):
             if kwargs.get(field) is not None:
                 kwargs[field] = _batch_size(field, kwargs[field])
         _integer("prefix_token_id", kwargs.get("prefix_token_id"), 0)
+        if trust_remote_code is not None and not isinstance(trust_remote_code, bool):
+            raise ValueError(f"trust_remote_code={trust_remote_code!r} is not allowed; allowed: True or False")
+        self._rope_override = rope_scaling_from_args(ntk_factor, ntk_target, rope_scaling)
+        self._ntk_target = ntk_target
         # The sampler checks its own options (types and ranges) when it runs: they are handed over as given.
-        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, cfg_scale, cache, threshold)))
+        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
+                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
         self._sampler_args = {key: value for key, value in given.items() if value is not None}
-        self.mc_num = _positive_int("mc_num", mc_num)
-        self.mc_batch_size = _positive_int("mc_batch_size", mc_batch_size)
-        self.mc_seed = _integer("mc_seed", mc_seed)
+        diffusion_args = {**given, "mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed,
+                          "greedy_check": greedy_check, "rolling_chunk": rolling_chunk}  # fmt: skip
+        self.family, self.model_type = model_family(pretrained, kwargs.get("revision"), kwargs.get("subfolder"))
+        if self.family == "causal":
+            misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
+            if misplaced:
+                raise ValueError(
+                    f"--model_args {misplaced} apply to the diffusion models (LLaDA, Dream); {pretrained!r} has "
+                    f"model_type={self.model_type!r}, a causal LM that runs as lm-eval's --model hf does; allowed "
+                    "for it: HF's model_args and ntk_factor, ntk_target, rope_scaling"
+                )
+        self.mc_num = _positive_int("mc_num", 128 if mc_num is None else mc_num)
+        self.mc_batch_size = _positive_int("mc_batch_size", 32 if mc_batch_size is None else mc_batch_size)
+        self.mc_seed = _integer("mc_seed", 1234 if mc_seed is None else mc_seed)
+        greedy_check = True if greedy_check is None else greedy_check
         if not isinstance(greedy_check, bool):
             raise ValueError(f"greedy_check={greedy_check!r} is not allowed; allowed: True or False")
         self.greedy_check = greedy_check
-        self.rolling_chunk = _positive_int("rolling_chunk", rolling_chunk)
-        self._rope_override = rope_scaling_override(ntk_factor, ntk_target, rope_scaling)
+        self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
+        # Dream prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
+        self._bos_prefix = self.family == "dream"
+        self._rope_record: dict[str, Any] = {}
+        self._scaled_window: int | None = None
         self._encodings: dict[tuple[str, Any], array] = {}
         self._prompt_names: dict[str, str] = {}
         self._row_limits: list[tuple[int, int]] = []  # (prompt width, rows that fit) after out-of-memory batches
         self._rank = 0  # HFLM sets the real rank; the timing log may be written before it does
         self._timing("init")
         start = time.perf_counter()
+        if trust_remote_code is None:  # our own folders carry their remote code; anything else runs as --model hf
+            trust_remote_code = self.model_type == "longllada"
         super().__init__(
             pretrained=pretrained,
             backend="causal",
@@ -267,17 +262,35 @@ class LongLLaDALM(HFLM):
             # (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N) get their share too.
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
         self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size)
+        if self.family == "causal":
+            if self._scaled_window and not self._max_length:
+                scaling = self._rope_override[1]
+                reason = (
+                    f"ntk_target={scaling['target_length']}" if scaling.get("target_length") else
+                    "the length the scaled RoPE base covers by the scaling law" if scaling["type"] == "ntk" else
+                    f"trained length x dynamic factor {scaling['factor']:g}"
+                )  # fmt: skip
+                logger.info(
+                    "longllada: max_length not given, so lm-eval's context window is the scaled one: %s tokens (%s; "
+                    "trained %s)", self._scaled_window, reason, self.model.config.max_position_embeddings,
+                )  # fmt: skip
+            logger.info(
+                "longllada: %s (model_type %r) runs as lm-eval's --model hf; RoPE %s; context window %s tokens",
+                type(self.model).__name__, self.model_type, self._rope_record, self.max_length,
+            )  # fmt: skip
+            return
         config = self.model.config
         logger.info(
             "longllada: %s, trained length %s, rope_scaling %s, window %s; sampler overrides %s; "
-            "likelihood mc_num=%s; truncation %s",
+            "likelihood mc_num=%s; truncation %s%s",
             type(self.model).__name__,
-            getattr(config, "max_sequence_length", None),
+            getattr(config, "trained_length", getattr(config, "max_sequence_length", None)),
             getattr(config, "rope_scaling", None),
             getattr(config, "max_position_embeddings", None),
             self._sampler_args or "none (generation_config)",
             self.mc_num,
             f"to {self._max_length} tokens" if self._max_length else "none",
+            f"; prompts start with BOS id {self.tokenizer.bos_token_id}" if self._bos_prefix else "",
         )
         if not self.greedy_check:
             logger.info("longllada: greedy_check=False, so every loglikelihood reports is_greedy=False")
@@ -285,37 +298,84 @@ class LongLLaDALM(HFLM):
     # -- loading ---------------------------------------------------------------------------------------------
     def _get_config(self, pretrained: str, **kwargs: Any) -> None:
         # model_type from config.json itself: an official checkpoint's remote code is never run.
-        from transformers import PretrainedConfig
-
         location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
-        model_type = PretrainedConfig.get_config_dict(pretrained, **location)[0].get("model_type")
-        if model_type == "llada":
-            # The official remote code ignores the attention mask and has no likelihood method: use ours,
-            # which reads the official config and weights as they are (spec §1).
-            from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM
+        if self.model_type == "llada" or self.family == "dream":
+            # Official checkpoints: their remote code ignores the attention mask and has no likelihood method;
+            # ours reads the official config and weights as they are. Dream folders of ours load the same way.
+            from modeling_longllada import DreamConfig, DreamModel, LongLLaDAConfig, LongLLaDAModelLM
 
-            self._config = LongLLaDAConfig.from_pretrained(pretrained, **location)
-            self.AUTO_MODEL_CLASS = LongLLaDAModelLM
-        elif model_type == "longllada":
-            super()._get_config(pretrained, **kwargs)
-        else:
-            raise ValueError(
-                f"--model longllada evaluates LLaDA-architecture diffusion models; {pretrained!r} has "
-                f"model_type={model_type!r} (allowed: {list(SUPPORTED_MODEL_TYPES)}). Use --model hf for "
-                "autoregressive models"
+            config_class, model_class = (
+                (DreamConfig, DreamModel) if self.family == "dream" else (LongLLaDAConfig, LongLLaDAModelLM)
             )
+            self._config = config_class.from_pretrained(pretrained, **location)
+            self.AUTO_MODEL_CLASS = model_class
+        else:
+            if self.family == "causal":
+                import modeling_longllada  # noqa: F401  (our model types, should a causal folder name one)
+            super()._get_config(pretrained, **kwargs)
         override, scaling = self._rope_override
-        if override:
-            self._config.rope_scaling = scaling  # validated by LongLLaDAConfig
+        self._rope_record = apply_rope_scaling(self._config, (scaling or "none") if override else None)
+        if self.family == "causal" and override and scaling is not None:
+            self._scaled_window = self._causal_window(scaling)
+
+    def _create_tokenizer(self, pretrained: Any, tokenizer: Any, **kwargs: Any) -> None:
+        # An official Dream repo names its own DreamTokenizer (remote code), which is Qwen2.5's byte-level BPE with
+        # Dream's special tokens: transformers' Qwen2Tokenizer reads the same files, so no remote code runs.
+        if self.family == "dream" and not tokenizer and isinstance(pretrained, str):
+            from transformers import Qwen2Tokenizer
+            from transformers.utils import cached_file
+
+            location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
+            path = cached_file(pretrained, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
+                               **location)  # fmt: skip
+            settings = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+            if settings.get("tokenizer_class") == "DreamTokenizer":
+                logger.info("longllada: %s names the official DreamTokenizer; loading it as Qwen2Tokenizer", pretrained)
+                tokenizer = Qwen2Tokenizer.from_pretrained(pretrained, **location)
+        super()._create_tokenizer(pretrained, tokenizer, **kwargs)
+
+    def _causal_window(self, scaling: dict[str, Any]) -> int:
+        """The context a scaled causal LM covers: the target length, the scaling law's inverse for a factor (the
+        trained base and rotary dimensions of the config), or trained length x factor for dynamic NTK."""
+        trained = int(self._config.max_position_embeddings)
+        if scaling.get("target_length") is not None:
+            return int(scaling["target_length"])
+        if scaling["type"] == "dynamic":
+            return int(trained * scaling["factor"])
+        theta = float(self._rope_record["rope_theta"])
+        return ntk_supported_length(_rotary_dim(self._config), theta, trained, self._rope_record["factor"])
 
     def _create_model(self, pretrained: str, **kwargs: Any) -> None:
-        # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder).
+        # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder;
+        # transformers 5's from_pretrained takes no rope_theta=).
         super()._create_model(pretrained, config=self._config, **kwargs)
 
     @property
     def max_length(self) -> int:
-        """Prompts are cut from the left only when ``max_length`` is given."""
+        """Diffusion models: prompts are cut from the left only when ``max_length`` is given. Causal LMs: lm-eval's
+        window (``max_length``, the scaled window, or the model's own)."""
+        if self.family == "causal":
+            return self._max_length or self._scaled_window or super().max_length
         return self._max_length or NO_TRUNCATION
+
+    def get_model_info(self) -> dict[str, Any]:
+        """HFLM's model record (results JSON ``config``) plus the family, the RoPE override applied at load time,
+        the loaded model's RoPE, the context window and whether prompts start with BOS."""
+        info = super().get_model_info()
+        config = self.model.config
+        if is_ours(config):
+            loaded = apply_rope_scaling(config, None)
+        else:
+            loaded = {"rope_theta": causal_rope_theta(config), **apply_rope_scaling(config, None)}
+        info.update(
+            longllada_family=self.family,
+            longllada_model_type=self.model_type,
+            longllada_rope_applied=self._rope_record if self._rope_override[0] else None,
+            longllada_rope_loaded=loaded,
+            longllada_max_length=None if self.max_length == NO_TRUNCATION else self.max_length,
+            longllada_bos_prefix=self._bos_prefix,
+        )
+        return info
 
     # -- generation ------------------------------------------------------------------------------------------
     def _timing(self, event: str, **fields: Any) -> None:
@@ -353,20 +413,35 @@ class LongLLaDALM(HFLM):
                 if logger.isEnabledFor(logging.DEBUG):  # names the rows of the logged outputs
                     self._prompt_names[_ids_digest(ids)] = prompt_digest(text)
         first = contexts[0]
-        if super().tok_encode(first) != self.tok_encode(first):  # a tokenizer whose batches differ: no cache
+        if super().tok_encode(first) != self._raw_encode(first):  # a tokenizer whose batches differ: no cache
             self._encodings.clear()
         return [len(self.tok_encode(text)) for text in contexts]
+
+    def _raw_encode(self, string: str) -> list[int]:
+        """HFLM's encoding of ``string`` (from the cache of ``_encode_once`` when it holds it), before any BOS."""
+        key = (string, tuple(sorted(self._special_tokens_kwargs(string, batch=False).items())))
+        encoding = self._encodings.get(key) if self._encodings else None
+        return super().tok_encode(string) if encoding is None else encoding.tolist()
+
+    def _with_bos(self, ids: list[int], left_truncate_len: int | None) -> list[int]:
+        """Dream: ``ids`` with the tokenizer's BOS first (once), cut from the left to ``left_truncate_len``
+        keeping the BOS."""
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        if left_truncate_len and len(ids) > left_truncate_len:
+            ids = ids[:1] + ids[len(ids) - left_truncate_len + 1 :] if bos is not None else ids[-left_truncate_len:]
+        return ids
 
     def tok_encode(
         self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None, **kwargs: Any
     ) -> list[int]:
-        if not self._encodings or add_special_tokens is not None or kwargs:
+        if add_special_tokens is not None or kwargs:  # an explicit choice of special tokens is HFLM's as given
             return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
-        key = (string, tuple(sorted(self._special_tokens_kwargs(string, batch=False).items())))
-        if key not in self._encodings:
-            return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
-        encoding = self._encodings[key]
-        return (encoding[-left_truncate_len:] if left_truncate_len else encoding).tolist()
+        ids = self._raw_encode(string)
+        if self._bos_prefix:
+            return self._with_bos(ids, left_truncate_len)
+        return ids[-left_truncate_len:] if left_truncate_len else ids
 
     def tok_batch_encode(
         self,
@@ -375,27 +450,36 @@ class LongLLaDALM(HFLM):
         left_truncate_len: int | None = None,
         truncation: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self._encodings:
-            return super().tok_batch_encode(strings, padding_side, left_truncate_len, truncation)
-        special = tuple(sorted(self._special_tokens_kwargs(strings[0], batch=True).items()))
         pad_id = self.tokenizer.pad_token_id
-        cached = [self._encodings.get((text, special)) for text in strings]
-        if truncation or padding_side != "left" or pad_id is None or any(ids is None for ids in cached):
+        if self._bos_prefix and pad_id is not None and not truncation:
+            rows = [self.tok_encode(text, left_truncate_len=left_truncate_len) for text in strings]
+        elif self._encodings and padding_side == "left" and pad_id is not None and not truncation:
+            special = tuple(sorted(self._special_tokens_kwargs(strings[0], batch=True).items()))
+            cached = [self._encodings.get((text, special)) for text in strings]
+            if any(ids is None for ids in cached):
+                return super().tok_batch_encode(strings, padding_side, left_truncate_len, truncation)
+            rows = [ids.tolist() for ids in cached]
+            width = max(len(ids) for ids in rows)
+            if left_truncate_len and width > left_truncate_len:
+                logger.warning("left truncation of prompts of %s tokens to the last %s", width, left_truncate_len)
+                rows = [ids[-left_truncate_len:] for ids in rows]
+        else:
             return super().tok_batch_encode(strings, padding_side, left_truncate_len, truncation)
-        width = max(len(ids) for ids in cached)
-        input_ids = torch.full((len(cached), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(cached), width), dtype=torch.long)
-        for row, ids in enumerate(cached):
-            input_ids[row, width - len(ids) :] = torch.frombuffer(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-        if left_truncate_len and width > left_truncate_len:
-            logger.warning("left truncation of prompts of %s tokens to the last %s", width, left_truncate_len)
-            input_ids, attention_mask = input_ids[:, -left_truncate_len:], attention_mask[:, -left_truncate_len:]
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            span = slice(width - len(ids), width) if padding_side == "left" else slice(0, len(ids))
+            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, span] = 1
         return input_ids, attention_mask
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         """HFLM's ``generate_until`` over groups of prompts of similar length (each prompt tokenised once), so
-        that ``batch_size`` batches a length's prompts together and never pads one length to another."""
+        that ``batch_size`` batches a length's prompts together and never pads one length to another. A causal
+        LM: HFLM's own."""
+        if self.family == "causal":
+            return super().generate_until(requests, disable_tqdm=disable_tqdm)
         if not requests:
             return []
         start = time.perf_counter()
@@ -423,6 +507,8 @@ class LongLLaDALM(HFLM):
     def _model_generate(
         self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any
     ) -> torch.Tensor:
+        if self.family == "causal":
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
         attention_mask = generation_kwargs.pop("attention_mask", None)
         if attention_mask is None:
             attention_mask = left_padding_mask(context, self.tokenizer.pad_token_id)
@@ -448,7 +534,9 @@ class LongLLaDALM(HFLM):
         if output.device.type == "cuda":
             torch.cuda.synchronize(output.device)
         real = attention_mask.sum(-1).tolist()
+        first = context.gather(1, (attention_mask.shape[1] - attention_mask.sum(-1, keepdim=True)).clamp(max=width - 1))
         self._timing("batch", rows=context.shape[0], width=context.shape[1], prompt_tokens=real,
+                     first_token_ids=first[:, 0].tolist(),
                      new_tokens=output.shape[1] - context.shape[1], seconds=round(time.perf_counter() - start, 4))  # fmt: skip
         if logger.isEnabledFor(logging.DEBUG):
             rows = [ids[len(ids) - n :] for ids, n in zip(context.tolist(), real)]
@@ -483,20 +571,22 @@ class LongLLaDALM(HFLM):
             do_sample = temperature > 0
         if do_sample and temperature == 0.0:
             temperature = 1.0  # HF's meaning of do_sample without a temperature
-        settings.update(self._sampler_args)
-        generator = None
-        if do_sample or settings.get("remasking", getattr(self.model.generation_config, "remasking", None)) == "random":
-            generator = torch.Generator(device=self.device).manual_seed(self.mc_seed)
+        sampling: dict[str, Any] = {"temperature": temperature if do_sample else 0.0, "do_sample": bool(do_sample)}
+        overrides = dict(self._sampler_args)
+        if "temperature" in overrides:  # --model_args beat the task: sample at that temperature (0: greedy)
+            sampling = {"temperature": overrides.pop("temperature")}
+        settings.update(overrides)
+        # Seeded always: sampling draws, and Dream's "origin" commits positions at random even when greedy.
+        generator = torch.Generator(device=self.device).manual_seed(self.mc_seed)
         stopping_criteria = stop_sequences_criteria(self.tokenizer, stop, context.shape[1], context.shape[0])
         return self.model.generate(
             input_ids=context,
             attention_mask=attention_mask,
             max_new_tokens=max_length - context.shape[1],
-            temperature=temperature if do_sample else 0.0,
-            do_sample=bool(do_sample),
             stopping_criteria=stopping_criteria,
             pad_token_id=self.tokenizer.pad_token_id,
             generator=generator,
+            **sampling,
             **settings,
         )
 
@@ -533,7 +623,8 @@ class LongLLaDALM(HFLM):
             max_new_tokens=n,
             steps=n,
             block_length=n,
-            remasking="low_confidence",
+            # the most confident position first: LLaDA's low_confidence, Dream's maskgit_plus
+            remasking="maskgit_plus" if getattr(self.model, "logits_shifted", False) else "low_confidence",
             temperature=0.0,
             do_sample=False,
             cfg_scale=self._sampler_args.get("cfg_scale", 0.0),
@@ -548,6 +639,8 @@ class LongLLaDALM(HFLM):
         disable_tqdm: bool = False,
         override_bs: int | None = None,
     ) -> list[tuple[float, bool]]:
+        if self.family == "causal":
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         results: list[tuple[float, bool]] = []
         seen: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
         for key, context, continuation in tqdm(
@@ -566,7 +659,10 @@ class LongLLaDALM(HFLM):
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """Chunked ELBO: chunks of ``rolling_chunk`` tokens, each given every earlier token (and the prefix
-        token), summed. Each term bounds its chunk's log-likelihood from below, so the sum bounds the document's."""
+        token), summed. Each term bounds its chunk's log-likelihood from below, so the sum bounds the document's.
+        A causal LM: HFLM's own (exact next-token likelihoods over rolling windows)."""
+        if self.family == "causal":
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
         totals = []
         for request in tqdm(requests, disable=disable_tqdm or self.rank != 0, desc="Running rolling loglikelihood"):
             (text,) = request.args

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 
 from longllada.eval_cli import include_paths, run_eval  # noqa: E402
-from longllada.lm_eval_model import LongLLaDALM, left_padding_mask, rope_scaling_override  # noqa: E402
+from longllada.lm_eval_model import LongLLaDALM, left_padding_mask  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MC_TASK_DIR = REPO / "tests" / "fixtures" / "mc_task"
@@ -54,22 +54,23 @@ def loglikelihood_request(context: str, continuation: str) -> Instance:
 
 
 # -- options ----------------------------------------------------------------------------------------------------
-def test_rope_scaling_override_from_model_args():
-    assert rope_scaling_override() == (False, None)
-    assert rope_scaling_override(ntk_factor=14) == (True, {"type": "ntk", "factor": 14})
-    assert rope_scaling_override(ntk_target=16384) == (True, {"type": "ntk", "target_length": 16384})
-    assert rope_scaling_override(rope_scaling="dynamic") == (True, {"type": "dynamic"})
-    assert rope_scaling_override(rope_scaling="none") == (True, None)
-    for kwargs, field in [
-        ({"rope_scaling": "linear"}, "rope_scaling"),
-        ({"ntk_factor": 0.5}, "ntk_factor"),
-        ({"ntk_target": -1}, "ntk_target"),
-        ({"rope_scaling": "none", "ntk_factor": 4}, "rope_scaling"),
-        ({"rope_scaling": "dynamic", "ntk_factor": 4}, "ntk_factor"),
-        ({"rope_scaling": "ntk"}, "ntk_factor"),
-    ]:
-        with pytest.raises(ValueError, match=field):
-            rope_scaling_override(**kwargs)
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"ntk_factor": 14}, {"type": "ntk", "factor": 14}),
+        ({"ntk_target": 1024}, {"type": "ntk", "target_length": 1024}),
+        ({"rope_scaling": "ntk:4"}, {"type": "ntk", "factor": 4}),
+        ({"rope_scaling": "ntk-per-length"}, {"type": "ntk_per_length"}),
+        ({"rope_scaling": "none"}, None),
+    ],
+)
+def test_rope_model_args_reach_the_config(tiny_model_dir, kwargs, expected):
+    """ntk_factor / ntk_target / rope_scaling (any form of the one parser) set the loaded config's rope_scaling."""
+    lm = LongLLaDALM(pretrained=str(tiny_model_dir), device="cpu", **kwargs)
+    assert lm.model.config.rope_scaling == expected
+    assert lm.get_model_info()["longllada_rope_loaded"]["scaling"] == (
+        None if expected is None else f"config:{lm._rope_record['scaling']}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,6 +82,12 @@ def test_rope_scaling_override_from_model_args():
         ({"rolling_chunk": -1}, "rolling_chunk"),
         ({"ntk_factor": float("nan")}, "ntk_factor"),
         ({"ntk_factor": float("inf")}, "ntk_factor"),
+        ({"ntk_factor": 0.5}, "ntk_factor"),
+        ({"ntk_target": -1}, "ntk_target"),
+        ({"rope_scaling": "linear"}, "rope_scaling"),
+        ({"rope_scaling": "none", "ntk_factor": 4}, "give one of them"),
+        ({"rope_scaling": "dynamic:2"}, "dynamic"),
+        ({"trust_remote_code": "yes"}, "trust_remote_code"),
         ({"batch_size": "auto"}, "batch_size"),
         ({"batch_size": "0"}, "batch_size"),
         ({"batch_size": 1.5}, "batch_size"),
@@ -114,12 +121,16 @@ def test_sampler_options_are_checked_by_the_sampler(tiny_model_dir, kwargs, fiel
         lm.generate_until([generate_request("The report")])
 
 
-def test_refuses_autoregressive_models(tmp_path):
+def test_causal_lm_refuses_diffusion_args_and_rope_scaling_without_rope(tmp_path):
+    """A causal LM runs as --model hf does: diffusion-only arguments are errors, found from config.json before any
+    weights load (the folder has none), and an NTK request needs a RoPE model."""
     from transformers import GPT2Config
 
     GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="model_type='gpt2'.*--model hf"):
-        LongLLaDALM(pretrained=str(tmp_path), device="cpu")
+    with pytest.raises(ValueError, match=r"\['mc_num', 'steps'\] apply to the diffusion models.*model_type='gpt2'"):
+        LongLLaDALM(pretrained=str(tmp_path), device="cpu", steps=4, mc_num=8)
+    with pytest.raises(ValueError, match="needs a RoPE model"):
+        LongLLaDALM(pretrained=str(tmp_path), device="cpu", ntk_factor=4)
 
 
 def test_left_padding_mask():
