@@ -197,6 +197,7 @@ def test_missing_required_argument_is_one_line(capsys):
 # -- fault injection -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("family", ["llada", "dream"])
 def test_ppl_killed_at_random_points_resumes_to_the_same_file(family, request, tmp_path):
     """SIGKILL at seeded random points (while loading, between chunks, in the middle of a write), four times

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 TWIN = REPO / "longllada" / "models" / "tiny-llada-diffusion"
 GRID = {"context_lengths": [256, 512], "depths": [0, 50, 100], "num_repeats": 2}  # 12 answers
@@ -58,6 +60,7 @@ def cells(out: Path) -> dict:
     return json.loads(results.read_text())["results"]["longllada_niah"]
 
 
+@pytest.mark.e2e
 def test_niah_run_killed_at_random_points_resumes_to_the_same_answers(tmp_path):
     whole = tmp_path / "whole"
     done = subprocess.run(eval_argv(whole, None), cwd=tmp_path, env=environment(), capture_output=True, text=True,

@@ -418,7 +418,7 @@ def test_card_lm_eval_command_runs(built_ntk, tmp_path):
     argv[argv.index("--output_path") + 1] = str(tmp_path / "results")
     metadata = json.loads(argv[argv.index("--metadata") + 1])
     assert metadata["context_lengths"] == [1024, 2048, 4096]
-    argv[argv.index("--metadata") + 1] = json.dumps({**metadata, "context_lengths": [64], "depths": [50]})
+    argv[argv.index("--metadata") + 1] = json.dumps({**metadata, "context_lengths": [128], "depths": [50]})
     try:
         assert cli.main([*argv[1:], "--limit", "1"]) == 0
     except ValueError as err:  # the lm-eval model that takes Dream lands separately; until then, its refusal

@@ -240,6 +240,7 @@ def test_eval_help_exits_cleanly(capsys):
     assert "run" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_multiple_choice_task_through_accelerate_launch(lm, tmp_path):
     """The fixture task scored by `--model longllada` through loglikelihood, launched as a user would run a
     data-parallel evaluation; the logged scores are the estimator's."""

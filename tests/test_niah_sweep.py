@@ -16,6 +16,8 @@ pytest.importorskip("lm_eval")
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.e2e
+
 
 def test_sweep_script_on_a_tiny_grid(tmp_path):
     out = tmp_path / "sweep.json"

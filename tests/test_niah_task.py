@@ -217,6 +217,7 @@ def test_longllada_eval_with_model_longllada(longllada_run):
     _check_run(results, samples)
 
 
+@pytest.mark.e2e
 def test_data_parallel_run_gives_the_single_process_outputs(tiny_model_dir, tmp_path):
     """Two processes (torchrun, as accelerate launch starts them; on CPUs through ACCELERATE_USE_CPU) split the
     requests, and the gathered samples and cells equal a one-process run's."""

@@ -92,6 +92,7 @@ def test_python_example_runs(index, stand_ins, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.e2e
 def test_shell_commands_run_in_order(stand_ins, tmp_path):
     """The commands share a working folder, as a user's shell would (the plot reads what the eval wrote)."""
     for command in commands():

@@ -21,6 +21,8 @@ CLI_TIMEOUT_S = 600
 RULER_TASK, LONGBENCH_TASK = "longllada_ruler_niah_single_1", "longllada_longbench_hotpotqa"
 LENGTHS = [512, 1024]
 
+pytestmark = pytest.mark.e2e
+
 
 def load_by_path(name: str, path: Path):
     spec = importlib.util.spec_from_file_location(name, path)
