@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from lm_eval_tasks.metadata_keys import check_metadata_keys
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS_DIR = REPO / "lm_eval_tasks"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -69,7 +71,15 @@ def test_model_args_and_other_folders_keys_pass(ruler, longbench):
         "data_dir": "d", "context_lengths": [512], "depths": [0], "max_seq_lengths": [512], "num_samples": 1,
     }  # fmt: skip
     assert ruler.parse_options(merged).seq_lengths == (512,)
-    longbench.check_metadata_keys(merged)
+    for folder in ("longllada_longbench", "longllada_niah"):
+        check_metadata_keys(merged, folder)
+
+
+def test_niah_misspelt_metadata_key_is_named():
+    from lm_eval_tasks.longllada_niah.utils import niah_dataset
+
+    with pytest.raises(ValueError, match=r"'context_lenghts' is unknown \(did you mean 'context_lengths'\?\)"):
+        niah_dataset(context_lenghts=[512], pretrained="x")
 
 
 def test_mean_of_scored_skips_other_cells(ruler):

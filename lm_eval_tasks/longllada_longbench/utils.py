@@ -22,44 +22,19 @@ under data parallelism as they are.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from lm_eval_tasks.metadata_keys import check_metadata_keys
+
 logger = logging.getLogger(__name__)
 
 # What each generated task YAML passes in dataset_kwargs.
 REPLACEMENT_CHARACTER = "\ufffd"
 TASK_KEYS = ("longbench_subset", "longbench_prompt", "longbench_hub_dataset", "longbench_max_gen_toks")
-# The metadata keys of every longllada task folder (this one's first). One --metadata goes to every task of a run,
-# so another folder's key is no typo here; lm-eval also merges --model_args in, whose keys no task can list: a key
-# that none of these names is an error only when it nearly matches one of them (a misspelling).
-METADATA_KEYS = ("max_length", "data_dir")
-OTHER_TASK_KEYS = (
-    ("context_lengths", "depths", "num_repeats", "haystack")  # longllada_niah
-    + ("max_seq_lengths", "num_samples", "seed", "essays_path", "squad_path", "hotpotqa_path")  # longllada_ruler
-    + ("tokenizer", "pretrained", "model", "version")  # the tokenizer's name; the task's own metadata
-)
-# Model arguments of lm-eval's hf and vllm models and of --model longllada that look like a key above.
-MODEL_ARG_KEYS = ("tokenizer_mode", "max_model_len", "max_gen_toks", "seq_length")
-TYPO_CUTOFF = 0.8  # difflib similarity from which an unknown key is taken for a misspelt known one
-
-
-def check_metadata_keys(kwargs: dict[str, Any]) -> None:
-    """Refuse a key that is not known but nearly matches a known one (``data_dirs``), naming the known keys."""
-    known = (*METADATA_KEYS, *OTHER_TASK_KEYS, *TASK_KEYS)
-    for key in kwargs:
-        if key in known or key in MODEL_ARG_KEYS:
-            continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
-        if close:
-            raise ValueError(
-                f"--metadata key {key!r} is unknown (did you mean {close[0]!r}?); the keys these tasks read: "
-                f"{', '.join(METADATA_KEYS)}; the tokenizer from tokenizer, pretrained or model"
-            )
 
 
 def _positive_int(field: str, value: Any) -> int:
@@ -177,7 +152,7 @@ def load_longbench(**kwargs: Any) -> dict[str, Any]:
     import datasets
     from lm_eval.utils import apply_template
 
-    check_metadata_keys(kwargs)
+    check_metadata_keys(kwargs, "longllada_longbench", TASK_KEYS)
     missing = [key for key in TASK_KEYS if key not in kwargs]
     if missing:
         raise ValueError(

@@ -606,8 +606,12 @@ def niah_dataset(**metadata: Any) -> dict[str, Any]:
 
     Keys: ``context_lengths`` (default 2000…32000), ``depths`` (percent, default 0…100 step 10),
     ``num_repeats`` (10), ``haystack`` ("gov_report", "noise", or a path to a .txt file or folder), ``seed``
-    (42), and the tokenizer under ``tokenizer``/``pretrained``/``model``. Other keys are ignored.
+    (42), and the tokenizer under ``tokenizer``/``pretrained``/``model``. A misspelt key is an error naming these;
+    other keys (model arguments, other tasks' keys) are ignored.
     """
+    from lm_eval_tasks.metadata_keys import check_metadata_keys
+
+    check_metadata_keys(metadata, "longllada_niah")
     import datasets
 
     num_repeats = _int_list("num_repeats", metadata.get("num_repeats"), [DEFAULT_NUM_REPEATS], 1)

@@ -27,7 +27,6 @@ the tokenizer comes from ``tokenizer`` / ``pretrained`` / ``model`` as in lm-eva
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import json
 import logging
@@ -38,6 +37,8 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from lm_eval_tasks.metadata_keys import check_metadata_keys
 
 logger = logging.getLogger(__name__)
 
@@ -89,35 +90,7 @@ NIAH_TASKS: dict[str, dict[str, Any]] = {
 }
 
 
-# The metadata keys of every longllada task folder (this one's first). One --metadata goes to every task of a run,
-# so another folder's key is no typo here; lm-eval also merges --model_args in, whose keys no task can list: a key
-# that none of these names is an error only when it nearly matches one of them (a misspelling).
-METADATA_KEYS = ("max_seq_lengths", "num_samples", "seed", "essays_path", "squad_path", "hotpotqa_path")
-OTHER_TASK_KEYS = (
-    ("context_lengths", "depths", "num_repeats", "haystack")  # longllada_niah
-    + ("max_length", "data_dir")  # longllada_longbench
-    + ("tokenizer", "pretrained", "model", "version")  # the tokenizer's name; the task's own metadata
-)
-# Model arguments of lm-eval's hf and vllm models and of --model longllada that look like a key above.
-MODEL_ARG_KEYS = ("tokenizer_mode", "max_model_len", "max_gen_toks", "seq_length")
-TYPO_CUTOFF = 0.8  # difflib similarity from which an unknown key is taken for a misspelt known one
-
-
 # -- options ------------------------------------------------------------------------------------------------------
-def check_metadata_keys(kwargs: dict[str, Any], own: Sequence[str] = METADATA_KEYS) -> None:
-    """Refuse a key that is not known but nearly matches a known one (``max_seq_lenghts``), naming the keys."""
-    known = (*own, *OTHER_TASK_KEYS)
-    for key in kwargs:
-        if key in known or key in MODEL_ARG_KEYS:
-            continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
-        if close:
-            raise ValueError(
-                f"--metadata key {key!r} is unknown (did you mean {close[0]!r}?); the keys these tasks read: "
-                f"{', '.join(own)}; the tokenizer from tokenizer, pretrained or model"
-            )
-
-
 class RulerOptions(NamedTuple):
     """The metadata keys this folder reads, validated (a NamedTuple: lm-eval loads this file by path, outside
     ``sys.modules``, where dataclasses cannot resolve their annotations)."""
@@ -149,7 +122,7 @@ def _as_path(field: str, value: Any) -> str | None:
 
 def parse_options(kwargs: dict[str, Any]) -> RulerOptions:
     """Read and validate this folder's metadata keys from a task's merged metadata/model_args."""
-    check_metadata_keys(kwargs)
+    check_metadata_keys(kwargs, "longllada_ruler")
     lengths = kwargs.get("max_seq_lengths", DEFAULT_SEQ_LENGTHS)
     if isinstance(lengths, (int, str)) and not isinstance(lengths, bool):
         lengths = [lengths]
