@@ -16,7 +16,7 @@ from typing import Any
 from modeling_longllada import ntk_scaling_factor, parse_rope_scaling
 from modeling_longllada.rope_longllada import spec_label
 
-__all__ = ["apply_rope_scaling", "causal_rope_theta", "is_ours"]
+__all__ = ["apply_rope_scaling", "causal_rope_theta", "causal_trained_length", "is_ours"]
 
 
 def is_ours(config: Any) -> bool:
@@ -38,7 +38,7 @@ def apply_rope_scaling(config: Any, request: str | dict[str, Any] | None, traine
     if is_ours(config):
         config.rope_scaling = spec
         return _describe_ours(config, explicit=True)
-    return _apply_to_causal_lm(config, spec, trained_length or _causal_trained_length(config))
+    return _apply_to_causal_lm(config, spec, trained_length or causal_trained_length(config))
 
 
 def _describe_ours(config: Any, explicit: bool) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def causal_rope_theta(config: Any) -> float | None:
     return float(theta) if theta is not None else None
 
 
-def _causal_trained_length(config: Any) -> int:
+def causal_trained_length(config: Any) -> int:
     for field in ("max_position_embeddings", "n_positions", "n_ctx"):
         value = getattr(config, field, None)
         if isinstance(value, int) and value > 0:

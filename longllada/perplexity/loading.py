@@ -105,17 +105,6 @@ def _hf_has_rope(config: Any) -> bool:
     return bool(getattr(config, "rope_parameters", None)) or getattr(config, "rope_theta", None) is not None
 
 
-def _hf_trained_length(config: Any) -> int:
-    for field in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(config, field, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise ValueError(
-        f"config of type {config.model_type!r} has none of max_position_embeddings, n_positions, n_ctx; "
-        "its trained length is unknown"
-    )
-
-
 def _load_path(model: str | Path) -> str:
     path = Path(model).expanduser()
     return str(path) if path.exists() else str(model)
@@ -147,7 +136,7 @@ def load_model(
     from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
     import modeling_longllada  # registers our classes, official model types too
-    from longllada.rope_scaling import apply_rope_scaling, is_ours
+    from longllada.rope_scaling import apply_rope_scaling, causal_trained_length, is_ours
 
     check_model_source(model)
     modeling_longllada.parse_rope_scaling(rope_scaling)  # a bad request is refused before anything loads
@@ -162,7 +151,7 @@ def load_model(
     remote_code = config_dict.get("model_type") not in OFFICIAL_MODEL_TYPES
     config = AutoConfig.from_pretrained(load_from, trust_remote_code=remote_code)
     ours = is_ours(config)
-    trained_length = int(config.trained_length) if ours else _hf_trained_length(config)
+    trained_length = int(config.trained_length) if ours else causal_trained_length(config)
     rope = apply_rope_scaling(config, rope_scaling, trained_length)
     loaded = AutoModelForCausalLM.from_pretrained(
         load_from, config=config, trust_remote_code=remote_code, **dtype_kwargs
