@@ -351,6 +351,7 @@ def test_card_ppl_command_runs(built, tmp_path, capsys):
     assert rows[0]["kind"] == "diffusion" and [r["length"] for r in rows[1:]] == [64, 128]
 
 
+@pytest.mark.e2e
 def test_card_lm_eval_command_runs(built, tmp_path):
     (command,) = [b for b in card_blocks((built / "README.md").read_text(), "bash") if "longllada eval" in b]
     argv = shlex.split(command.replace("\\\n", " "))

@@ -404,6 +404,7 @@ def test_card_ppl_command_runs(built, tmp_path):
     assert [r["length"] for r in rows[1:]] == [32, 64]
 
 
+@pytest.mark.e2e
 def test_card_lm_eval_command_runs(built_ntk, tmp_path):
     (command,) = [b for b in card_blocks((built_ntk / "README.md").read_text(), "bash") if "longllada eval" in b]
     argv = shlex.split(command.replace("\\\n", " "))

@@ -200,6 +200,7 @@ def _check_run(results: dict, samples: list[dict]) -> None:
             assert "<|mdm_mask|>" not in sample["filtered_resps"][0]
 
 
+@pytest.mark.e2e
 def test_lm_eval_cli_with_model_hf(tiny_model_dir, tmp_path):
     # The tiny model's trained length is 256: hf would cut the 512-token prompts to it without max_length.
     model_args = f"pretrained={tiny_model_dir},trust_remote_code=True,max_length=1024"
@@ -210,6 +211,7 @@ def test_lm_eval_cli_with_model_hf(tiny_model_dir, tmp_path):
     _check_run(results, samples)
 
 
+@pytest.mark.e2e
 def test_longllada_eval_with_model_longllada(longllada_run):
     results, samples = _read_run(longllada_run)
     assert results["config"]["model"] == "longllada"

@@ -338,6 +338,7 @@ def longllada_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
     return out, run_cli(args, out)
 
 
+@pytest.mark.e2e
 def test_lm_eval_cli_model_hf_scores_every_kind(hf_run, tokenizer):
     results, samples = read_run(hf_run[0])
     assert results["config"]["model"] == "hf"
@@ -360,6 +361,7 @@ def test_lm_eval_cli_model_hf_scores_every_kind(hf_run, tokenizer):
     assert prompt.endswith(f"Question: {sample['doc']['input']}\nAnswer:")
 
 
+@pytest.mark.e2e
 def test_longllada_eval_model_longllada(longllada_run, tokenizer):
     results, samples = read_run(longllada_run[0])
     assert results["config"]["model"] == "longllada"

@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from huggingface_hub import HfApi
@@ -102,6 +103,9 @@ def test_offline_push_is_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys)
 
 def test_unreachable_hub_is_one_line(tiny_model_dir, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_NotARealToken0123456789")
+    # `make test` runs offline (HF_HUB_OFFLINE=1), which huggingface_hub checks first: lift it for this test
+    # only, whose endpoint is a closed port on the loopback address (nothing leaves the machine).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
     def closed_hub(token: str) -> HfApi:
         return HfApi(token=token, endpoint=CLOSED_ENDPOINT)
