@@ -320,9 +320,10 @@ class LongLLaDALM(HFLM):
 
     def _create_tokenizer(self, pretrained: Any, tokenizer: Any, **kwargs: Any) -> None:
         # An official Dream repo names its own DreamTokenizer (remote code), which is Qwen2.5's byte-level BPE with
-        # Dream's special tokens: transformers' Qwen2Tokenizer reads the same files, so no remote code runs.
+        # Dream's special tokens: transformers' own classes read the same files, so no remote code runs (the fast
+        # tokenizer from tokenizer.json when there is one, as `longllada upload` publishes it, else Qwen2Tokenizer).
         if self.family == "dream" and not tokenizer and isinstance(pretrained, str):
-            from transformers import Qwen2Tokenizer
+            from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
             from transformers.utils import cached_file
 
             location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
@@ -330,8 +331,12 @@ class LongLLaDALM(HFLM):
                                **location)  # fmt: skip
             settings = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
             if settings.get("tokenizer_class") == "DreamTokenizer":
-                logger.info("longllada: %s names the official DreamTokenizer; loading it as Qwen2Tokenizer", pretrained)
-                tokenizer = Qwen2Tokenizer.from_pretrained(pretrained, **location)
+                has_fast = cached_file(pretrained, "tokenizer.json", _raise_exceptions_for_missing_entries=False,
+                                       **location)  # fmt: skip
+                chosen = PreTrainedTokenizerFast if has_fast else Qwen2Tokenizer
+                logger.info("longllada: %s names the official DreamTokenizer; loading it as %s", pretrained,
+                            chosen.__name__)  # fmt: skip
+                tokenizer = chosen.from_pretrained(pretrained, **location)
         super()._create_tokenizer(pretrained, tokenizer, **kwargs)
 
     def _causal_window(self, scaling: dict[str, Any]) -> int:

@@ -95,8 +95,9 @@ class DiffusionGenerationConfig(GenerationConfig):
             kwargs["remasking"] = alg
         for name, default in {**SAMPLER_DEFAULTS, **_OTHER_FIELDS}.items():
             setattr(self, name, kwargs.pop(name, default))
-        # transformers 4 fills temperature 1.0, top_p 1.0 and top_k 50 in; the sampler takes only what is given.
-        sampling = {name: kwargs.get(name) for name in ("temperature", "top_p", "top_k")}
+        # transformers 4 fills temperature 1.0, top_p 1.0, top_k 50 and max_length 20 in; the sampler takes only
+        # what is given.
+        sampling = {name: kwargs.get(name) for name in ("temperature", "top_p", "top_k", "max_length")}
         self._ready = False
         super().__init__(**kwargs)
         self.__dict__.update(sampling, _ready=True)

@@ -101,11 +101,16 @@ def test_offline_push_is_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys)
     assert f"could not reach {REPO_ID} on the Hub (OfflineModeIsEnabled:" in line and "nothing was uploaded" in line
 
 
-def test_unreachable_hub_is_one_line(tiny_model_dir, monkeypatch, capsys):
+def test_unreachable_hub_is_one_line(tiny_model_dir, monkeypatch, capsys, request):
     monkeypatch.setenv("HF_TOKEN", "hf_NotARealToken0123456789")
     # `make test` runs offline (HF_HUB_OFFLINE=1), which huggingface_hub checks first: lift it for this test
     # only, whose endpoint is a closed port on the loopback address (nothing leaves the machine).
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    # huggingface_hub < 1.0 caches its HTTP session with the offline adapter mounted: a fresh one now, and again
+    # (offline) after the test.
+    reset_sessions = getattr(huggingface_hub.utils, "reset_sessions", lambda: None)
+    reset_sessions()
+    request.addfinalizer(reset_sessions)
 
     def closed_hub(token: str) -> HfApi:
         return HfApi(token=token, endpoint=CLOSED_ENDPOINT)
