@@ -31,6 +31,8 @@ from transformers import GenerationConfig
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
+from .rope_longllada import check_number
+
 logger = logging.get_logger(__name__)
 
 LLADA_REMASKING = ("low_confidence", "random")
@@ -114,21 +116,21 @@ class DiffusionGenerationConfig(GenerationConfig):
             return
         _choice("remasking", self.remasking, REMASKING)
         _choice("cache", self.cache, CACHE_MODES)
-        _number("steps", self.steps, minimum=1, integer=True, optional=True)
-        _number("block_length", self.block_length, minimum=1, integer=True, optional=True)
-        _number("max_new_tokens", self.max_new_tokens, minimum=1, integer=True, optional=True)
-        _number("max_length", self.max_length, minimum=1, integer=True, optional=True)
-        _number("temperature", self.temperature, minimum=0, optional=True)
-        _number("cfg_scale", self.cfg_scale, minimum=0)
-        _number("threshold", self.threshold, minimum=0, maximum=1, optional=True)
-        _number("top_p", self.top_p, minimum=0, maximum=1, inclusive=False, optional=True)
-        _number("top_k", self.top_k, minimum=0, integer=True, optional=True)
-        _number("alg_temp", self.alg_temp, minimum=0, optional=True)
-        _number("eps", self.eps, minimum=0, maximum=1, inclusive=False)
+        check_number("steps", self.steps, minimum=1, integer=True, optional=True)
+        check_number("block_length", self.block_length, minimum=1, integer=True, optional=True)
+        check_number("max_new_tokens", self.max_new_tokens, minimum=1, integer=True, optional=True)
+        check_number("max_length", self.max_length, minimum=1, integer=True, optional=True)
+        check_number("temperature", self.temperature, minimum=0, optional=True)
+        check_number("cfg_scale", self.cfg_scale, minimum=0)
+        check_number("threshold", self.threshold, minimum=0, maximum=1, optional=True)
+        check_number("top_p", self.top_p, minimum=0, maximum=1, inclusive=False, optional=True)
+        check_number("top_k", self.top_k, minimum=0, integer=True, optional=True)
+        check_number("alg_temp", self.alg_temp, minimum=0, optional=True)
+        check_number("eps", self.eps, minimum=0, maximum=1, inclusive=False)
         for name in ("mask_token_id", "eos_token_id", "pad_token_id", "eot_token_id"):
             value = getattr(self, name, None)
             if not isinstance(value, (list, tuple)):
-                _number(name, value, minimum=0, integer=True, optional=True)
+                check_number(name, value, minimum=0, integer=True, optional=True)
         for name in ("logits_eos_inf", "confidence_eos_eot_inf", "cuda_graph", "output_history"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: True or False")
@@ -201,21 +203,6 @@ def _alg_as_remasking(settings: dict) -> dict:
 def _choice(field: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{field}={value!r} is not allowed; allowed: {list(allowed)}")
-
-
-def _number(field, value, minimum=None, maximum=None, integer=False, optional=False, inclusive=True) -> None:
-    if value is None and optional:
-        return
-    kind = "an integer" if integer else "a finite number"
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    ok = ok and (integer or math.isfinite(value))
-    low_ok = minimum is None or (value >= minimum if inclusive else value > minimum) if ok else False
-    ok = ok and low_ok and (maximum is None or value <= maximum)
-    if not ok:
-        bounds = [f"{'>=' if inclusive else '>'} {minimum}" if minimum is not None else "",
-                  f"<= {maximum}" if maximum is not None else ""]  # fmt: skip
-        allowed = " ".join([kind, " and ".join(b for b in bounds if b)]).strip()
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: {allowed}{' or None' if optional else ''}")
 
 
 @dataclass

@@ -76,16 +76,19 @@ def check_number(
     maximum: float | None = None,
     integer: bool = False,
     inclusive: bool = True,
-) -> int | float:
-    """Return ``value`` if it is a finite number (an int when ``integer``) in range; else ValueError naming the
-    field, the value and what is allowed. bool is refused (``True`` is not a count)."""
+    optional: bool = False,
+) -> int | float | None:
+    """Return ``value`` if it is a finite number (an int when ``integer``) in range, or None when ``optional``;
+    else ValueError naming the field, the value and what is allowed. bool is refused (``True`` is not a count)."""
+    if value is None and optional:
+        return None
     kind = "an integer" if integer else "a finite number"
     bounds = []
     if minimum is not None:
         bounds.append(f"{'>=' if inclusive else '>'} {minimum}")
     if maximum is not None:
         bounds.append(f"<= {maximum}")
-    allowed = kind + (" " + " and ".join(bounds) if bounds else "")
+    allowed = kind + (" " + " and ".join(bounds) if bounds else "") + (" or None" if optional else "")
     ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
     if ok and not integer:
         ok = math.isfinite(value)
