@@ -149,6 +149,21 @@ def summarise(run: dict, timings: list[dict], outputs: list[dict], launched: flo
     if "wall_s" in run and "load_s" in run:
         run["fixed_s"] = round(run["wall_s"] - run["load_s"] - run["generation_s"], 2)
     run["batches"] = len(batches)
+    # Where the fixed part goes: each process's events in seconds from the command's start, and every batch
+    # ([rank, width, rows, seconds, ended at]), so that stragglers and uneven processes show.
+    timeline: dict[str, dict[str, float]] = {}
+    for record in timings:
+        if record["event"] in ("init", "load", "niah_grid", "requests", "generated"):
+            rank = str(record.get("rank", 0))
+            timeline.setdefault(rank, {})[record["event"]] = round(record["t"] - launched, 2)
+    for record in batches:
+        first = timeline.setdefault(str(record["rank"]), {})
+        first["first_batch_end"] = min(first.get("first_batch_end", 1e18), round(record["t"] - launched, 2))
+    run["timeline_s"] = timeline
+    if generated and "wall_s" in run:
+        run["after_generation_s"] = round(run["wall_s"] - max(r["t"] for r in generated) + launched, 2)
+    run["batch_records"] = [[record["rank"], record["width"], record["rows"], record["seconds"],
+                             round(record["t"] - launched, 2)] for record in batches]  # fmt: skip
 
 
 def read_samples(out: Path, outputs: list[dict]) -> tuple[dict, list[dict]]:

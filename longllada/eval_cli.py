@@ -20,11 +20,14 @@ run with one ``longllada eval: error: ...`` line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +62,45 @@ def _yaml_include_path(config_path: str | None) -> str | list[str] | None:
 
     data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
     return data.get("include_path") if isinstance(data, dict) else None
+
+
+def requested_task_names(tasks: str | Sequence[str] | None) -> list[str]:
+    """``--tasks`` as names (lm-eval takes ``a,b`` and ``a b``)."""
+    if tasks is None:
+        return []
+    given = [tasks] if isinstance(tasks, str) else list(tasks)
+    return [name.strip() for entry in given for name in str(entry).split(",") if name.strip()]
+
+
+@contextmanager
+def _index_without_builtin_tasks(tasks: str | Sequence[str] | None, tasks_dir: str | os.PathLike) -> Iterator[bool]:
+    """While lm-eval's CLI runs, its TaskManager skips lm-eval's built-in task folder when every requested task is
+    one of ours: indexing the ~15,000 built-in task files costs 5-10 s of every run's start-up (each process of a
+    data-parallel run), and none of them is needed. lm-eval's CLI has no switch for it (``TaskManager`` has:
+    ``include_defaults``), so its class is swapped for the call. Anything else (a built-in task, a YAML file, a
+    folder, a pattern that our folder does not match) indexes as lm-eval always does. Yields whether it skips."""
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    names = requested_task_names(tasks)
+    skip = bool(names) and "include_defaults" in inspect.signature(TaskManager.__init__).parameters
+    if skip:
+        ours = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+        skip = all(not name.endswith(".yaml") and ours.match_tasks([name]) for name in names)
+    if not skip:
+        yield False
+        return
+
+    class IncludedTasksOnly(TaskManager):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("include_defaults", False)
+            super().__init__(*args, **kwargs)
+
+    lm_eval.tasks.TaskManager = IncludedTasksOnly
+    try:
+        yield True
+    finally:
+        lm_eval.tasks.TaskManager = TaskManager
 
 
 def setup_logging() -> None:
@@ -100,7 +142,8 @@ def run_eval(argv: list[str]) -> int:
         from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None
         args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
     try:
-        cli.execute(args)
+        with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR):
+            cli.execute(args)
     except ValueError as err:
         logging.getLogger("longllada").debug("bad input", exc_info=True)
         print(f"longllada eval: error: {err}", file=sys.stderr)

@@ -9,7 +9,8 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   threshold; checked by the sampler itself); they override the task's generation kwargs, which override the
   model's generation_config. Sweeps: every prompt is tokenised once (lm-eval would tokenise it twice), and
   ``batch_size`` batches only prompts within 5% of each other's length (a NIAH grid's cells of one length),
-  so that a batch never pads a 24k prompt to 32k. A batch that runs out of GPU memory is split in halves.
+  so that a batch never pads a 24k prompt to 32k. On a GPU, a batch is split into parts that fit in free memory by
+  the sampler's estimate (``generation_bytes_per_row``); one that still runs out of memory is split in halves.
   Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
   adds the generated token ids).
 - ``loglikelihood``: the Monte-Carlo ELBO of ``model.log_likelihood`` (``mc_num`` samples, seeded per request
@@ -43,6 +44,7 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import time
 from array import array
 from collections.abc import Sequence
@@ -66,6 +68,7 @@ except ImportError:  # pragma: no cover - older lm-eval
 from lm_eval_tasks.longllada_niah.utils import encode_many
 from longllada.rope_scaling import _rotary_dim, apply_rope_scaling, causal_rope_theta, is_ours
 from modeling_longllada import ntk_supported_length, rope_scaling_from_args
+from modeling_longllada.generation_longllada import generation_bytes_per_row
 from modeling_longllada.rope_longllada import check_number
 
 logger = logging.getLogger(__name__)
@@ -243,7 +246,7 @@ class LongLLaDALM(HFLM):
         self._encodings: dict[tuple[str, Any], array] = {}
         self._prompt_names: dict[str, str] = {}
         self._row_limits: list[tuple[int, int]] = []  # (prompt width, rows that fit) after out-of-memory batches
-        self._rank = 0  # HFLM sets the real rank; the timing log may be written before it does
+        self._rank = int(os.environ.get("RANK", "0"))  # HFLM sets it later; the first timing lines come before
         self._timing("init")
         start = time.perf_counter()
         if trust_remote_code is None:  # our own folders carry their remote code; anything else runs as --model hf
@@ -519,10 +522,12 @@ class LongLLaDALM(HFLM):
             attention_mask = left_padding_mask(context, self.tokenizer.pad_token_id)
         attention_mask = attention_mask.to(context.device)
         rows, width = context.shape
-        # Rows that fit at this width, learnt from earlier out-of-memory batches at this width or less.
+        # Rows that fit at this width: the sampler's memory estimate, and what earlier out-of-memory batches at
+        # this width or less taught.
         limit = min((fit for known, fit in self._row_limits if width >= known), default=rows)
+        limit = min(limit, self._rows_that_fit(width + max(max_length - width, 0)) or rows)
         if rows > limit:
-            return self._generate_halves(context, attention_mask, max_length, stop, generation_kwargs)
+            return self._generate_in_parts(context, attention_mask, limit, max_length, stop, generation_kwargs)
         start = time.perf_counter()
         try:
             output = self._sample(context, attention_mask, max_length, stop, generation_kwargs)
@@ -535,7 +540,7 @@ class LongLLaDALM(HFLM):
                            "(and batches at least as wide from now on)", rows, width)  # fmt: skip
             self._row_limits.append((width, rows // 2))
             torch.cuda.empty_cache()
-            return self._generate_halves(context, attention_mask, max_length, stop, generation_kwargs)
+            return self._generate_in_parts(context, attention_mask, rows // 2, max_length, stop, generation_kwargs)
         if output.device.type == "cuda":
             torch.cuda.synchronize(output.device)
         real = attention_mask.sum(-1).tolist()
@@ -553,17 +558,31 @@ class LongLLaDALM(HFLM):
             logger.debug("longllada-outputs %s", json.dumps(record))
         return output
 
-    def _generate_halves(
-        self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],
+    def _generate_in_parts(
+        self, context: torch.Tensor, attention_mask: torch.Tensor, rows: int, max_length: int, stop: list[str],
         generation_kwargs: dict[str, Any],
     ) -> torch.Tensor:  # fmt: skip
-        half = context.shape[0] // 2
+        """The batch as consecutive parts of at most ``rows`` rows, one after the other (the same tokens)."""
         return torch.cat([
-            self._model_generate(context[:half], max_length, stop, attention_mask=attention_mask[:half],
-                                 **generation_kwargs),
-            self._model_generate(context[half:], max_length, stop, attention_mask=attention_mask[half:],
-                                 **generation_kwargs),
+            self._model_generate(context[i : i + rows], max_length, stop, attention_mask=attention_mask[i : i + rows],
+                                 **generation_kwargs)
+            for i in range(0, context.shape[0], rows)
         ])  # fmt: skip
+
+    def _rows_that_fit(self, length: int) -> int | None:
+        """Rows of ``length`` positions that the GPU's free memory holds by the sampler's estimate
+        (``generation_bytes_per_row``, with a 10% margin), or None off CUDA."""
+        if self.device.type != "cuda":
+            return None
+        settings = {**self.model.generation_config.to_dict(), **self._sampler_args}
+        cached = settings.get("cache") not in (None, "none")
+        rows_per_prompt = 2 if (settings.get("cfg_scale") or 0) > 0 else 1  # guidance runs a doubled batch
+        per_row = rows_per_prompt * generation_bytes_per_row(
+            self.model.config, length, cached, self.model.dtype.itemsize
+        )
+        free = torch.cuda.mem_get_info(self.device)[0]
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        return max(1, int(0.9 * free) // per_row)
 
     def _sample(
         self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],

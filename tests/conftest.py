@@ -21,6 +21,9 @@ if str(REPO) not in sys.path:  # the suite imports the project from the checkout
     sys.path.insert(0, str(REPO))
 
 ISOLATED_TIMEOUT_S = 300
+# NIAH grids are cached between runs (lm_eval_tasks/longllada_niah); the suite keeps its own cache, fresh each
+# session, so that no grid of an earlier run is read (subprocesses inherit it).
+os.environ["LONGLLADA_CACHE"] = tempfile.mkdtemp(prefix="longllada-test-cache-")
 
 
 def isolated_env() -> dict[str, str]:

@@ -235,6 +235,32 @@ def test_include_paths_put_ours_first(tmp_path):
     assert include_paths([str(ours), str(tmp_path)], ours) == [str(ours), str(tmp_path)]
 
 
+def test_builtin_task_index_skipped_only_when_every_task_is_ours():
+    """lm-eval's CLI indexes its ~15,000 built-in task files on every start; `longllada eval` skips that when
+    the requested tasks are all in our folder, and indexes as lm-eval does otherwise."""
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_tasks import TASKS_DIR
+    from longllada.eval_cli import _index_without_builtin_tasks, requested_task_names
+
+    assert requested_task_names(["longllada_niah,longllada_ruler", "x"]) == ["longllada_niah", "longllada_ruler", "x"]
+    with _index_without_builtin_tasks(["longllada_niah,longllada_ruler_niah_single_1"], TASKS_DIR) as skipped:
+        assert skipped
+        manager = lm_eval.tasks.TaskManager(include_path=[str(TASKS_DIR)])
+        assert "longllada_niah" in manager.all_tasks and "hellaswag" not in manager.all_tasks
+        assert all(name.startswith("longllada") for name in manager.all_tasks)
+    assert lm_eval.tasks.TaskManager is TaskManager  # put back
+    for tasks in (
+        ["hellaswag"],
+        ["longllada_niah", "arc_easy"],
+        [str(MC_TASK_DIR / "longllada_mc_fixture.yaml")],
+        None,
+    ):
+        with _index_without_builtin_tasks(tasks, TASKS_DIR) as skipped:
+            assert not skipped and lm_eval.tasks.TaskManager is TaskManager
+
+
 def test_eval_help_exits_cleanly(capsys):
     assert run_eval(["--help"]) == 0
     assert "run" in capsys.readouterr().out

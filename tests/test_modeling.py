@@ -430,6 +430,26 @@ def test_fast_pieces_equal_the_plain_pieces_bit_for_bit():
     assert torch.equal(fast.rms_norm(norm, x), norm(x))
 
 
+def test_left_padded_attention_row_by_row_equals_the_masked_call():
+    """A padded batch's full pass on a GPU runs one unmasked attention call per row over its real keys (sdpa's
+    fastest kernels take no mask): the masked call's values, pad queries included."""
+    from modeling_longllada import fast_longllada as fast
+    from modeling_longllada.modeling_longllada import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 40, 16) for _ in range(3))
+    real = torch.tensor([40, 33, 1])
+    mask = torch.arange(40)[None] >= (40 - real)[:, None]
+    starts = fast.left_padding_starts(mask)
+    assert starts == [0, 7, 39]
+    by_row = fast.attention_by_row(q, k, v, starts, "sdpa")
+    torch.testing.assert_close(by_row, attention(q, k, v, mask, "sdpa"), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(by_row[1:2], attention(q[1:2], k[1:2, :, 7:], v[1:2, :, 7:], None, "sdpa"))
+    holes = mask.clone()
+    holes[0, 5] = False  # not left padding: the masked call stays
+    assert fast.left_padding_starts(holes) is None
+
+
 def _dream_model(**overrides):
     from modeling_longllada import DreamConfig, DreamModel
 

@@ -299,3 +299,29 @@ def test_niah_plot_rejects_missing_results(tmp_path):
     from longllada.cli import main
 
     assert main(["niah-plot", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_grid_cache_reads_back_the_same_documents_and_leaves_foreign_files(niah, tiny_model_dir, tmp_path,
+                                                                            monkeypatch):  # fmt: skip
+    """A sweep's later runs read the grid its first run built; a file the task did not write is never used or
+    overwritten; LONGLLADA_CACHE=off keeps nothing."""
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("LONGLLADA_CACHE", str(tmp_path / "cache"))
+    grid = {"context_lengths": [200, 300], "depths": [0, 50], "num_repeats": 2}
+    built = niah.niah_dataset(pretrained=str(tiny_model_dir), **grid)["test"].to_list()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    settings = {**grid, "haystack": None, "seed": 42, "depths": [0.0, 50.0]}
+    path = niah.grid_cache_file(tokenizer, settings)
+    assert path is not None and path.is_file() and path.parent == tmp_path / "cache" / "niah"
+    assert niah.read_cached_grid(path) == built
+    assert niah.niah_dataset(pretrained=str(tiny_model_dir), **grid)["test"].to_list() == built
+    assert niah.grid_cache_file(tokenizer, {**settings, "seed": 7}) != path  # every setting is in the name
+
+    path.write_text('{"not": "ours"}')
+    assert niah.read_cached_grid(path) is None
+    assert niah.niah_dataset(pretrained=str(tiny_model_dir), **grid)["test"].to_list() == built  # rebuilt
+    assert path.read_text() == '{"not": "ours"}'
+
+    monkeypatch.setenv("LONGLLADA_CACHE", "off")
+    assert niah.grid_cache_file(tokenizer, settings) is None

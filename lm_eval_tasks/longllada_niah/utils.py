@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import itertools
 import json
 import logging
@@ -601,13 +602,75 @@ def build_docs(
     return sorted(docs, key=lambda doc: doc["repeat"])
 
 
+# -- the grid cache ---------------------------------------------------------------------------------------------
+# A sweep evaluates many model settings (the paper's configs list about 40) on the same grid: a grid built once is
+# kept as a JSON file named by the hash of everything it depends on (this file, the needles, the haystack's text,
+# the tokenizer, the grid's settings), so later runs read it (~0.3 s) instead of tokenising 9.5 M tokens again.
+CACHE_ENV = "LONGLLADA_CACHE"  # the cache folder; "off" keeps nothing
+GRID_MARKER = "longllada_niah_grid"
+
+
+def grid_cache_file(tokenizer: Any, grid: dict[str, Any]) -> Path | None:
+    """The cache file of this grid under ``$LONGLLADA_CACHE`` (default ``~/.cache/longllada``)/niah, or None when
+    the cache is off or the tokenizer has no one-string form to fingerprint (a slow tokenizer)."""
+    root = os.environ.get(CACHE_ENV, "")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if root.strip().lower() in ("off", "0", "false", "none") or backend is None:
+        return None
+    base = Path(root).expanduser() if root.strip() else Path.home() / ".cache" / "longllada"
+    sentences, shuffle = load_haystack_sentences(grid.get("haystack"))
+    special = {"class": type(tokenizer).__name__, "add_bos_token": getattr(tokenizer, "add_bos_token", None),
+               "special_tokens": getattr(tokenizer, "special_tokens_map", None)}  # fmt: skip
+    digest = hashlib.sha256()
+    for part in (
+        Path(__file__).read_bytes(),
+        NEEDLES_FILE.read_bytes(),
+        "\n".join(sentences).encode() + bytes([shuffle]),
+        backend.to_str().encode(),
+        json.dumps({**grid, "tokenizer": special}, sort_keys=True, default=str).encode(),
+    ):
+        digest.update(hashlib.sha256(part).digest())
+    return base / "niah" / f"grid-{digest.hexdigest()[:32]}.json"
+
+
+def read_cached_grid(path: Path | None) -> list[dict[str, Any]] | None:
+    """The documents of a grid cached at ``path`` by :func:`write_cached_grid`, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or record.get(GRID_MARKER) != path.stem:
+        logger.warning("longllada_niah: %s is not a grid this task wrote; building the grid without it", path)
+        return None
+    return record["documents"]
+
+
+def write_cached_grid(path: Path | None, docs: list[dict[str, Any]]) -> None:
+    """Keep the documents at ``path`` (written whole, then renamed: readers never see half a file). A file there
+    that this task did not write is left alone; a cache that cannot be written is only logged."""
+    if path is None or path.exists():  # ours would have been read; anything else stays as it is
+        return
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({GRID_MARKER: path.stem, "documents": docs}), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        logger.warning("longllada_niah: the grid was not cached at %s (%s)", path, error)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def niah_dataset(**metadata: Any) -> dict[str, Any]:
     """lm-eval ``custom_dataset``: builds the ``test`` split from ``--metadata`` merged with ``--model_args``.
 
     Keys: ``context_lengths`` (default 2000…32000), ``depths`` (percent, default 0…100 step 10),
     ``num_repeats`` (10), ``haystack`` ("gov_report", "noise", or a path to a .txt file or folder), ``seed``
     (42), and the tokenizer under ``tokenizer``/``pretrained``/``model``. A misspelt key is an error naming these;
-    other keys (model arguments, other tasks' keys) are ignored.
+    other keys (model arguments, other tasks' keys) are ignored. A grid built once is read back from the cache
+    (``$LONGLLADA_CACHE``, default ``~/.cache/longllada``; ``LONGLLADA_CACHE=off`` keeps none).
     """
     from lm_eval_tasks.metadata_keys import check_metadata_keys
 
@@ -623,23 +686,30 @@ def niah_dataset(**metadata: Any) -> dict[str, Any]:
     start = time.perf_counter()
     tokenizer = resolve_tokenizer(metadata)
     loaded = time.perf_counter()
-    docs = build_docs(
-        tokenizer,
-        context_lengths=_int_list("context_lengths", metadata.get("context_lengths"), DEFAULT_CONTEXT_LENGTHS, 1),
-        depths=_depth_list(metadata.get("depths")),
-        num_repeats=num_repeats[0],
-        haystack=metadata.get("haystack"),
-        seed=seeds[0],
-    )
+    grid = {
+        "context_lengths": _int_list("context_lengths", metadata.get("context_lengths"), DEFAULT_CONTEXT_LENGTHS, 1),
+        "depths": _depth_list(metadata.get("depths")),
+        "num_repeats": num_repeats[0],
+        "haystack": metadata.get("haystack"),
+        "seed": seeds[0],
+    }
+    cache_file = grid_cache_file(tokenizer, grid)
+    docs = read_cached_grid(cache_file)
+    cached = docs is not None
+    if docs is None:
+        docs = build_docs(tokenizer, **grid)
+        write_cached_grid(cache_file, docs)
     built = time.perf_counter()
     dataset = datasets.Dataset.from_list(docs, split=datasets.Split.TEST)
     timing = {
         "event": "niah_grid", "documents": len(docs), "prompt_tokens": sum(doc["prompt_tokens"] for doc in docs),
         "tokenizer_s": round(loaded - start, 3), "build_s": round(built - loaded, 3),
         "dataset_s": round(time.perf_counter() - built, 3), "t": time.time(),
+        "rank": int(os.environ.get("RANK", "0")), "cached": cached,
     }  # fmt: skip
     logger.info(
-        "longllada_niah: %s prompts (%s tokens) built in %.1f s; longllada-timing %s",
-        len(docs), timing["prompt_tokens"], built - loaded, json.dumps(timing),
+        "longllada_niah: %s prompts (%s tokens) %s in %.1f s; longllada-timing %s",
+        len(docs), timing["prompt_tokens"], f"read from {cache_file}" if cached else "built", built - loaded,
+        json.dumps(timing),
     )  # fmt: skip
     return {"test": dataset}

@@ -100,10 +100,45 @@ def sdpa_preference(q: torch.Tensor, k: torch.Tensor, masked: bool) -> AbstractC
         return nullcontext()
 
 
+def left_padding_starts(key_padding_mask: torch.Tensor) -> list[int] | None:
+    """Per row, the index of its first real key when every row is left padding (False then only True), else
+    None. Reads the mask back to the host (one synchronisation)."""
+    keys = key_padding_mask.shape[-1]
+    real = key_padding_mask.sum(-1)
+    position = torch.arange(keys, device=key_padding_mask.device)
+    is_left_padding = (key_padding_mask == (position >= keys - real[:, None])).all()
+    starts = (keys - real).tolist()
+    return starts if bool(is_left_padding) else None
+
+
+def attention_by_row(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, starts: list[int], backend: str
+) -> torch.Tensor:
+    """Left-padded bidirectional attention as one unmasked call per row over that row's real keys: the values of
+    the masked call (pad queries included), with sdpa's fastest kernels, which take no mask (a masked call on
+    Hopper falls back to a slower kernel). q [B, H, L, D]; k, v [B, H, S, D]. Returns [B, L, H, D]."""
+    out = q.new_empty(q.shape[0], q.shape[2], q.shape[1], q.shape[3])
+    for row, start in enumerate(starts):
+        out[row : row + 1] = plain.attention(q[row : row + 1], k[row : row + 1, :, start:], v[row : row + 1, :, start:],
+                                             None, backend)  # fmt: skip
+    return out
+
+
 def attention_with_preference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, backend: str
 ) -> torch.Tensor:
-    """``attention`` under :func:`sdpa_preference` (sdpa only)."""
+    """``attention`` under :func:`sdpa_preference` (sdpa only); a left-padded batch of many queries on a GPU
+    (a padded batch's full pass) row by row, without a mask (:func:`attention_by_row`)."""
+    if (
+        backend == "sdpa"
+        and key_padding_mask is not None
+        and q.is_cuda
+        and q.shape[-2] > FEW_QUERIES
+        and not torch.cuda.is_current_stream_capturing()
+    ):
+        starts = left_padding_starts(key_padding_mask)
+        if starts is not None:
+            return attention_by_row(q, k, v, starts, backend)
     preference = sdpa_preference(q, k, key_padding_mask is not None) if backend == "sdpa" else nullcontext()
     with preference:
         return plain.attention(q, k, v, key_padding_mask, backend)
