@@ -7,11 +7,12 @@ Hopper. ``fast_longllada.attention_by_row`` runs such a full pass's attention on
 
 For each length (LLaDA-8B-shaped random bf16 model, built on the GPU):
 - attention alone, [4, 32, L, 128] with rows of L and L-1 real keys: the masked call against row by row
-  (median seconds of 5 after warm-up; max |difference|);
+  (median seconds of 5 after warm-up; max |difference|), and the unpadded call on contiguous [B, H, L, D]
+  tensors against transposed views of [B, L, H, D] ones (the layout the block hands sdpa);
 - one forward pass of that batch (32 positions' logits), with the row-by-row attention (the fast path) and with
   the masked call (the fast path switched off for attention only), and of the unpadded batch (4 rows of L);
 - ``generate`` (32 tokens, block 32, 32 steps, exact and cache="prefix") of the padded batch against each row
-  alone: seconds and tokens identical per row.
+  alone: seconds and tokens identical per row (lengths up to ``--generate-up-to``).
 
     python benchmarks/padded_batch_check.py --lengths 4096,32768 --out /tmp/out/padded_batch_h200.json
     python benchmarks/padded_batch_check.py --tiny --lengths 256 --out /tmp/padded_tiny.json   # CPU: the script
@@ -48,16 +49,20 @@ def attention_alone(device: torch.device, length: int, heads: int, head_dim: int
     masked, masked_s, _ = timed(lambda: attention(q, k, v, mask, "sdpa"), device, repeats=5)
     by_row, by_row_s, _ = timed(lambda: fast.attention_by_row(q, k, v, starts, "sdpa"), device, repeats=5)
     unpadded, unpadded_s, _ = timed(lambda: attention(q, k, v, None, "sdpa"), device, repeats=5)
+    # The block hands sdpa transposed views of [B, L, H, D] projections; the same values laid out contiguously:
+    qt, kt, vt = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
+    views, views_s, _ = timed(lambda: attention(qt, kt, vt, None, "sdpa"), device, repeats=5)
     flops = 4 * ROWS * heads * length * length * head_dim
     return {
-        "masked_s": masked_s, "by_row_s": by_row_s, "unpadded_s": unpadded_s,
+        "masked_s": masked_s, "by_row_s": by_row_s, "unpadded_s": unpadded_s, "unpadded_views_s": views_s,
         "masked_tflops": flops / masked_s / 1e12, "by_row_tflops": flops / by_row_s / 1e12,
-        "unpadded_tflops": flops / unpadded_s / 1e12,
+        "unpadded_tflops": flops / unpadded_s / 1e12, "unpadded_views_tflops": flops / views_s / 1e12,
         "max_abs_diff": float((masked.float() - by_row.float()).abs().max()),
+        "views_equal_contiguous": bool(torch.equal(views, unpadded)),
     }  # fmt: skip
 
 
-def batch_against_rows(model, device: torch.device, length: int) -> dict:
+def batch_against_rows(model, device: torch.device, length: int, generate: bool) -> dict:
     vocab, mask_id, pad = model.config.vocab_size, model.config.mask_token_id, model.config.pad_token_id
     generator = torch.Generator().manual_seed(length)
     prompts = [torch.randint(8, vocab, (length - GEN - (row % 2),), generator=generator) for row in range(ROWS)]
@@ -86,7 +91,7 @@ def batch_against_rows(model, device: torch.device, length: int) -> dict:
         same = torch.cat((prompts[0][None].expand(ROWS, -1).to(device),
                           torch.full((ROWS, GEN), mask_id, device=device)), dim=1)  # fmt: skip
         _, result["forward_unpadded_s"], _ = timed(lambda: model(same, logits_to_keep=GEN).logits, device)
-    for mode, settings in {"exact": {}, "prefix": {"cache": "prefix"}}.items():
+    for mode, settings in {"exact": {}, "prefix": {"cache": "prefix"}}.items() if generate else ():
         common = dict(max_new_tokens=GEN, block_length=GEN, steps=GEN, **settings)
         together, seconds, _ = timed(
             lambda common=common: model.generate(batch, attention_mask=attention_mask, **common), device, repeats=1
@@ -103,6 +108,7 @@ def batch_against_rows(model, device: torch.device, length: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default="4096,32768")
+    parser.add_argument("--generate-up-to", type=int, default=8192, help="generate only at lengths up to this")
     parser.add_argument("--tiny", action="store_true", help="a small model on the CPU (checks the script)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {"command": " ".join(["python", *sys.argv]), "environment": environment(device), "rows": []}
     for length in [int(n) for n in args.lengths.split(",")]:
         row = {"attention": attention_alone(device, length, config.n_heads, config.head_dim)}
-        row.update(batch_against_rows(model, device, length))
+        row.update(batch_against_rows(model, device, length, length <= args.generate_up_to))
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
