@@ -97,7 +97,8 @@ def _rounded(v, like_ptr, BF16_BY_HAND: tl.constexpr):
 @_jit
 def _rms_norm_kernel(
     x_ptr, w_ptr, y_ptr, n_cols, x_row_stride, y_row_stride, eps, inv_n,
-    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_BLOCK: tl.constexpr, BF16_BY_HAND: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_BLOCK: tl.constexpr, INTERPRET: tl.constexpr,
+    BF16_BY_HAND: tl.constexpr,
 ):  # fmt: skip
     """One row of x [rows, N] per program: y = dtype(x32 · rsqrt(mean(x32²) + eps)), then dtype(y · w).
     The mean is the float32 sum of squares times 1/N, as torch's CUDA mean computes it (sum, then the factor);
@@ -118,7 +119,7 @@ def _rms_norm_kernel(
             acc += xs * xs
         total = tl.sum(acc, axis=0)
     mean_square = total * inv_n + eps
-    if BF16_BY_HAND:  # the interpreter: numpy's 1/sqrt
+    if INTERPRET:  # numpy's 1/sqrt
         scale = tl.math.rsqrt(mean_square)
     else:  # the CUDA rsqrtf torch calls
         scale = libdevice.rsqrt(mean_square)
@@ -167,14 +168,16 @@ def _rotary_kernel(
 
 
 @_jit
-def _swiglu_kernel(gate_ptr, up_ptr, out_ptr, n, BLOCK: tl.constexpr, BF16_BY_HAND: tl.constexpr):
+def _swiglu_kernel(
+    gate_ptr, up_ptr, out_ptr, n, BLOCK: tl.constexpr, INTERPRET: tl.constexpr, BF16_BY_HAND: tl.constexpr
+):
     """out = dtype(dtype(silu(gate)) · up) over n contiguous elements, silu as torch's CUDA kernel computes it:
     x / (1 + expf(-x)) in float32 with IEEE division (libdevice's expf; plain exp under the interpreter)."""
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < n
     g = tl.load(gate_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(up_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    if BF16_BY_HAND:
+    if INTERPRET:
         e = tl.exp(-g)
     else:
         e = libdevice.exp(-g)
@@ -255,7 +258,7 @@ def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) ->
         _rms_norm_kernel, (rows.shape[0],),
         (rows, weight if weight is not None else rows, y, n, rows.stride(0), n, float(eps), 1.0 / n),
         num_warps=max(1, min(16, block // 512)),
-        HAS_WEIGHT=weight is not None, BLOCK=block if n <= block else 4096, ONE_BLOCK=n <= block,
+        HAS_WEIGHT=weight is not None, BLOCK=block if n <= block else 4096, ONE_BLOCK=n <= block, INTERPRET=INTERPRET,
         BF16_BY_HAND=INTERPRET and x.dtype == torch.bfloat16,
     )  # fmt: skip
     return y if launched else None
@@ -315,7 +318,7 @@ def triton_swiglu_(gate: torch.Tensor, up: torch.Tensor) -> bool:
     block = 4096
     return _launch(
         _swiglu_kernel, (triton.cdiv(gate.numel(), block),), (gate, up, gate, gate.numel()),
-        num_warps=8, BLOCK=block, BF16_BY_HAND=INTERPRET and gate.dtype == torch.bfloat16,
+        num_warps=8, BLOCK=block, INTERPRET=INTERPRET, BF16_BY_HAND=INTERPRET and gate.dtype == torch.bfloat16,
     )  # fmt: skip
 
 
