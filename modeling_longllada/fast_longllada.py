@@ -28,14 +28,13 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
-try:  # optional: without triton (or with a broken one) the torch code runs
+# Optional: without triton (or with a broken one) the torch code runs. One flat try block: transformers 4.46 finds a
+# remote-code file's required packages by cutting try...except spans out of its text, and would see an import
+# nested deeper as required.
+try:
     import triton
     import triton.language as tl
-
-    try:
-        from triton.language.extra.cuda import libdevice
-    except ImportError:  # older layouts
-        from triton.language.extra import libdevice
+    from triton.language.extra.cuda import libdevice  # triton >= 3.0
 except Exception:  # noqa: BLE001 - whatever a broken install raises, the torch code still runs
     triton = tl = libdevice = None
 
