@@ -95,25 +95,25 @@ def _rounded(v, like_ptr, BF16_BY_HAND: tl.constexpr):
 
 @_jit
 def _rms_norm_kernel(
-    x_ptr, w_ptr, y_ptr, n_cols, x_row_stride, y_row_stride, eps, inv_n,
-    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_BLOCK: tl.constexpr, INTERPRET: tl.constexpr,
+    x_ptr, w_ptr, y_ptr, x_row_stride, y_row_stride, eps, inv_n,
+    N: tl.constexpr, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_BLOCK: tl.constexpr, INTERPRET: tl.constexpr,
     BF16_BY_HAND: tl.constexpr,
 ):  # fmt: skip
     """One row of x [rows, N] per program: y = dtype(x32 · rsqrt(mean(x32²) + eps)), then dtype(y · w).
-    The mean is the float32 sum of squares times 1/N, as torch's CUDA mean computes it (sum, then the factor);
+    N is a constant (one compilation per model width, and no masks when N is the block size). The mean is the float32 sum of squares times 1/N, as torch's CUDA mean computes it (sum, then the factor);
     only the order of the sum differs. Rows longer than BLOCK take a second pass (the row is then in L2)."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * x_row_stride
     y_row = y_ptr + row * y_row_stride
     cols = tl.arange(0, BLOCK)
     if ONE_BLOCK:
-        mask = cols < n_cols
+        mask = cols < N
         x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
         total = tl.sum(x * x, axis=0)
     else:
         acc = tl.zeros([BLOCK], dtype=tl.float32)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
+        for start in range(0, N, BLOCK):
+            mask = start + cols < N
             xs = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
             acc += xs * xs
         total = tl.sum(acc, axis=0)
@@ -129,8 +129,8 @@ def _rms_norm_kernel(
             y = _rounded(y.to(tl.float32) * w, y_ptr, BF16_BY_HAND)
         tl.store(y_row + cols, y, mask=mask)
     else:
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
+        for start in range(0, N, BLOCK):
+            mask = start + cols < N
             xs = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
             y = _rounded(xs * scale, y_ptr, BF16_BY_HAND)
             if HAS_WEIGHT:
@@ -220,6 +220,9 @@ def _launch(kernel, grid: tuple[int, ...], args: tuple, num_warps: int, **consta
     compiler) switches the kernels off for the process, with one warning."""
     global _triton_failed
     device = args[0].device
+    if device.type == "cuda" and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # triton launches on the current device (a device_map model's later GPUs)
+            return _launch(kernel, grid, args, num_warps, **constants)
     key = (kernel, device, num_warps, tuple(sorted(constants.items())), tuple(_spec(a) for a in args))
     if key in _launched:
         kernel[grid](*args, **constants, num_warps=num_warps, enable_fp_fusion=False)
@@ -255,8 +258,8 @@ def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) ->
     block = min(triton.next_power_of_2(n), 16384)
     launched = _launch(
         _rms_norm_kernel, (rows.shape[0],),
-        (rows, weight if weight is not None else rows, y, n, rows.stride(0), n, float(eps), 1.0 / n),
-        num_warps=max(1, min(16, block // 512)),
+        (rows, weight if weight is not None else rows, y, rows.stride(0), n, float(eps), 1.0 / n),
+        num_warps=max(1, min(16, block // 512)), N=n,
         HAS_WEIGHT=weight is not None, BLOCK=block if n <= block else 4096, ONE_BLOCK=n <= block, INTERPRET=INTERPRET,
         BF16_BY_HAND=INTERPRET and x.dtype == torch.bfloat16,
     )  # fmt: skip
