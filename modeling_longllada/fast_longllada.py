@@ -100,8 +100,9 @@ def _rms_norm_kernel(
     BF16_BY_HAND: tl.constexpr,
 ):  # fmt: skip
     """One row of x [rows, N] per program: y = dtype(x32 · rsqrt(mean(x32²) + eps)), then dtype(y · w).
-    N is a constant (one compilation per model width, and no masks when N is the block size). The mean is the float32 sum of squares times 1/N, as torch's CUDA mean computes it (sum, then the factor);
-    only the order of the sum differs. Rows longer than BLOCK take a second pass (the row is then in L2)."""
+    N is a constant (one compilation per model width, and no masks when N is the block size). The mean is the
+    float32 sum of squares times 1/N, as torch's CUDA mean computes it (sum, then the factor); only the order of
+    the sum differs. Rows longer than BLOCK take a second pass (the row is then in L2)."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * x_row_stride
     y_row = y_ptr + row * y_row_stride
@@ -141,16 +142,17 @@ def _rms_norm_kernel(
 
 @_jit
 def _rotary_kernel(
-    x_ptr, cos_ptr, sin_ptr, out_ptr, n_rows,
+    x_ptr, cos_ptr, sin_ptr, out_ptr, n_heads, n_rows,
     x_sb, x_sh, x_sl, c_sb, c_sl, s_sb, s_sl, o_sb, o_sh, o_sl,
     HALF: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_HALF: tl.constexpr, BF16_BY_HAND: tl.constexpr,
 ):  # fmt: skip
     """BLOCK_L positions of one (batch, head) per program. x [B, H, L, D] and out by strides (head dim contiguous);
     cos/sin [B or 1, 1, L, D] float32 (batch stride 0 when broadcast). First half x1·c - x2·s (bit for bit
-    x1·c + (-x2)·s), second half x2·c + x1·s, each product and sum rounded in float32."""
-    b = tl.program_id(2).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    rows = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
+    x1·c + (-x2)·s), second half x2·c + x1·s, each product and sum rounded in float32. The heads of one block of
+    positions are neighbouring programs, so the block's cos/sin come from memory once and from L2 after."""
+    b = tl.program_id(1).to(tl.int64)
+    h = (tl.program_id(0) % n_heads).to(tl.int64)
+    rows = (tl.program_id(0) // n_heads) * BLOCK_L + tl.arange(0, BLOCK_L)
     cols = tl.arange(0, BLOCK_HALF)
     mask = (rows[:, None] < n_rows) & (cols[None, :] < HALF)
     rows = rows.to(tl.int64)[:, None]
@@ -296,8 +298,8 @@ def triton_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
         return t.stride(0) if t.shape[0] > 1 else 0
 
     launched = _launch(
-        _rotary_kernel, (triton.cdiv(length, block_l), heads, b),
-        (x, cos, sin, out, length, x.stride(0), x.stride(1), x.stride(2), batch_stride(cos), cos.stride(2),
+        _rotary_kernel, (heads * triton.cdiv(length, block_l), b),
+        (x, cos, sin, out, heads, length, x.stride(0), x.stride(1), x.stride(2), batch_stride(cos), cos.stride(2),
          batch_stride(sin), sin.stride(2), out.stride(0), out.stride(1), out.stride(2)),
         num_warps=4, HALF=half, BLOCK_L=block_l, BLOCK_HALF=block_half,
         BF16_BY_HAND=INTERPRET and x.dtype == torch.bfloat16,
