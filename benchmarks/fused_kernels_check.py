@@ -248,7 +248,8 @@ def generate_rows(model, device: torch.device, prompt_len: int) -> dict:
             for name, triton_on in (("off", False), ("on", True)):
                 with kernels(triton_on):
                     tokens[name], row[f"{mode}_s_{name}"] = run(settings)
-            row[f"{mode}_token_agreement"] = float((tokens["on"] == tokens["off"]).float().mean())
+            n = min(tokens["on"].shape[1], tokens["off"].shape[1])  # an early EOS may end one run sooner
+            row[f"{mode}_token_agreement"] = float((tokens["on"][:, :n] == tokens["off"][:, :n]).float().mean())
             row[f"{mode}_tokens_identical"] = bool(torch.equal(tokens["on"], tokens["off"]))
     finally:
         for log in watched:
