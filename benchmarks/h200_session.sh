@@ -8,6 +8,7 @@
 #   fastpath: fast against plain path (tokens in four modes, logits, times): LLaDA-8B and Dream-7B shapes, twin.
 #   bench:    generate_bench's length table (the README's H200 table), re-measured on this code.
 #   flash:    sdpa against flash-attn 4 (logits, exact-mode tokens, times, a padded batch).
+#   fused:    the fast path's fused Triton kernels on and off: each kernel, a forward pass, its profile, generate.
 # Usage: bash benchmarks/h200_session.sh env dream tinyeval
 set -u
 OUT=${OUT:-/tmp/out}
@@ -49,6 +50,9 @@ for part in "$@"; do
         python3 benchmarks/fast_path_check.py --arch dream --lengths 4096 --repeats 3 \
             --out "$OUT/fast_path_h200_dream.json" 2>&1 | tail -n 3
         python3 benchmarks/fast_path_check.py --twin --lengths 512,2048 --out "$OUT/fast_path_twin.json" 2>&1 | tail -n 3
+        ;;
+    fused)
+        python3 benchmarks/fused_kernels_check.py --out "$OUT/fused_kernels_h200.json" 2>&1 | tee "$OUT/fused_kernels_h200.log" | tail -n 20
         ;;
     bench)
         GIT_COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown) python3 benchmarks/generate_bench.py \
