@@ -7,18 +7,36 @@ computes the same values as its plain counterpart, bit for bit on the CPU (tests
 other difference is which of sdpa's kernels runs (``benchmarks/fast_path_check.py`` compares tokens, logits and
 timings of both paths; the measurements are in ``benchmarks/NOTES.md``).
 
-Copied flat into Hub model repos: imports only torch and the files beside it.
+On CUDA, in bf16/fp16, the norm, RoPE and the SwiGLU product run as fused Triton kernels when triton imports (one
+read and one write of each tensor instead of several float32 temporaries); ``LONGLLADA_TRITON=0`` in the environment,
+or ``USE_TRITON = False`` on this module, keeps the torch code. RoPE and SwiGLU give the torch code's values bit for
+bit; the norm sums its squares in another order than torch's reduction, so the float32 mean may differ in its last
+bit, which moves a rare bf16 output by one unit in the last place (``benchmarks/fused_kernels_check.py`` measures it).
 
-Shapes: B batch, H heads, L queries, S keys, D head dim.
+Copied flat into Hub model repos: imports only torch, the files beside it and (optionally) triton.
+
+Shapes: B batch, H heads, L queries, S keys, D head dim, N the normalised size, I the feed-forward width.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 
 import torch
 import torch.nn.functional as F
+
+# Optional: without triton (or with a broken one) the torch code runs. One flat try block: transformers 4.46 finds a
+# remote-code file's required packages by cutting try...except spans out of its text, and would see an import
+# nested deeper as required.
+try:
+    import triton
+    import triton.language as tl
+    from triton.language.extra.cuda import libdevice  # triton >= 3.0
+except Exception:  # noqa: BLE001 - whatever a broken install raises, the torch code still runs
+    triton = tl = libdevice = None
 
 # The plain pieces, through `from . import` rather than `from .modeling_longllada import`: modeling_longllada
 # imports this file, and transformers 4.46 loops forever on such a cycle when it follows relative imports to save a
@@ -32,12 +50,294 @@ ROTARY_HALVES_MIN_NUMEL = 1 << 20
 # steps: a block of queries over the whole cache).
 FEW_QUERIES, MANY_KEYS = 256, 8192
 
+logger = logging.getLogger(__name__)
+
+
+def _triton_switch() -> bool:
+    value = os.environ.get("LONGLLADA_TRITON", "1")
+    if value not in ("0", "1"):
+        raise ValueError(
+            f"LONGLLADA_TRITON={value!r} is not allowed; allowed: '0' (torch code) or '1' (Triton kernels)"
+        )
+    return value == "1"
+
+
+# The fused Triton kernels: on unless LONGLLADA_TRITON=0; set False/True here to switch them within a process.
+USE_TRITON = _triton_switch()
+# Devices whose tensors the kernels take. Tests add "cpu" under triton's interpreter (TRITON_INTERPRET=1).
+TRITON_DEVICE_TYPES = frozenset({"cuda"})
+# Triton's interpreter (numpy on the CPU) has no libdevice and truncates float32 -> bf16: the kernels then use
+# tl.exp and round to bf16 by hand (see _rounded).
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# -- fused Triton kernels -------------------------------------------------------------------------------------
+# Each reproduces PyTorch's eager arithmetic: every float32 product and sum rounded on its own (launched with
+# enable_fp_fusion=False, so no a·b + c becomes an fma), float32 -> bf16/fp16 rounding to nearest even.
+
+
+def _jit(fn):
+    return triton.jit(fn) if triton is not None else fn
+
+
+@_jit
+def _rounded(v, like_ptr, BF16_BY_HAND: tl.constexpr):
+    """float32 ``v`` rounded to nearest even into ``like_ptr``'s element type. By hand for bf16 under the
+    interpreter, whose cast truncates: add half a bf16 unit minus one, plus the kept part's last bit (ties to even),
+    and keep the upper 16 bits; NaN stays a quiet NaN."""
+    if BF16_BY_HAND:
+        bits = v.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        bits = tl.where(v != v, 0x7FC0, bits)
+        return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    return v.to(like_ptr.dtype.element_ty)
+
+
+@_jit
+def _rms_norm_kernel(
+    x_ptr, w_ptr, y_ptr, x_row_stride, y_row_stride, eps, inv_n,
+    N: tl.constexpr, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_BLOCK: tl.constexpr, INTERPRET: tl.constexpr,
+    BF16_BY_HAND: tl.constexpr,
+):  # fmt: skip
+    """One row of x [rows, N] per program: y = dtype(x32 · rsqrt(mean(x32²) + eps)), then dtype(y · w).
+    N is a constant (one compilation per model width, and no masks when N is the block size). The mean is the
+    float32 sum of squares times 1/N, as torch's CUDA mean computes it (sum, then the factor); only the order of
+    the sum differs. Rows longer than BLOCK take a second pass (the row is then in L2)."""
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * x_row_stride
+    y_row = y_ptr + row * y_row_stride
+    cols = tl.arange(0, BLOCK)
+    if ONE_BLOCK:
+        mask = cols < N
+        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        total = tl.sum(x * x, axis=0)
+    else:
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for start in range(0, N, BLOCK):
+            mask = start + cols < N
+            xs = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            acc += xs * xs
+        total = tl.sum(acc, axis=0)
+    mean_square = total * inv_n + eps
+    if INTERPRET:  # numpy's 1/sqrt
+        scale = tl.math.rsqrt(mean_square)
+    else:  # the CUDA rsqrtf torch calls
+        scale = libdevice.rsqrt(mean_square)
+    if ONE_BLOCK:
+        y = _rounded(x * scale, y_ptr, BF16_BY_HAND)
+        if HAS_WEIGHT:
+            w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+            y = _rounded(y.to(tl.float32) * w, y_ptr, BF16_BY_HAND)
+        tl.store(y_row + cols, y, mask=mask)
+    else:
+        for start in range(0, N, BLOCK):
+            mask = start + cols < N
+            xs = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            y = _rounded(xs * scale, y_ptr, BF16_BY_HAND)
+            if HAS_WEIGHT:
+                w = tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+                y = _rounded(y.to(tl.float32) * w, y_ptr, BF16_BY_HAND)
+            tl.store(y_row + start + cols, y, mask=mask)
+
+
+@_jit
+def _rotary_kernel(
+    x_ptr, cos_ptr, sin_ptr, out_ptr, n_heads, n_rows,
+    x_sb, x_sh, x_sl, c_sb, c_sl, s_sb, s_sl, o_sb, o_sh, o_sl,
+    HALF: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_HALF: tl.constexpr, BF16_BY_HAND: tl.constexpr,
+):  # fmt: skip
+    """BLOCK_L positions of one (batch, head) per program. x [B, H, L, D] and out by strides (head dim contiguous);
+    cos/sin [B or 1, 1, L, D] float32 (batch stride 0 when broadcast). First half x1·c - x2·s (bit for bit
+    x1·c + (-x2)·s), second half x2·c + x1·s, each product and sum rounded in float32. The heads of one block of
+    positions are neighbouring programs, so the block's cos/sin come from memory once and from L2 after."""
+    b = tl.program_id(1).to(tl.int64)
+    h = (tl.program_id(0) % n_heads).to(tl.int64)
+    rows = (tl.program_id(0) // n_heads) * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = tl.arange(0, BLOCK_HALF)
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < HALF)
+    rows = rows.to(tl.int64)[:, None]
+    x_at = x_ptr + b * x_sb + h * x_sh + rows * x_sl + cols[None, :]
+    c_at = cos_ptr + b * c_sb + rows * c_sl + cols[None, :]
+    s_at = sin_ptr + b * s_sb + rows * s_sl + cols[None, :]
+    x1 = tl.load(x_at, mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(x_at + HALF, mask=mask, other=0.0).to(tl.float32)
+    first = x1 * tl.load(c_at, mask=mask, other=0.0) - x2 * tl.load(s_at, mask=mask, other=0.0)
+    second = x2 * tl.load(c_at + HALF, mask=mask, other=0.0) + x1 * tl.load(s_at + HALF, mask=mask, other=0.0)
+    o_at = out_ptr + b * o_sb + h * o_sh + rows * o_sl + cols[None, :]
+    tl.store(o_at, _rounded(first, out_ptr, BF16_BY_HAND), mask=mask)
+    tl.store(o_at + HALF, _rounded(second, out_ptr, BF16_BY_HAND), mask=mask)
+
+
+@_jit
+def _swiglu_kernel(
+    gate_ptr, up_ptr, out_ptr, n, BLOCK: tl.constexpr, INTERPRET: tl.constexpr, BF16_BY_HAND: tl.constexpr
+):
+    """out = dtype(dtype(silu(gate)) · up) over n contiguous elements, silu as torch's CUDA kernel computes it:
+    x / (1 + expf(-x)) in float32 with IEEE division (libdevice's expf; plain exp under the interpreter)."""
+    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    g = tl.load(gate_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(up_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    if INTERPRET:
+        e = tl.exp(-g)
+    else:
+        e = libdevice.exp(-g)
+    silu = _rounded(tl.math.div_rn(g, 1.0 + e), out_ptr, BF16_BY_HAND)
+    tl.store(out_ptr + offsets, _rounded(silu.to(tl.float32) * u, out_ptr, BF16_BY_HAND), mask=mask)
+
+
+# Launch signatures already run once (so compiled and loaded): see _launch.
+_launched: set[tuple] = set()
+_triton_failed = False
+
+
+def _spec(arg) -> tuple:
+    """What triton specialises a kernel on, per argument (or finer): a tensor's dtype and 16-byte alignment,
+    an integer's being 1, a multiple of 16, or beyond 32 bits."""
+    if isinstance(arg, torch.Tensor):
+        return (arg.dtype, arg.data_ptr() % 16 == 0)
+    if isinstance(arg, bool) or not isinstance(arg, int):
+        return (type(arg),)
+    return (int, arg == 1, arg % 16 == 0, not -(2**31) <= arg < 2**31)
+
+
+def _triton_usable(x: torch.Tensor) -> bool:
+    """The kernels take x: triton imported and works, switched on, a low-precision tensor, no autograd."""
+    return (
+        triton is not None
+        and USE_TRITON
+        and not _triton_failed
+        and x.device.type in TRITON_DEVICE_TYPES
+        and x.dtype in (torch.bfloat16, torch.float16)
+        and not torch.is_grad_enabled()
+    )
+
+
+def _launch(kernel, grid: tuple[int, ...], args: tuple, num_warps: int, **constants) -> bool:
+    """Run ``kernel[grid](*args, **constants)``; False where it did not run (the caller then runs torch's code).
+
+    A signature's first launch compiles the kernel and loads it on the device: never inside a CUDA graph capture
+    (the sampler's capture replays an eager warm-up of the same step first, so its kernels are ready; a signature
+    first seen while capturing keeps torch's code in the graph). A first launch that fails (a broken triton, no C
+    compiler) switches the kernels off for the process, with one warning."""
+    global _triton_failed
+    device = args[0].device
+    if device.type == "cuda" and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # triton launches on the current device (a device_map model's later GPUs)
+            return _launch(kernel, grid, args, num_warps, **constants)
+    key = (kernel, device, num_warps, tuple(sorted(constants.items())), tuple(_spec(a) for a in args))
+    if key in _launched:
+        kernel[grid](*args, **constants, num_warps=num_warps, enable_fp_fusion=False)
+        return True
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return False
+    try:
+        kernel[grid](*args, **constants, num_warps=num_warps, enable_fp_fusion=False)
+    except Exception as error:  # noqa: BLE001 - any failure of triton's toolchain: the torch code runs instead
+        _triton_failed = True
+        logger.warning(
+            "fused Triton kernels switched off, torch code runs instead (%s: %s)", type(error).__name__, error
+        )
+        return False
+    _launched.add(key)
+    return True
+
+
+def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor | None:
+    """LLaDA's RMSNorm of x [..., N] (bf16/fp16) by the fused kernel: y [..., N] contiguous, in x's dtype, or None
+    where the kernel does not apply (then run the torch code). ``weight`` [N] in x's dtype, or None."""
+    n = x.shape[-1]
+    if not _triton_usable(x) or x.numel() == 0:
+        return None
+    if weight is not None and (
+        weight.dtype != x.dtype or weight.device != x.device or weight.shape != (n,) or weight.stride() != (1,)
+    ):
+        return None  # e.g. a float32 weight: torch promotes the product to float32, which the kernel does not
+    rows = x.reshape(-1, n)  # a view for the block's inputs (contiguous); a copy otherwise
+    if rows.stride(-1) != 1:
+        rows = rows.contiguous()
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    block = min(triton.next_power_of_2(n), 16384)
+    launched = _launch(
+        _rms_norm_kernel, (rows.shape[0],),
+        (rows, weight if weight is not None else rows, y, rows.stride(0), n, float(eps), 1.0 / n),
+        num_warps=max(1, min(16, block // 512)), N=n,
+        HAS_WEIGHT=weight is not None, BLOCK=block if n <= block else 4096, ONE_BLOCK=n <= block, INTERPRET=INTERPRET,
+        BF16_BY_HAND=INTERPRET and x.dtype == torch.bfloat16,
+    )  # fmt: skip
+    return y if launched else None
+
+
+def triton_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor | None:
+    """``plain.apply_rotary`` of x [B, H, L, D] (bf16/fp16, any strides with the head dim contiguous, e.g. the
+    transposed view of [B, L, H, D]) by the fused kernel, or None where it does not apply. cos, sin
+    [B or 1, 1, L, D] float32 with the last dim contiguous. The output has x's layout (``empty_like``)."""
+    if not _triton_usable(x) or x.dim() != 4 or x.numel() == 0:
+        return None
+    b, heads, length, d = x.shape
+    for t in (cos, sin):
+        if (
+            t.dtype != torch.float32
+            or t.device != x.device
+            or t.dim() != 4
+            or t.shape[0] not in (1, b)
+            or t.shape[1:] != (1, length, d)
+            or t.stride(-1) != 1
+        ):
+            return None
+    if d % 2 or x.stride(-1) != 1:
+        return None
+    out = torch.empty_like(x)
+    if out.stride(-1) != 1:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    half = d // 2
+    block_half = triton.next_power_of_2(half)
+    block_l = max(1, min(64, 2048 // block_half, triton.next_power_of_2(length)))
+
+    def batch_stride(t: torch.Tensor) -> int:
+        return t.stride(0) if t.shape[0] > 1 else 0
+
+    launched = _launch(
+        _rotary_kernel, (heads * triton.cdiv(length, block_l), b),
+        (x, cos, sin, out, heads, length, x.stride(0), x.stride(1), x.stride(2), batch_stride(cos), cos.stride(2),
+         batch_stride(sin), sin.stride(2), out.stride(0), out.stride(1), out.stride(2)),
+        num_warps=4, HALF=half, BLOCK_L=block_l, BLOCK_HALF=block_half,
+        BF16_BY_HAND=INTERPRET and x.dtype == torch.bfloat16,
+    )  # fmt: skip
+    return out if launched else None
+
+
+def triton_swiglu_(gate: torch.Tensor, up: torch.Tensor) -> bool:
+    """gate <- silu(gate) * up in place (gate, up [..., I], same shape, contiguous, bf16/fp16), with torch's
+    roundings (silu rounded to the dtype, then the product). False where the kernel does not apply (gate untouched)."""
+    if (
+        not _triton_usable(gate)
+        or up.dtype != gate.dtype
+        or up.device != gate.device
+        or up.shape != gate.shape
+        or not (gate.is_contiguous() and up.is_contiguous())
+        or gate.numel() == 0
+    ):
+        return False
+    block = 4096
+    return _launch(
+        _swiglu_kernel, (triton.cdiv(gate.numel(), block),), (gate, up, gate, gate.numel()),
+        num_warps=8, BLOCK=block, INTERPRET=INTERPRET, BF16_BY_HAND=INTERPRET and gate.dtype == torch.bfloat16,
+    )  # fmt: skip
+
+
+# -- the fast path's pieces -----------------------------------------------------------------------------------
+
 
 def rms_norm(norm: plain.LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
-    """``norm(x)`` with the float32 product x·scale rounded once to x's dtype as it is stored: the values of
-    ``(x32 * scale).to(dtype)`` without writing and re-reading a float32 copy (a third fewer bytes)."""
+    """``norm(x)``: the fused kernel where it applies (see the module docstring), else torch with the float32 product
+    x·scale rounded once to x's dtype as it is stored: the values of ``(x32 * scale).to(dtype)`` without writing
+    and re-reading a float32 copy (a third fewer bytes)."""
     if x.dtype == torch.float32:
         return norm(x)
+    y = triton_rms_norm(x, norm.weight, norm.eps)
+    if y is not None:
+        return y
     x32 = x.float()
     scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + norm.eps)
     del x32
@@ -48,7 +348,11 @@ def rms_norm(norm: plain.LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
 def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """``plain.apply_rotary`` for large low-precision inputs: the same float32 products and sums, half by half, rounded
     straight into the output (x1·c - x2·s is bit for bit x1·c + (-x2)·s). No float32 copy of x or of rotate(x)
-    is written: 15 instead of 24 passes of x's size over memory."""
+    is written: 15 instead of 24 passes of x's size over memory. The fused kernel, where it applies, makes 2."""
+    if x.dtype != torch.float32:
+        out = triton_rotary(x, cos, sin)
+        if out is not None:
+            return out
     if x.dtype == torch.float32 or x.numel() < ROTARY_HALVES_MIN_NUMEL:
         return plain.apply_rotary(x, cos, sin)
     half = x.shape[-1] // 2
@@ -154,11 +458,13 @@ class FastOps(plain.PlainOps):
     @classmethod
     def residual_mlp(cls, p: plain.BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``PlainOps.residual_mlp`` with fewer full-size temporaries alive at once: the same values
-        (a + b == b + a), computed in place."""
+        (a + b == b + a), computed in place; silu(gate) * up in one fused kernel where it applies."""
         x = h.add_(x)
         del h
         m = cls.rms_norm(p.mlp_norm, x)
-        gate = F.silu(p.gate_proj(m), inplace=True)
-        gate *= p.up_proj(m)
+        gate, up = p.gate_proj(m), p.up_proj(m)
         del m
+        if not triton_swiglu_(gate, up):
+            F.silu(gate, inplace=True).mul_(up)
+        del up
         return p.down_proj(gate).add_(x)
