@@ -14,6 +14,9 @@
 #       side by side, one GPU each: the whole grid with cache=prefix on one GPU, its answers compared with the
 #       two-GPU run's ($OUT/sweep_prefix_1gpu.json); exact mode on one GPU, 1 repeat × depths 0/50/100 at every
 #       length (18 answers), projected to the whole grid ($OUT/sweep_exact_subsample.json).
+#   bash benchmarks/h200_sweep_session.sh prefix2  # ~6 min
+#       the grid built once (as a sweep's first run leaves it in the cache), then the two-GPU whole grid again:
+#       $OUT/sweep_prefix_2gpu_cached_grid.json.
 # Each run stops at the command's deadline (SESSION_SECONDS) if it would overrun it; finished batches are
 # still recorded.
 #
@@ -21,7 +24,7 @@
 # --repeats 1" FOLDER=longllada/models/tiny-llada-diffusion OUT=/tmp/o bash benchmarks/h200_sweep_session.sh rest).
 set -u
 # shellcheck disable=SC2086  # SWEEP_EXTRA is split into arguments on purpose
-part=${1:?usage: h200_sweep_session.sh prefix|rest}
+part=${1:?usage: h200_sweep_session.sh prefix|rest|prefix2}
 OUT=${OUT:-/tmp/out}
 FOLDER=${FOLDER:-/tmp/llada8b-random}
 KEEP=/tmp/sweep_results
@@ -64,6 +67,13 @@ case "$part" in
         sweep sweep_exact_subsample 1 --modes exact --processes 1 --batch-sizes 1 --depths 0,50,100 --repeats 1 \
             --note "exact mode, one GPU, 1 repeat x 3 depths at every length, projected" &
         wait ;;
-    *) echo "usage: h200_sweep_session.sh prefix|rest" >&2; exit 2 ;;
+    prefix2)  # the two-GPU grid again as a sweep's later runs go: the grid read from the cache its first run left
+        python3 -c "from lm_eval_tasks.longllada_niah.utils import niah_dataset; niah_dataset(pretrained='$FOLDER', \
+context_lengths=[2000, 4000, 8000, 16000, 24000, 32000], depths=list(range(0, 101, 10)), num_repeats=10)" \
+            >"$OUT/grid_cache.log" 2>&1
+        echo "== grid cached at $(($(date +%s) - start)) s"
+        sweep sweep_prefix_2gpu_cached_grid 0,1 --modes prefix --processes 2 --batch-sizes 16 \
+            --note "the paper's whole grid, cache=prefix, two GPUs, the grid read from the cache of an earlier run" ;;
+    *) echo "usage: h200_sweep_session.sh prefix|rest|prefix2" >&2; exit 2 ;;
 esac
 ls -la "$OUT"

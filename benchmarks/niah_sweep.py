@@ -119,6 +119,7 @@ def summarise(run: dict, timings: list[dict], outputs: list[dict], launched: flo
         run["grid_dataset_s"] = max(record["dataset_s"] for record in grids)
         run["grid_tokenizer_load_s"] = max(record["tokenizer_s"] for record in grids)
         run["grid_prompt_tokens"] = grids[0]["prompt_tokens"]
+        run["grid_from_cache"] = all(record.get("cached", False) for record in grids)
     if requests:
         run["request_tokenisation_s"] = max(record["seconds"] for record in requests)
     if generated:

@@ -529,11 +529,15 @@ class LongLLaDALM(HFLM):
         if rows > limit:
             return self._generate_in_parts(context, attention_mask, limit, max_length, stop, generation_kwargs)
         start = time.perf_counter()
+        output = None
         try:
             output = self._sample(context, attention_mask, max_length, stop, generation_kwargs)
         except torch.cuda.OutOfMemoryError:
             if rows == 1:
                 raise
+        if output is None:
+            # Retried only here, after the except block: until it ends, the error's traceback keeps the failed
+            # attempt's tensors (its caches) alive, and the halves would run out of memory too.
             # A long prompt's cache may not fit a whole batch (the prefix cache keeps 0.5 MB of keys/values per
             # position of an 8B model): the halves, one after the other, give the same tokens.
             logger.warning("longllada: a batch of %s prompts of %s tokens ran out of GPU memory; splitting it "
