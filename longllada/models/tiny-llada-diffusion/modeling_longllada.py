@@ -211,10 +211,7 @@ class BidirectionalBlock(nn.Module):
     n_heads: int
     n_kv_heads: int
     head_dim: int
-
-    @property
-    def parts(self) -> BlockParts:
-        raise NotImplementedError
+    parts: BlockParts  # a property of each family's block: its modules by role
 
     def forward(
         self,
@@ -347,8 +344,9 @@ class DiffusionLMMixin:
     """The forward pass, the transformer without its head (``encode``), Monte-Carlo likelihoods and saving,
     shared by every diffusion family (LLaDA, Dream).
 
-    A family's model class provides ``embed(input_ids)``, ``decoder_layers`` (its :class:`BidirectionalBlock`
-    list), ``final_norm``, ``lm_head(hidden)``, a config with ``head_dim``, ``rope_theta`` and the RoPE-scaling
+    A family's model class provides ``build_modules(config)`` (its modules under its checkpoint's names),
+    ``embed(input_ids)``, ``decoder_layers`` (its :class:`BidirectionalBlock` list), ``final_norm``,
+    ``lm_head(hidden)``, a config with ``head_dim``, ``rope_theta`` and the RoPE-scaling
     properties, and the class attributes below. The sampler talks to every family through ``forward`` (with
     ``logits_to_keep`` and the caches) and ``logits_shifted``.
     """
@@ -366,10 +364,6 @@ class DiffusionLMMixin:
     @staticmethod
     def check_config(config) -> None:
         """Refuse a config this family cannot run, before any module is built (ValueError naming the field)."""
-
-    def build_modules(self, config) -> None:
-        """Create the family's modules under its checkpoint's names."""
-        raise NotImplementedError
 
     def get_input_embeddings(self) -> nn.Embedding:
         return operator.attrgetter(self.input_embeddings_path)(self)
