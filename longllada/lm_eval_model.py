@@ -575,8 +575,9 @@ class LongLLaDALM(HFLM):
 
     def _rows_that_fit(self, length: int) -> int | None:
         """Rows of ``length`` positions that the GPU's free memory holds by the sampler's estimate
-        (``generation_bytes_per_row``, with a 10% margin), or None off CUDA."""
-        if self.device.type != "cuda":
+        (``generation_bytes_per_row``, with a 10% margin), or None off CUDA and for a model spread over devices
+        (``device_map``), whose memory is not one GPU's."""
+        if self.device.type != "cuda" or getattr(self.model, "hf_device_map", None):
             return None
         settings = {**self.model.generation_config.to_dict(), **self._sampler_args}
         cached = settings.get("cache") not in (None, "none")
