@@ -577,7 +577,8 @@ class LongLLaDALM(HFLM):
         """Rows of ``length`` positions that the GPU's free memory holds by the sampler's estimate
         (``generation_bytes_per_row``, with a 10% margin), or None off CUDA and for a model spread over devices
         (``device_map``), whose memory is not one GPU's."""
-        if self.device.type != "cuda" or getattr(self.model, "hf_device_map", None):
+        placement = getattr(self.model, "hf_device_map", None) or {}
+        if self.device.type != "cuda" or len(set(placement.values())) > 1:
             return None
         settings = {**self.model.generation_config.to_dict(), **self._sampler_args}
         cached = settings.get("cache") not in (None, "none")
