@@ -9,7 +9,8 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   threshold; checked by the sampler itself); they override the task's generation kwargs, which override the
   model's generation_config. Sweeps: every prompt is tokenised once (lm-eval would tokenise it twice), and
   ``batch_size`` batches only prompts within 5% of each other's length (a NIAH grid's cells of one length),
-  so that a batch never pads a 24k prompt to 32k. On a GPU, a batch is split into parts that fit in free memory by
+  so that a batch never pads a 24k prompt to 32k, and only documents whose ids agree modulo 8, so that a prompt
+  has the same batch-mates, hence the same tokens, on 1, 2, 4 or 8 data-parallel processes. On a GPU, a batch is split into parts that fit in free memory by
   the sampler's estimate (``generation_bytes_per_row``); one that still runs out of memory is split in halves.
   Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
   adds the generated token ids).
@@ -85,6 +86,8 @@ DIFFUSION_FAMILIES = {"longllada": "llada", "llada": "llada", "longllada_dream":
 NO_TRUNCATION = 2**31 - 1
 # A batch holds prompts within this fraction of its longest one (the rest of the batch is left padding).
 BATCH_LENGTH_SPREAD = 0.05
+# Batches hold documents whose ids agree modulo this (see batch_groups): data-parallel runs on up to 8 GPUs.
+PROCESS_CLASSES = 8
 # from_pretrained arguments that HFLM hands through to the model's loading.
 LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local_files_only", "cache_dir", "token")
 
@@ -127,6 +130,21 @@ def length_buckets(lengths: Sequence[int], spread: float = BATCH_LENGTH_SPREAD) 
         else:
             groups.append([index])
     return groups
+
+
+def batch_groups(lengths: Sequence[int], doc_ids: Sequence[int | None]) -> list[list[int]]:
+    """Indices of the requests that may share a batch: the same document id modulo ``PROCESS_CLASSES``, then
+    :func:`length_buckets` within. A data-parallel lm-eval run hands process r of W the documents r, r + W,
+    r + 2W, ...; with W dividing ``PROCESS_CLASSES``, every prompt meets the same batch-mates on 1, 2, 4 or 8
+    processes, and so gets the same tokens (bf16 matrix products round differently for other batch-mates)."""
+    classes: dict[int, list[int]] = {}
+    for index, doc_id in enumerate(doc_ids):
+        classes.setdefault((doc_id or 0) % PROCESS_CLASSES, []).append(index)
+    return [
+        [members[i] for i in bucket]
+        for _, members in sorted(classes.items())
+        for bucket in length_buckets([lengths[i] for i in members])
+    ]
 
 
 def prompt_digest(text: str) -> str:
@@ -493,7 +511,10 @@ class LongLLaDALM(HFLM):
         start = time.perf_counter()
         contexts = [request.args[0] for request in requests]
         lengths = self._encode_once(contexts)
-        groups = length_buckets(lengths) if int(self.batch_size) > 1 else [list(range(len(requests)))]
+        if int(self.batch_size) > 1:
+            groups = batch_groups(lengths, [getattr(request, "doc_id", None) for request in requests])
+        else:
+            groups = [list(range(len(requests)))]
         self._timing("requests", count=len(requests), tokens=sum(lengths), groups=len(groups),
                      seconds=round(time.perf_counter() - start, 3))  # fmt: skip
         if torch.cuda.is_available():

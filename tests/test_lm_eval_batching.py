@@ -121,3 +121,27 @@ def test_unknown_model_arg_is_one_error_line_before_loading(tiny_model_dir, caps
     assert line.startswith("longllada eval: error: unknown --model_args ['block_lenght']")
     assert "'block_length'" in line and "'cache'" in line and "'dtype'" in line  # the known keys are listed
     assert "longllada-timing" not in err  # refused before the model's constructor went any further
+
+
+def test_batches_do_not_depend_on_the_process_count():
+    """lm-eval gives process r of W the documents r, r + W, ...: the groups a batch is drawn from are the same
+    documents whether one process or 2, 4 or 8 see them (so a prompt's batch-mates, and its tokens, are too), and
+    a group never mixes grid lengths."""
+    from longllada.lm_eval_model import batch_groups
+
+    lengths = [2000 - (i % 3 == 0) for i in range(50)] + [4000 - (i % 2) for i in range(50)]
+    doc_ids = list(range(100))
+
+    def documents(groups: list[list[int]], ids: list[int]) -> list[list[int]]:
+        return sorted(sorted(ids[i] for i in group) for group in groups)
+
+    one_process = documents(batch_groups(lengths, doc_ids), doc_ids)
+    for world in (2, 4, 8):
+        processes = []
+        for rank in range(world):
+            mine = doc_ids[rank::world]
+            processes += documents(batch_groups([lengths[i] for i in mine], mine), mine)
+        assert sorted(processes) == one_process
+    assert all(len({lengths[i] > 3000 for i in group}) == 1 for group in batch_groups(lengths, doc_ids))
+    assert len(one_process) == 16  # 8 classes × 2 lengths
+    assert batch_groups([5, 5, 5], [None, None, None]) == [[0, 1, 2]]  # requests without ids: one class
