@@ -38,6 +38,7 @@ from modeling_longllada.modeling_longllada import attention  # noqa: E402
 
 GEN = 32
 ROWS = 4
+SCRIPT = "padded_batch_check"  # the JSON files this script writes carry {"script": SCRIPT}
 
 
 def attention_alone(device: torch.device, length: int, heads: int, head_dim: int) -> dict:
@@ -112,11 +113,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="a small model on the CPU (checks the script)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    try:
+        lengths = [int(n) for n in args.lengths.split(",")]
+    except ValueError:
+        parser.error(f"--lengths={args.lengths!r}: allowed: comma-separated positive integers")
+    if any(n <= ROWS for n in lengths):
+        parser.error(f"--lengths={args.lengths!r}: allowed: lengths above {ROWS}")
+    if args.out.exists():
+        try:
+            ours = json.loads(args.out.read_text(encoding="utf-8")).get("script") == SCRIPT
+        except (ValueError, AttributeError):
+            ours = False
+        if not ours:
+            parser.error(f"--out={str(args.out)!r} exists and was not written by this script; choose another path")
     device = torch.device("cpu" if args.tiny else "cuda")
     model = random_model("llada", args.tiny, device, torch.float32 if args.tiny else torch.bfloat16)
     config = model.config
-    results: dict = {"command": " ".join(["python", *sys.argv]), "environment": environment(device), "rows": []}
-    for length in [int(n) for n in args.lengths.split(",")]:
+    results: dict = {"script": SCRIPT, "command": " ".join(["python", *sys.argv]), "environment": environment(device),
+                     "rows": []}  # fmt: skip
+    for length in lengths:
         row = {"attention": attention_alone(device, length, config.n_heads, config.head_dim)}
         row.update(batch_against_rows(model, device, length, length <= args.generate_up_to))
         results["rows"].append(row)
