@@ -10,7 +10,8 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   model's generation_config. Sweeps: every prompt is tokenised once (lm-eval would tokenise it twice), and
   ``batch_size`` batches only prompts within 5% of each other's length (a NIAH grid's cells of one length),
   so that a batch never pads a 24k prompt to 32k, and only documents whose ids agree modulo 8, so that a prompt
-  has the same batch-mates, hence the same tokens, on 1, 2, 4 or 8 data-parallel processes. On a GPU, a batch is split into parts that fit in free memory by
+  has the same batch-mates, hence the same tokens, on 1, 2, 4 or 8 data-parallel processes (the price: a length
+  with fewer than 8 × ``batch_size`` prompts runs in smaller batches; the paper's grid has 110 a length). On a GPU, a batch is split into parts that fit in free memory by
   the sampler's estimate (``generation_bytes_per_row``); one that still runs out of memory is split in halves.
   Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
   adds the generated token ids).

@@ -25,7 +25,7 @@ def test_sweep_script_on_a_tiny_grid(tmp_path):
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     command = [
         sys.executable, str(REPO / "benchmarks" / "niah_sweep.py"), "--tiny", "--cpu", "--lengths", "256",
-        "--depths", "0,100", "--repeats", "2", "--modes", "prefix", "--batch-sizes", "1,2",
+        "--depths", "0,100", "--repeats", "8", "--modes", "prefix", "--batch-sizes", "1,2",
         "--model-args", "steps=8", "--gen-kwargs", "max_gen_toks=8", "--work-dir", str(tmp_path / "work"),
         "--out", str(out),
     ]  # fmt: skip
@@ -36,18 +36,19 @@ def test_sweep_script_on_a_tiny_grid(tmp_path):
     assert [run["name"] for run in results["runs"]] == ["prefix_p1_b1", "prefix_p1_b2"]
     for run in results["runs"]:
         assert run["returncode"] == 0 and "cache=prefix" in run["command"] and "--batch_size" in run["command"]
-        assert len(run["samples"]) == 4 and all(len(s["output_ids"]) == 8 for s in run["samples"])
-        assert run["per_length"]["256"]["answers"] == 4
+        assert len(run["samples"]) == 16 and all(len(s["output_ids"]) == 8 for s in run["samples"])
+        assert run["per_length"]["256"]["answers"] == 16
         for field in ("startup_s", "load_s", "grid_s", "request_tokenisation_s", "generation_s", "fixed_s"):
             assert run[field] >= 0, field
         assert run["wall_s"] >= run["load_s"] + run["generation_s"]
         assert run["projection"] is None  # 256 tokens is not a paper length
     batched = results["runs"][1]
-    assert batched["batches"] == 2  # two prompts a batch
+    # Two prompts a batch: documents i and i + 8 (a batch holds documents whose ids agree modulo 8)
+    assert batched["batches"] == 8 and {record[2] for record in batched["batch_records"]} == {2}
     (comparison,) = results["comparisons"]
     assert comparison == {
-        "run": "prefix_p1_b2", "reference": "prefix_p1_b1", "answers": 4, "identical_text": 4,
-        "identical_ids": 4, "compared_ids": 4, "token_agreement": 1.0,
+        "run": "prefix_p1_b2", "reference": "prefix_p1_b1", "answers": 16, "identical_text": 16,
+        "identical_ids": 16, "compared_ids": 16, "token_agreement": 1.0,
     }  # fmt: skip
     # A file this script did not write is never overwritten.
     foreign = tmp_path / "foreign.json"
