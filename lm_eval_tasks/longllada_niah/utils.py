@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lm_eval_tasks.grid_metrics import mean_of_scored
+
 # Under lm-eval's logger, whose handler prints INFO (this file is loaded by path, so __name__ is just "utils").
 logger = logging.getLogger("lm_eval.longllada_niah")
 
@@ -93,13 +95,6 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
     """The overall ``score`` and this document's own cell metric."""
     score = needle_score(results[0] if results else "", doc["needle"], doc["keyword"])
     return {"score": score, cell_metric_name(doc["context_length"], doc["depth_percent"]): score}
-
-
-def mean_of_scored(items: Sequence[float | None]) -> float:
-    """A cell's aggregation: the mean over the documents of that cell (the others report None); NaN when none
-    of its documents was evaluated (``--limit`` shorter than the grid)."""
-    scored = [x for x in items if x is not None]
-    return sum(scored) / len(scored) if scored else math.nan
 
 
 def _task_class() -> type:

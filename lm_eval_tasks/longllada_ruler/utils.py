@@ -30,7 +30,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import random
 import re
 import zlib
@@ -38,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lm_eval_tasks.grid_metrics import mean_of_scored
 from lm_eval_tasks.metadata_keys import check_metadata_keys
 
 logger = logging.getLogger(__name__)
@@ -555,13 +555,6 @@ def qa_hotpot(**kwargs: Any) -> dict[str, Any]:
 
 
 # -- scoring ------------------------------------------------------------------------------------------------------
-def mean_of_scored(items: Sequence[float | None]) -> float:
-    """A length's aggregation: the mean over the documents of that length (the others report None); NaN when none
-    of its documents was evaluated (``--limit`` shorter than the grid)."""
-    scored = [x for x in items if x is not None]
-    return sum(scored) / len(scored) if scored else math.nan
-
-
 def _task_class() -> type:
     from lm_eval.api.task import ConfigurableTask
 
