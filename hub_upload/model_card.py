@@ -9,7 +9,7 @@ folders.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 CARD_TAGS = ["llada", "diffusion", "long-context", "ntk", "custom_code"]
 DREAM_CARD_TAGS = ["dream", "diffusion", "long-context", "ntk", "custom_code"]
@@ -98,21 +98,9 @@ def render_model_card(
 
     metadata = card_metadata(license, base_model, source_metadata)
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
-    parsed = parse_config(config)
-    trained = parsed.max_sequence_length
-    rows = ntk_table_rows(config)
-    demo_factor = max(2, rows[0]["factor"])  # the factor for twice the trained length (LLaDA-8B: 4)
-    demo_target = 4 * trained
-    name = repo_id.split("/")[-1]
-    rev = "" if revision == "main" else f', revision="{revision}"'
-    scaling = parsed.rope_scaling
-    if scaling is None:
-        effective = f"{parsed.rope_theta:,.0f} (no scaling)"
-    elif parsed.rope_per_length:
-        effective = "chosen per forward pass from its length"
-    else:
-        effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
-    base_line = f" of [`{base_model}`](https://huggingface.co/{base_model})" if base_model else ""
+    parsed, trained, rows, demo_factor, demo_target, name, rev, scaling, effective, base_line = _card_facts(
+        repo_id, config, revision, base_model
+    )
 
     sections = [
         f"---\n{header}\n---",
@@ -192,6 +180,45 @@ def _python(code: str) -> str:
 
 def _bash(code: str) -> str:
     return f"```bash\n{code.strip()}\n```"
+
+
+class _CardFacts(NamedTuple):
+    """What both families' cards say of a revision, read from its config."""
+
+    parsed: Any  # the config as this project's class
+    trained: int  # trained context length
+    rows: list[dict[str, Any]]  # the NTK table (ntk_table_rows)
+    demo_factor: int  # λ for twice the trained length (LLaDA-8B: 4; Dream-v0: 5, the paper's), at least 2
+    demo_target: int  # 4 × the trained length
+    name: str  # the repo's name
+    rev: str  # ', revision="..."' for the snippets, or "" for main
+    scaling: Any  # the revision's rope_scaling
+    effective: str  # the effective RoPE base, in words
+    base_line: str  # " of [`base`](link)", or ""
+
+
+def _card_facts(repo_id: str, config: Any, revision: str, base_model: str | None) -> _CardFacts:
+    parsed = parse_config(config)
+    rows = ntk_table_rows(config)
+    scaling = parsed.rope_scaling
+    if scaling is None:
+        effective = f"{parsed.rope_theta:,.0f} (no scaling)"
+    elif parsed.rope_per_length:
+        effective = "chosen per forward pass from its length"
+    else:
+        effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
+    return _CardFacts(
+        parsed=parsed,
+        trained=parsed.trained_length,
+        rows=rows,
+        demo_factor=max(2, rows[0]["factor"]),
+        demo_target=4 * parsed.trained_length,
+        name=repo_id.split("/")[-1],
+        rev="" if revision == "main" else f', revision="{revision}"',
+        scaling=scaling,
+        effective=effective,
+        base_line=f" of [`{base_model}`](https://huggingface.co/{base_model})" if base_model else "",
+    )
 
 
 def _load_and_generate(repo_id: str, rev: str, has_chat_template: bool) -> str:
@@ -342,21 +369,9 @@ def render_dream_model_card(
 
     metadata = card_metadata(license, base_model, source_metadata, tags=DREAM_CARD_TAGS)
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
-    parsed = parse_config(config)
-    trained = parsed.trained_length
-    rows = ntk_table_rows(config)
-    demo_factor = max(2, rows[0]["factor"])  # the factor for twice the trained length (Dream-v0: 5, the paper's)
-    demo_target = 4 * trained
-    name = repo_id.split("/")[-1]
-    rev = "" if revision == "main" else f', revision="{revision}"'
-    scaling = parsed.rope_scaling
-    if scaling is None:
-        effective = f"{parsed.rope_theta:,.0f} (no scaling)"
-    elif parsed.rope_per_length:
-        effective = "chosen per forward pass from its length"
-    else:
-        effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
-    base_line = f" of [`{base_model}`](https://huggingface.co/{base_model})" if base_model else ""
+    parsed, trained, rows, demo_factor, demo_target, name, rev, scaling, effective, base_line = _card_facts(
+        repo_id, config, revision, base_model
+    )
 
     sections = [
         f"---\n{header}\n---",
