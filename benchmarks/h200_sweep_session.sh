@@ -7,13 +7,14 @@
 #       1. the paper's whole grid (2k-32k × 11 depths × 10 repeats = 660 answers), cache=prefix, on two GPUs
 #          (accelerate launch), --batch_size 16 (each batch split to what fits in memory: 5 rows at 32k):
 #          $OUT/sweep_prefix_2gpu.json; a copy stays in /tmp/sweep_results for `rest`;
-#       2. side by side, one GPU each: throughput against --batch_size 1, 4, 8, 16 at 4k and 32k with
-#          cache=prefix (16 answers per length), and at 4k in exact mode (8 answers):
+#       2. side by side, one GPU each: throughput against --batch_size 1, 8, 16 at 4k and 32k with
+#          cache=prefix (16 answers per length), and at 4k in exact mode (16 answers), batch_classes=1:
 #          $OUT/sweep_batch_prefix.json, $OUT/sweep_batch_exact.json.
 #   bash benchmarks/h200_sweep_session.sh rest     # ~10 min
 #       side by side, one GPU each: the whole grid with cache=prefix on one GPU, its answers compared with the
-#       two-GPU run's ($OUT/sweep_prefix_1gpu.json); exact mode on one GPU, 1 repeat × depths 0/50/100 at every
-#       length (18 answers), projected to the whole grid ($OUT/sweep_exact_subsample.json).
+#       two-GPU run's (this machine's copy, or the file COMPARE names): $OUT/sweep_prefix_1gpu.json; exact
+#       mode on one GPU, 1 repeat × depths 0/50/100 at every length (18 answers), projected to the whole grid:
+#       $OUT/sweep_exact_subsample.json.
 #   bash benchmarks/h200_sweep_session.sh prefix2  # ~6 min
 #       the grid built once (as a sweep's first run leaves it in the cache), then the two-GPU whole grid again:
 #       $OUT/sweep_prefix_2gpu_cached_grid.json.
@@ -52,16 +53,19 @@ case "$part" in
     prefix)
         sweep sweep_prefix_2gpu 0,1 --modes prefix --processes 2 --batch-sizes 16 \
             --note "the paper's whole grid, cache=prefix, two GPUs"
-        sweep sweep_batch_prefix 0 --modes prefix --processes 1 --batch-sizes 1,4,8,16 --lengths 4000,32000 \
-            --depths 0,14,28,42,56,70,84,100 --repeats 2 \
+        # batch_classes=1: the 16 prompts of a length may share one batch (with the default 8 classes a length
+        # needs 8 x batch_size prompts to fill its batches)
+        sweep sweep_batch_prefix 0 --modes prefix --processes 1 --batch-sizes 1,8,16 --lengths 4000,32000 \
+            --depths 0,14,28,42,56,70,84,100 --repeats 2 --model-args batch_classes=1 \
             --note "throughput against batch size at 4k and 32k, cache=prefix, one GPU" &
-        sweep sweep_batch_exact 1 --modes exact --processes 1 --batch-sizes 1,4,8,16 --lengths 4000 \
-            --depths 0,14,28,42,56,70,84,100 --repeats 1 \
+        sweep sweep_batch_exact 1 --modes exact --processes 1 --batch-sizes 1,8,16 --lengths 4000 \
+            --depths 0,7,14,21,28,35,42,49,56,63,70,77,84,91,98,100 --repeats 1 --model-args batch_classes=1 \
             --note "throughput against batch size at 4k, exact mode, one GPU" &
         wait ;;
     rest)
-        compare=()
-        [ -f "$KEEP/sweep_prefix_2gpu.json" ] && compare=(--compare-with "$KEEP/sweep_prefix_2gpu.json")
+        compare=()  # the two-GPU grid of `prefix`: this machine's copy, or COMPARE (a committed result)
+        two_gpus=${COMPARE:-$KEEP/sweep_prefix_2gpu.json}
+        [ -f "$two_gpus" ] && compare=(--compare-with "$two_gpus")
         sweep sweep_prefix_1gpu 0 --modes prefix --processes 1 --batch-sizes 16 ${compare[@]+"${compare[@]}"} \
             --note "the paper's whole grid, cache=prefix, one GPU" &
         sweep sweep_exact_subsample 1 --modes exact --processes 1 --batch-sizes 1 --depths 0,50,100 --repeats 1 \

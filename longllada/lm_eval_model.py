@@ -9,9 +9,11 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   threshold; checked by the sampler itself); they override the task's generation kwargs, which override the
   model's generation_config. Sweeps: every prompt is tokenised once (lm-eval would tokenise it twice), and
   ``batch_size`` batches only prompts within 5% of each other's length (a NIAH grid's cells of one length),
-  so that a batch never pads a 24k prompt to 32k, and only documents whose ids agree modulo 8, so that a prompt
-  has the same batch-mates, hence the same tokens, on 1, 2, 4 or 8 data-parallel processes (the price: a length
-  with fewer than 8 × ``batch_size`` prompts runs in smaller batches; the paper's grid has 110 a length). On a GPU, a batch is split into parts that fit in free memory by
+  so that a batch never pads a 24k prompt to 32k, and only documents whose ids agree modulo ``batch_classes``
+  (8), so that a prompt has the same batch-mates, hence the same tokens, on 1, 2, 4 or 8 data-parallel
+  processes (the price: a length with fewer than 8 × ``batch_size`` prompts runs in smaller batches; the paper's
+  grid has 110 a length; ``batch_classes=1`` lets any documents share a batch, for single-process runs that
+  are never compared with data-parallel ones). On a GPU, a batch is split into parts that fit in free memory by
   the sampler's estimate (``generation_bytes_per_row``); one that still runs out of memory is split in halves.
   Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
   adds the generated token ids).
@@ -80,14 +82,16 @@ logger = logging.getLogger(__name__)
 SAMPLER_KEYS = ("steps", "block_length", "remasking", "alg", "alg_temp", "temperature", "top_p", "top_k", "eps",
                 "cfg_scale", "cache", "threshold")  # fmt: skip
 # Model arguments with a meaning for the diffusion families only (a causal LM runs as --model hf does).
-DIFFUSION_ONLY_KEYS = (*SAMPLER_KEYS, "mc_num", "mc_batch_size", "mc_seed", "greedy_check", "rolling_chunk")
+DIFFUSION_ONLY_KEYS = (*SAMPLER_KEYS, "mc_num", "mc_batch_size", "mc_seed", "greedy_check", "rolling_chunk",
+                       "batch_classes")  # fmt: skip
 # model_type in config.json -> family. Official checkpoints (llada, Dream) load with our classes.
 DIFFUSION_FAMILIES = {"longllada": "llada", "llada": "llada", "longllada_dream": "dream", "Dream": "dream"}
 # Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
 NO_TRUNCATION = 2**31 - 1
 # A batch holds prompts within this fraction of its longest one (the rest of the batch is left padding).
 BATCH_LENGTH_SPREAD = 0.05
-# Batches hold documents whose ids agree modulo this (see batch_groups): data-parallel runs on up to 8 GPUs.
+# Batches hold documents whose ids agree modulo this by default (batch_classes; see batch_groups): the same
+# batches on up to 8 data-parallel GPUs.
 PROCESS_CLASSES = 8
 # from_pretrained arguments that HFLM hands through to the model's loading.
 LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local_files_only", "cache_dir", "token")
@@ -133,17 +137,19 @@ def length_buckets(lengths: Sequence[int], spread: float = BATCH_LENGTH_SPREAD) 
     return groups
 
 
-def batch_groups(lengths: Sequence[int], doc_ids: Sequence[int | None]) -> list[list[int]]:
-    """Indices of the requests that may share a batch: the same document id modulo ``PROCESS_CLASSES``, then
+def batch_groups(
+    lengths: Sequence[int], doc_ids: Sequence[int | None], classes: int = PROCESS_CLASSES
+) -> list[list[int]]:
+    """Indices of the requests that may share a batch: the same document id modulo ``classes``, then
     :func:`length_buckets` within. A data-parallel lm-eval run hands process r of W the documents r, r + W,
-    r + 2W, ...; with W dividing ``PROCESS_CLASSES``, every prompt meets the same batch-mates on 1, 2, 4 or 8
-    processes, and so gets the same tokens (bf16 matrix products round differently for other batch-mates)."""
-    classes: dict[int, list[int]] = {}
+    r + 2W, ...; with W dividing ``classes``, every prompt meets the same batch-mates on W processes as on one,
+    and so gets the same tokens (bf16 matrix products round differently for other batch-mates)."""
+    by_class: dict[int, list[int]] = {}
     for index, doc_id in enumerate(doc_ids):
-        classes.setdefault((doc_id or 0) % PROCESS_CLASSES, []).append(index)
+        by_class.setdefault((doc_id or 0) % classes, []).append(index)
     return [
         [members[i] for i in bucket]
-        for _, members in sorted(classes.items())
+        for _, members in sorted(by_class.items())
         for bucket in length_buckets([lengths[i] for i in members])
     ]
 
@@ -182,7 +188,8 @@ class LongLLaDALM(HFLM):
     steps, block_length, remasking (alg: Dream's name), alg_temp, temperature, top_p, top_k, eps, cfg_scale,
     cache, threshold: sampler settings (default: the model's generation_config). mc_num (128), mc_batch_size (32),
     mc_seed (1234): the likelihood estimator. greedy_check (True): compute ``is_greedy`` with the sampler.
-    rolling_chunk (64): chunk size of ``loglikelihood_rolling``. These apply to LLaDA and Dream only.
+    rolling_chunk (64): chunk size of ``loglikelihood_rolling``. batch_classes (8): batches hold documents whose
+    ids agree modulo this (1: any). These apply to LLaDA and Dream only.
     ntk_factor, ntk_target, rope_scaling: RoPE overrides for every family (see
     ``modeling_longllada.rope_scaling_from_args``).
     """
@@ -207,6 +214,7 @@ class LongLLaDALM(HFLM):
         mc_seed: int | None = None,
         greedy_check: bool | None = None,
         rolling_chunk: int | None = None,
+        batch_classes: int | None = None,
         ntk_factor: float | None = None,
         ntk_target: int | None = None,
         rope_scaling: str | dict | None = None,
@@ -240,7 +248,8 @@ class LongLLaDALM(HFLM):
                                         eps, cfg_scale, cache, threshold)))  # fmt: skip
         self._sampler_args = {key: value for key, value in given.items() if value is not None}
         diffusion_args = {**given, "mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed,
-                          "greedy_check": greedy_check, "rolling_chunk": rolling_chunk}  # fmt: skip
+                          "greedy_check": greedy_check, "rolling_chunk": rolling_chunk,
+                          "batch_classes": batch_classes}  # fmt: skip
         self.family, self.model_type = model_family(pretrained, kwargs.get("revision"), kwargs.get("subfolder"))
         if self.family == "causal":
             misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
@@ -258,6 +267,7 @@ class LongLLaDALM(HFLM):
             raise ValueError(f"greedy_check={greedy_check!r} is not allowed; allowed: True or False")
         self.greedy_check = greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
+        self.batch_classes = _positive_int("batch_classes", PROCESS_CLASSES if batch_classes is None else batch_classes)
         # Dream prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
         self._bos_prefix = self.family == "dream"
         self._rope_record: dict[str, Any] = {}
@@ -513,7 +523,8 @@ class LongLLaDALM(HFLM):
         contexts = [request.args[0] for request in requests]
         lengths = self._encode_once(contexts)
         if int(self.batch_size) > 1:
-            groups = batch_groups(lengths, [getattr(request, "doc_id", None) for request in requests])
+            doc_ids = [getattr(request, "doc_id", None) for request in requests]
+            groups = batch_groups(lengths, doc_ids, self.batch_classes)
         else:
             groups = [list(range(len(requests)))]
         self._timing("requests", count=len(requests), tokens=sum(lengths), groups=len(groups),

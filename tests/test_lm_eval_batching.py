@@ -145,3 +145,5 @@ def test_batches_do_not_depend_on_the_process_count():
     assert all(len({lengths[i] > 3000 for i in group}) == 1 for group in batch_groups(lengths, doc_ids))
     assert len(one_process) == 16  # 8 classes × 2 lengths
     assert batch_groups([5, 5, 5], [None, None, None]) == [[0, 1, 2]]  # requests without ids: one class
+    # batch_classes=1: any documents of a length share a batch (single-process runs)
+    assert sorted(map(len, batch_groups(lengths, doc_ids, classes=1))) == [50, 50]
