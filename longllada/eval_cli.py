@@ -12,6 +12,16 @@ a name clash. A path list in lm-eval's documented ``a:b`` form is split (lm-eval
 
 Data-parallel runs: ``accelerate launch -m longllada.eval_cli --model longllada ...``.
 
+Several settings in one process: ``--model_args`` given more than once (``--model_args A --model_args B ...``)
+runs lm-eval once per setting, in the order given, with everything else of the command line the same. Importing
+torch, transformers and lm-eval costs 13-15 s of every process's start, paid here once for a whole sweep (the
+LongLLaDA paper's needle grids: checkpoints x NTK factors x cache modes). Before any model loads, every setting is
+checked (``--model longllada``: only keys it takes; no setting twice). With ``--output_path``, each finished setting
+is recorded in ``longllada_settings.json`` there, with the rest of the command line that determines its results;
+a rerun of the same command skips the recorded ones, so an interrupted sweep resumes where it stopped. In a
+data-parallel run every process runs the same settings, decided from the file as it was at the start; process 0
+writes it. One ``--model_args`` (or none) runs exactly as lm-eval does.
+
 Logging: the ``longllada`` loggers print at INFO, or at the level of ``LONGLLADA_LOG_LEVEL`` (``DEBUG`` adds
 each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key) ends the
 run with one ``longllada eval: error: ...`` line and exit code 2.
@@ -20,10 +30,17 @@ run with one ``longllada eval: error: ...`` line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import copy
+import difflib
+import gc
+import hashlib
 import inspect
+import json
 import logging
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,8 +133,192 @@ def setup_logging() -> None:
         logger.propagate = False
 
 
+# -- several settings in one process ------------------------------------------------------------------------
+SETTINGS_FILE = "longllada_settings.json"
+SETTINGS_MARKER = "longllada eval"
+_SETTINGS_DEST = "longllada_settings"
+# Namespace entries that change what is printed, not what is evaluated: a rerun with other values still resumes.
+_NOT_RESULTS = ("command", "func", "verbosity", "show_config")
+
+
+def _collect_settings(cli: Any) -> None:
+    """Make ``--model_args`` of lm-eval's ``run`` parser keep each occurrence apart (lm-eval merges them into one
+    dict): the namespace gets ``longllada_settings``, a list of ``(text, dict)``, each dict parsed by lm-eval's own
+    action exactly as a lone ``--model_args`` is, and ``model_args`` the first of them."""
+    from lm_eval._cli.utils import MergeDictAction
+
+    class KeepEachSetting(MergeDictAction):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:  # fmt: skip
+            alone = argparse.Namespace()
+            super().__call__(parser, alone, values, option_string)
+            given = [values] if isinstance(values, str) else list(values or [])
+            parsed = getattr(alone, self.dest, None) or {}
+            settings = getattr(namespace, _SETTINGS_DEST, None) or []
+            settings.append((" ".join(str(value) for value in given), parsed))
+            setattr(namespace, _SETTINGS_DEST, settings)
+            if len(settings) == 1:
+                setattr(namespace, self.dest, parsed)
+
+    run_parser = cli._subparsers.choices.get("run")
+    actions = [action for action in getattr(run_parser, "_actions", []) if action.dest == "model_args"]
+    if len(actions) != 1 or not isinstance(actions[0], MergeDictAction):
+        raise RuntimeError("lm-eval's run parser has no --model_args of the form this wrapper knows")
+    actions[0].__class__ = KeepEachSetting
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> None:
+    """Refuse (``ValueError``) a setting given twice, and for ``--model longllada`` any key it does not take;
+    the message names the setting by position and text."""
+    total = len(settings)
+    if model == "longllada":
+        from longllada.lm_eval_model import known_model_args
+
+        allowed = known_model_args()
+        for position, (text, parsed) in enumerate(settings, 1):
+            unknown = sorted(set(parsed) - set(allowed))
+            if unknown:
+                hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
+                meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
+                raise ValueError(
+                    f"setting {position}/{total} (--model_args {text}): unknown key(s) {unknown} for --model "
+                    f"longllada{meant}; allowed: {allowed}"
+                )
+    first_seen: dict[str, int] = {}
+    for position, (text, parsed) in enumerate(settings, 1):
+        earlier = first_seen.setdefault(_canonical(parsed), position)
+        if earlier != position:
+            raise ValueError(
+                f"setting {position}/{total} (--model_args {text}) is the same as setting {earlier}/{total} "
+                f"(--model_args {settings[earlier - 1][0]}); allowed: each setting once"
+            )
+
+
+def settings_path(output_path: str | os.PathLike) -> Path:
+    """The progress file of a run with ``--output_path output_path`` (lm-eval writes results beside a path that
+    ends in ``.json``, into the folder otherwise)."""
+    path = Path(output_path).expanduser()
+    return (path.parent if path.suffix == ".json" else path) / SETTINGS_FILE
+
+
+def read_settings_file(path: Path) -> dict:
+    """Our progress file at ``path`` (an empty one when there is none). A file we did not write is refused."""
+    if not path.exists():
+        about = "settings of `longllada eval --model_args A --model_args B ...` finished here; a rerun skips them"
+        return {"written_by": SETTINGS_MARKER, "about": about, "finished": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} is not a progress file of longllada eval (not readable as JSON: {err}); it is left as it is: "
+            "move it away or choose another --output_path"
+        ) from None
+    if not isinstance(data, dict) or data.get("written_by") != SETTINGS_MARKER:
+        raise ValueError(
+            f'{path} is not a progress file of longllada eval (no "written_by": "{SETTINGS_MARKER}"); it is '
+            "left as it is: move it away or choose another --output_path"
+        )
+    finished = data.get("finished")
+    if not isinstance(finished, list) or not all(isinstance(entry, dict) and "key" in entry for entry in finished):
+        raise ValueError(f"{path}: 'finished' is not a list of finished settings; allowed: a file this command wrote")
+    return data
+
+
+def write_settings_file(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then ``os.replace``), after
+    checking again that whatever is there is ours."""
+    read_settings_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def setting_record(args: argparse.Namespace, text: str, parsed: dict) -> dict:
+    """What determines a setting's results: the parsed command line with this setting as ``model_args`` (and the
+    digest of a ``--config`` file's text), and its digest ``key``, which a rerun compares."""
+    run = {key: value for key, value in vars(args).items() if key not in _NOT_RESULTS and not callable(value)}
+    run["model_args"] = parsed
+    config = getattr(args, "config", None)
+    if config and Path(config).is_file():
+        run["config_sha256"] = hashlib.sha256(Path(config).read_bytes()).hexdigest()
+    canonical = _canonical(run)
+    return {"setting": text, "key": hashlib.sha256(canonical.encode("utf-8")).hexdigest(), "run": json.loads(canonical)}
+
+
+def _one_setting(args: argparse.Namespace, parsed: dict) -> argparse.Namespace:
+    """A copy of ``args`` with ``model_args`` = ``parsed``; lm-eval changes the dicts it is given."""
+    values = {key: value if callable(value) else copy.deepcopy(value) for key, value in vars(args).items()}
+    values["model_args"] = copy.deepcopy(parsed)
+    return argparse.Namespace(**values)
+
+
+def _free_memory() -> int:
+    """Collect what the finished setting left (its model); returns how many models are still alive."""
+    from longllada.lm_eval_model import live_models
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return live_models()
+
+
+def run_settings(
+    cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict]], tasks_dir: str | os.PathLike
+) -> None:
+    """lm-eval once per setting, in order, skipping those the progress file records as finished. Bad settings
+    and a progress file we did not write are refused (``ValueError``) before anything runs."""
+    logger = logging.getLogger("longllada")
+    total = len(settings)
+    check_settings(settings, getattr(args, "model", None))
+    records = [setting_record(args, text, parsed) for text, parsed in settings]
+    output_path = getattr(args, "output_path", None)
+    path = settings_path(output_path) if output_path else None
+    # Every process of a data-parallel run decides from the file as it is now, before any setting runs: process
+    # 0 writes it only after its first setting finished, which needs every process (lm-eval gathers results).
+    progress = read_settings_file(path) if path is not None else None
+    done = {entry["key"] for entry in progress["finished"]} if progress is not None else set()
+    writer = int(os.environ.get("RANK", "0")) == 0
+    if path is None:
+        logger.info("%d settings, no --output_path: every setting runs (none is recorded for a rerun to skip)", total)
+    else:
+        logger.info("%d settings; finished ones are recorded in %s (a rerun of this command skips them)", total, path)
+    for position, ((text, parsed), record) in enumerate(zip(settings, records), 1):
+        if record["key"] in done:
+            logger.info("setting %d/%d: finished in an earlier run, skipped", position, total)
+            continue
+        logger.info("setting %d/%d: %s", position, total, text)
+        start = time.perf_counter()
+        with _index_without_builtin_tasks(getattr(args, "tasks", None), tasks_dir):
+            cli.execute(_one_setting(args, parsed))
+        seconds = time.perf_counter() - start
+        alive = _free_memory()
+        logger.debug("setting %d/%d: models alive after it: %d", position, total, alive)
+        if alive:
+            logger.warning("setting %d/%d: its model is still referenced after it finished", position, total)
+        if progress is not None and writer:
+            finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            progress["finished"].append({**record, "seconds": round(seconds, 1), "finished_at": finished_at})
+            write_settings_file(path, progress)
+        logger.info("setting %d/%d: finished in %.1f s", position, total, seconds)
+
+
 def run_eval(argv: list[str]) -> int:
-    """Run lm-eval's CLI on ``argv`` with our model and tasks; returns the exit code."""
+    """Run lm-eval's CLI on ``argv`` with our model and tasks (once per ``--model_args`` setting); returns the exit
+    code."""
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging as lm_eval_setup_logging
 
@@ -131,19 +332,24 @@ def run_eval(argv: list[str]) -> int:
     sys.argv = ["longllada eval", *argv]
     try:
         cli = HarnessCLI()
+        _collect_settings(cli)
         try:
             args = cli.parse_args()
         except SystemExit as stop:  # --help, or a usage error already printed by argparse
             return int(stop.code or 0) if not isinstance(stop.code, str) else 2
     finally:
         sys.argv = saved_argv
+    settings = vars(args).pop(_SETTINGS_DEST, None) or []
     if hasattr(args, "include_path"):
         user_paths = args.include_path
         from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None
         args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
     try:
-        with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR):
-            cli.execute(args)
+        if len(settings) > 1:
+            run_settings(cli, args, settings, TASKS_DIR)
+        else:
+            with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR):
+                cli.execute(args)
     except ValueError as err:
         logging.getLogger("longllada").debug("bad input", exc_info=True)
         print(f"longllada eval: error: {err}", file=sys.stderr)

@@ -50,6 +50,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,6 +96,14 @@ BATCH_LENGTH_SPREAD = 0.05
 PROCESS_CLASSES = 8
 # from_pretrained arguments that HFLM hands through to the model's loading.
 LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local_files_only", "cache_dir", "token")
+# Every LongLLaDALM and the model it loaded, held weakly: `longllada eval` runs several settings in one process
+# and checks between them that the last one's model is gone (a GPU must not hold two 8B models).
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def live_models() -> int:
+    """How many ``--model longllada`` objects and the models they loaded are still alive."""
+    return len(_LIVE)
 
 
 def _positive_int(field: str, value: Any) -> int | None:
@@ -288,6 +297,8 @@ class LongLLaDALM(HFLM):
             **kwargs,
         )
         load_seconds = time.perf_counter() - start
+        _LIVE.add(self)
+        _LIVE.add(self._model)
         accelerator = getattr(self, "accelerator", None)
         if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
             # HFLM splits the requests over processes only when it sees several GPUs; CPU processes
@@ -417,7 +428,8 @@ class LongLLaDALM(HFLM):
     # -- generation ------------------------------------------------------------------------------------------
     def _timing(self, event: str, **fields: Any) -> None:
         """One ``longllada-timing {json}`` log line (benchmarks/niah_sweep.py reads them)."""
-        record = {"event": event, "rank": getattr(self, "_rank", 0), "t": round(time.time(), 3), **fields}
+        record = {"event": event, "rank": getattr(self, "_rank", 0), "pid": os.getpid(), "t": round(time.time(), 3),
+                  **fields}  # fmt: skip
         logger.info("longllada-timing %s", json.dumps(record))
 
     def _special_tokens_kwargs(self, string: str, batch: bool) -> dict[str, bool]:
