@@ -20,7 +20,9 @@ checked (``--model longllada``: only keys it takes; no setting twice). With ``--
 is recorded in ``longllada_settings.json`` there, with the rest of the command line that determines its results;
 a rerun of the same command skips the recorded ones, so an interrupted sweep resumes where it stopped. In a
 data-parallel run every process runs the same settings, decided from the file as it was at the start; process 0
-writes it. One ``--model_args`` (or none) runs exactly as lm-eval does.
+writes it. ``--use_cache PATH`` becomes one request cache per setting (``PATH_setting-<digest>``): lm-eval keys
+cached answers by the request alone, so settings sharing one would read each other's answers. One
+``--model_args`` (or none) runs exactly as lm-eval does.
 
 Logging: the ``longllada`` loggers print at INFO, or at the level of ``LONGLLADA_LOG_LEVEL`` (``DEBUG`` adds
 each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key) ends the
@@ -165,6 +167,7 @@ def _collect_settings(cli: Any) -> None:
     if len(actions) != 1 or not isinstance(actions[0], MergeDictAction):
         raise RuntimeError("lm-eval's run parser has no --model_args of the form this wrapper knows")
     actions[0].__class__ = KeepEachSetting
+    actions[0].help = f"{actions[0].help}; given more than once: one run per setting, in this process"
 
 
 def _canonical(value: Any) -> str:
@@ -177,17 +180,23 @@ def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> N
     total = len(settings)
     if model == "longllada":
         from longllada.lm_eval_model import known_model_args
+        from modeling_longllada import rope_scaling_from_args
 
         allowed = known_model_args()
         for position, (text, parsed) in enumerate(settings, 1):
+            where = f"setting {position}/{total} (--model_args {text})"
             unknown = sorted(set(parsed) - set(allowed))
             if unknown:
                 hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
                 meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
-                raise ValueError(
-                    f"setting {position}/{total} (--model_args {text}): unknown key(s) {unknown} for --model "
-                    f"longllada{meant}; allowed: {allowed}"
-                )
+                raise ValueError(f"{where}: unknown key(s) {unknown} for --model longllada{meant}; allowed: {allowed}")
+            if not parsed.get("pretrained"):
+                raise ValueError(f"{where}: no pretrained=; allowed: a model name or folder in every setting")
+            # The RoPE arguments are a sweep's usual axis: a bad one is found now, not after the settings before it.
+            try:
+                rope_scaling_from_args(parsed.get("ntk_factor"), parsed.get("ntk_target"), parsed.get("rope_scaling"))
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
     first_seen: dict[str, int] = {}
     for position, (text, parsed) in enumerate(settings, 1):
         earlier = first_seen.setdefault(_canonical(parsed), position)
@@ -257,10 +266,15 @@ def setting_record(args: argparse.Namespace, text: str, parsed: dict) -> dict:
     return {"setting": text, "key": hashlib.sha256(canonical.encode("utf-8")).hexdigest(), "run": json.loads(canonical)}
 
 
-def _one_setting(args: argparse.Namespace, parsed: dict) -> argparse.Namespace:
-    """A copy of ``args`` with ``model_args`` = ``parsed``; lm-eval changes the dicts it is given."""
+def setting_args(args: argparse.Namespace, parsed: dict) -> argparse.Namespace:
+    """A copy of ``args`` with ``model_args`` = ``parsed`` (lm-eval changes the dicts it is given), and a request
+    cache of its own: lm-eval's ``--use_cache`` keys requests by their text alone, so settings sharing one would
+    read each other's answers."""
     values = {key: value if callable(value) else copy.deepcopy(value) for key, value in vars(args).items()}
     values["model_args"] = copy.deepcopy(parsed)
+    if values.get("use_cache"):
+        digest = hashlib.sha256(_canonical(parsed).encode("utf-8")).hexdigest()[:12]
+        values["use_cache"] = f"{values['use_cache']}_setting-{digest}"
     return argparse.Namespace(**values)
 
 
@@ -301,9 +315,15 @@ def run_settings(
             logger.info("setting %d/%d: finished in an earlier run, skipped", position, total)
             continue
         logger.info("setting %d/%d: %s", position, total, text)
+        one = setting_args(args, parsed)
+        if getattr(one, "use_cache", None):
+            logger.info("setting %d/%d: request cache %s (one per setting)", position, total, one.use_cache)
         start = time.perf_counter()
-        with _index_without_builtin_tasks(getattr(args, "tasks", None), tasks_dir):
-            cli.execute(_one_setting(args, parsed))
+        try:
+            with _index_without_builtin_tasks(getattr(args, "tasks", None), tasks_dir):
+                cli.execute(one)
+        except ValueError as err:
+            raise ValueError(f"setting {position}/{total} (--model_args {text}): {err}") from err
         seconds = time.perf_counter() - start
         alive = _free_memory()
         logger.debug("setting %d/%d: models alive after it: %d", position, total, alive)

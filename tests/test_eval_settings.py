@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_task_data_parallel import run_cli
 
-from longllada.eval_cli import SETTINGS_FILE, run_eval, setting_record
+from longllada.eval_cli import SETTINGS_FILE, run_eval, setting_args, setting_record
 
 REPO = Path(__file__).resolve().parents[1]
 TWIN = REPO / "longllada" / "models" / "tiny-llada-diffusion"
@@ -117,6 +117,13 @@ def test_a_bad_second_setting_is_refused_before_any_model_loads(tmp_path):
     assert code == 2 and len(errors) == 1 and "setting 3/3" in errors[0] and "same as setting 1/3" in errors[0]
     assert timing == [] and not out.exists()
 
+    # the RoPE arguments (a sweep's usual axis) are checked now, not after the settings before them have run
+    code, errors, timing = run_in_process(eval_args([FIRST, f"pretrained={TWIN},ntk_factor=nan"], out)[2:])
+    assert code == 2 and len(errors) == 1 and "setting 2/2" in errors[0] and "ntk_factor" in errors[0]
+    code, errors, timing = run_in_process(eval_args([FIRST, "cache=prefix"], out)[2:])
+    assert code == 2 and len(errors) == 1 and "setting 2/2" in errors[0] and "no pretrained=" in errors[0]
+    assert timing == [] and not out.exists()
+
 
 @pytest.mark.parametrize("foreign", [b'{"finished": []}\n', b"not json \xff\n"])
 def test_a_foreign_file_at_the_progress_path_is_refused_and_left_alone(tmp_path, foreign):
@@ -144,6 +151,19 @@ def test_what_a_finished_setting_is_recorded_with():
         changed = argparse.Namespace(**{**vars(args), **change})
         assert setting_record(changed, FIRST, {"pretrained": "x", "cache": "prefix"})["key"] != key, change
     assert setting_record(args, FIRST, {"pretrained": "x", "cache": "dual"})["key"] != key
+
+
+def test_each_setting_has_a_request_cache_of_its_own(tmp_path):
+    """lm-eval's --use_cache keys answers by the request text alone: settings sharing one database would read
+    each other's answers. Each gets its own, the same on a rerun (so a killed setting resumes from it)."""
+    args = argparse.Namespace(model="longllada", model_args={}, use_cache=str(tmp_path / "answers"), func=print)
+    first, second = (setting_args(args, {"pretrained": "x", "ntk_factor": f}) for f in (1, 4))
+    assert first.use_cache != second.use_cache and first.use_cache.startswith(args.use_cache + "_setting-")
+    assert setting_args(args, {"ntk_factor": 1, "pretrained": "x"}).use_cache == first.use_cache
+    assert second.model_args == {"pretrained": "x", "ntk_factor": 4} and args.model_args == {}
+    assert first.func is print
+    without = setting_args(argparse.Namespace(model_args={}, use_cache=None), {"pretrained": "x"})
+    assert without.use_cache is None
 
 
 @pytest.mark.e2e
