@@ -16,7 +16,7 @@ Several settings in one process: ``--model_args`` given more than once (``--mode
 runs lm-eval once per setting, in the order given, with everything else of the command line the same. Importing
 torch, transformers and lm-eval costs 13-15 s of every process's start, paid here once for a whole sweep (the
 LongLLaDA paper's needle grids: checkpoints x NTK factors x cache modes). Before any model loads, every setting is
-checked (``--model longllada``: only keys it takes; no setting twice). With ``--output_path``, each finished setting
+checked (``--model longllada``: only keys it takes, a ``pretrained``, valid RoPE arguments; no setting twice). With ``--output_path``, each finished setting
 is recorded in ``longllada_settings.json`` there, with the rest of the command line that determines its results;
 a rerun of the same command skips the recorded ones, so an interrupted sweep resumes where it stopped. In a
 data-parallel run every process runs the same settings, decided from the file as it was at the start; process 0
@@ -139,8 +139,9 @@ def setup_logging() -> None:
 SETTINGS_FILE = "longllada_settings.json"
 SETTINGS_MARKER = "longllada eval"
 _SETTINGS_DEST = "longllada_settings"
-# Namespace entries that change what is printed, not what is evaluated: a rerun with other values still resumes.
-_NOT_RESULTS = ("command", "func", "verbosity", "show_config")
+# Namespace entries that change what is printed or where answers are cached, not what is evaluated: a rerun with
+# other values still resumes (the request cache holds a setting's own answers, see setting_args).
+_NOT_RESULTS = ("command", "func", "verbosity", "show_config", "use_cache")
 
 
 def _collect_settings(cli: Any) -> None:

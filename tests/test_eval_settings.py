@@ -21,11 +21,11 @@ FIRST, SECOND, THIRD = (f"pretrained={TWIN},cache=prefix", f"pretrained={TWIN},c
                         f"pretrained={TWIN},ntk_factor=4")  # fmt: skip
 
 
-def eval_args(settings: list[str], out: Path) -> list[str]:
+def eval_args(settings: list[str], out: Path, *extra: str) -> list[str]:
     """`longllada eval` on a 2-needle grid of the shipped twin, one `--model_args` per setting (both forms)."""
     given = [arg for i, s in enumerate(settings) for arg in (["--model_args", s] if i % 2 else [f"--model_args={s}"])]
     return ["longllada", "eval", "--model", "longllada", *given, "--tasks", "longllada_niah", "--metadata", GRID,
-            "--batch_size", "2", "--device", "cpu", "--output_path", str(out)]  # fmt: skip
+            "--batch_size", "2", "--device", "cpu", "--output_path", str(out), *extra]  # fmt: skip
 
 
 def timings(log: str, event: str) -> list[dict]:
@@ -49,8 +49,8 @@ def debug_log(tmp_path, monkeypatch):
 
 @pytest.mark.e2e
 def test_settings_run_in_one_process_and_a_rerun_resumes(debug_log, tmp_path):
-    out = tmp_path / "out"
-    log = run_cli(eval_args([FIRST, SECOND], out), cwd=tmp_path, data_parallel=False).stderr
+    out, cache = tmp_path / "out", tmp_path / "answers"
+    log = run_cli(eval_args([FIRST, SECOND], out, "--use_cache", str(cache)), cwd=tmp_path, data_parallel=False).stderr
     assert f"setting 1/2: {FIRST}" in log and f"setting 2/2: {SECOND}" in log
     inits = timings(log, "init")
     assert len(inits) == 2 and inits[0]["pid"] == inits[1]["pid"]  # one process loaded both
@@ -63,7 +63,9 @@ def test_settings_run_in_one_process_and_a_rerun_resumes(debug_log, tmp_path):
     progress = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
     assert progress["written_by"] == "longllada eval"
     assert [entry["setting"] for entry in progress["finished"]] == [FIRST, SECOND]
+    assert len(list(tmp_path.glob("answers_setting-*_rank0.db"))) == 2  # a request cache per setting
 
+    # the same command (where answers are cached does not count) skips both
     log = run_cli(eval_args([FIRST, SECOND], out), cwd=tmp_path, data_parallel=False).stderr
     assert "setting 1/2: finished in an earlier run, skipped" in log
     assert "setting 2/2: finished in an earlier run, skipped" in log
@@ -139,12 +141,14 @@ def test_a_foreign_file_at_the_progress_path_is_refused_and_left_alone(tmp_path,
 
 def test_what_a_finished_setting_is_recorded_with():
     """A setting counts as finished only for the same rest of the command line (tasks, metadata, limit, ...),
-    whatever the order of its keys or the verbosity."""
+    whatever the order of its keys, the verbosity or the request cache."""
     args = argparse.Namespace(model="longllada", tasks=["longllada_niah"], metadata={"depths": [0]}, limit=None,
                               gen_kwargs=None, verbosity="INFO", func=print, command="run")  # fmt: skip
     key = setting_record(args, FIRST, {"pretrained": "x", "cache": "prefix"})["key"]
     assert setting_record(args, "other text", {"cache": "prefix", "pretrained": "x"})["key"] == key
     assert setting_record(argparse.Namespace(**{**vars(args), "verbosity": "DEBUG"}), FIRST,
+                          {"pretrained": "x", "cache": "prefix"})["key"] == key  # fmt: skip
+    assert setting_record(argparse.Namespace(**{**vars(args), "use_cache": "db"}), FIRST,
                           {"pretrained": "x", "cache": "prefix"})["key"] == key  # fmt: skip
     for change in ({"limit": 4.0}, {"metadata": {"depths": [50]}}, {"tasks": ["longllada_ruler"]},
                    {"gen_kwargs": {"max_gen_toks": 8}}, {"model": "hf"}):  # fmt: skip
