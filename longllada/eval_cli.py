@@ -176,8 +176,8 @@ def _canonical(value: Any) -> str:
 
 
 def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> None:
-    """Refuse (``ValueError``) a setting given twice, and for ``--model longllada`` any key it does not take;
-    the message names the setting by position and text."""
+    """Refuse (``ValueError``) a setting given twice, and for ``--model longllada`` a key it does not take, a
+    setting without ``pretrained`` and bad RoPE arguments; the message names the setting by position and text."""
     total = len(settings)
     if model == "longllada":
         from longllada.lm_eval_model import known_model_args
@@ -192,7 +192,10 @@ def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> N
                 meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
                 raise ValueError(f"{where}: unknown key(s) {unknown} for --model longllada{meant}; allowed: {allowed}")
             if not parsed.get("pretrained"):
-                raise ValueError(f"{where}: no pretrained=; allowed: a model name or folder in every setting")
+                raise ValueError(
+                    f"{where}: no pretrained=; allowed: a model name or folder in every setting (each --model_args "
+                    "is one whole setting)"
+                )
             # The RoPE arguments are a sweep's usual axis: a bad one is found now, not after the settings before it.
             try:
                 rope_scaling_from_args(parsed.get("ntk_factor"), parsed.get("ntk_target"), parsed.get("rope_scaling"))
@@ -245,6 +248,9 @@ def write_settings_file(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as an ordinary file of this user (mkstemp makes it private)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
             out.flush()

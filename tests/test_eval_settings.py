@@ -64,6 +64,7 @@ def test_settings_run_in_one_process_and_a_rerun_resumes(debug_log, tmp_path):
     assert progress["written_by"] == "longllada eval"
     assert [entry["setting"] for entry in progress["finished"]] == [FIRST, SECOND]
     assert len(list(tmp_path.glob("answers_setting-*_rank0.db"))) == 2  # a request cache per setting
+    assert not list(out.glob(".*.tmp"))  # the progress file was written through a temporary file, renamed
 
     # the same command (where answers are cached does not count) skips both
     log = run_cli(eval_args([FIRST, SECOND], out), cwd=tmp_path, data_parallel=False).stderr
