@@ -285,16 +285,18 @@ def setting_args(args: argparse.Namespace, parsed: dict) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
-def _free_memory() -> int:
-    """Collect what the finished setting left (its model); returns how many models are still alive."""
+def _free_memory() -> tuple[int, str]:
+    """Collect what the finished setting left (its model): how many models are still alive, and the CUDA memory
+    still allocated (for the log)."""
+    import torch
+
     from longllada.lm_eval_model import live_models
 
     gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return live_models()
+    if not torch.cuda.is_available():
+        return live_models(), ""
+    torch.cuda.empty_cache()
+    return live_models(), f"; CUDA memory allocated {torch.cuda.memory_allocated() / 2**30:.2f} GiB"
 
 
 def run_settings(
@@ -332,8 +334,8 @@ def run_settings(
         except ValueError as err:
             raise ValueError(f"setting {position}/{total} (--model_args {text}): {err}") from err
         seconds = time.perf_counter() - start
-        alive = _free_memory()
-        logger.debug("setting %d/%d: models alive after it: %d", position, total, alive)
+        alive, memory = _free_memory()
+        logger.debug("setting %d/%d: models alive after it: %d%s", position, total, alive, memory)
         if alive:
             logger.warning("setting %d/%d: its model is still referenced after it finished", position, total)
         if progress is not None and writer:
