@@ -700,7 +700,7 @@ def niah_dataset(**metadata: Any) -> dict[str, Any]:
         "event": "niah_grid", "documents": len(docs), "prompt_tokens": sum(doc["prompt_tokens"] for doc in docs),
         "tokenizer_s": round(loaded - start, 3), "build_s": round(built - loaded, 3),
         "dataset_s": round(time.perf_counter() - built, 3), "t": time.time(),
-        "rank": int(os.environ.get("RANK", "0")), "cached": cached,
+        "rank": int(os.environ.get("RANK", "0")), "pid": os.getpid(), "cached": cached,
     }  # fmt: skip
     logger.info(
         "longllada_niah: %s prompts (%s tokens) %s in %.1f s; longllada-timing %s",
