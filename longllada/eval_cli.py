@@ -176,8 +176,9 @@ def _canonical(value: Any) -> str:
 
 
 def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> None:
-    """Refuse (``ValueError``) a setting given twice, and for ``--model longllada`` a key it does not take, a
-    setting without ``pretrained`` and bad RoPE arguments; the message names the setting by position and text."""
+    """Refuse (``ValueError``) a setting without ``pretrained`` (or ``model``), a setting given twice, and for
+    ``--model longllada`` a key it does not take and bad RoPE arguments; the message names the setting by position
+    and text."""
     total = len(settings)
     if model == "longllada":
         from longllada.lm_eval_model import known_model_args
@@ -191,16 +192,18 @@ def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> N
                 hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
                 meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
                 raise ValueError(f"{where}: unknown key(s) {unknown} for --model longllada{meant}; allowed: {allowed}")
-            if not parsed.get("pretrained"):
-                raise ValueError(
-                    f"{where}: no pretrained=; allowed: a model name or folder in every setting (each --model_args "
-                    "is one whole setting)"
-                )
             # The RoPE arguments are a sweep's usual axis: a bad one is found now, not after the settings before it.
             try:
                 rope_scaling_from_args(parsed.get("ntk_factor"), parsed.get("ntk_target"), parsed.get("rope_scaling"))
             except ValueError as err:
                 raise ValueError(f"{where}: {err}") from None
+    for position, (text, parsed) in enumerate(settings, 1):
+        # lm-eval merges repeated --model_args into one; here each is a whole setting, so a partial one is refused
+        if not (parsed.get("pretrained") or parsed.get("model")):
+            raise ValueError(
+                f"setting {position}/{total} (--model_args {text}): no pretrained=; allowed: a model name or folder "
+                "in every setting (each --model_args is one whole setting)"
+            )
     first_seen: dict[str, int] = {}
     for position, (text, parsed) in enumerate(settings, 1):
         earlier = first_seen.setdefault(_canonical(parsed), position)

@@ -126,6 +126,11 @@ def test_a_bad_second_setting_is_refused_before_any_model_loads(tmp_path):
     code, errors, timing = run_in_process(eval_args([FIRST, "cache=prefix"], out)[2:])
     assert code == 2 and len(errors) == 1 and "setting 2/2" in errors[0] and "no pretrained=" in errors[0]
     assert timing == [] and not out.exists()
+    # lm-eval would merge these into one; for any model each --model_args is a whole setting
+    hf = eval_args([f"pretrained={TWIN}", "dtype=float32"], out)[2:]
+    code, errors, timing = run_in_process([*hf[:1], "hf", *hf[2:]])
+    assert code == 2 and len(errors) == 1 and "setting 2/2" in errors[0] and "no pretrained=" in errors[0]
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("foreign", [b'{"finished": []}\n', b"not json \xff\n"])
