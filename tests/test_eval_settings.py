@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from test_eval_families import Records
 from test_task_data_parallel import run_cli
 
 from longllada.eval_cli import SETTINGS_FILE, run_eval, setting_args, setting_record
@@ -81,23 +82,12 @@ def test_settings_run_in_one_process_and_a_rerun_resumes(debug_log, tmp_path):
     assert [entry["setting"] for entry in progress["finished"]] == [FIRST, SECOND, THIRD]
 
 
-class TimingRecords(logging.Handler):
-    """``longllada-timing`` records of ``longllada.lm_eval_model`` while a run goes on in this process."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def run_in_process(argv: list[str]) -> tuple[int, list[str], list[str]]:
     """`run_eval` (the CLI's own entry) on ``argv``: exit code, its error lines, and the timing lines logged."""
     import contextlib
     import io
 
-    records, logger, err = TimingRecords(), logging.getLogger("longllada.lm_eval_model"), io.StringIO()
+    records, logger, err = Records(), logging.getLogger("longllada.lm_eval_model"), io.StringIO()
     logger.addHandler(records)
     try:
         with contextlib.redirect_stderr(err):
@@ -105,7 +95,7 @@ def run_in_process(argv: list[str]) -> tuple[int, list[str], list[str]]:
     finally:
         logger.removeHandler(records)
     errors = [line for line in err.getvalue().splitlines() if line.startswith("longllada eval: error:")]
-    return code, errors, [line for line in records.lines if line.startswith("longllada-timing")]
+    return code, errors, [line for line in records.messages if line.startswith("longllada-timing")]
 
 
 def test_a_bad_second_setting_is_refused_before_any_model_loads(tmp_path):
