@@ -59,16 +59,9 @@ from typing import Any
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix  # HFLM's rules for special tokens
+from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
-
-try:  # lm-eval >= 0.4.9
-    from lm_eval.models.utils_hf import stop_sequences_criteria
-except ImportError:  # pragma: no cover - older lm-eval
-    from lm_eval.models.utils import stop_sequences_criteria
-try:  # HFLM's rules for special tokens (lm-eval >= 0.4.9); without them HFLM tokenises prompts itself
-    from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
-except ImportError:  # pragma: no cover - older lm-eval
-    _add_special_kwargs = has_bos_prefix = None
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
 from longllada.rope_scaling import _rotary_dim, apply_rope_scaling, causal_rope_theta, is_ours
@@ -447,8 +440,6 @@ class LongLLaDALM(HFLM):
     def _encode_once(self, contexts: Sequence[str]) -> list[int]:
         """Tokenise every prompt once, in threaded batches (see ``encode_many``), for both of HFLM's uses (its
         sort key and its batches); returns the token counts."""
-        if has_bos_prefix is None:
-            return [len(super().tok_encode(text)) for text in contexts]
         groups: dict[tuple, list[str]] = {}
         for text in dict.fromkeys(contexts):
             kwargs = self._special_tokens_kwargs(text, batch=False)
