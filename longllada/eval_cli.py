@@ -302,9 +302,7 @@ def _free_memory() -> tuple[int, str]:
     return live_models(), f"; CUDA memory allocated {torch.cuda.memory_allocated() / 2**30:.2f} GiB"
 
 
-def run_settings(
-    cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict]], tasks_dir: str | os.PathLike
-) -> None:
+def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict]]) -> None:
     """lm-eval once per setting, in order, skipping those the progress file records as finished. Bad settings
     and a progress file we did not write are refused (``ValueError``) before anything runs."""
     logger = logging.getLogger("longllada")
@@ -332,8 +330,7 @@ def run_settings(
             logger.info("setting %d/%d: request cache %s (one per setting)", position, total, one.use_cache)
         start = time.perf_counter()
         try:
-            with _index_without_builtin_tasks(getattr(args, "tasks", None), tasks_dir):
-                cli.execute(one)
+            cli.execute(one)
         except ValueError as err:
             raise ValueError(f"setting {position}/{total} (--model_args {text}): {err}") from err
         seconds = time.perf_counter() - start
@@ -377,10 +374,11 @@ def run_eval(argv: list[str]) -> int:
         from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None
         args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
     try:
-        if len(settings) > 1:
-            run_settings(cli, args, settings, TASKS_DIR)
-        else:
-            with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR):
+        # the tasks, and so whether lm-eval's built-in index is needed, are the same for every setting
+        with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR):
+            if len(settings) > 1:
+                run_settings(cli, args, settings)
+            else:
                 cli.execute(args)
     except ValueError as err:
         logging.getLogger("longllada").debug("bad input", exc_info=True)
