@@ -19,7 +19,8 @@ For each prompt length and mode, one ``generate`` of one canvas (``max_new_token
 
 Recorded: prompt encoding time (to the first denoising step's end, minus one step), the median denoising step,
 the steps run, the whole call, and peak GPU memory. A length that runs out of memory is recorded with the
-allocator's message (what it tried to allocate) and the next one still runs. Results are written after each
+allocator's message (what it tried to allocate), any other runtime error with its message, and the next one
+still runs; which of torch's SDPA kernels accept the two head widths (256, 512) is recorded first. Results are written after each
 length, so an interrupted run keeps what it measured. Times: CUDA-synchronised wall clock, after a warm-up at
 a short prompt.
 """
@@ -139,6 +140,25 @@ def model_config(tiny: bool) -> Any:
     return dg.released_config()
 
 
+def sdpa_backends(device: torch.device, head_dim: int) -> dict[str, list[str]]:
+    """Which of torch's SDPA kernels run bf16 attention at this head width, causal and with a boolean mask (the
+    two ways transformers calls it here): a kernel that cannot leaves torch the O(L²) math path."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    query = torch.randn(1, 4, 512, head_dim, device=device, dtype=torch.bfloat16)
+    mask = torch.ones(512, 512, device=device, dtype=torch.bool).tril()
+    found: dict[str, list[str]] = {"causal": [], "boolean_mask": []}
+    for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        for case, kwargs in (("causal", {"is_causal": True}), ("boolean_mask", {"attn_mask": mask})):
+            try:
+                with sdpa_kernel([backend]):
+                    torch.nn.functional.scaled_dot_product_attention(query, query, query, **kwargs)
+                found[case].append(backend.name)
+            except RuntimeError:
+                pass
+    return found
+
+
 def peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
@@ -231,6 +251,8 @@ def main() -> int:
         "prefill_chunk": args.prefill_chunk,
         "rows": [],
     }
+    if device.type == "cuda":  # sliding layers' heads are 256 wide, full-attention layers' 512
+        results["sdpa_kernels"] = {f"head_dim_{width}": sdpa_backends(device, width) for width in (256, 512)}
 
     def prompt(length: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(length)
@@ -250,6 +272,8 @@ def main() -> int:
                 row.update(run_one(model, prompt(length), mode, args.max_denoising_steps, args.prefill_chunk, device))
             except torch.cuda.OutOfMemoryError as error:
                 row["out_of_memory"] = str(error).strip().splitlines()[0]
+            except RuntimeError as error:  # e.g. a kernel refusing a mask past 2**31 elements: recorded, next length
+                row["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
             row["peak_gib"] = peak_gib(device)
             results["rows"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -257,10 +281,9 @@ def main() -> int:
             args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print("| prompt | mode | prompt encoding s | step ms | steps | total s | peak GiB |")
     for r in results["rows"]:
-        if "out_of_memory" in r:
-            print(
-                f"| {r['prompt_tokens']} | {r['mode']} | out of memory: {r['out_of_memory']} | | | | {r['peak_gib']} |"
-            )
+        failure = r.get("out_of_memory") or r.get("error")
+        if failure:
+            print(f"| {r['prompt_tokens']} | {r['mode']} | failed: {failure} | | | | {r['peak_gib']} |")
         else:
             print(f"| {r['prompt_tokens']} | {r['mode']} | {r['prompt_encoding_s']} | {r['denoising_step_ms']} | "
                   f"{r['steps']} | {r['total_s']} | {r['peak_gib']} |")  # fmt: skip
