@@ -1,6 +1,7 @@
-"""Small byte-level BPE tokenizers with LLaDA's or Dream's special tokens, trained on the spot.
+"""Small byte-level BPE tokenizers with LLaDA's, Dream's or DiffusionGemma's special tokens, trained on the spot.
 
-The real tokenizers (LLaDA's 126k tokens, Dream's Qwen-derived 152k) cannot be downloaded here, and tiny models
+The real tokenizers (LLaDA's 126k tokens, Dream's Qwen-derived 152k, Gemma's 262k) cannot be downloaded here, and
+tiny models
 need a tiny vocabulary; these have the same special tokens under the same names, with the tokenizer's own ids.
 
 LLaDA (``family="llada"``, the default):
@@ -26,6 +27,18 @@ Dream (``family="dream"``):
 ``<|im_end|>``               end of a chat turn
 ``<|beginoftext|>``          BOS; not added when encoding (callers prepend it, as the LongLLaDA runs do)
 ``<|mask|>``                 MASK (``mask_token``)
+==========================  =======================================================
+
+DiffusionGemma (``family="diffusion_gemma"``; Gemma 4's tokens, the first five at Gemma's ids 0-4):
+
+==========================  =======================================================
+``<pad>``                    PAD (id 0)
+``<eos>``                    EOS (id 1)
+``<bos>``                    BOS (id 2), prepended when encoding (as Gemma's tokenizer does)
+``<unk>``, ``<mask>``        ids 3 and 4 (DiffusionGemma's sampler uses no mask token)
+``<|turn>``, ``<turn|>``     chat turn start and end (``<turn|>`` is also an EOS of the generation config)
+``<|channel>``, ``<channel|>``  thought channel start and end
+``<|image>``, ``<image|>``, ``<|image|>``  image start, end and placeholder (the config's image token ids)
 ==========================  =======================================================
 
 Training is deterministic: the same texts, vocabulary size and family give the same tokenizer, byte for byte.
@@ -85,6 +98,41 @@ DREAM_CHAT_TEMPLATE = (
 )
 
 
+GEMMA_PAD_TOKEN = "<pad>"
+GEMMA_EOS_TOKEN = "<eos>"
+GEMMA_BOS_TOKEN = "<bos>"
+GEMMA_UNK_TOKEN = "<unk>"
+GEMMA_MASK_TOKEN = "<mask>"
+GEMMA_TURN_START_TOKEN = "<|turn>"
+GEMMA_TURN_END_TOKEN = "<turn|>"
+GEMMA_CHANNEL_START_TOKEN = "<|channel>"
+GEMMA_CHANNEL_END_TOKEN = "<channel|>"
+GEMMA_IMAGE_START_TOKEN = "<|image>"
+GEMMA_IMAGE_END_TOKEN = "<image|>"
+GEMMA_IMAGE_TOKEN = "<|image|>"
+# Gemma's order for the first five (pad 0, eos 1, bos 2, unk 3, mask 4), then Gemma 4's chat and image tokens.
+GEMMA_SPECIAL_TOKENS = (
+    GEMMA_PAD_TOKEN, GEMMA_EOS_TOKEN, GEMMA_BOS_TOKEN, GEMMA_UNK_TOKEN, GEMMA_MASK_TOKEN, GEMMA_TURN_START_TOKEN,
+    GEMMA_TURN_END_TOKEN, GEMMA_CHANNEL_START_TOKEN, GEMMA_CHANNEL_END_TOKEN, GEMMA_IMAGE_START_TOKEN,
+    GEMMA_IMAGE_END_TOKEN, GEMMA_IMAGE_TOKEN,
+)  # fmt: skip
+
+# Gemma 4's turn format, as DiffusionGemma's instruction-tuned checkpoint uses it: BOS, optional system turn,
+# "<|turn>role\ncontent<turn|>\n" per turn (assistant as "model"); the generation prompt opens a model turn and,
+# unless enable_thinking is set, closes an empty thought channel so that the answer follows directly.
+GEMMA_CHAT_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{- '<|turn>' + role + '\n' + (message['content'] | trim) + '<turn|>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '<|turn>model\n' -}}"
+    "{%- if not (enable_thinking | default(false)) -%}{{- '<|channel>thought\n<channel|>' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+
 @dataclass(frozen=True)
 class TokenizerFamily:
     """The special tokens of one model family and how its tokenizer uses them."""
@@ -112,6 +160,10 @@ FAMILIES = {
     "dream": TokenizerFamily(
         DREAM_SPECIAL_TOKENS, DREAM_BOS_TOKEN, DREAM_EOS_TOKEN, DREAM_EOS_TOKEN, DREAM_MASK_TOKEN,
         DREAM_CHAT_TEMPLATE, False,
+    ),
+    "diffusion_gemma": TokenizerFamily(
+        GEMMA_SPECIAL_TOKENS, GEMMA_BOS_TOKEN, GEMMA_EOS_TOKEN, GEMMA_PAD_TOKEN, GEMMA_MASK_TOKEN,
+        GEMMA_CHAT_TEMPLATE, True,
     ),
 }  # fmt: skip
 
