@@ -54,7 +54,9 @@ REMOTE_CODE_FILES = (
     "generation_longllada.py",
     "modeling_dream.py",
     "modeling_longllada.py",
+    "rope_factors_longllada.py",
     "rope_longllada.py",
+    "rope_tables_longllada.py",
 )
 
 # One layer's keys and values for cached positions, already rotated: ([B, Hkv, C, D], [B, Hkv, C, D]).
