@@ -54,7 +54,6 @@ REMOTE_CODE_FILES = (
     "generation_longllada.py",
     "modeling_dream.py",
     "modeling_longllada.py",
-    "rope_factors_longllada.py",
     "rope_longllada.py",
     "rope_tables_longllada.py",
 )

@@ -32,7 +32,7 @@ The keys of each type are :data:`ROPE_SCALING_TYPE_KEYS`; transformers' own name
   (default: the trained length), ``long_factor`` past it. ``factor`` (or ``target_length``, factor = target /
   original) sets the magnitude scaling: ``attention_factor``, or ``magnitude_scaling`` ``"su"`` (default,
   sqrt(1 + ln s / ln original)) or ``"yarn"`` (0.1·ln s + 1). ``longrope:FILE.json`` reads a JSON list of factors or
-  an object of these keys; ``longrope:MODEL`` takes a published table (``rope_factors_longllada``: LongDLLM's for
+  an object of these keys; ``longrope:MODEL`` takes a published table (:data:`LONGROPE_FACTOR_TABLES`: LongDLLM's for
   ``GSAI-ML/LLaDA-8B-Instruct`` and ``apple/DiffuCoder-7B-Instruct``); ``:T`` sets the target length.
 - ``llama3`` (LLaMA 3.1): ``factor``, ``low_freq_factor`` (1), ``high_freq_factor`` (4),
   ``original_max_position_embeddings`` (default: the trained length).
@@ -52,7 +52,7 @@ not a scaling (transformers 5's ``rope_parameters``, which holds them, is read b
 :meth:`RopeScalingMixin._rope_scaling_from_parameters`). Every factor is at most :data:`MAX_ROPE_FACTOR` and every
 scaled base at most :data:`MAX_ROPE_BASE`, so that the float32 rotary tables stay finite.
 
-Copied flat into Hub model repos: imports only the standard library and the files beside it.
+Copied flat into Hub model repos: imports only the standard library.
 """
 
 from __future__ import annotations
@@ -64,8 +64,6 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any
-
-from .rope_factors_longllada import LONGROPE_FACTOR_TABLES
 
 ROPE_SCALING_TYPES = ("ntk", "ntk_per_length", "diffusion_ntk", "linear", "dynamic", "yarn", "longrope", "llama3")
 # The keys each type takes besides `type` / `rope_type`.
@@ -817,3 +815,60 @@ class RopeScalingMixin:
         if scaling["type"] == "ntk_per_length":
             return self.trained_length
         return ntk_supported_length(self.rotary_dim, self.rope_theta, self.trained_length, self.rope_scaling_factor)
+
+
+# -- published LongRoPE factor tables (data) --------------------------------------------------------------------
+
+# Read by `longrope:MODEL` (`longrope:GSAI-ML/LLaDA-8B-Instruct`). Kept in this file: transformers 4.46 copies, from
+# a local folder, only the files the loaded module imports itself, so the parser imports no file of its own.
+#
+# Source: LongDLLM (Ge et al. 2025, "Long-Context Extension for Language Diffusion Models up to 128k Tokens";
+# https://github.com/lbertge/longdllm, MIT licence), package ``longdllm`` 0.1.5 on PyPI. The factors are the files
+# ``longdllm/data/llada_rescale_factors.csv`` (sha256 35e86778...f464d22cf) and
+# ``longdllm/data/diffucoder_rescale_factors.csv`` (sha256 1446c6cc...45691067) of its wheel, one float per line,
+# the i-th dividing the i-th inverse frequency (LongRoPE, Ding et al. 2024). Its ``adapt_for_long_context`` scales
+# from the model's ``max_position_embeddings`` (4096 for LLaDA) or, for DiffuCoder, from 16384, which it sets
+# because DiffuCoder performed well up to 16k; its README extends both models to 131072 tokens, the target used here
+# by default (the "su" magnitude scaling reads target / original). Its attention temperature is LongRoPE's "su"
+# rule by default, sqrt(1 + ln(s) / ln(original)) with s = target / original.
+
+# Hub model id -> the table (one factor per rotary frequency) and the lengths it was made for.
+# fmt: off
+LONGROPE_FACTOR_TABLES: dict[str, dict] = {
+    "GSAI-ML/LLaDA-8B-Instruct": {
+        "original_max_position_embeddings": 4096,
+        "target_length": 131072,
+        "long_factor": (
+            1.0, 1.113270186164619, 1.2393705074030055, 1.3797542355034822, 1.5360392546203832, 1.7100267069473964,
+            1.9037217503897985, 2.1193566674620854, 2.359416591734742, 2.6266681483204275, 2.9241913384733573,
+            3.2554150357632006, 3.6241565029071983, 4.034665384681211, 4.491672683915996, 5.0004452850136945,
+            5.5668466533531875, 6.197404410128389, 6.899385561401062, 7.6808802483624445, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+            1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 34.519999999999996, 37.19999999999998, 37.399999999999956,
+            37.41999999999998, 37.58999999999997, 37.61999999999997, 37.629999999999995, 37.72999999999999,
+            37.75999999999999, 37.89999999999999, 38.00999999999998, 38.019999999999996, 38.329999999999956,
+            38.35999999999999, 38.45999999999999, 38.489999999999995, 38.51, 38.73, 38.839999999999975,
+            38.92999999999999, 38.949999999999996, 39.259999999999934, 39.38999999999997, 39.49999999999995,
+            39.519999999999996, 39.629999999999974, 39.649999999999984, 39.67999999999999, 39.73999999999999, 39.8,
+        ),
+    },
+    "apple/DiffuCoder-7B-Instruct": {
+        "original_max_position_embeddings": 16384,
+        "target_length": 131072,
+        "long_factor": (
+            1.0, 1.0683669073217414, 1.1414078486602226, 1.2194423732658843, 1.3028118769831574, 1.391881095834529,
+            1.4870397017163322, 1.5887040071873226, 1.6973187868083777, 1.8133592230015567, 1.9373329849415293,
+            2.0697824495743795, 2.211287074480598, 2.362465932963378, 2.523980422453057, 2.6965371580767945,
+            2.8808910640526633, 3.077848676432785, 3.2882716716448095, 3.513080636268858, 3.7532590945424555,
+            4.009857811213523, 4.2839993885661185, 4.576883177730616, 4.889790525764963, 5.224090381462665,
+            5.581245284412524, 5.962817763511862, 6.370477172926311, 6.806006995403034, 7.2713126448888765,
+            7.768429802589401, 8.299533322938485, 8.866946748441526, 9.473152475019043, 10.120802612323397,
+            10.812730586541749, 11.551963536446808, 12.341735556927205, 13.185501847937088, 14.086953830765653,
+            15.050035297759258, 16.078959666150105, 17.178228411475807, 18.35265076123488, 19.607364734936514,
+            20.947859622593498, 22.3800000000002, 24.050000000000047, 24.280000000000037, 24.34000000000001,
+            24.470000000000013, 24.540000000000045, 24.610000000000017, 24.690000000000012, 24.77000000000001,
+            24.790000000000003, 24.980000000000008, 25.080000000000016, 25.090000000000003, 25.14000000000001,
+            25.350000000000023, 25.360000000000024, 29.190000000000598,
+        ),
+    },
+}
+# fmt: on

@@ -31,8 +31,7 @@ from modeling_longllada import (
 )
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
 from modeling_longllada.modeling_longllada import apply_rotary
-from modeling_longllada.rope_factors_longllada import LONGROPE_FACTOR_TABLES
-from modeling_longllada.rope_longllada import MAX_ROPE_BASE, spec_label
+from modeling_longllada.rope_longllada import LONGROPE_FACTOR_TABLES, MAX_ROPE_BASE, spec_label
 from modeling_longllada.rope_tables_longllada import ROPE_PARAMETERS_STYLE as V5
 
 ROTARY, THETA, TRAINED = 16, 10000.0, 64
