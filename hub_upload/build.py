@@ -259,13 +259,15 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
     Validated by building the family's config class from it (and, for Dream, by the model's architecture check).
     """
     family = family_of(source_config)
-    if choice.keep_source:
-        rope_scaling = source_config.get("rope_scaling") or source_config.get("rope_parameters")
-    else:
-        rope_scaling = choice.rope_scaling
+    rope: dict[str, Any] = {"rope_scaling": choice.rope_scaling}
+    if choice.keep_source:  # transformers 5's `rope_parameters` also holds the base: the config class reads it
+        rope = {
+            "rope_scaling": source_config.get("rope_scaling"),
+            "rope_parameters": source_config.get("rope_parameters"),
+        }
     fields = {k: v for k, v in source_config.items() if k not in REWRITTEN_KEYS + family.derived_keys}
     try:
-        config = config_class(family)(rope_scaling=rope_scaling, **fields)
+        config = config_class(family)(**rope, **fields)
     except ValueError as err:
         raise ValueError(f"--rope-scaling {choice.spec}: {err}") from err
     target = (config.rope_scaling or {}).get("target_length")
@@ -279,6 +281,7 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
         "auto_map": dict(family.auto_map),
         "model_type": family.model_type,
         **fields,
+        "rope_theta": config.rope_theta,  # the source's, or read from its `rope_parameters`
         "rope_scaling": config.rope_scaling,
     }
     if family is DREAM:

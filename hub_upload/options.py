@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ROPE_SCALING_FORMS = ("ntk:FACTOR", "ntk-target:LENGTH", "ntk-per-length", "none")
+ROPE_SCALING_FORMS = ("ntk:FACTOR", "ntk-target:LENGTH", "ntk-per-length", "diffusion-ntk:LENGTH", "none")
 # Decimal units, as the Hub and transformers' `max_shard_size` count them; the binary ones for completeness.
 SIZE_UNITS = {
     "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,

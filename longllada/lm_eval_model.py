@@ -64,8 +64,14 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
-from longllada.rope_scaling import _rotary_dim, apply_rope_scaling, causal_rope_theta, is_ours
-from modeling_longllada import ntk_supported_length, rope_scaling_from_args
+from longllada.rope_scaling import (
+    _rotary_dim,
+    apply_rope_scaling,
+    causal_rope_theta,
+    is_ours,
+    scaled_context_length,
+)
+from modeling_longllada import rope_scaling_from_args
 from modeling_longllada.generation_longllada import generation_bytes_per_row
 from modeling_longllada.rope_longllada import check_number
 
@@ -376,15 +382,12 @@ class LongLLaDALM(HFLM):
         super()._create_tokenizer(pretrained, tokenizer, **kwargs)
 
     def _causal_window(self, scaling: dict[str, Any]) -> int:
-        """The context a scaled causal LM covers: the target length, the scaling law's inverse for a factor (the
-        trained base and rotary dimensions of the config), or trained length x factor for dynamic NTK."""
+        """The context a scaled causal LM covers: the target length, the scaling law's inverse for a factor of the
+        base (the trained base and rotary dimensions of the config), or trained length x factor for transformers'
+        methods (dynamic NTK, YaRN, ...)."""
         trained = int(self._config.max_position_embeddings)
-        if scaling.get("target_length") is not None:
-            return int(scaling["target_length"])
-        if scaling["type"] == "dynamic":
-            return int(trained * scaling["factor"])
         theta = float(self._rope_record["rope_theta"])
-        return ntk_supported_length(_rotary_dim(self._config), theta, trained, self._rope_record["factor"])
+        return scaled_context_length(scaling, theta, _rotary_dim(self._config), trained)
 
     def _create_model(self, pretrained: str, **kwargs: Any) -> None:
         # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder;

@@ -1,22 +1,39 @@
 """A ``rope_scaling`` request applied to a model's config, whatever its family.
 
 Every front-end parses requests with ``modeling_longllada.parse_rope_scaling`` (one spec: dicts and CLI strings
-such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``dynamic:2``). This module applies a parsed request:
+such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``yarn:4``, ``longrope:FILE.json``; see its module).
+This module applies a parsed request:
 
 - to our diffusion configs (LLaDA, Dream), which take the canonical dict as their ``rope_scaling``;
-- to a transformers causal LM (the LLaMA-3 baseline): ``ntk`` multiplies its RoPE base by λ, as LongLLaDA does
-  for its autoregressive baselines (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``), with
-  λ from the scaling law for ``target_length``; ``dynamic`` is transformers' own dynamic NTK.
+- to a transformers causal LM (the LLaMA-3 baseline), where transformers computes the tables itself:
+  ``ntk`` (and UltraLLaDA's ``diffusion_ntk``) multiply its RoPE base by λ, as LongLLaDA does for its
+  autoregressive baselines (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``), with λ from
+  the scaling law for ``target_length``; ``linear``, ``dynamic``, ``yarn``, ``longrope`` and ``llama3`` are
+  written as transformers' own ``rope_type`` (5.x: ``rope_parameters``; 4.x: ``rope_scaling``), translated by
+  ``modeling_longllada.rope_tables_longllada.transformers_rope_parameters``, the translation the diffusion
+  models' tables use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from modeling_longllada import ntk_scaling_factor, parse_rope_scaling
-from modeling_longllada.rope_longllada import spec_label
+from modeling_longllada import ntk_supported_length, parse_rope_scaling
+from modeling_longllada.rope_longllada import (
+    BASE_SCALING_TYPES,
+    base_scaling_factor,
+    check_rope_scaling_for_model,
+    spec_label,
+)
+from modeling_longllada.rope_tables_longllada import transformers_rope_parameters
 
-__all__ = ["apply_rope_scaling", "causal_rope_theta", "causal_trained_length", "is_ours"]
+__all__ = [
+    "apply_rope_scaling",
+    "causal_rope_theta",
+    "causal_trained_length",
+    "is_ours",
+    "scaled_context_length",
+]
 
 
 def is_ours(config: Any) -> bool:
@@ -100,6 +117,18 @@ def _causal_config_scaling(config: Any) -> str | None:
     return None if kind in (None, "default") else f"config:{kind}"
 
 
+def scaled_context_length(spec: dict[str, Any] | None, rope_theta: float, rotary_dim: int, trained_length: int) -> int:
+    """The context a causal LM covers under ``spec``: its target length; for a factor of the base the scaling law's
+    inverse; for transformers' methods the original (trained) length times the factor."""
+    if spec is None:
+        return trained_length
+    if spec.get("target_length") is not None:
+        return int(spec["target_length"])
+    if spec["type"] in BASE_SCALING_TYPES:
+        return ntk_supported_length(rotary_dim, rope_theta, trained_length, spec["factor"])
+    return int(spec.get("original_max_position_embeddings", trained_length) * spec["factor"])
+
+
 def _apply_to_causal_lm(config: Any, spec: dict[str, Any] | None, trained_length: int) -> dict[str, Any]:
     label = spec_label(spec)
     theta = causal_rope_theta(config)
@@ -115,40 +144,59 @@ def _apply_to_causal_lm(config: Any, spec: dict[str, Any] | None, trained_length
         elif getattr(config, "rope_scaling", None) is not None:
             config.rope_scaling = None
         return {"scaling": "none", "factor": 1, "rope_theta": theta, "effective_rope_theta": theta}
-    if spec["type"] == "ntk_per_length":
+    kind = spec["type"]
+    if kind == "ntk_per_length":
         raise ValueError(
             "rope_scaling 'ntk-per-length' applies to this package's diffusion models; for a causal LM use "
             "transformers' per-length rule, 'dynamic:FACTOR', or a fixed 'ntk:FACTOR' / 'ntk-target:LENGTH'"
         )
-    if spec["type"] == "dynamic":
-        if v5_style:
-            config.rope_parameters = {**config.rope_parameters, "rope_type": "dynamic", "factor": spec["factor"]}
+    rotary_dim = _rotary_dim(config)
+    check_rope_scaling_for_model(spec, rotary_dim, theta, trained_length)
+    if kind in BASE_SCALING_TYPES:
+        factor = base_scaling_factor(spec, rotary_dim, theta, trained_length)
+        factor = int(factor) if kind == "ntk" and float(factor).is_integer() else factor
+        new_theta = theta * factor
+        if v5_style:  # LLaMA-3 style θ·λ: only the base changes; an existing rope_type is kept
+            config.rope_parameters = {"rope_type": "default", **config.rope_parameters, "rope_theta": new_theta}
             field = "rope_parameters"
-        elif hasattr(config, "rope_scaling"):
-            config.rope_scaling = {"type": "dynamic", "factor": spec["factor"]}
-            field = "rope_scaling"
         else:
-            raise ValueError(
-                f"rope_scaling 'dynamic': config of type {config.model_type!r} has no rope_scaling field; "
-                "allowed for this model: ntk:FACTOR, ntk-target:LENGTH"
-            )
-        return {
-            "scaling": label,
-            "factor": "per length",
-            "dynamic_factor": spec["factor"],
-            "rope_theta": theta,
-            "effective_rope_theta": "per length",
-            "config_field": field,
-        }
-    factor = spec.get("factor")
-    if factor is None:
-        factor = ntk_scaling_factor(_rotary_dim(config), theta, trained_length, spec["target_length"])
-    new_theta = theta * factor
-    if v5_style:  # LLaMA-3 style θ·λ: only the base changes; an existing rope_type is kept
-        config.rope_parameters = {"rope_type": "default", **config.rope_parameters, "rope_theta": new_theta}
+            config.rope_theta = new_theta
+            field = "rope_theta"
+        return {"scaling": label, "factor": factor, "rope_theta": theta, "effective_rope_theta": new_theta,
+                "config_field": field}  # fmt: skip
+    parameters, original = transformers_rope_parameters(spec, trained_length, rope_parameters_style=v5_style)
+    if v5_style:
+        # The method replaces whatever scaling the config had; its base and rotated share stay.
+        kept = {k: v for k, v in config.rope_parameters.items() if k in ("rope_theta", "partial_rotary_factor")}
+        config.rope_parameters = {**kept, **parameters}
         field = "rope_parameters"
+    elif hasattr(config, "rope_scaling"):
+        _check_transformers_4(config, spec, parameters, original, label)
+        config.rope_scaling = parameters
+        field = "rope_scaling"
     else:
-        config.rope_theta = new_theta
-        field = "rope_theta"
-    return {"scaling": label, "factor": factor, "rope_theta": theta, "effective_rope_theta": new_theta,
-            "config_field": field}  # fmt: skip
+        raise ValueError(
+            f"rope_scaling {label!r}: config of type {config.model_type!r} has no rope_scaling field; "
+            "allowed for this model: ntk:FACTOR, ntk-target:LENGTH, diffusion-ntk:LENGTH"
+        )
+    if kind == "dynamic":
+        return {"scaling": label, "factor": "per length", "dynamic_factor": spec["factor"], "rope_theta": theta,
+                "effective_rope_theta": "per length", "config_field": field}  # fmt: skip
+    return {"scaling": label, "factor": parameters["factor"], "rope_theta": theta,
+            "effective_rope_theta": "per frequency", "rope_type": kind, "config_field": field}  # fmt: skip
+
+
+def _check_transformers_4(config: Any, spec: dict[str, Any], parameters: dict, original: int, label: str) -> None:
+    """What transformers 4.x cannot say: its YaRN and LongRoPE read the original length from the config's
+    ``max_position_embeddings``, and its LLaMA-family LongRoPE applies ``long_factor`` at every length."""
+    if spec["type"] in ("yarn", "longrope") and original != config.max_position_embeddings:
+        raise ValueError(
+            f"rope_scaling {label!r}: original_max_position_embeddings={original} differs from the model's "
+            f"max_position_embeddings={config.max_position_embeddings}, which transformers 4.x reads as the original "
+            f"length; allowed here: {config.max_position_embeddings} (or transformers 5)"
+        )
+    if spec["type"] == "longrope" and parameters["short_factor"] != parameters["long_factor"]:
+        raise ValueError(
+            f"rope_scaling {label!r}: transformers 4.x applies long_factor at every length of a causal LM; allowed "
+            "here: long_factor alone (or transformers 5, which uses short_factor within the original length)"
+        )

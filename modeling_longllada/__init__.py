@@ -13,11 +13,14 @@ from .modeling_dream import DreamModel
 from .modeling_longllada import REMOTE_CODE_FILES, LongLLaDAModelLM
 from .rope_longllada import (
     critical_dimension,
+    diffusion_ntk_factor,
     ntk_scaling_factor,
     ntk_supported_length,
     parse_rope_scaling,
     rope_scaling_from_args,
+    rope_scaling_per_length,
 )
+from .rope_tables_longllada import RopeTables, rope_tables
 
 
 class OfficialLLaDAConfig(LongLLaDAConfig):
@@ -62,9 +65,13 @@ __all__ = [
     "DiffusionGenerationConfig",
     "SAMPLER_DEFAULTS",
     "REMOTE_CODE_FILES",
+    "RopeTables",
     "critical_dimension",
+    "diffusion_ntk_factor",
     "ntk_scaling_factor",
     "ntk_supported_length",
     "parse_rope_scaling",
     "rope_scaling_from_args",
+    "rope_scaling_per_length",
+    "rope_tables",
 ]

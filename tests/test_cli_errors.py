@@ -148,6 +148,14 @@ def test_ppl_resume_of_a_hand_edited_file_is_refused(tiny_model_dir, tmp_path, c
         (["--device", "banana"], "--device 'banana' is not a device"),
         (["--device", "cuda:7"], "--device 'cuda:7'"),
         (["--rope-scaling", "ntk:inf"], "--rope-scaling ntk:FACTOR=inf is not allowed; allowed: a finite number >= 1"),
+        (
+            ["--rope-scaling", "ntk:1e305"],
+            "--rope-scaling ntk:FACTOR=1e+305 is not allowed; allowed: a finite number >= 1 and <= 1e+12",
+        ),
+        (
+            ["--rope-scaling", '{"type": "ntk", "factor": 2, "rope_theta": 1e6}'],
+            "rope_theta=1000000.0 is not allowed: it is the model's own `rope_theta`",
+        ),
     ],
 )
 def test_ppl_bad_arguments_before_loading(unloadable_model, tmp_path, capsys, extra, message):

@@ -170,6 +170,7 @@ def test_official_dream_folder_loads_with_our_classes_and_bos_once(tiny_dream_di
         ({"ntk_target": 1024}, "default", "law", 1024),
         ({"rope_scaling": "ntk:4", "max_length": 300}, "default", 4, 300),  # a given max_length wins
         ({"rope_scaling": "dynamic:2"}, "dynamic", 1, 512),
+        ({"rope_scaling": "yarn:4"}, "yarn", 1, 1024),  # transformers' YaRN: the trained length x factor
         ({}, "default", 1, 256),  # no scaling: lm-eval's own window, the trained length
     ],
 )

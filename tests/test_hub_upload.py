@@ -195,7 +195,7 @@ def test_rope_scaling_specs_and_branches():
     per_length = parse_rope_scaling("ntk-per-length")
     assert per_length.rope_scaling == {"type": "ntk_per_length"} and per_length.branch == "ntk-per-length"
     assert parse_rope_scaling("none").rope_scaling is None and parse_rope_scaling("none").branch == "main"
-    for bad in ("ntk:0.5", "ntk:", "ntk:nan", "yarn:2", "ntk-target:-3", "dynamic:0"):
+    for bad in ("ntk:0.5", "ntk:", "ntk:nan", "bogus:2", "ntk-target:-3", "dynamic:0"):
         with pytest.raises(ValueError, match="rope-scaling"):
             parse_rope_scaling(bad)
     assert parse_size("5GB") == 5 * 10**9 and parse_size("2MiB") == 2 * 2**20 and parse_size("1000") == 1000

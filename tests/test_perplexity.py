@@ -338,10 +338,11 @@ def test_plot_has_one_curve_per_run(diffusion, llama, tmp_path, capsys):
 
 
 def test_rope_scaling_labels_round_trip_through_the_one_parser():
-    for text in ("none", "ntk:4", "ntk:2.5", "ntk-target:16384", "ntk-per-length", "dynamic:2"):
+    for text in ("none", "ntk:4", "ntk:2.5", "ntk-target:16384", "ntk-per-length", "dynamic:2", "linear:4", "yarn:8",
+                 "llama3:8", "diffusion-ntk:131072", "longrope:GSAI-ML/LLaDA-8B-Instruct"):  # fmt: skip
         assert spec_label(parse_rope_scaling(text)) == text
     assert spec_label(parse_rope_scaling("ntk-target:16k")) == "ntk-target:16384"
-    for bad in ("yarn:2", "ntk", "ntk:0.5", "ntk:x", "ntk:nan", "ntk-target:-5", "ntk-target:1.5", "dynamic:0"):
+    for bad in ("bogus:2", "ntk", "ntk:0.5", "ntk:x", "ntk:nan", "ntk-target:-5", "ntk-target:1.5", "dynamic:0"):
         with pytest.raises(ValueError, match="--rope-scaling"):
             parse_rope_scaling(bad, field="--rope-scaling")
 
@@ -352,7 +353,8 @@ def test_rope_scaling_labels_round_trip_through_the_one_parser():
         (["--text", "{short}"], r"short\.txt has \d tokens, fewer than one chunk \(--chunk 64\)"),
         (["--max-length", "10000000"], r"--max-length 10000000 is beyond the text: .* has \d+ tokens"),
         (["--estimator", "exact"], r"--estimator must be one of \('longllada', 'elbo'\), got 'exact'"),
-        (["--rope-scaling", "yarn:4"], r"--rope-scaling='yarn:4' is not allowed; allowed: none, ntk:FACTOR"),
+        (["--rope-scaling", "bogus:4"], r"--rope-scaling='bogus:4' is not allowed; allowed: none, ntk:FACTOR"),
+        (["--rope-scaling", "yarn:4"], r"type 'yarn' \(YaRN\) is not supported by a diffusion model"),
         (["--rope-scaling", "ntk:inf"], r"--rope-scaling ntk:FACTOR=inf is not allowed"),
         (["--chunk", "0"], "--chunk must be an integer >= 1, got 0"),
         (["--text", "{missing}"], "--text: no such file"),

@@ -91,7 +91,7 @@ def perplexity_curve(
         chunk: tokens per chunk (one curve point each).
         mc, batch_size: Monte-Carlo samples per chunk and samples per forward pass (diffusion models).
         estimator: diffusion models: ``"longllada"`` (default) or ``"elbo"``; leave None for causal LMs.
-        rope_scaling: ``"ntk:FACTOR"``, ``"ntk-target:LENGTH"`` or ``"dynamic"``.
+        rope_scaling: any form of ``modeling_longllada.parse_rope_scaling`` (``"ntk:FACTOR"``, ``"yarn:4"``, ...).
         seed: seeds each chunk's generator together with the chunk index.
         window, stride: causal LMs: sliding window (tokens per pass) and the tokens scored per window; default:
             one pass over the whole text, or the model's position limit if it has learned positions.

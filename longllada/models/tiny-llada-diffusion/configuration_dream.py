@@ -61,7 +61,8 @@ class DreamConfig(RopeScalingMixin, PretrainedConfig):
     - ``rope_scaling`` (any form of :func:`rope_longllada.parse_rope_scaling`), exactly as for LLaDA:
       ``{"type": "ntk", "factor": 5}`` multiplies the RoPE base by 5 (the LongLLaDA paper's Dream setting),
       ``{"type": "ntk", "target_length": 4096}`` takes the factor from the scaling law (5 for Dream-v0),
-      ``{"type": "ntk_per_length"}`` chooses it at each forward pass from its length.
+      ``{"type": "ntk_per_length"}`` chooses it at each forward pass from its length,
+      ``{"type": "diffusion_ntk", "target_length": T}`` is UltraLLaDA's diffusion-aware NTK.
 
     ``rope_theta`` stays the trained base.
     """
@@ -75,10 +76,10 @@ class DreamConfig(RopeScalingMixin, PretrainedConfig):
         trained_length: int = DREAM_TRAINED_LENGTH,
         **kwargs: Any,
     ):
-        # transformers 5 names the field `rope_parameters`; accept it for configs written by its tooling.
+        # transformers 5 names the field `rope_parameters` (with the trained base in it); accept it for configs
+        # written by its tooling.
         rope_parameters = kwargs.pop("rope_parameters", None)
-        if rope_scaling is None and rope_parameters is not None:
-            rope_scaling = dict(rope_parameters)
+        rope_theta_given = "rope_theta" in kwargs
         fields = {name: kwargs.pop(name, default) for name, default in OFFICIAL_DEFAULTS.items()}
         token_ids = {name: fields[name] for name in ("pad_token_id", "eos_token_id", "bos_token_id")}
         super().__init__(tie_word_embeddings=fields["tie_word_embeddings"], **token_ids, **kwargs)
@@ -87,6 +88,8 @@ class DreamConfig(RopeScalingMixin, PretrainedConfig):
         if isinstance(trained_length, bool) or not isinstance(trained_length, int) or trained_length < 1:
             raise ValueError(f"trained_length={trained_length!r} is not allowed; allowed: an integer >= 1 (tokens)")
         self.trained_length = trained_length
+        if rope_scaling is None and rope_parameters is not None:
+            rope_scaling = self._rope_scaling_from_parameters(rope_parameters, rope_theta_given)
         self.rope_scaling = rope_scaling
 
     @property

@@ -72,7 +72,8 @@ class LongLLaDAConfig(RopeScalingMixin, PretrainedConfig):
 
     - ``{"type": "ntk", "factor": 4}``: RoPE base ``rope_theta * 4``, as LongLLaDA does;
     - ``{"type": "ntk", "target_length": 16384}``: the factor from the extrapolation scaling law;
-    - ``{"type": "ntk_per_length"}``: the scaling law's factor chosen at each forward pass from its length.
+    - ``{"type": "ntk_per_length"}``: the scaling law's factor chosen at each forward pass from its length;
+    - ``{"type": "diffusion_ntk", "target_length": 131072}``: UltraLLaDA's diffusion-aware NTK (base θ·λ').
 
     ``rope_theta`` stays the trained base. ``max_position_embeddings`` (read by lm-eval and others to decide
     truncation) is derived: the trained length, or the length the scaled base covers.
@@ -82,10 +83,10 @@ class LongLLaDAConfig(RopeScalingMixin, PretrainedConfig):
     keys_to_ignore_at_inference = ["past_key_values"]
 
     def __init__(self, rope_scaling: str | dict[str, Any] | None = None, **kwargs: Any):
-        # transformers 5 names the field `rope_parameters`; accept it for configs written by its tooling.
+        # transformers 5 names the field `rope_parameters` (with the trained base in it); accept it for configs
+        # written by its tooling.
         rope_parameters = kwargs.pop("rope_parameters", None)
-        if rope_scaling is None and rope_parameters is not None:
-            rope_scaling = dict(rope_parameters)
+        rope_theta_given = "rope_theta" in kwargs
         kwargs.pop("max_position_embeddings", None)  # derived, see the property below
         fields = {name: kwargs.pop(name, default) for name, default in OFFICIAL_DEFAULTS.items()}
         token_ids = {name: fields[name] for name in ("mask_token_id", "eos_token_id", "pad_token_id")}
@@ -94,6 +95,8 @@ class LongLLaDAConfig(RopeScalingMixin, PretrainedConfig):
         for name, value in fields.items():
             setattr(self, name, value)
         self.bos_token_id = bos_token_id
+        if rope_scaling is None and rope_parameters is not None:
+            rope_scaling = self._rope_scaling_from_parameters(rope_parameters, rope_theta_given)
         self.rope_scaling = rope_scaling
 
     @property

@@ -55,6 +55,7 @@ REMOTE_CODE_FILES = (
     "modeling_dream.py",
     "modeling_longllada.py",
     "rope_longllada.py",
+    "rope_tables_longllada.py",
 )
 
 # One layer's keys and values for cached positions, already rotated: ([B, Hkv, C, D], [B, Hkv, C, D]).
