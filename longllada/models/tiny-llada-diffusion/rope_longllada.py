@@ -37,7 +37,8 @@ ROPE_SCALING_STRINGS = ("none", "ntk:FACTOR", "ntk-target:LENGTH", "ntk-per-leng
 def critical_dimension(head_dim: int, rope_theta: float, train_length: int) -> int:
     """Critical dimension of RoPE extrapolation (Liu et al. 2023, "Scaling Laws of RoPE-based Extrapolation"):
     the number of rotary dimensions whose period fits in the trained length,
-    ``2 * ceil(head_dim / 2 * log_theta(train_length / 2π))``."""
+    ``2 * ceil(head_dim / 2 * log_theta(train_length / 2π))``. ``head_dim`` is the rotated part of a head (all
+    of it, or ``head_dim * partial_rotary_factor``)."""
     check_number("head_dim", head_dim, minimum=1, integer=True)
     check_number("train_length", train_length, minimum=1, integer=True)
     check_number("rope_theta", rope_theta, minimum=1, inclusive=False)
@@ -244,7 +245,11 @@ def rope_scaling_from_args(
 
 
 class RopeScalingMixin:
-    """``rope_scaling`` for a model config that defines ``head_dim``, ``rope_theta`` and ``trained_length``.
+    """``rope_scaling`` for a model config that defines ``rotary_dim``, ``rope_theta`` and ``trained_length``.
+
+    ``rotary_dim`` is the number of rotated dimensions of a head (``head_dim`` for LLaDA and Dream; ``head_dim *
+    partial_rotary_factor`` where only part of each head is rotated): the scaling law counts the critical dimension
+    among the rotated ones, and its exponent is rotary_dim / critical dimension.
 
     Keeps the user's dict as given (validated, canonical) under its own attribute: transformers 5 turns
     ``rope_scaling`` into an alias of ``rope_parameters`` that rewrites the dict. Diffusion models apply NTK by
@@ -275,7 +280,7 @@ class RopeScalingMixin:
                 f"allowed: a length >= {self.trained_length} (no scaling is needed below it)"
             )
         if factor is not None and target is not None:
-            expected = ntk_scaling_factor(self.head_dim, self.rope_theta, self.trained_length, target)
+            expected = ntk_scaling_factor(self.rotary_dim, self.rope_theta, self.trained_length, target)
             if expected != factor:
                 raise ValueError(
                     f"rope_scaling.factor={factor!r} disagrees with rope_scaling.target_length={target!r}: the "
@@ -290,7 +295,9 @@ class RopeScalingMixin:
             return 1.0
         if scaling.get("factor") is not None:
             return float(scaling["factor"])
-        return float(ntk_scaling_factor(self.head_dim, self.rope_theta, self.trained_length, scaling["target_length"]))
+        return float(
+            ntk_scaling_factor(self.rotary_dim, self.rope_theta, self.trained_length, scaling["target_length"])
+        )
 
     @property
     def rope_per_length(self) -> bool:
@@ -300,7 +307,7 @@ class RopeScalingMixin:
     def rope_factor_for_length(self, seq_len: int) -> float:
         """The NTK factor applied to a forward pass over ``seq_len`` positions."""
         if self.rope_per_length:
-            return float(ntk_scaling_factor(self.head_dim, self.rope_theta, self.trained_length, max(seq_len, 1)))
+            return float(ntk_scaling_factor(self.rotary_dim, self.rope_theta, self.trained_length, max(seq_len, 1)))
         return self.rope_scaling_factor
 
     @property
@@ -313,4 +320,4 @@ class RopeScalingMixin:
             return int(scaling["target_length"])
         if scaling["type"] == "ntk_per_length":
             return self.trained_length
-        return ntk_supported_length(self.head_dim, self.rope_theta, self.trained_length, self.rope_scaling_factor)
+        return ntk_supported_length(self.rotary_dim, self.rope_theta, self.trained_length, self.rope_scaling_factor)
