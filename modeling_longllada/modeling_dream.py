@@ -108,7 +108,9 @@ class DreamModel(DiffusionLMMixin, DiffusionSamplerMixin, DreamPreTrainedModel, 
 
     logits_shifted = True
     positions_from_mask = False
-    # Dream's own sampler defaults (its diffusion_generate): the whole answer as one block, 512 steps, "origin".
+    # Dream's own sampler rule and defaults (its diffusion_generate): the whole answer as one block, 512 steps,
+    # "origin".
+    sampler_rule = "dream"
     sampler_defaults = {**SAMPLER_DEFAULTS, **DREAM_DEFAULTS}
 
     check_config = staticmethod(_check_supported)
