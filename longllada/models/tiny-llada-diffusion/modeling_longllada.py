@@ -52,10 +52,12 @@ logger = logging.get_logger(__name__)
 # The remote code of a model repo, copied flat beside config.json (by save_pretrained, tiny-model and upload).
 REMOTE_CODE_FILES = (
     "configuration_dream.py",
+    "configuration_lladamoe.py",
     "configuration_longllada.py",
     "fast_longllada.py",
     "generation_longllada.py",
     "modeling_dream.py",
+    "modeling_lladamoe.py",
     "modeling_longllada.py",
     "moe_longllada.py",
     "rope_longllada.py",
