@@ -54,8 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM  # noqa: E402
 from modeling_longllada.generation_longllada import (  # noqa: E402
+    BlockSchedule,
     DiffusionGenerationConfig,
-    commit_step,
+    rule_for,
     transfer_schedule,
 )
 from modeling_longllada.modeling_longllada import rotary_cos_sin  # noqa: E402
@@ -524,6 +525,7 @@ def compare_steps(model, prompt, device, n_states) -> dict:
     position and token? Also how far apart the block logits are, and the margins where they disagree."""
     mask_id = model.config.mask_token_id
     settings = DiffusionGenerationConfig.resolve(model, None, {"max_new_tokens": GEN})
+    rule = rule_for(model, settings)
     prompt_len = prompt.shape[1]
     x = torch.cat((prompt, prompt.new_full((1, GEN), mask_id)), dim=1)
     block = slice(prompt_len, prompt_len + GEN)
@@ -535,8 +537,9 @@ def compare_steps(model, prompt, device, n_states) -> dict:
             ours_logits = model(x, logits_to_keep=block).logits
             k = schedule[step]
             base_logits[..., mask_id] = -torch.inf
-            base_next = commit_step(x[:, block], base_logits, k, 1.0, settings, None)
-            ours_next = commit_step(x[:, block], ours_logits, k, 1.0, settings, None)
+            plan = BlockSchedule((k,))
+            base_next = rule.step(x[:, block], base_logits, plan, 0, None)
+            ours_next = rule.step(x[:, block], ours_logits, plan, 0, None)
             same.append(bool(torch.equal(base_next, ours_next)))
             b32, o32 = base_logits.float(), ours_logits.float()
             finite = torch.isfinite(b32)

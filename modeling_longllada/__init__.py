@@ -1,15 +1,18 @@
-"""LongLLaDA remote-code models: LLaDA and Dream, with NTK RoPE scaling and a diffusion `generate()`.
+"""LongLLaDA remote-code models: LLaDA, Dream and LLaDA-MoE, with NTK RoPE scaling and a diffusion `generate()`.
 
-Importing this package registers `LongLLaDAConfig` / `LongLLaDAModelLM` and `DreamConfig` / `DreamModel` with
-transformers' Auto classes, so saved folders load without `trust_remote_code` when the package is installed.
+Importing this package registers `LongLLaDAConfig` / `LongLLaDAModelLM`, `DreamConfig` / `DreamModel` and
+`LLaDAMoEConfig` / `LLaDAMoEModelLM` with transformers' Auto classes, so saved folders load without
+`trust_remote_code` when the package is installed.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_dream import DreamConfig
+from .configuration_lladamoe import LLaDAMoEConfig
 from .configuration_longllada import LongLLaDAConfig
 from .generation_longllada import SAMPLER_DEFAULTS, DiffusionGenerateOutput, DiffusionGenerationConfig
 from .modeling_dream import DreamModel
+from .modeling_lladamoe import LLaDAMoEModelLM
 from .modeling_longllada import REMOTE_CODE_FILES, LongLLaDAModelLM
 from .rope_longllada import (
     critical_dimension,
@@ -23,6 +26,15 @@ from .rope_longllada import (
 from .rope_tables_longllada import RopeTables, rope_tables
 
 
+class OfficialLLaDAMoEConfig(LLaDAMoEConfig):
+    """An official LLaDA-MoE ``config.json`` (``model_type: "lladamoe"``) read by this package's classes."""
+
+    model_type = "lladamoe"
+
+    def __init__(self, **kwargs):  # explicit: transformers 5 would generate one that skips ours
+        super().__init__(**kwargs)
+
+
 class OfficialLLaDAConfig(LongLLaDAConfig):
     """An official LLaDA ``config.json`` (``model_type: "llada"``) read by this package's classes."""
 
@@ -30,6 +42,14 @@ class OfficialLLaDAConfig(LongLLaDAConfig):
 
     def __init__(self, **kwargs):  # explicit: transformers 5 would generate one that skips ours
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # Some LLaDA-MoE checkpoints' config.json say "llada" (the type of the first release of their code): their
+        # expert fields tell them apart, and they are read as LLaDA-MoE.
+        if "expert_intermediate_size" in config_dict and "d_model" not in config_dict:
+            return OfficialLLaDAMoEConfig.from_dict(config_dict, **kwargs)
+        return super().from_dict(config_dict, **kwargs)
 
 
 class OfficialDreamConfig(DreamConfig):
@@ -50,7 +70,14 @@ AutoModelForCausalLM.register(LongLLaDAConfig, LongLLaDAModelLM, exist_ok=True)
 AutoConfig.register(DreamConfig.model_type, DreamConfig, exist_ok=True)
 AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
 AutoModelForCausalLM.register(DreamConfig, DreamModel, exist_ok=True)
-for official, model_class in ((OfficialLLaDAConfig, LongLLaDAModelLM), (OfficialDreamConfig, DreamModel)):
+AutoConfig.register(LLaDAMoEConfig.model_type, LLaDAMoEConfig, exist_ok=True)
+AutoModel.register(LLaDAMoEConfig, LLaDAMoEModelLM, exist_ok=True)
+AutoModelForCausalLM.register(LLaDAMoEConfig, LLaDAMoEModelLM, exist_ok=True)
+for official, model_class in (
+    (OfficialLLaDAConfig, LongLLaDAModelLM),
+    (OfficialDreamConfig, DreamModel),
+    (OfficialLLaDAMoEConfig, LLaDAMoEModelLM),
+):
     AutoConfig.register(official.model_type, official, exist_ok=True)
     # The mappings' own register: the public one insists on model_class.config_class being this very class.
     AutoModel._model_mapping.register(official, model_class, exist_ok=True)
@@ -61,6 +88,8 @@ __all__ = [
     "LongLLaDAModelLM",
     "DreamConfig",
     "DreamModel",
+    "LLaDAMoEConfig",
+    "LLaDAMoEModelLM",
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "SAMPLER_DEFAULTS",

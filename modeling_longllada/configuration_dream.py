@@ -96,6 +96,11 @@ class DreamConfig(RopeScalingMixin, PretrainedConfig):
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def rotary_dim(self) -> int:
+        """Rotated dimensions of a head: all of them."""
+        return self.head_dim
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         output["rope_scaling"] = self.rope_scaling

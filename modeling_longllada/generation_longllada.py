@@ -11,9 +11,15 @@ right; within a block each step predicts every masked position and commits some 
 - Fast-dLLM (Wu et al. 2025, arXiv 2505.22618): ``cache="prefix"``/``"dual"`` reuse the block's first pass for
   its later steps; ``threshold`` commits every prediction above it (at least one a step).
 
-Only the active block's logits are computed (``logits_to_keep``); nothing of size [B, L, V] exists.
-Settings and their validation live in :class:`DiffusionGenerationConfig`; the forward passes, caches and CUDA
-graphs behind one object, :class:`BlockDenoiser`.
+Each family's rule is a small object (:class:`LLaDARule`, :class:`DreamRule`: predictions, confidences, which
+masks a step commits), chosen once per call from the model class (``sampler_rule``) and the settings, with its
+schedule injected (:class:`TransferSchedule`, :class:`TimestepSchedule`, or :class:`ThresholdSchedule` when a
+threshold is set). One loop runs every rule and cache mode.
+
+Only the active block's logits are computed (``logits_to_keep``); nothing of size [B, L, V] exists (except for
+Dream's hooks, which see every position, as in its official sampler). Settings and their validation live in
+:class:`DiffusionGenerationConfig`; the forward passes, caches and CUDA graphs behind one object,
+:class:`BlockDenoiser`.
 
 Copied flat into Hub model repos: imports only torch and transformers.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,12 +42,7 @@ from .rope_longllada import check_number
 
 logger = logging.get_logger(__name__)
 
-LLADA_REMASKING = ("low_confidence", "random")
-DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
-REMASKING = LLADA_REMASKING + DREAM_ALGS
 CACHE_MODES = ("none", "prefix", "dual")
-# Confidences that are probabilities or margins of them, which a threshold in [0, 1] can cut (Fast-dLLM).
-THRESHOLD_REMASKING = ("low_confidence", "maskgit_plus", "topk_margin")
 
 # The sampler's own settings and their defaults (LLaDA's; a model class may override them, as Dream's does).
 SAMPLER_DEFAULTS: dict[str, Any] = {
@@ -136,18 +138,7 @@ class DiffusionGenerationConfig(GenerationConfig):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: True or False")
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"progress={self.progress!r} is not allowed; allowed: None, True or False")
-        if self.remasking in LLADA_REMASKING:
-            for name in ("top_p", "top_k", "alg_temp"):
-                if getattr(self, name) is not None:
-                    raise ValueError(
-                        f"{name}={getattr(self, name)!r} applies to Dream's algorithms {list(DREAM_ALGS)}, not to "
-                        f"remasking={self.remasking!r}; allowed with it: None"
-                    )
-        if self.threshold is not None and self.remasking not in THRESHOLD_REMASKING:
-            raise ValueError(
-                f"threshold={self.threshold!r} needs a confidence in [0, 1], which remasking={self.remasking!r} does "
-                f"not give; allowed with threshold: {list(THRESHOLD_REMASKING)}"
-            )
+        rule_implementing(self.remasking).validate(self)
 
     @classmethod
     def resolve(cls, model: Any, generation_config: GenerationConfig | None, kwargs: dict) -> DiffusionGenerationConfig:
@@ -216,7 +207,7 @@ class DiffusionGenerateOutput(ModelOutput):
     history: tuple[torch.LongTensor, ...] | None = None
 
 
-# -- schedules: how many masks each step of a block commits ---------------------------------------------------
+# -- schedules: what each step of a block commits ---------------------------------------------------------------
 
 
 def transfer_schedule(n_masked: int, steps: int) -> list[int]:
@@ -229,7 +220,7 @@ def transfer_schedule(n_masked: int, steps: int) -> list[int]:
 def timestep_schedule(n_masked: int, steps: int, eps: float) -> tuple[list[int], list[float]]:
     """Dream: timesteps t_i = linspace(1, eps, steps + 1); step i commits int(remaining × (1 − s/t)) masks (all
     that remain at the last step), computed in float32 as Dream's sampler does. Returns those counts and the
-    per-position commit probabilities 1 − s/t of ``alg="origin"`` (1 at the last step)."""
+    ratios 1 − s/t (1 at the last step), which are also ``alg="origin"``'s per-position commit probabilities."""
     t = torch.linspace(1, eps, steps + 1)
     counts, probabilities, remaining = [], [], n_masked
     for i in range(steps):
@@ -242,7 +233,62 @@ def timestep_schedule(n_masked: int, steps: int, eps: float) -> tuple[list[int],
     return counts, probabilities
 
 
-# -- one step's choice: predictions, confidences, positions to commit ----------------------------------------
+@dataclass(frozen=True)
+class BlockSchedule:
+    """The plan of one block's steps. counts: masks each step commits (the most confident, or drawn); ratios:
+    Dream's 1 − s/t per step (``origin`` commits each mask with that probability); threshold: instead of counts,
+    every prediction whose confidence exceeds it, at least the most confident one, until the block is full (the
+    steps then stop early)."""
+
+    counts: tuple[int, ...]
+    ratios: tuple[float, ...] | None = None
+    threshold: float | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.counts)
+
+
+class TransferSchedule:
+    """LLaDA's schedule (Nie et al. 2025, §2.4): ``steps`` capped at the output length and split evenly over the
+    blocks (rounded up); within a block n // s tokens a step, the first n % s steps one more."""
+
+    def __init__(self, steps: int | None):
+        self.steps = steps
+
+    def block(self, block_length: int, num_blocks: int) -> BlockSchedule:
+        total = num_blocks * block_length
+        steps = min(self.steps or total, total)
+        return BlockSchedule(tuple(transfer_schedule(block_length, math.ceil(steps / num_blocks))))
+
+
+class TimestepSchedule:
+    """Dream's schedule (Ye et al. 2025): ``steps`` split evenly over the blocks, each block's steps following
+    the timesteps linspace(1, eps, steps + 1) (see :func:`timestep_schedule`)."""
+
+    def __init__(self, steps: int | None, eps: float):
+        self.steps, self.eps = steps, eps
+
+    def block(self, block_length: int, num_blocks: int) -> BlockSchedule:
+        per_block = max(1, (self.steps or num_blocks * block_length) // num_blocks)
+        counts, ratios = timestep_schedule(block_length, per_block, self.eps)
+        return BlockSchedule(tuple(counts), tuple(ratios))
+
+
+class ThresholdSchedule:
+    """Fast-dLLM's confidence-threshold parallel decoding (Wu et al. 2025): each step commits every prediction
+    whose confidence exceeds ``threshold``, at least the most confident one, so a block takes at most
+    ``block_length`` steps and stops as soon as it is full. It replaces the rule's own schedule (``steps`` then
+    does not apply)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def block(self, block_length: int, num_blocks: int) -> BlockSchedule:
+        return BlockSchedule((1,) * block_length, threshold=self.threshold)
+
+
+# -- the rules: predictions, confidences, and which masks a step commits --------------------------------------
 
 
 def add_gumbel_noise(
@@ -277,73 +323,224 @@ def top_p_top_k(logits: torch.Tensor, top_p: float | None, top_k: int | None) ->
     return logits
 
 
-def predict(logits: torch.Tensor, s: DiffusionGenerationConfig, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predictions and their confidences for a block's positions. logits [B, N, V] -> ([B, N], [B, N]).
+def _ranking(confidence: torch.Tensor, is_masked: torch.Tensor) -> torch.Tensor:
+    """The order in which masked positions commit: their confidence, unmasked positions last of all. A masked
+    position whose confidence is -inf (``confidence_eos_eot_inf``) or NaN still ranks before every unmasked one,
+    so a step commits the masks it promises, never an already committed position in their place."""
+    floor = torch.finfo(confidence.dtype).min
+    masked = torch.nan_to_num(confidence, nan=floor, neginf=floor)
+    return masked.masked_fill(~is_masked, -torch.inf)
 
-    The mask token is never a prediction (the official samplers can commit it, leaving a mask in the answer);
-    the confidences are those of the unmodified distribution."""
-    if s.logits_eos_inf and s.eos_token_id is not None:
-        logits = logits.index_fill(-1, torch.full((1,), s.eos_token_id, device=logits.device), -torch.inf)
-    never_mask = torch.full((1,), s.mask_token_id, device=logits.device)
-    if s.remasking in LLADA_REMASKING:
-        scores = add_gumbel_noise(logits, s.temperature, generator)
+
+class SamplerRule(ABC):
+    """One family's rule for a denoising step: the predictions and their confidences (:meth:`predict`) and which
+    masked positions of the block a step commits (:meth:`choose`), with the schedule (how many, or by threshold)
+    injected. ``algorithms`` are the ``remasking`` values (Dream: ``alg``) it implements; a threshold applies to
+    those in ``threshold_algorithms`` (confidences in [0, 1])."""
+
+    name: str = ""
+    algorithms: tuple[str, ...] = ()
+    threshold_algorithms: tuple[str, ...] = ()
+    # Settings that belong to another rule, refused here (named with the rule's algorithms in the error).
+    foreign_settings: tuple[str, ...] = ()
+
+    def __init__(self, settings: DiffusionGenerationConfig, schedule: Any):
+        self.s, self.schedule = settings, schedule
+
+    @classmethod
+    @abstractmethod
+    def own_schedule(cls, s: DiffusionGenerationConfig) -> Any:
+        """The rule's schedule for these settings (a threshold replaces it: see :meth:`for_settings`)."""
+
+    @classmethod
+    def for_settings(cls, s: DiffusionGenerationConfig) -> SamplerRule:
+        """This rule with its schedule, or Fast-dLLM's :class:`ThresholdSchedule` when ``threshold`` is set."""
+        schedule = ThresholdSchedule(s.threshold) if s.threshold is not None else cls.own_schedule(s)
+        return cls(s, schedule)
+
+    @classmethod
+    def validate(cls, s: DiffusionGenerationConfig) -> None:
+        for name in cls.foreign_settings:
+            if getattr(s, name) is not None:
+                owner = _rule_owning(name)
+                raise ValueError(
+                    f"{name}={getattr(s, name)!r} applies to {owner.name}'s algorithms {list(owner.algorithms)}, not "
+                    f"to remasking={s.remasking!r}; allowed with it: None"
+                )
+        if s.threshold is not None and s.remasking not in cls.threshold_algorithms:
+            raise ValueError(
+                f"threshold={s.threshold!r} needs a confidence in [0, 1], which remasking={s.remasking!r} does "
+                f"not give; allowed with threshold: {list(THRESHOLD_REMASKING)}"
+            )
+
+    @abstractmethod
+    def predict(self, logits: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits [B, N, V] of the block -> (predictions [B, N], confidences [B, N])."""
+
+    def choose(
+        self, confidence: torch.Tensor, is_masked: torch.Tensor, k: int, plan: BlockSchedule, step: int, generator
+    ) -> torch.Tensor:
+        """Which masked positions [B, N] this step commits: every one above the threshold (at least the best),
+        or the k most confident."""
+        ranking = _ranking(confidence, is_masked)
+        chosen = torch.zeros_like(is_masked)
+        if plan.threshold is not None:
+            chosen.scatter_(1, ranking.argmax(-1, keepdim=True), True)  # at least the best one
+            return is_masked & (chosen | (confidence > plan.threshold))
+        if k == 0:
+            return chosen
+        return is_masked & chosen.scatter(1, ranking.topk(k, dim=-1).indices, True)
+
+    def count(self, x_block: torch.Tensor, plan: BlockSchedule, step: int) -> int:
+        """Masks to commit at ``step`` (the schedule's; Dream recounts where hooks may have changed the masks)."""
+        return plan.counts[step]
+
+    def step(
+        self, x_block: torch.Tensor, logits: torch.Tensor, plan: BlockSchedule, step: int, generator
+    ) -> torch.Tensor:
+        """One denoising step on the active block: x_block [B, N] with some masked positions filled."""
+        s = self.s
+        k = self.count(x_block, plan, step)
+        prediction, confidence = self.predict(logits, generator)
+        if s.confidence_eos_eot_inf:
+            for token in (s.eos_token_id, s.eot_token_id):
+                if token is not None:
+                    confidence = confidence.masked_fill(prediction == token, -torch.inf)
+        chosen = self.choose(confidence, x_block == s.mask_token_id, k, plan, step, generator)
+        return torch.where(chosen, prediction, x_block)
+
+    def _never_mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits with EOS forbidden when ``logits_eos_inf``; the mask id for index_fill."""
+        if self.s.logits_eos_inf and self.s.eos_token_id is not None:
+            logits = logits.index_fill(-1, torch.full((1,), self.s.eos_token_id, device=logits.device), -torch.inf)
+        return logits
+
+
+class LLaDARule(SamplerRule):
+    """LLaDA's rule (Nie et al. 2025, §2.4 and Appendix B): predictions by Gumbel-max at ``temperature`` (argmax
+    at 0), confidence the softmax probability of the prediction (``low_confidence``) or uniform noise
+    (``random``); :class:`TransferSchedule`. The mask token is never a prediction (the official code can commit
+    it, leaving a mask in the answer)."""
+
+    name = "LLaDA"
+    algorithms = ("low_confidence", "random")
+    threshold_algorithms = ("low_confidence",)
+    foreign_settings = ("top_p", "top_k", "alg_temp")
+
+    @classmethod
+    def own_schedule(cls, s: DiffusionGenerationConfig) -> TransferSchedule:
+        return TransferSchedule(s.steps)
+
+    def predict(self, logits: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self._never_mask(logits)
+        never_mask = torch.full((1,), self.s.mask_token_id, device=logits.device)
+        scores = add_gumbel_noise(logits, self.s.temperature, generator)
         prediction = scores.index_fill(-1, never_mask, -torch.inf).argmax(-1)
-        if s.remasking == "random":
+        if self.s.remasking == "random":
             return prediction, _rand(prediction.shape, generator, logits.device)
         return prediction, logits.softmax(-1).gather(-1, prediction[..., None]).squeeze(-1)
-    logits = logits.float() / s.temperature if s.temperature > 0 else logits.float()
-    probs = top_p_top_k(logits, s.top_p, s.top_k).softmax(-1)
-    candidates = probs.index_fill(-1, never_mask, 0.0)
-    if s.temperature > 0:
-        flat = candidates.flatten(0, -2)
-        prediction = torch.multinomial(flat.to(generator.device if generator else flat.device), 1, generator=generator)
-        prediction = prediction.to(logits.device).view(probs.shape[:-1])
-    else:
-        prediction = candidates.argmax(-1)
-    confidence = probs.gather(-1, prediction[..., None]).squeeze(-1)
-    if s.remasking == "topk_margin":
-        top2 = probs.topk(2, dim=-1).values
-        confidence = top2[..., 0] - top2[..., 1]
-    elif s.remasking == "entropy":
-        confidence = (probs * (probs + 1e-10).log()).sum(-1)  # Σ p log p, the negative entropy
-    return prediction, confidence
 
 
-def choose(
-    confidence: torch.Tensor, is_masked: torch.Tensor, k: int, p_commit: float, s: DiffusionGenerationConfig, generator
-) -> torch.Tensor:
-    """Which masked positions [B, N] this step commits: the k most confident (drawn by confidence with
-    ``alg_temp``), every one above ``threshold`` (at least the best), or each with probability ``p_commit``
-    (``origin``)."""
-    if s.remasking == "origin":
-        return is_masked & (_rand(is_masked.shape, generator, is_masked.device) < p_commit)
-    confidence = confidence.masked_fill(~is_masked, -torch.inf)
-    chosen = torch.zeros_like(is_masked)
-    if s.threshold is not None:
-        chosen.scatter_(1, confidence.argmax(-1, keepdim=True), True)  # at least the best one
-        return is_masked & (chosen | (confidence > s.threshold))
-    if k == 0:
-        return chosen
-    if s.alg_temp:
-        weights = (confidence / s.alg_temp).softmax(-1)
-        source = generator.device if generator is not None else weights.device
-        picked = torch.multinomial(weights.to(source), k, generator=generator).to(weights.device)
-    else:
-        picked = confidence.topk(k, dim=-1).indices
-    return is_masked & chosen.scatter(1, picked, True)
+class DreamRule(SamplerRule):
+    """Dream's rule (Ye et al. 2025; its ``diffusion_generate``): top-p/top-k filtering, then a categorical draw at
+    ``temperature`` (argmax at 0); confidence by ``alg``: the probability (``maskgit_plus``), top1 − top2
+    (``topk_margin``) or Σ p log p (``entropy``); ``origin`` commits each mask with probability 1 − s/t.
+    :class:`TimestepSchedule`; with ``alg_temp`` the positions are drawn by softmax(confidence / alg_temp). The
+    mask token is never a prediction."""
+
+    name = "Dream"
+    algorithms = ("origin", "maskgit_plus", "topk_margin", "entropy")
+    threshold_algorithms = ("maskgit_plus", "topk_margin")
+
+    def __init__(self, settings: DiffusionGenerationConfig, schedule: Any, recount: bool = False):
+        super().__init__(settings, schedule)
+        self.recount = recount
+
+    @classmethod
+    def own_schedule(cls, s: DiffusionGenerationConfig) -> TimestepSchedule:
+        return TimestepSchedule(s.steps, s.eps)
+
+    def count(self, x_block: torch.Tensor, plan: BlockSchedule, step: int) -> int:
+        """With hooks that may change the tokens, Dream's own count: int(mean masks per row × (1 − s/t)), all at the
+        last step (equal to the schedule's when nothing else changes the masks)."""
+        if not self.recount or plan.ratios is None:
+            return plan.counts[step]
+        remaining = (x_block == self.s.mask_token_id).sum() / x_block.shape[0]
+        return int(remaining) if step == plan.steps - 1 else int(remaining * plan.ratios[step])
+
+    def predict(self, logits: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.s
+        logits = self._never_mask(logits)
+        never_mask = torch.full((1,), s.mask_token_id, device=logits.device)
+        logits = logits.float() / s.temperature if s.temperature > 0 else logits.float()
+        probs = top_p_top_k(logits, s.top_p, s.top_k).softmax(-1)
+        candidates = probs.index_fill(-1, never_mask, 0.0)
+        if s.temperature > 0:
+            flat = candidates.flatten(0, -2)
+            source = generator.device if generator else flat.device
+            prediction = torch.multinomial(flat.to(source), 1, generator=generator)
+            prediction = prediction.to(logits.device).view(probs.shape[:-1])
+        else:
+            prediction = candidates.argmax(-1)
+        confidence = probs.gather(-1, prediction[..., None]).squeeze(-1)
+        if s.remasking == "topk_margin":
+            top2 = probs.topk(2, dim=-1).values
+            confidence = top2[..., 0] - top2[..., 1]
+        elif s.remasking == "entropy":
+            confidence = (probs * (probs + 1e-10).log()).sum(-1)  # Σ p log p, the negative entropy
+        return prediction, confidence
+
+    def choose(
+        self, confidence: torch.Tensor, is_masked: torch.Tensor, k: int, plan: BlockSchedule, step: int, generator
+    ) -> torch.Tensor:
+        """``origin``: each mask with probability 1 − s/t; with ``alg_temp``: k masks drawn by their weights (the
+        k most confident where the weights of fewer than k masks are positive, as at a small alg_temp where they
+        underflow: a draw would then pick committed positions and leave masks); else :meth:`SamplerRule.choose`."""
+        s = self.s
+        if s.remasking == "origin":
+            return is_masked & (_rand(is_masked.shape, generator, is_masked.device) < plan.ratios[step])
+        if plan.threshold is not None or k == 0 or not s.alg_temp:
+            return super().choose(confidence, is_masked, k, plan, step, generator)
+        ranking = _ranking(confidence, is_masked)
+        weights = (confidence.masked_fill(~is_masked, -torch.inf) / s.alg_temp).softmax(-1)
+        drawable = ((weights > 0) & is_masked).sum(-1) >= k  # [B]: enough positive weights for k draws
+        picked = ranking.topk(k, dim=-1).indices
+        if bool(drawable.any()):
+            rows = drawable.nonzero().squeeze(-1)
+            source = generator.device if generator is not None else weights.device
+            drawn = torch.multinomial(weights[rows].to(source), k, generator=generator).to(weights.device)
+            picked = picked.index_copy(0, rows, drawn)
+        return is_masked & torch.zeros_like(is_masked).scatter(1, picked, True)
 
 
-def commit_step(
-    x_block: torch.Tensor, logits: torch.Tensor, k: int, p_commit: float, s: DiffusionGenerationConfig, generator
-) -> torch.Tensor:
-    """One denoising step on the active block: x_block [B, N] with some masked positions filled."""
-    prediction, confidence = predict(logits, s, generator)
-    if s.confidence_eos_eot_inf:
-        for token in (s.eos_token_id, s.eot_token_id):
-            if token is not None:
-                confidence = confidence.masked_fill(prediction == token, -torch.inf)
-    chosen = choose(confidence, x_block == s.mask_token_id, k, p_commit, s, generator)
-    return torch.where(chosen, prediction, x_block)
+# The families' rules; a model class names its default with ``sampler_rule``.
+SAMPLER_RULES: dict[str, type[SamplerRule]] = {"llada": LLaDARule, "dream": DreamRule}
+LLADA_REMASKING = LLaDARule.algorithms
+DREAM_ALGS = DreamRule.algorithms
+REMASKING = tuple(alg for rule in SAMPLER_RULES.values() for alg in rule.algorithms)
+# Confidences that are probabilities or margins of them, which a threshold in [0, 1] can cut (Fast-dLLM).
+THRESHOLD_REMASKING = tuple(alg for rule in SAMPLER_RULES.values() for alg in rule.threshold_algorithms)
+
+
+def rule_implementing(remasking: str) -> type[SamplerRule]:
+    """The rule whose algorithms include ``remasking``."""
+    return next(rule for rule in SAMPLER_RULES.values() if remasking in rule.algorithms)
+
+
+def _rule_owning(setting: str) -> type[SamplerRule]:
+    """The rule a rule-specific setting (top_p, top_k, alg_temp) belongs to."""
+    return next(rule for rule in SAMPLER_RULES.values() if setting not in rule.foreign_settings)
+
+
+def rule_for(model: Any, s: DiffusionGenerationConfig, recount: bool = False) -> SamplerRule:
+    """The rule of one generate() call: the one implementing ``s.remasking`` (the model's own rule,
+    ``model.sampler_rule``, supplies the default), with its schedule or the threshold's."""
+    own = SAMPLER_RULES[getattr(model, "sampler_rule", "llada")]
+    rule = own if s.remasking in own.algorithms else rule_implementing(s.remasking)
+    chosen = rule.for_settings(s)
+    if isinstance(chosen, DreamRule):
+        chosen.recount = recount
+    return chosen
 
 
 # -- the model's side: one object for full passes, cached passes and CUDA graphs ------------------------------
@@ -401,6 +598,20 @@ class BlockDenoiser:
         if self.s.cfg_scale > 0:
             cond, uncond = logits.chunk(2)
             logits = uncond + (self.s.cfg_scale + 1) * (cond - uncond)
+        return logits
+
+    def every_position(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of every position [B, L, V] (guided, shifted so that position i's predict token i), from a
+        full pass: what Dream's hooks see."""
+        out = self.model(self.inputs(x), attention_mask=self.mask, position_ids=self.position_ids,
+                         rope_seq_len=self.rope_seq_len)  # fmt: skip
+        self.forward_passes += 1
+        logits = out.logits.to(x.device)
+        if self.s.cfg_scale > 0:
+            cond, uncond = logits.chunk(2)
+            logits = uncond + (self.s.cfg_scale + 1) * (cond - uncond)
+        if self.shift:
+            logits = torch.cat((logits[:, :1], logits[:, :-1]), dim=1)
         return logits
 
     def _cached_step(self, tokens: torch.Tensor, span: slice, keep: slice) -> torch.Tensor:
@@ -469,6 +680,9 @@ class DiffusionSamplerMixin:
     ``present_key_values``, and whose ``logits_shifted`` says whether logits at i predict token i + 1."""
 
     sampler_defaults: dict[str, Any] = SAMPLER_DEFAULTS
+    # The family's sampler rule (a key of SAMPLER_RULES): it supplies the default ``remasking``; a call naming
+    # another rule's algorithm runs that rule.
+    sampler_rule: str = "llada"
     logits_shifted: bool = False
 
     def _init_generation_config(self) -> None:
@@ -491,6 +705,9 @@ class DiffusionSamplerMixin:
         stopping_criteria: Callable | None = None,
         generator: torch.Generator | None = None,
         step_callback: Callable[[int, int, torch.LongTensor], None] | None = None,
+        generation_tokens_hook_func: Callable[[int | None, torch.Tensor, torch.Tensor | None], torch.Tensor]
+        | None = None,
+        generation_logits_hook_func: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> torch.LongTensor | DiffusionGenerateOutput:
         """Generate by masked diffusion. Returns [B, prompt + new tokens] (HF shape).
@@ -507,28 +724,58 @@ class DiffusionSamplerMixin:
                 generation after a block once every row has stopped (the rest is EOS).
             generator: makes sampling and random remasking reproducible.
             step_callback: ``step_callback(block, step, x)`` after every step (streaming, progress).
+            generation_tokens_hook_func, generation_logits_hook_func: Dream's hooks, as its official sampler calls
+                them: ``x = tokens_hook(None, x, None)`` once before the first step, ``logits = logits_hook(i, x,
+                logits)`` on each step's logits, ``x = tokens_hook(i, x, logits)`` after each step's commit, where
+                i counts the steps of the whole generation, x is the whole sequence [B, P + answer] and logits are
+                [B, P + answer, V] (shifted for a model with ``logits_shifted``). The logits of every position are
+                computed for them, and no cache is used (``cache`` must be ``"none"``).
         """
+        tokens_hook, logits_hook = generation_tokens_hook_func, generation_logits_hook_func
+        for name, hook in (("generation_tokens_hook_func", tokens_hook), ("generation_logits_hook_func", logits_hook)):
+            if hook is not None and not callable(hook):
+                raise ValueError(f"{name}={hook!r} is not allowed; allowed: a callable (step, x, logits) or None")
+        hooks = tokens_hook is not None or logits_hook is not None
         s = DiffusionGenerationConfig.resolve(self, generation_config, kwargs)
+        if hooks and s.cache != "none":
+            raise ValueError(
+                f"cache={s.cache!r} is not allowed with generation_tokens_hook_func / generation_logits_hook_func; "
+                "allowed: 'none' (the hooks see and may change every position, which a cache would not recompute)"
+            )
         x, attention_mask, prompt_len, gen_length = self._start(input_ids, attention_mask, s)
-        block_length = s.block_length or gen_length
+        # A block longer than the answer would only add masks that are never answered: clip it.
+        block_length = min(s.block_length or gen_length, gen_length)
         num_blocks = math.ceil(gen_length / block_length)
         x = torch.cat((x, x.new_full((x.shape[0], num_blocks * block_length), s.mask_token_id)), 1)
         attention_mask = torch.cat((attention_mask, attention_mask.new_ones(x.shape[0], x.shape[1] - prompt_len)), 1)
-        counts, p_commit = self._schedule(s, block_length, num_blocks)
+        rule = rule_for(self, s, recount=tokens_hook is not None)  # chosen once
+        plan = rule.schedule.block(block_length, num_blocks)
         denoise = BlockDenoiser(self, s, attention_mask, prompt_len)
-        history, progress = [], _progress_bar(s, x, num_blocks * len(counts))
+        history, progress = [], _progress_bar(s, x, num_blocks * plan.steps)
         done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if tokens_hook is not None:
+            x = _hooked_tokens(tokens_hook, None, x, None)
+        step_index = 0
 
         for block in range(num_blocks):
             start, end = prompt_len + block * block_length, prompt_len + (block + 1) * block_length
-            for step in range(len(counts)):
-                logits = denoise(x, start, end, step)
-                x[:, start:end] = commit_step(x[:, start:end], logits, counts[step], p_commit[step], s, generator)
+            for step in range(plan.steps):
+                if hooks:
+                    all_logits = denoise.every_position(x)
+                    if logits_hook is not None:
+                        all_logits = logits_hook(step_index, x, all_logits)
+                    logits = all_logits[:, start:end]
+                else:
+                    logits = denoise(x, start, end, step)
+                x[:, start:end] = rule.step(x[:, start:end], logits, plan, step, generator)
+                if tokens_hook is not None:
+                    x = _hooked_tokens(tokens_hook, step_index, x, all_logits)
+                step_index += 1
                 history += [x.clone()] if s.output_history else []
                 progress.update()
                 if step_callback is not None:
                     step_callback(block, step + 1, x)
-                if s.threshold is not None and not bool((x[:, start:end] == s.mask_token_id).any()):
+                if plan.threshold is not None and not bool((x[:, start:end] == s.mask_token_id).any()):
                     break
             done |= self._stopped(x, prompt_len, start, end, s, stopping_criteria)
             if block + 1 < num_blocks and bool(done.all()):
@@ -599,21 +846,6 @@ class DiffusionSamplerMixin:
         return input_ids, attention_mask, prompt_len, gen_length
 
     @staticmethod
-    def _schedule(s: DiffusionGenerationConfig, block_length: int, num_blocks: int) -> tuple[list[int], list[float]]:
-        """Per step of a block: masks to commit and (``origin``) the commit probability. LLaDA's steps are capped
-        at the output length and rounded up to whole steps per block; Dream's are split evenly over blocks."""
-        if s.remasking in LLADA_REMASKING:
-            steps = min(s.steps or num_blocks * block_length, num_blocks * block_length)
-            per_block = math.ceil(steps / num_blocks)
-            if s.threshold is not None:  # until the block is full: at least one a step
-                return [1] * block_length, [1.0] * block_length
-            return transfer_schedule(block_length, per_block), [1.0] * per_block
-        per_block = max(1, (s.steps or num_blocks * block_length) // num_blocks)
-        if s.threshold is not None:
-            per_block = max(per_block, block_length)
-        return timestep_schedule(block_length, per_block, s.eps)
-
-    @staticmethod
     def _stopped(x, prompt_len, start, end, s, stopping_criteria) -> torch.Tensor:
         """Rows whose answer so far holds EOS or met a stopping criterion at a position of this block."""
         stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -623,6 +855,17 @@ class DiffusionSamplerMixin:
             for pos in range(start + 1, end + 1):
                 stopped |= torch.as_tensor(stopping_criteria(x[:, :pos], None), device=x.device).bool()
         return stopped
+
+
+def _hooked_tokens(hook: Callable, step: int | None, x: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+    """``hook(step, x, logits)``, checked to return a token tensor of x's shape (it replaces x)."""
+    out = hook(step, x, logits)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"generation_tokens_hook_func returned {shape}; it must return the token tensor x of shape {tuple(x.shape)}"
+        )
+    return out.to(device=x.device, dtype=x.dtype)
 
 
 def _check_fits(model, rows: int, length: int) -> None:

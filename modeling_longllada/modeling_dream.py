@@ -5,7 +5,7 @@ Dream-v0 (Ye et al. 2025, arXiv 2508.15487) is a Qwen2.5-shaped transformer with
 grouped-query attention with q/k/v biases, SwiGLU, RMSNorm, rotate-half RoPE and an untied LM head. Its math is
 LLaDA's (float32 RMSNorm then the weight, float32 split-half RoPE, pre-norm blocks), so this file only names the
 modules as the official state dict does (``model.layers.N.self_attn.q_proj``, ``lm_head``, ...) and reuses the
-block, forward pass, likelihoods and saving of ``modeling_longllada.py``.
+attention, feed-forward, layer, forward pass, likelihoods and saving of ``modeling_longllada.py``.
 
 Dream keeps the head of the autoregressive model it starts from: the logits at position i predict the token at
 position i + 1 (``logits_shifted = True``). ``forward`` returns them as the checkpoint computes them; the
@@ -32,58 +32,30 @@ from .configuration_longllada import LongLLaDAConfig  # noqa: F401
 from .fast_longllada import FastOps  # noqa: F401
 from .generation_longllada import DREAM_DEFAULTS, SAMPLER_DEFAULTS, DiffusionSamplerMixin
 from .modeling_longllada import (
-    BidirectionalBlock,
-    BlockParts,
+    DecoderLayer,
     DiffusionLMMixin,
     LongLLaDAPreTrainedModel,
     LongLLaDARMSNorm,
+    SelfAttention,
+    SwiGLUMLP,
 )
 
 __all__ = ["DreamConfig", "DreamModel"]
 
 
-class DreamAttention(nn.Module):
-    """The attention projections under the official names (q/k/v with biases, o_proj without)."""
+class DreamDecoderLayer(DecoderLayer):
+    """One Dream layer (``model.layers.N.*`` keys): input_layernorm, self_attn (q/k/v with biases, o_proj without),
+    post_attention_layernorm, mlp (SwiGLU)."""
 
     def __init__(self, config: DreamConfig):
         super().__init__()
-        d, hd = config.hidden_size, config.head_dim
-        self.q_proj = nn.Linear(d, config.num_attention_heads * hd, bias=True)
-        self.k_proj = nn.Linear(d, config.num_key_value_heads * hd, bias=True)
-        self.v_proj = nn.Linear(d, config.num_key_value_heads * hd, bias=True)
-        self.o_proj = nn.Linear(config.num_attention_heads * hd, d, bias=False)
-
-
-class DreamMLP(nn.Module):
-    """The SwiGLU feed-forward under the official names: down_proj(silu(gate_proj(x)) * up_proj(x))."""
-
-    def __init__(self, config: DreamConfig):
-        super().__init__()
-        d, inner = config.hidden_size, config.intermediate_size
-        self.gate_proj = nn.Linear(d, inner, bias=False)
-        self.up_proj = nn.Linear(d, inner, bias=False)
-        self.down_proj = nn.Linear(inner, d, bias=False)
-
-
-class DreamDecoderLayer(BidirectionalBlock):
-    """One Dream layer (``model.layers.N.*`` keys): input_layernorm, self_attn, post_attention_layernorm, mlp."""
-
-    def __init__(self, config: DreamConfig):
-        super().__init__()
-        self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.head_dim = config.head_dim
         self.input_layernorm = LongLLaDARMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = DreamAttention(config)
-        self.post_attention_layernorm = LongLLaDARMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = DreamMLP(config)
-
-    @property
-    def parts(self) -> BlockParts:
-        attn, mlp = self.self_attn, self.mlp
-        return BlockParts(
-            self.input_layernorm, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
-            self.post_attention_layernorm, mlp.gate_proj, mlp.up_proj, mlp.down_proj,
+        self.self_attn = SelfAttention(
+            config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+            qkv_bias=True, out_bias=False,
         )  # fmt: skip
+        self.post_attention_layernorm = LongLLaDARMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLUMLP(config.hidden_size, config.intermediate_size)
 
 
 class DreamBaseModel(nn.Module):
@@ -136,7 +108,9 @@ class DreamModel(DiffusionLMMixin, DiffusionSamplerMixin, DreamPreTrainedModel, 
 
     logits_shifted = True
     positions_from_mask = False
-    # Dream's own sampler defaults (its diffusion_generate): the whole answer as one block, 512 steps, "origin".
+    # Dream's own sampler rule and defaults (its diffusion_generate): the whole answer as one block, 512 steps,
+    # "origin".
+    sampler_rule = "dream"
     sampler_defaults = {**SAMPLER_DEFAULTS, **DREAM_DEFAULTS}
 
     check_config = staticmethod(_check_supported)

@@ -6,11 +6,16 @@ pre-norm "llama" blocks, float32 RMSNorm, float32 split-half RoPE, bidirectional
 file it honours ``attention_mask`` (left padding), runs on transformers 4.46 through 5.x, and computes the LM
 head only where asked (``logits_to_keep``), which the sampler and the likelihood rely on.
 
-The pieces every diffusion family shares live here too: the norm, RoPE, attention, the pre-norm block
-(:class:`BidirectionalBlock`) and the forward pass, likelihoods and saving (:class:`DiffusionLMMixin`);
-``modeling_dream.py`` builds Dream from them.
+The pieces every diffusion family shares live here too, as modules with their own ``forward`` in the manner of
+transformers' model files: the norm, the rotary embedding (:class:`RotaryEmbedding`, the one place the models
+get their cos/sin tables), the attention backends behind one switch (:data:`ATTENTION_FUNCTIONS`), the attention
+module (:class:`SelfAttention`), the SwiGLU feed-forward (:class:`SwiGLUMLP`), the pre-norm layer
+(:class:`DecoderLayer`) and the forward pass, likelihoods and saving (:class:`DiffusionLMMixin`).
+``modeling_dream.py`` and ``modeling_lladamoe.py`` build their families from them (``moe_longllada.py`` adds the
+mixture-of-experts feed-forward).
 
-Shapes: B batch, L query length, C cached (context) length, H heads, D head dim, V vocabulary.
+Shapes: B batch, L query length, S key length, C cached (context) length, H heads, D head dim, R rotary dims,
+V vocabulary.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import math
 import operator
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,22 +49,25 @@ except ImportError:  # pragma: no cover - no flash-attn 2 on CPU machines
 
 logger = logging.get_logger(__name__)
 
-ATTENTION_BACKENDS = ("sdpa", "eager", "flash_attention_2")
-
 # The remote code of a model repo, copied flat beside config.json (by save_pretrained, tiny-model and upload).
 REMOTE_CODE_FILES = (
     "configuration_dream.py",
+    "configuration_lladamoe.py",
     "configuration_longllada.py",
     "fast_longllada.py",
     "generation_longllada.py",
     "modeling_dream.py",
+    "modeling_lladamoe.py",
     "modeling_longllada.py",
+    "moe_longllada.py",
     "rope_longllada.py",
     "rope_tables_longllada.py",
 )
 
 # One layer's keys and values for cached positions, already rotated: ([B, Hkv, C, D], [B, Hkv, C, D]).
 LayerKV = tuple[torch.Tensor, torch.Tensor]
+# Positions to compute (``logits_to_keep`` and its kin): the last n, a slice, or a 1-D index tensor.
+Positions = int | slice | torch.Tensor
 
 
 @dataclass
@@ -91,19 +99,91 @@ class LongLLaDARMSNorm(nn.Module):
         return x * self.weight if self.weight is not None else x
 
 
-def rotary_cos_sin(
-    position_ids: torch.Tensor, head_dim: int, base: float, device: torch.device
+# -- rotary position embedding (RoPE, Su et al. 2021) ---------------------------------------------------------
+
+
+def default_inverse_frequencies(rotary_dim: int, base: float, device: torch.device | str | None) -> torch.Tensor:
+    """RoPE's inverse frequencies base^(-2i/R) for i in [0, R/2): float32 [R/2]."""
+    return 1.0 / (base ** (torch.arange(0, rotary_dim, 2, device=device, dtype=torch.float32) / rotary_dim))
+
+
+def rotary_tables(
+    position_ids: torch.Tensor, inv_freq: torch.Tensor, attention_factor: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 cos/sin tables [B, 1, L, D] for the given positions [B, L]; the angle table is the half-size
-    table concatenated with itself (split-halves RoPE)."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
-    angles = position_ids.to(torch.float32)[..., None] * inv_freq  # [B, L, D/2]
-    angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, D]
-    return angles.cos(), angles.sin()
+    """float32 cos/sin tables [B, 1, L, R] for positions [B, L] and inverse frequencies [R/2]: the half-size angle
+    table concatenated with itself (split-halves RoPE), times ``attention_factor`` (1 but for methods such as YaRN
+    that scale the attention logits through the tables, as transformers' rotary embeddings do)."""
+    angles = position_ids.to(torch.float32)[..., None] * inv_freq  # [B, L, R/2]
+    angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, R]
+    cos, sin = angles.cos(), angles.sin()
+    if attention_factor != 1.0:
+        cos, sin = cos * attention_factor, sin * attention_factor
+    return cos, sin
+
+
+def rotary_cos_sin(
+    position_ids: torch.Tensor, rotary_dim: int, base: float, device: torch.device | str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables [B, 1, L, R] of plain RoPE with ``base`` over ``rotary_dim`` dimensions."""
+    return rotary_tables(position_ids, default_inverse_frequencies(rotary_dim, base, device))
+
+
+def scaled_base_frequencies(config: Any, seq_len: int, device: torch.device | str | None) -> tuple[torch.Tensor, float]:
+    """No scaling, or LongLLaDA's NTK rule: the base θ·λ with λ from the config's ``rope_scaling`` (1 without
+    it, the scaling law's factor for ``seq_len`` with ``ntk_per_length``); no attention factor."""
+    base = config.rope_theta * config.rope_factor_for_length(seq_len)
+    return default_inverse_frequencies(config.rotary_dim, base, device), 1.0
+
+
+# The one place the models get their RoPE frequencies: ``rope_scaling`` type -> f(config, seq_len, device) ->
+# (inverse frequencies [R/2] float32, attention factor). Another context-extension method plugs in here (with its
+# name in rope_longllada's parser), as transformers' ROPE_INIT_FUNCTIONS do for its models.
+ROPE_FREQUENCY_FUNCTIONS: dict[str, Callable[[Any, int, Any], tuple[torch.Tensor, float]]] = {
+    "default": scaled_base_frequencies,
+    "ntk": scaled_base_frequencies,
+    "ntk_per_length": scaled_base_frequencies,
+}
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables of RoPE for the rotary part of each head: the first ``config.rotary_dim`` dimensions
+    (``head_dim * partial_rotary_factor``; the rest of the head passes through unrotated), with the config's
+    ``rope_scaling`` applied through :data:`ROPE_FREQUENCY_FUNCTIONS`.
+
+    It holds no buffers: the tables follow the config at every call (so scaling can change per forward length, and
+    nothing is left uninitialised when transformers 5 builds the model on the meta device)."""
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+
+    @property
+    def rotary_dim(self) -> int:
+        return self.config.rotary_dim
+
+    def inverse_frequencies(self, seq_len: int, device: torch.device | str | None) -> tuple[torch.Tensor, float]:
+        """(inverse frequencies [R/2] float32, attention factor) for a forward pass over ``seq_len`` positions."""
+        kind = (self.config.rope_scaling or {}).get("type") or "default"
+        frequencies = ROPE_FREQUENCY_FUNCTIONS.get(kind)
+        if frequencies is None:
+            raise ValueError(
+                f"rope_scaling type {kind!r} has no frequency rule in this model; known: "
+                f"{sorted(ROPE_FREQUENCY_FUNCTIONS)}"
+            )
+        return frequencies(self.config, seq_len, device)
+
+    def forward(self, position_ids: torch.Tensor, seq_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids [B, L] -> (cos, sin), float32 [B, 1, L, R]. ``seq_len`` picks a per-length scaling factor."""
+        inv_freq, attention_factor = self.inverse_frequencies(seq_len, position_ids.device)
+        return rotary_tables(position_ids, inv_freq, attention_factor)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x·cos + rotate(x)·sin with rotate(x) = concat(-x2, x1), computed in float32 and cast back."""
+    """x·cos + rotate(x)·sin with rotate(x) = concat(-x2, x1) over the first R = cos.shape[-1] dimensions of x
+    (the rest pass through: partial rotary), computed in float32 and cast back."""
+    rotary_dim = cos.shape[-1]
+    if rotary_dim < x.shape[-1]:
+        return torch.cat((apply_rotary(x[..., :rotary_dim], cos, sin), x[..., rotary_dim:]), dim=-1)
     dtype = x.dtype
     x = x.float()
     x1, x2 = x.chunk(2, dim=-1)
@@ -118,26 +198,119 @@ def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def attention(
+# -- attention masks ------------------------------------------------------------------------------------------
+
+
+class AttentionMask(NamedTuple):
+    """Which keys each query may attend to (all three parts at once when several are given).
+
+    key_padding: [B, S] bool, True for a real key, or None. allowed: any pattern, [B|1, 1|H, L, S] bool, True =
+    attend, or None. block_length: block diffusion's block-causal pattern (LLaDA2; Arriola et al. 2025): a query
+    at sequence index i sees key j when j // block_length <= i // block_length, i.e. its own block and every
+    earlier one; keys are sequence indices 0..S-1 and ``query_index`` [L] (int64, on the CPU) holds each query's.
+    Kernels that take no dense mask (flash) run it exactly, block by block."""
+
+    key_padding: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+    block_length: int | None = None
+    query_index: torch.Tensor | None = None
+
+    def for_queries(self, keep: Positions | None) -> AttentionMask:
+        """The mask of the queries at ``keep`` (as ``logits_to_keep``) only."""
+        if keep is None:
+            return self
+        allowed = _select_positions(self.allowed, keep, dim=-2) if self.allowed is not None else None
+        query_index = _select_positions(self.query_index, keep, dim=0) if self.query_index is not None else None
+        return self._replace(allowed=allowed, query_index=query_index)
+
+    def dense(self, device: torch.device, keys: int) -> torch.Tensor | None:
+        """The whole pattern as one boolean mask broadcastable to [B, H, L, S] (None: attend everywhere). Where
+        a pattern leaves a query no key (a padding row), that row attends to every key: it stays finite, so no NaN
+        reaches the real rows through it."""
+        if self.allowed is None and self.block_length is None:
+            return self.key_padding[:, None, None, :] if self.key_padding is not None else None
+        allowed = self.allowed
+        if self.block_length is not None:
+            query_block = (self.query_index // self.block_length).to(device)
+            key_block = torch.arange(keys, device=device) // self.block_length
+            causal = (key_block[None, :] <= query_block[:, None])[None, None]  # [1, 1, L, S]
+            allowed = causal if allowed is None else allowed & causal
+        if self.key_padding is not None:
+            allowed = allowed & self.key_padding[:, None, None, :]
+        return allowed | ~allowed.any(-1, keepdim=True)
+
+
+# -- attention backends: one switch (config._attn_implementation), as transformers' ALL_ATTENTION_FUNCTIONS ----
+# Each takes q [B, H, L, D], k, v [B, H, S, D] (key/value heads already repeated), an AttentionMask and the
+# softmax scale, and returns [B, L, H, D].
+
+
+def eager_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask, scale: float
+) -> torch.Tensor:
+    """Scores, mask, float32 softmax, weighted values: the reference the other backends must match."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    allowed = mask.dense(q.device, k.shape[-2])
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1).to(v.dtype)
+    return torch.matmul(probs, v).transpose(1, 2)
+
+
+def sdpa_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask, scale: float
+) -> torch.Tensor:
+    """torch's scaled_dot_product_attention; a block-causal mask runs block by block (no [L, S] mask exists)."""
+    if mask.block_length is not None:
+        return attention_by_query_block(sdpa_attention, q, k, v, mask, scale)
+    allowed = mask.dense(q.device, k.shape[-2])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale).transpose(1, 2)
+
+
+def flash_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask, scale: float
+) -> torch.Tensor:
+    """flash-attn (2, or 4's CuTe kernels): key padding by unpadding the keys (varlen), block-causal block by
+    block. The kernel takes no other mask, so any other 4D pattern is refused."""
+    if mask.allowed is not None:
+        raise ValueError(
+            "attn_implementation='flash_attention_2' takes a padding mask and the block-causal mask (block_causal=) "
+            "only; a general 4D attention_mask needs attn_implementation='sdpa' or 'eager'"
+        )
+    if mask.block_length is not None:
+        return attention_by_query_block(flash_attention, q, k, v, mask, scale)
+    return _flash_attention(q, k, v, mask.key_padding, scale)
+
+
+def attention_by_query_block(
+    kernel: Callable[..., torch.Tensor],
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    key_padding_mask: torch.Tensor | None,
-    backend: str,
+    mask: AttentionMask,
+    scale: float,
 ) -> torch.Tensor:
-    """Bidirectional attention. q [B, H, L, D]; k, v [B, H, S, D]; key_padding_mask [B, S] bool (True = attend)
-    or None. Returns [B, L, H, D]. Pad queries attend to real keys only, so their rows stay finite."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    if backend == "flash_attention_2":
-        return _flash_attention(q, k, v, key_padding_mask, scale)
-    if backend == "eager":
-        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
-        if key_padding_mask is not None:
-            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        probs = scores.softmax(dim=-1).to(v.dtype)
-        return torch.matmul(probs, v).transpose(1, 2)
-    mask = key_padding_mask[:, None, None, :] if key_padding_mask is not None else None
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(1, 2)
+    """Block-causal attention exactly, with kernels that need no [L, S] mask: one call per run of queries in the
+    same block, over the keys of that block and every earlier one (the key padding, and any ``allowed`` pattern,
+    cut to those keys)."""
+    blocks = (mask.query_index // mask.block_length).tolist()
+    out = q.new_empty(q.shape[0], q.shape[2], q.shape[1], q.shape[3])
+    start = 0
+    while start < len(blocks):
+        stop = start + 1
+        while stop < len(blocks) and blocks[stop] == blocks[start]:
+            stop += 1
+        end = min(k.shape[2], (blocks[start] + 1) * mask.block_length)
+        padding = mask.key_padding
+        if padding is not None:
+            padding = padding[:, :end]
+            padding = padding | ~padding.any(-1, keepdim=True)  # a padding row with no real key: keep it finite
+        allowed = mask.allowed[..., start:stop, :end] if mask.allowed is not None else None
+        out[:, start:stop] = kernel(
+            q[:, :, start:stop], k[:, :, :end], v[:, :, :end], AttentionMask(padding, allowed), scale
+        )
+        start = stop
+    return out
 
 
 def _flash_attention(q, k, v, key_padding_mask, scale):
@@ -170,23 +343,37 @@ def _first(out):
     return out[0] if isinstance(out, tuple) else out
 
 
-class BlockParts(NamedTuple):
-    """The modules of one pre-norm block, by role (each family names them as its checkpoint does)."""
+# The backends by ``config._attn_implementation``. A faster kernel (e.g. FlashAttention-3) plugs in by adding an
+# entry with the same signature.
+ATTENTION_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "sdpa": sdpa_attention,
+    "eager": eager_attention,
+    "flash_attention_2": flash_attention,
+}
 
-    attn_norm: nn.Module
-    q_proj: nn.Linear
-    k_proj: nn.Linear
-    v_proj: nn.Linear
-    o_proj: nn.Linear
-    mlp_norm: nn.Module
-    gate_proj: nn.Linear
-    up_proj: nn.Linear
-    down_proj: nn.Linear
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: AttentionMask | torch.Tensor | None,
+    backend: str,
+) -> torch.Tensor:
+    """Bidirectional attention by the backend registered under ``backend``. q [B, H, L, D]; k, v [B, H, S, D];
+    mask: an :class:`AttentionMask`, a [B, S] key padding mask (True = attend) or None. Returns [B, L, H, D].
+    Pad queries attend to real keys only, so their rows stay finite."""
+    if not isinstance(mask, AttentionMask):
+        mask = AttentionMask(key_padding=mask)
+    return ATTENTION_FUNCTIONS[backend](q, k, v, mask, 1.0 / math.sqrt(q.shape[-1]))
+
+
+# -- the operations of a layer, plain --------------------------------------------------------------------------
 
 
 class PlainOps:
-    """The operations of a block, each written once and plainly (as transformers' ``modeling_llama.py``).
-    ``fast_longllada.FastOps`` computes the same values with fewer passes over memory (inference only)."""
+    """The operations inside the modules, each written once and plainly (as transformers' ``modeling_llama.py``).
+    ``fast_longllada.FastOps`` computes the same values with fewer passes over memory (inference only); the
+    modules' ``forward`` take either as ``ops``."""
 
     @staticmethod
     def rms_norm(norm: LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
@@ -195,56 +382,147 @@ class PlainOps:
     rotary = staticmethod(apply_rotary)
     attention = staticmethod(attention)
 
-    @classmethod
-    def residual_mlp(cls, p: BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """The rest of a block after attention: x + h, then + down_proj(silu(gate_proj(m)) * up_proj(m)) with
-        m = mlp_norm(x + h)."""
-        x = x + h
-        m = cls.rms_norm(p.mlp_norm, x)
-        return x + p.down_proj(F.silu(p.gate_proj(m)) * p.up_proj(m))
+    @staticmethod
+    def add_residual(update: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """residual + update (the fast path adds in place into ``update``, which it then owns)."""
+        return residual + update
+
+    @staticmethod
+    def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        """silu(gate) * up (Shazeer 2020)."""
+        return F.silu(gate) * up
 
 
-class BidirectionalBlock(nn.Module):
-    """A pre-norm transformer block with bidirectional attention, as LLaDA and Dream share it:
-    h = x + o_proj(Attn(RoPE(q), RoPE(k), v)) of attn_norm(x); out = h + down_proj(silu(gate_proj) * up_proj) of
-    mlp_norm(h). Subclasses create the modules under their checkpoint's names and return them from ``parts``."""
+# -- modules ----------------------------------------------------------------------------------------------------
 
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    parts: BlockParts  # a property of each family's block: its modules by role
+
+class AttentionNames(NamedTuple):
+    """The attention's submodules under a checkpoint's names (transformers' Llama/Qwen2 names by default)."""
+
+    q: str = "q_proj"
+    k: str = "k_proj"
+    v: str = "v_proj"
+    qkv: str = "query_key_value"  # the fused projection, when there is one (LLaDA2, GPT-NeoX)
+    o: str = "o_proj"
+    q_norm: str = "q_norm"
+    k_norm: str = "k_norm"
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention: q/k/v projections (separate, or one fused ``query_key_value``
+    split as [heads, kv heads, kv heads] × head_dim), optional biases, optional per-head RMSNorm of q and k
+    (OLMoE / LLaDA-MoE's ``qk_layernorm``, applied before RoPE), optional clipping of q/k/v, grouped-query heads,
+    RoPE over the rotary part of each head, the backend of ``config._attn_implementation``, output projection.
+
+    The submodules carry the checkpoint's names (``names``; a family's subclass renames them). LLaDA's official
+    block holds its attention weights itself, so LLaDA's block is a subclass of this one (see
+    :class:`LongLLaDABlock`): the weights keep their keys in both layouts."""
+
+    names = AttentionNames()
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        *,
+        qkv_bias: bool = False,
+        out_bias: bool = False,
+        fused_qkv: bool = False,
+        qk_norm_eps: float | None = None,
+        clip_qkv: float | None = None,
+    ):
+        super().__init__()
+        self.build_attention(
+            hidden_size, num_heads, num_kv_heads, head_dim, qkv_bias=qkv_bias, out_bias=out_bias,
+            fused_qkv=fused_qkv, qk_norm_eps=qk_norm_eps, clip_qkv=clip_qkv,
+        )  # fmt: skip
+
+    def build_attention(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        *,
+        qkv_bias: bool = False,
+        out_bias: bool = False,
+        fused_qkv: bool = False,
+        qk_norm_eps: float | None = None,
+        clip_qkv: float | None = None,
+    ) -> None:
+        """Create the submodules (separate from ``__init__`` so that a block holding them itself can create its
+        own modules first, in its checkpoint's order)."""
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads={num_heads} must be a multiple of num_kv_heads={num_kv_heads}")
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.fused_qkv, self.clip_qkv = fused_qkv, clip_qkv
+        self.qk_norm = qk_norm_eps is not None
+        q_size, kv_size = num_heads * head_dim, num_kv_heads * head_dim
+        names = self.names
+        if fused_qkv:
+            setattr(self, names.qkv, nn.Linear(hidden_size, q_size + 2 * kv_size, bias=qkv_bias))
+        else:
+            setattr(self, names.q, nn.Linear(hidden_size, q_size, bias=qkv_bias))
+            setattr(self, names.k, nn.Linear(hidden_size, kv_size, bias=qkv_bias))
+            setattr(self, names.v, nn.Linear(hidden_size, kv_size, bias=qkv_bias))
+        setattr(self, names.o, nn.Linear(q_size, hidden_size, bias=out_bias))
+        if self.qk_norm:
+            setattr(self, names.q_norm, LongLLaDARMSNorm(head_dim, qk_norm_eps))
+            setattr(self, names.k_norm, LongLLaDARMSNorm(head_dim, qk_norm_eps))
+
+    def _projections(self, hidden_states: torch.Tensor, query_keep: Positions | None):
+        """q [B, Lq, H, D] at the kept positions; k, v [B, L, Hkv, D] at every position (before norms and RoPE)."""
+        b, length, _ = hidden_states.shape
+        names, d = self.names, self.head_dim
+        if self.fused_qkv:
+            q_size, kv_size = self.num_heads * d, self.num_kv_heads * d
+            q, k, v = getattr(self, names.qkv)(hidden_states).split((q_size, kv_size, kv_size), dim=-1)
+            q = _select_positions(q, query_keep) if query_keep is not None else q
+        else:
+            k = getattr(self, names.k)(hidden_states)
+            v = getattr(self, names.v)(hidden_states)
+            if query_keep is not None:
+                hidden_states = _select_positions(hidden_states, query_keep)
+            q = getattr(self, names.q)(hidden_states)
+        return q.view(b, -1, self.num_heads, d), k.view(b, length, -1, d), v.view(b, length, -1, d)
 
     def forward(
         self,
-        x: torch.Tensor,
+        hidden_states: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        key_padding_mask: torch.Tensor | None,
+        mask: AttentionMask,
         past_kv: LayerKV | None,
         backend: str,
-        query_keep: int | slice | torch.Tensor | None = None,
+        query_keep: Positions | None = None,
         cache_slot: slice | None = None,
         return_kv: bool = True,
         ops: type[PlainOps] = PlainOps,
     ) -> tuple[torch.Tensor, LayerKV | None]:
-        """query_keep: compute the output only at these positions (keys and values still come from every
-        position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's keys/values into them
-        there and attend over the buffers (no copy of the cache). return_kv=False: return None for this pass's
-        keys/values and free them before the feed-forward (two full-size tensors less at the peak). ops: the
-        implementation of the norm, RoPE, attention and feed-forward (:class:`PlainOps` or the fast path's)."""
-        p = self.parts
-        b, length, _ = x.shape
-        n = ops.rms_norm(p.attn_norm, x)
-        k = p.k_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = p.v_proj(n).view(b, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        k = ops.rotary(k, cos, sin)
+        """hidden_states [B, L, hidden] (normalised) -> (output [B, Lq, hidden], this pass's rotated keys/values
+        [B, Hkv, L, D] or None).
+
+        cos, sin: [B, 1, L, R] tables. query_keep: compute the output only at these positions (keys and values
+        still come from every position). cache_slot: ``past_kv`` are whole-sequence buffers; write this pass's
+        keys/values into them there and attend over the buffers (no copy of the cache); without it ``past_kv``
+        (cached positions) are attended before the input positions. return_kv=False: return None for the keys/
+        values (two full-size tensors less held). ops: the implementation of norms, RoPE and attention."""
+        names = self.names
+        q, k, v = self._projections(hidden_states, query_keep)
+        del hidden_states
+        if self.qk_norm:
+            q, k = ops.rms_norm(getattr(self, names.q_norm), q), ops.rms_norm(getattr(self, names.k_norm), k)
+        if self.clip_qkv is not None:
+            q, k, v = (t.clamp(-self.clip_qkv, self.clip_qkv) for t in (q, k, v))
+        k = ops.rotary(k.transpose(1, 2), cos, sin)
+        v = v.transpose(1, 2)
         if query_keep is not None:
-            x, n = _select_positions(x, query_keep), _select_positions(n, query_keep)
             cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
-        n_queries = x.shape[1]
-        q = p.q_proj(n).view(b, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
-        q = ops.rotary(q, cos, sin)
-        del n
+            mask = mask.for_queries(query_keep)
+        b, n_queries = q.shape[:2]
+        q = ops.rotary(q.transpose(1, 2), cos, sin)
         new_kv = (k, v) if return_kv else None
         if past_kv is not None and cache_slot is not None:
             past_kv[0][:, :, cache_slot] = k
@@ -252,37 +530,124 @@ class BidirectionalBlock(nn.Module):
             k, v = past_kv
         elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
             k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
-        n_rep = self.n_heads // self.n_kv_heads
-        h = ops.attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), key_padding_mask, backend)
+        n_rep = self.num_heads // self.num_kv_heads
+        h = ops.attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), mask, backend)
         del q, k, v
-        return ops.residual_mlp(p, x, p.o_proj(h.reshape(b, n_queries, -1))), new_kv
+        return getattr(self, names.o)(h.reshape(b, n_queries, -1)), new_kv
 
 
-class LongLLaDABlock(BidirectionalBlock):
+class SwiGLUMLP(nn.Module):
+    """The SwiGLU feed-forward under the usual names: down_proj(silu(gate_proj(x)) * up_proj(x))."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, bias: bool = False):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
+
+    def forward(self, x: torch.Tensor, ops: type[PlainOps] = PlainOps) -> torch.Tensor:
+        """x [..., hidden] -> [..., hidden]."""
+        return swiglu_feed_forward(self.gate_proj, self.up_proj, self.down_proj, x, ops)
+
+
+def swiglu_feed_forward(
+    gate_proj: nn.Module, up_proj: nn.Module, down_proj: nn.Module, x: torch.Tensor, ops: type[PlainOps]
+) -> torch.Tensor:
+    """down_proj(silu(gate_proj(x)) * up_proj(x)), for modules held under any names."""
+    gate, up = gate_proj(x), up_proj(x)
+    del x
+    hidden = ops.swiglu(gate, up)
+    del gate, up  # (the fast path's product is gate itself, written in place)
+    return down_proj(hidden)
+
+
+class DecoderLayer(nn.Module):
+    """A pre-norm transformer layer with bidirectional attention, as every family here builds it (LLaMA's block,
+    Qwen2's layer, OLMoE's): h = x + attention(attention_norm(x)); out = h + feed_forward(mlp_norm(h)).
+
+    A family creates its modules under its checkpoint's names and says which is which through ``attention_norm``,
+    ``mlp_norm``, :meth:`attend` (default: the ``self_attn`` module) and :meth:`feed_forward` (default: the
+    ``mlp`` module: a :class:`SwiGLUMLP`, or a mixture of experts)."""
+
+    @property
+    def attention_norm(self) -> nn.Module:
+        return self.input_layernorm
+
+    @property
+    def mlp_norm(self) -> nn.Module:
+        return self.post_attention_layernorm
+
+    def attend(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, LayerKV | None]:
+        """The attention sublayer: :meth:`SelfAttention.forward`'s arguments and result."""
+        return self.self_attn(hidden_states, *args, **kwargs)
+
+    def feed_forward(self, x: torch.Tensor, ops: type[PlainOps]) -> torch.Tensor:
+        """The MLP sublayer: x [B, L, hidden] (normalised) -> [B, L, hidden]."""
+        return self.mlp(x, ops)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: AttentionMask,
+        past_kv: LayerKV | None,
+        backend: str,
+        query_keep: Positions | None = None,
+        cache_slot: slice | None = None,
+        return_kv: bool = True,
+        ops: type[PlainOps] = PlainOps,
+    ) -> tuple[torch.Tensor, LayerKV | None]:
+        """x [B, L, hidden] -> (x' [B, Lq, hidden], keys/values); the arguments are :meth:`SelfAttention.forward`'s
+        (``query_keep`` also cuts the residual stream to the kept positions)."""
+        h, new_kv = self.attend(
+            ops.rms_norm(self.attention_norm, x), cos, sin, mask, past_kv, backend,
+            query_keep=query_keep, cache_slot=cache_slot, return_kv=return_kv, ops=ops,
+        )  # fmt: skip
+        if query_keep is not None:
+            x = _select_positions(x, query_keep)
+        x = ops.add_residual(h, x)
+        del h
+        return ops.add_residual(self.feed_forward(ops.rms_norm(self.mlp_norm, x), ops), x), new_kv
+
+
+class LongLLaDABlock(DecoderLayer, SelfAttention):
     """LLaDA's "llama" block under the official names: attn_norm, q/k/v_proj, attn_out, ff_norm, ff_proj (gate),
-    up_proj, ff_out (down)."""
+    up_proj, ff_out (down). The official layout keeps the attention's and the feed-forward's weights on the block
+    itself (``model.transformer.blocks.N.q_proj``), so the block is its own attention module: a
+    :class:`SelfAttention` under LLaDA's names, and a :class:`DecoderLayer`."""
+
+    names = AttentionNames(o="attn_out")
 
     def __init__(self, config: LongLLaDAConfig):
-        super().__init__()
-        d, hd = config.d_model, config.head_dim
-        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.num_key_value_heads, hd
-        qkv_bias = config.include_bias or config.include_qkv_bias
+        nn.Module.__init__(self)
+        d = config.d_model
         self.attn_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
-        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=qkv_bias)
-        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
-        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_bias)
-        self.attn_out = nn.Linear(d, d, bias=config.include_bias)
+        self.build_attention(
+            d, config.n_heads, config.num_key_value_heads, config.head_dim,
+            qkv_bias=config.include_bias or config.include_qkv_bias, out_bias=config.include_bias,
+            clip_qkv=config.clip_qkv,
+        )  # fmt: skip
         self.ff_norm = LongLLaDARMSNorm(d, config.rms_norm_eps, config.layer_norm_with_affine)
         self.ff_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
         self.up_proj = nn.Linear(d, config.intermediate_size, bias=config.include_bias)
         self.ff_out = nn.Linear(config.intermediate_size, d, bias=config.include_bias)
 
+    forward = DecoderLayer.forward
+
     @property
-    def parts(self) -> BlockParts:
-        return BlockParts(
-            self.attn_norm, self.q_proj, self.k_proj, self.v_proj, self.attn_out,
-            self.ff_norm, self.ff_proj, self.up_proj, self.ff_out,
-        )  # fmt: skip
+    def attention_norm(self) -> nn.Module:
+        return self.attn_norm
+
+    @property
+    def mlp_norm(self) -> nn.Module:
+        return self.ff_norm
+
+    def attend(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, LayerKV | None]:
+        return SelfAttention.forward(self, hidden_states, *args, **kwargs)
+
+    def feed_forward(self, x: torch.Tensor, ops: type[PlainOps]) -> torch.Tensor:
+        return swiglu_feed_forward(self.ff_proj, self.up_proj, self.ff_out, x, ops)
 
 
 class LongLLaDAPreTrainedModel(PreTrainedModel):
@@ -321,6 +686,8 @@ def _check_supported(config: LongLLaDAConfig) -> None:
             raise ValueError(f"{field}={getattr(config, field)!r} is not supported; allowed: {allowed!r}")
     if not config.rope:
         raise ValueError("rope=False is not supported; LLaDA checkpoints use rotary embeddings (rope=True)")
+    if config.attention_layer_norm:
+        raise ValueError("attention_layer_norm=True is not supported; allowed: False (as the LLaDA checkpoints)")
     if config.n_heads % config.num_key_value_heads:
         raise ValueError(f"n_heads={config.n_heads} must be a multiple of n_kv_heads={config.n_kv_heads}")
 
@@ -346,9 +713,10 @@ class DiffusionLMMixin:
     shared by every diffusion family (LLaDA, Dream).
 
     A family's model class provides ``build_modules(config)`` (its modules under its checkpoint's names),
-    ``embed(input_ids)``, ``decoder_layers`` (its :class:`BidirectionalBlock` list), ``final_norm``,
-    ``lm_head(hidden)``, a config with ``head_dim``, ``rope_theta`` and the RoPE-scaling
-    properties, and the class attributes below. The sampler talks to every family through ``forward`` (with
+    ``embed(input_ids)``, ``decoder_layers`` (its :class:`DecoderLayer` list), ``final_norm``,
+    ``lm_head(hidden)``, a config with ``rotary_dim``, ``rope_theta`` and the RoPE-scaling properties
+    (``rope_longllada.RopeScalingMixin``), and the class attributes below. The RoPE tables come from one
+    :class:`RotaryEmbedding` (``rotary_emb``, no weights). The sampler talks to every family through ``forward`` (with
     ``logits_to_keep`` and the caches) and ``logits_shifted``.
     """
 
@@ -378,6 +746,7 @@ class DiffusionLMMixin:
         self.check_config(config)
         super().__init__(config)
         self.build_modules(config)
+        self.rotary_emb = RotaryEmbedding(self.config)
         self.post_init()
         self._init_generation_config()
         config = self.config
@@ -418,7 +787,7 @@ class DiffusionLMMixin:
         return PlainOps
 
     def rope_base(self, seq_len: int) -> float:
-        """Effective RoPE base for a forward pass spanning ``seq_len`` positions."""
+        """Effective RoPE base for a forward pass spanning ``seq_len`` positions (the NTK rule's θ·λ)."""
         return self.config.rope_theta * self.config.rope_factor_for_length(seq_len)
 
     def forward(
@@ -433,6 +802,7 @@ class DiffusionLMMixin:
         logits_to_keep: int | slice | torch.Tensor | None = None,
         rope_seq_len: int | None = None,
         cache_slot: slice | None = None,
+        block_causal: int | None = None,
         return_dict: bool = True,
         **kwargs,
     ) -> LongLLaDAOutput:
@@ -443,6 +813,8 @@ class DiffusionLMMixin:
             input_ids: [B, L] token ids (or ``inputs_embeds`` [B, L, d_model]).
             attention_mask: [B, C + L], 1 for real tokens, 0 for padding, over the keys in the order
                 (cached positions, input positions). Padding is ignored as keys; pad rows' own logits are junk.
+                Or any pattern as a boolean [B or 1, 1 or H, L, C + L] mask, True = attend (not with
+                flash_attention_2).
             position_ids: [B, L]; default 0..L-1, or, for a family with ``positions_from_mask`` (LLaDA), from
                 ``attention_mask`` (cumulative count of real tokens, so a left-padded row sees the positions it
                 would have alone). Required with a cache.
@@ -457,6 +829,9 @@ class DiffusionLMMixin:
                 and the input positions are ``cache_slot`` of them: this pass's keys/values are written there
                 (in place) and attention runs over the buffers, with no copy of the cache; ``attention_mask``
                 is then [B, C]. The sampler's cached steps use this.
+            block_causal: block diffusion's attention (LLaDA2): with blocks of this many sequence positions, a
+                position attends to its own block and every earlier one (beside ``attention_mask``); exact in every
+                backend. Needs the keys in sequence order: no cache, or ``cache_slot`` buffers.
         Returns:
             :class:`LongLLaDAOutput` with logits [B, kept, V].
         """
@@ -478,6 +853,7 @@ class DiffusionLMMixin:
             rope_seq_len,
             hidden_to_keep=keep,
             cache_slot=cache_slot,
+            block_causal=block_causal,
         )
         return LongLLaDAOutput(
             logits=self.lm_head(x if keep is not None else _select_positions(x, logits_to_keep)),
@@ -498,6 +874,7 @@ class DiffusionLMMixin:
         rope_seq_len: int | None = None,
         hidden_to_keep: int | slice | torch.Tensor | None = None,
         cache_slot: slice | None = None,
+        block_causal: int | None = None,
     ) -> tuple[torch.Tensor, tuple[LayerKV, ...] | None, tuple[torch.Tensor, ...] | None]:
         """The transformer without the LM head (arguments as :meth:`forward`). Returns the final-norm hidden
         states [B, L, d_model], this pass's keys/values per layer (if ``use_cache``) and, if asked, the hidden
@@ -513,29 +890,25 @@ class DiffusionLMMixin:
             )
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         b, length = x.shape[:2]
-        key_mask = None
-        if attention_mask is not None:
-            _check_mask_shape(attention_mask, b, length, past_key_values, cache_slot)
-            key_mask = attention_mask.to(device=x.device, dtype=torch.bool)
-            if position_ids is None and past_key_values is None and self.positions_from_mask:
-                position_ids = (key_mask.long().cumsum(-1) - 1).clamp_min(0)
-            # No padding: let sdpa take its fastest (mask-free) kernel. (Not while a CUDA graph is captured: the
-            # check reads the mask on the host; the sampler passes no mask when there is no padding.)
-            if not (key_mask.is_cuda and torch.cuda.is_current_stream_capturing()) and bool(key_mask.all()):
-                key_mask = None
+        mask = build_attention_mask(attention_mask, block_causal, b, length, past_key_values, cache_slot, x.device)
         if position_ids is None:
             if past_key_values is not None:
                 raise ValueError("position_ids is required with past_key_values (the cached positions are unknown)")
-            position_ids = torch.arange(length, device=x.device).expand(b, length)
+            if mask.key_padding is not None and self.positions_from_mask:
+                position_ids = (mask.key_padding.long().cumsum(-1) - 1).clamp_min(0)
+            else:
+                position_ids = torch.arange(length, device=x.device).expand(b, length)
         if rope_seq_len is not None:
             check_number("rope_seq_len", rope_seq_len, minimum=1, integer=True)
         if rope_seq_len is None and self.config.rope_per_length:
             rope_seq_len = int(position_ids.max()) + 1
-        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.rope_base(rope_seq_len or 0), x.device)
+        cos, sin = self.rotary_emb(position_ids.to(x.device), rope_seq_len or 0)
 
         backend = self.config._attn_implementation or "sdpa"
-        if backend not in ATTENTION_BACKENDS:
-            raise ValueError(f"attn_implementation={backend!r} is not supported; allowed: {ATTENTION_BACKENDS}")
+        if backend not in ATTENTION_FUNCTIONS:
+            raise ValueError(
+                f"attn_implementation={backend!r} is not supported; allowed: {sorted(ATTENTION_FUNCTIONS)}"
+            )
         if backend == "flash_attention_2" and flash_attn_func is None:
             raise ValueError(
                 "attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])"
@@ -551,7 +924,7 @@ class DiffusionLMMixin:
             past = past_key_values[i] if past_key_values is not None else None
             keep = hidden_to_keep if i == last else None
             x, kv = block(
-                x, cos, sin, key_mask, past, backend,
+                x, cos, sin, mask, past, backend,
                 query_keep=keep, cache_slot=cache_slot, return_kv=use_cache, ops=ops,
             )  # fmt: skip
             if use_cache:
@@ -675,14 +1048,18 @@ class DiffusionLMMixin:
                 del cls._auto_class  # back to the inherited None
 
 
-def _check_mask_shape(
-    attention_mask: torch.Tensor,
+def build_attention_mask(
+    attention_mask: torch.Tensor | None,
+    block_causal: int | None,
     batch: int,
     length: int,
     past_key_values: tuple[LayerKV, ...] | list[LayerKV] | None,
     cache_slot: slice | None,
-) -> None:
-    """attention_mask covers the keys: [B, L], [B, C + L] with a cache, [B, C] with ``cache_slot`` buffers."""
+    device: torch.device,
+) -> AttentionMask:
+    """The :class:`AttentionMask` of a forward pass. ``attention_mask`` covers the keys: [B, L], [B, C + L] with a
+    cache, [B, C] with ``cache_slot`` buffers; or it is a boolean [B|1, 1|H, L, keys] pattern. A padding mask
+    without padding becomes None, so sdpa takes its fastest (mask-free) kernel."""
     if past_key_values is None:
         keys, what = length, f"the {length} input positions"
     else:
@@ -691,11 +1068,38 @@ def _check_mask_shape(
             keys, what = cached, f"the {cached} positions of the cache buffers"
         else:
             keys, what = cached + length, f"the {cached} cached and {length} input positions"
-    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, keys):
+    key_padding = allowed = None
+    if attention_mask is not None:
+        shape = tuple(attention_mask.shape)
+        if attention_mask.dim() == 4:
+            if attention_mask.dtype != torch.bool or shape[0] not in (1, batch) or shape[2:] != (length, keys):
+                raise ValueError(
+                    f"attention_mask has shape {shape} and dtype {attention_mask.dtype}; a 4D mask must be boolean "
+                    f"(True = attend) of shape [batch or 1, 1 or heads, queries, keys] = ({batch}, 1, {length}, "
+                    f"{keys}) for {what}"
+                )
+            allowed = attention_mask.to(device)
+        elif attention_mask.dim() != 2 or shape != (batch, keys):
+            raise ValueError(
+                f"attention_mask has shape {shape}; allowed: [batch, keys] = ({batch}, {keys}) for {what} "
+                f"(input_ids has batch {batch} and length {length}), or a boolean [batch, 1, {length}, {keys}]"
+            )
+        else:
+            key_padding = attention_mask.to(device=device, dtype=torch.bool)
+            # No padding: no mask (not while a CUDA graph is captured: the check reads the mask on the host; the
+            # sampler passes no mask when there is no padding).
+            if not (key_padding.is_cuda and torch.cuda.is_current_stream_capturing()) and bool(key_padding.all()):
+                key_padding = None
+    if block_causal is None:
+        return AttentionMask(key_padding, allowed)
+    check_number("block_causal", block_causal, minimum=1, integer=True)
+    if past_key_values is not None and cache_slot is None:
         raise ValueError(
-            f"attention_mask has shape {tuple(attention_mask.shape)}; allowed: [batch, keys] = ({batch}, {keys}) "
-            f"for {what} (input_ids has batch {batch} and length {length})"
+            "block_causal needs the keys in sequence order: give no past_key_values, or whole-sequence cache "
+            "buffers with cache_slot"
         )
+    start = range(*cache_slot.indices(keys)).start if cache_slot is not None else 0
+    return AttentionMask(key_padding, allowed, block_causal, torch.arange(start, start + length))
 
 
 class LongLLaDAModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
@@ -750,12 +1154,12 @@ def _positions_to_keep(logits_to_keep):
     return logits_to_keep
 
 
-def _select_positions(x: torch.Tensor, logits_to_keep) -> torch.Tensor:
-    """x [B, L, d] -> the positions where the LM head runs."""
-    if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
+def _select_positions(x: torch.Tensor, keep: Positions | None, dim: int = 1) -> torch.Tensor:
+    """The positions ``keep`` (as ``logits_to_keep``) of x along ``dim`` (default: [B, L, d] -> [B, kept, d])."""
+    if keep is None or (isinstance(keep, int) and keep == 0):
         return x
-    if isinstance(logits_to_keep, int):
-        return x[:, -logits_to_keep:]
-    if isinstance(logits_to_keep, slice):
-        return x[:, logits_to_keep]
-    return x[:, logits_to_keep.to(x.device)]
+    if isinstance(keep, int):
+        return x.narrow(dim, x.shape[dim] - keep, keep)
+    if isinstance(keep, slice):
+        return x[(slice(None),) * (dim % x.dim()) + (keep,)]
+    return x.index_select(dim, keep.to(x.device))

@@ -111,7 +111,8 @@ MAX_ATTENTION_FACTOR = 10.0
 def critical_dimension(head_dim: int, rope_theta: float, train_length: int) -> int:
     """Critical dimension of RoPE extrapolation (Liu et al. 2023, "Scaling Laws of RoPE-based Extrapolation"):
     the number of rotary dimensions whose period fits in the trained length,
-    ``2 * ceil(head_dim / 2 * log_theta(train_length / 2π))``."""
+    ``2 * ceil(head_dim / 2 * log_theta(train_length / 2π))``. ``head_dim`` is the rotated part of a head (all
+    of it, or ``head_dim * partial_rotary_factor``)."""
     check_number("head_dim", head_dim, minimum=1, integer=True)
     check_number("train_length", train_length, minimum=1, integer=True)
     check_number("rope_theta", rope_theta, minimum=1, inclusive=False)
@@ -721,7 +722,11 @@ _TITLES = {
 
 
 class RopeScalingMixin:
-    """``rope_scaling`` for a model config that defines ``head_dim``, ``rope_theta`` and ``trained_length``.
+    """``rope_scaling`` for a model config that defines ``rotary_dim``, ``rope_theta`` and ``trained_length``.
+
+    ``rotary_dim`` is the number of rotated dimensions of a head (``head_dim`` for LLaDA and Dream; ``head_dim *
+    partial_rotary_factor`` where only part of each head is rotated): the scaling law counts the critical dimension
+    among the rotated ones, and its exponent is rotary_dim / critical dimension.
 
     Keeps the user's dict as given (validated, canonical) under its own attribute: transformers 5 turns
     ``rope_scaling`` into an alias of ``rope_parameters`` that rewrites the dict. Diffusion models apply the types

@@ -310,3 +310,61 @@ def test_dream_sampler_origin_fills_every_mask(model):
     out = generate(model, ids, mask, max_new_tokens=8, steps=8, alg="origin", temperature=0.0, eps=1e-3)
     assert out.shape == (2, ids.shape[1] + 8)
     assert torch.equal(out[:, : ids.shape[1]], ids) and not bool((out == MASK_ID).any())
+
+
+# -- Dream's hooks, as its official diffusion_generate calls them -----------------------------------------------------
+
+FORCED, BANNED = 7, 9
+
+
+def recording_hooks(calls: list):
+    """A tokens hook that forces the last answer position to FORCED after the first step, and a logits hook that
+    bans BANNED; both record when they were called and with what shapes."""
+
+    def tokens_hook(step, x, logits):
+        calls.append(("tokens", step, tuple(x.shape), None if logits is None else tuple(logits.shape)))
+        if step is not None and step >= 1:
+            x = x.clone()
+            x[:, -1] = FORCED
+        return x
+
+    def logits_hook(step, x, logits):
+        calls.append(("logits", step, tuple(x.shape), tuple(logits.shape)))
+        logits = logits.clone()
+        logits[..., BANNED] = -torch.inf
+        return logits
+
+    return tokens_hook, logits_hook
+
+
+@pytest.mark.parametrize("alg", ["entropy", "maskgit_plus"])
+def test_hooks_behave_as_in_the_official_sampler(model, alg):
+    ids, mask = left_pad(prompts((5, 8)))
+    settings = dict(max_new_tokens=8, steps=6, alg=alg, alg_temp=None, temperature=0.0, top_p=None, top_k=None)
+    ours_calls, reference_calls = [], []
+    tokens_hook, logits_hook = recording_hooks(ours_calls)
+    ours = generate(model, ids, mask, eps=1e-3, generation_tokens_hook_func=tokens_hook,
+                    generation_logits_hook_func=logits_hook, **settings)  # fmt: skip
+    tokens_hook, logits_hook = recording_hooks(reference_calls)
+    expected = ref.diffusion_generate(CONFIG, STATE, ids, mask, eps=1e-3, generation_tokens_hook_func=tokens_hook,
+                                      generation_logits_hook_func=logits_hook, **settings)  # fmt: skip
+    assert ours.tolist() == expected.tolist()
+    assert ours_calls == reference_calls
+    assert ours_calls[0] == ("tokens", None, tuple(ours.shape), None)
+    assert [c[1] for c in ours_calls if c[0] == "logits"] == list(range(6))
+    answer = ours[:, ids.shape[1] :]
+    # (a mask may remain, as in the official sampler: forcing a position makes the rows' mask counts differ, and
+    # the last step commits their mean)
+    assert (answer[:, -1] == FORCED).all() and not (answer == BANNED).any()
+
+
+def test_hooks_need_the_uncached_sampler_and_must_return_tokens(model):
+    ids = prompts((5,))[0][None]
+    with pytest.raises(ValueError, match="cache='prefix' is not allowed with generation_tokens_hook_func"):
+        model.diffusion_generate(ids, max_new_tokens=4, steps=4, cache="prefix",
+                                 generation_logits_hook_func=lambda step, x, logits: logits)  # fmt: skip
+    with pytest.raises(ValueError, match="generation_tokens_hook_func returned"):
+        model.diffusion_generate(ids, max_new_tokens=4, steps=4,
+                                 generation_tokens_hook_func=lambda step, x, logits: x[:, :-1])  # fmt: skip
+    with pytest.raises(ValueError, match="generation_logits_hook_func=3 is not allowed"):
+        model.diffusion_generate(ids, max_new_tokens=4, steps=4, generation_logits_hook_func=3)

@@ -525,3 +525,167 @@ def test_fast_path_switch():
 def test_bad_numbers_are_refused_with_the_field_and_what_is_allowed(call, words):
     with pytest.raises(ValueError, match=words.replace(".", r"\.") + ".*allowed"):
         call(small_model())
+
+
+# -- masks beyond padding: block-causal and any boolean 4D pattern -----------------------------------------------------
+
+
+def _block_causal_reference(length: int, block: int) -> torch.Tensor:
+    """[1, 1, L, L] bool: position i sees j when j's block is not after i's (block diffusion)."""
+    blocks = torch.arange(length) // block
+    return (blocks[None, :] <= blocks[:, None])[None, None]
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager", "flash_attention_2"])
+def test_block_causal_attention_is_exact_in_every_backend(reference_flash, backend):
+    """block_causal=b equals the dense boolean pattern run by eager, with and without left padding; a position sees
+    its own block and every earlier one (a change in a later block moves nothing before it)."""
+    model = small_model(n_kv_heads=2)
+    ids = torch.randint(2, 100, (2, 13))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0
+    dense = _block_causal_reference(13, 4).expand(2, 1, 13, 13) & mask.bool()[:, None, None, :]
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        expected = model(ids, attention_mask=dense, position_ids=torch.arange(13).expand(2, 13)).logits
+        model.config._attn_implementation = backend
+        ours = model(ids, attention_mask=mask, position_ids=torch.arange(13).expand(2, 13), block_causal=4).logits
+        changed = ids.clone()
+        changed[:, 9] = (ids[:, 9] + 1) % 100 + 2  # block 2 (positions 8..11)
+        moved = model(changed, attention_mask=mask, position_ids=torch.arange(13).expand(2, 13), block_causal=4).logits
+    model.config._attn_implementation = "sdpa"
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], expected[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(moved[:, :8], ours[:, :8], atol=1e-6, rtol=0)
+    assert (moved[:, 8:] - ours[:, 8:]).abs().max() > 1e-4
+
+
+def test_block_causal_with_cache_buffers_equals_the_full_pass():
+    model = small_model()
+    ids = torch.randint(2, 100, (1, 16))
+    positions = torch.arange(16)[None]
+    with torch.no_grad():
+        full = model(ids, use_cache=True, block_causal=4)
+        buffers = [(k.clone(), v.clone()) for k, v in full.present_key_values]
+        step = model(ids[:, 8:12], position_ids=positions[:, 8:12], past_key_values=buffers, cache_slot=slice(8, 12),
+                     block_causal=4).logits  # fmt: skip
+        kept = model(ids, block_causal=4, logits_to_keep=slice(4, 9)).logits
+        with pytest.raises(ValueError, match="block_causal needs the keys in sequence order"):
+            model(ids[:, 8:], position_ids=positions[:, 8:], past_key_values=[(k[:, :, :8], v[:, :, :8])
+                  for k, v in full.present_key_values], block_causal=4)  # fmt: skip
+    torch.testing.assert_close(step, full.logits[:, 8:12], atol=1e-5, rtol=0)
+    torch.testing.assert_close(kept, full.logits[:, 4:9], atol=1e-5, rtol=0)
+
+
+def test_boolean_4d_masks_in_sdpa_and_eager_and_refused_by_flash(reference_flash):
+    model = small_model(n_kv_heads=2)
+    ids = torch.randint(2, 100, (2, 9))
+    allowed = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0)) > 0.4
+    allowed[:, :, torch.arange(9), torch.arange(9)] = True  # every position sees itself
+    results = {}
+    for backend in ("sdpa", "eager"):
+        model.config._attn_implementation = backend
+        with torch.no_grad():
+            results[backend] = model(ids, attention_mask=allowed).logits
+    torch.testing.assert_close(results["sdpa"], results["eager"], atol=1e-5, rtol=1e-5)
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="flash_attention_2' takes a padding mask and the block-causal mask"):
+        model(ids, attention_mask=allowed)
+    model.config._attn_implementation = "sdpa"
+    with pytest.raises(ValueError, match="a 4D mask must be boolean"):
+        model(ids, attention_mask=allowed.long())
+    with pytest.raises(ValueError, match="block_causal=0"):
+        model(ids, block_causal=0)
+
+
+def test_a_query_with_no_allowed_key_stays_finite():
+    """A pattern that leaves a padding row no key must not put NaN into the real rows (sdpa would return NaN for
+    that row, and its keys would carry it onward)."""
+    model = small_model()
+    ids = torch.randint(2, 100, (1, 8))
+    allowed = torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    allowed[..., 0, :] = False
+    with torch.no_grad():
+        logits = model(ids, attention_mask=allowed).logits
+    assert torch.isfinite(logits).all()
+
+
+# -- the attention module: fused or separate projections, q/k norms, partial rotary ----------------------------------
+
+
+def test_fused_qkv_equals_separate_projections_with_the_same_weights():
+    from modeling_longllada.modeling_longllada import AttentionMask, SelfAttention
+
+    torch.manual_seed(0)
+    separate = SelfAttention(32, 4, 2, 8, qkv_bias=True, qk_norm_eps=1e-6)
+    fused = SelfAttention(32, 4, 2, 8, qkv_bias=True, qk_norm_eps=1e-6, fused_qkv=True)
+    with torch.no_grad():
+        fused.query_key_value.weight.copy_(torch.cat([separate.q_proj.weight, separate.k_proj.weight,
+                                                      separate.v_proj.weight]))  # fmt: skip
+        fused.query_key_value.bias.copy_(torch.cat([separate.q_proj.bias, separate.k_proj.bias, separate.v_proj.bias]))
+        fused.o_proj.load_state_dict(separate.o_proj.state_dict())
+        for norm in ("q_norm", "k_norm"):
+            getattr(separate, norm).weight.normal_()
+            getattr(fused, norm).weight.copy_(getattr(separate, norm).weight)
+    x = torch.randn(2, 6, 32)
+    cos, sin = rotary_cos_sin(torch.arange(6)[None], 4, 10000.0, "cpu")  # rotary over 4 of 8 dimensions
+    with torch.no_grad():
+        a, kv_a = separate(x, cos, sin, AttentionMask(), None, "sdpa", query_keep=slice(1, 4))
+        b, kv_b = fused(x, cos, sin, AttentionMask(), None, "sdpa", query_keep=slice(1, 4))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(kv_a[0], kv_b[0])
+    assert a.shape == (2, 3, 32) and kv_a[0].shape == (2, 2, 6, 8)
+
+
+def test_partial_rotary_rotates_the_first_dimensions_only():
+    from modeling_longllada import fast_longllada as fast
+
+    x = torch.randn(1, 2, 5, 8)
+    cos, sin = rotary_cos_sin(torch.arange(5)[None], 4, 100.0, "cpu")
+    out = apply_rotary(x, cos, sin)
+    assert torch.equal(out[..., 4:], x[..., 4:])
+    torch.testing.assert_close(out[..., :4], apply_rotary(x[..., :4], cos, sin))
+    assert not torch.allclose(out[..., :4], x[..., :4])
+    wide = torch.randn(2, 4, 300, 64).to(torch.bfloat16)
+    cos, sin = rotary_cos_sin(torch.arange(300)[None], 32, 10000.0, "cpu")
+    assert torch.equal(fast.rotary(wide, cos, sin), apply_rotary(wide, cos, sin))
+
+
+def test_the_scaling_law_reads_the_rotary_dimension():
+    """λ comes from the rotated dimensions: a config rotating half of each 64-dim head scales as a 32-dim one."""
+
+    class HalfRotary(LongLLaDAConfig):
+        def __init__(self, **kwargs):  # explicit: transformers 5 would generate one that skips ours
+            super().__init__(**kwargs)
+
+        @property
+        def rotary_dim(self) -> int:
+            return self.head_dim // 2
+
+    sizes = dict(d_model=1024, n_heads=16, rope_theta=10000.0, rope_scaling={"type": "ntk", "target_length": 32768})
+    full, half = LongLLaDAConfig(**sizes), HalfRotary(**sizes)
+    assert (full.rotary_dim, half.rotary_dim) == (64, 32)
+    assert full.rope_scaling_factor == ntk_scaling_factor(64, 10000.0, 4096, 32768)
+    assert half.rope_scaling_factor == ntk_scaling_factor(32, 10000.0, 4096, 32768) != full.rope_scaling_factor
+    assert half.rope_supported_length == 32768
+
+
+def test_rotary_embedding_is_the_one_place_for_frequencies(monkeypatch):
+    """A context-extension method plugs in as (inverse frequencies, attention factor) for its rope_scaling type."""
+    import modeling_longllada.modeling_longllada as modeling
+
+    model = small_model(rope_scaling={"type": "ntk", "factor": 4})
+    ids = torch.randint(2, 100, (1, 10))
+    with torch.no_grad():
+        ntk = model(ids).logits
+
+    def doubled_factor(config, seq_len, device):
+        inv_freq, _ = modeling.scaled_base_frequencies(config, seq_len, device)
+        return inv_freq, 2.0
+
+    monkeypatch.setitem(modeling.ROPE_FREQUENCY_FUNCTIONS, "ntk", doubled_factor)
+    cos, sin = model.rotary_emb(torch.arange(10)[None], 10)
+    reference = rotary_cos_sin(torch.arange(10)[None], 16, SMALL["rope_theta"] * 4, "cpu")
+    torch.testing.assert_close(cos, 2 * reference[0])
+    with torch.no_grad():
+        assert not torch.allclose(model(ids).logits, ntk)

@@ -388,3 +388,67 @@ def test_memory_estimate_per_row_matches_the_measured_prefix_cache():
     exact = generation_bytes_per_row(config, 16_032, cached=False, element_bytes=2)
     assert exact < cached / 4
     assert generation_bytes_per_row(config, 32_064, cached=True, element_bytes=2) == 2 * cached
+
+
+# -- the rules: chosen once, schedules injected, every promised token committed ----------------------------------------
+
+
+def test_rule_and_schedule_are_chosen_once_from_the_model_and_the_settings(model):
+    from modeling_longllada import DreamModel
+    from modeling_longllada.generation_longllada import (
+        DiffusionGenerationConfig,
+        DreamRule,
+        LLaDARule,
+        ThresholdSchedule,
+        TimestepSchedule,
+        TransferSchedule,
+        rule_for,
+    )
+
+    def rule(m, **kwargs):
+        return rule_for(m, DiffusionGenerationConfig.resolve(m, None, {"max_new_tokens": 8, **kwargs}))
+
+    llada = rule(model)
+    assert isinstance(llada, LLaDARule) and isinstance(llada.schedule, TransferSchedule)
+    assert isinstance(rule(model, alg="entropy").schedule, TimestepSchedule)  # another rule's algorithm: its rule
+    fast = rule(model, threshold=0.9)
+    assert isinstance(fast, LLaDARule) and isinstance(fast.schedule, ThresholdSchedule)
+    plan = fast.schedule.block(16, 2)
+    assert plan.steps == 16 and plan.threshold == 0.9  # until the block is full, at most one step per token
+    assert DreamModel.sampler_rule == "dream" and LLaDARule.algorithms == ("low_confidence", "random")
+    assert isinstance(rule(model, remasking="maskgit_plus", threshold=0.5), DreamRule)
+
+
+def test_a_block_longer_than_the_answer_is_clipped(model):
+    prompt = torch.randint(2, 120, (2, 6), generator=torch.Generator().manual_seed(2))
+    long_block = model.generate(prompt, max_new_tokens=4, block_length=256, return_dict_in_generate=True)
+    clipped = model.generate(prompt, max_new_tokens=4, block_length=4, return_dict_in_generate=True)
+    assert torch.equal(long_block.sequences, clipped.sequences) and long_block.num_forward_passes == 4
+
+
+@pytest.mark.parametrize("settings", [{}, {"threshold": 0.5}, {"alg": "maskgit_plus"}])
+def test_steps_commit_the_promised_masks_when_every_confidence_is_minus_infinity(settings):
+    """confidence_eos_eot_inf sets the confidence of EOS predictions to -inf; where every prediction is EOS the
+    step still commits the masks its schedule promises (it used to pick committed positions among the ties)."""
+    model = eos_everywhere_model()
+    out = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=8, block_length=8, confidence_eos_eot_inf=True,
+                         **settings)  # fmt: skip
+    assert not (out == MASK).any()
+
+
+@pytest.mark.parametrize("alg", ["maskgit_plus", "topk_margin", "entropy"])
+@pytest.mark.parametrize("alg_temp", [0.005, 1e-4, 1e-30])
+def test_a_small_alg_temp_leaves_no_mask(model, alg, alg_temp):
+    """softmax(confidence / alg_temp) underflows to zero for all but a few positions; the draw of k positions
+    without replacement then took committed ones and left masks. The k most confident are taken instead there."""
+    prompt = torch.randint(2, 120, (2, 7), generator=torch.Generator().manual_seed(4))
+    runs = [
+        model.diffusion_generate(
+            prompt, max_new_tokens=12, steps=6, alg=alg, alg_temp=alg_temp, generator=torch.Generator().manual_seed(9)
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0], runs[1]) and not (runs[0] == MASK).any()
+    drawn = model.diffusion_generate(prompt, max_new_tokens=12, steps=6, alg=alg, alg_temp=1.0,
+                                     generator=torch.Generator().manual_seed(9))  # fmt: skip
+    assert not (drawn == MASK).any()

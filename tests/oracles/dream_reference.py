@@ -275,6 +275,8 @@ def diffusion_generate(
     top_k: int | None = None,
     rope_theta: float | None = None,
     generator: torch.Generator | None = None,
+    generation_tokens_hook_func=None,
+    generation_logits_hook_func=None,
 ) -> torch.Tensor:
     """The official sampler: [B, P] left-padded prompts -> [B, P + max_new_tokens].
 
@@ -285,7 +287,14 @@ def diffusion_generate(
     positions (drawn from softmax(confidence / alg_temp) when alg_temp > 0). Only masked positions are ever
     chosen (the official code can pick an unmasked one when rows' masked counts differ; that never happens
     here, the mask token never being predicted).
+
+    The official hooks: ``x = generation_tokens_hook_func(None, x, None)`` before the first step; at step i,
+    ``logits = generation_logits_hook_func(i, x, logits)`` on the shifted logits of the whole sequence, and
+    ``x = generation_tokens_hook_func(i, x, logits)`` after the step's commit. Every step runs (the official loop
+    has no early exit), whether masks remain or not.
     """
+    tokens_hook = generation_tokens_hook_func or (lambda step, x, logits: x)
+    logits_hook = generation_logits_hook_func or (lambda step, x, logits: logits)
     mask_id = config["mask_token_id"]
     b, prompt_len = input_ids.shape
     x = torch.cat((input_ids, torch.full((b, max_new_tokens), mask_id, dtype=input_ids.dtype)), dim=1)
@@ -296,12 +305,12 @@ def diffusion_generate(
         positions[full == 0] = 1
         mask4d = full
     timesteps = torch.linspace(1, eps, steps + 1)
+    x = tokens_hook(None, x, None)
     for i in range(steps):
         is_masked = x == mask_id
-        if not bool(is_masked.any()):
-            break
         logits = forward(config, state, x, mask4d, positions, rope_theta)
         logits = torch.cat((logits[:, :1], logits[:, :-1]), dim=1)  # position j now predicts token j
+        logits = logits_hook(i, x, logits)
         t, s = timesteps[i], timesteps[i + 1]
         masked_logits = logits[is_masked]  # [N, V], row-major over (batch row, position)
         if alg == "origin":
@@ -312,12 +321,14 @@ def diffusion_generate(
                 _, picked = sample_tokens(masked_logits[chosen], alg, temperature, top_p, top_k, generator)
                 tokens[chosen] = picked
             x[is_masked] = tokens
+            x = tokens_hook(i, x, logits)
             continue
         confidence, tokens = sample_tokens(masked_logits, alg, temperature, top_p, top_k, generator)
         assert not bool((tokens == mask_id).any()), "the reference is defined for models that never predict mask"
         mean_masked = is_masked.sum() / b
         n = int(mean_masked * (1 - s / t)) if i < steps - 1 else int(mean_masked)
         if n == 0:
+            x = tokens_hook(i, x, logits)
             continue
         full_confidence = torch.full(x.shape, float("-inf"))
         full_confidence[is_masked] = confidence
@@ -332,4 +343,5 @@ def diffusion_generate(
                 weights = (full_confidence[row] / alg_temp).softmax(-1)
                 picked = torch.multinomial(weights, take, generator=generator)
             x[row, picked] = proposal[row, picked]
+        x = tokens_hook(i, x, logits)
     return x

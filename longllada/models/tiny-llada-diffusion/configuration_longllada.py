@@ -104,6 +104,11 @@ class LongLLaDAConfig(RopeScalingMixin, PretrainedConfig):
         return self.d_model // self.n_heads
 
     @property
+    def rotary_dim(self) -> int:
+        """Rotated dimensions of a head: all of them."""
+        return self.head_dim
+
+    @property
     def trained_length(self) -> int:
         """The context length the checkpoint was trained at (the official ``max_sequence_length``)."""
         return self.max_sequence_length

@@ -348,7 +348,14 @@ def rms_norm(norm: plain.LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
 def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """``plain.apply_rotary`` for large low-precision inputs: the same float32 products and sums, half by half, rounded
     straight into the output (x1·c - x2·s is bit for bit x1·c + (-x2)·s). No float32 copy of x or of rotate(x)
-    is written: 15 instead of 24 passes of x's size over memory. The fused kernel, where it applies, makes 2."""
+    is written: 15 instead of 24 passes of x's size over memory. The fused kernel, where it applies, makes 2. With
+    partial rotary (cos/sin narrower than the head) the rotary part is rotated this way and the rest copied."""
+    rotary_dim = cos.shape[-1]
+    if rotary_dim < x.shape[-1]:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out[..., :rotary_dim] = rotary(x[..., :rotary_dim], cos, sin)
+        out[..., rotary_dim:] = x[..., rotary_dim:]
+        return out
     if x.dtype != torch.float32:
         out = triton_rotary(x, cos, sin)
         if out is not None:
@@ -429,13 +436,17 @@ def attention_by_row(
 
 
 def attention_with_preference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, backend: str
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: plain.AttentionMask | None, backend: str
 ) -> torch.Tensor:
     """``attention`` under :func:`sdpa_preference` (sdpa only); a left-padded batch of many queries on a GPU
-    (a padded batch's full pass) row by row, without a mask (:func:`attention_by_row`)."""
+    (a padded batch's full pass, padding its only mask) row by row, without a mask (:func:`attention_by_row`)."""
+    mask = mask if mask is not None else plain.AttentionMask()
+    key_padding_mask = mask.key_padding
+    padding_only = mask.allowed is None and mask.block_length is None
     if (
         backend == "sdpa"
         and key_padding_mask is not None
+        and padding_only
         and q.is_cuda
         and q.shape[-2] > FEW_QUERIES
         and not torch.cuda.is_current_stream_capturing()
@@ -443,28 +454,29 @@ def attention_with_preference(
         starts = left_padding_starts(key_padding_mask)
         if starts is not None:
             return attention_by_row(q, k, v, starts, backend)
-    preference = sdpa_preference(q, k, key_padding_mask is not None) if backend == "sdpa" else nullcontext()
+    masked = key_padding_mask is not None or not padding_only
+    preference = sdpa_preference(q, k, masked) if backend == "sdpa" else nullcontext()
     with preference:
-        return plain.attention(q, k, v, key_padding_mask, backend)
+        return plain.attention(q, k, v, mask, backend)
 
 
 class FastOps(plain.PlainOps):
-    """The block's operations on the fast path (see the module docstring)."""
+    """The modules' operations on the fast path (see the module docstring)."""
 
     rms_norm = staticmethod(rms_norm)
     rotary = staticmethod(rotary)
     attention = staticmethod(attention_with_preference)
 
-    @classmethod
-    def residual_mlp(cls, p: plain.BlockParts, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """``PlainOps.residual_mlp`` with fewer full-size temporaries alive at once: the same values
-        (a + b == b + a), computed in place; silu(gate) * up in one fused kernel where it applies."""
-        x = h.add_(x)
-        del h
-        m = cls.rms_norm(p.mlp_norm, x)
-        gate, up = p.gate_proj(m), p.up_proj(m)
-        del m
+    @staticmethod
+    def add_residual(update: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``PlainOps.add_residual`` in place into ``update`` (a + b == b + a bit for bit): one full-size
+        temporary less."""
+        return update.add_(residual)
+
+    @staticmethod
+    def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        """silu(gate) * up written into ``gate`` (the caller's own temporary): one fused kernel where it applies,
+        else torch's in-place silu and product, the same roundings as ``PlainOps.swiglu``."""
         if not triton_swiglu_(gate, up):
             F.silu(gate, inplace=True).mul_(up)
-        del up
-        return p.down_proj(gate).add_(x)
+        return gate
