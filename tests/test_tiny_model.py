@@ -20,12 +20,13 @@ from conftest import REPO, run_isolated
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from longllada.tiny_model import AUTO_MAP, DREAM_AUTO_MAP, MARKER, build_tiny_model, official_state_dict
-from longllada.tokenizer import DREAM_SPECIAL_TOKENS, SPECIAL_TOKENS, build_tokenizer, save_tokenizer
-from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM
+from longllada.tiny_model import MARKER, build_tiny_model, official_state_dict
+from longllada.tokenizer import build_tokenizer, save_tokenizer
+from modeling_longllada import REMOTE_CODE_FILES, LongLLaDAConfig, LongLLaDAModelLM
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
+from modeling_longllada.families import DREAM, LLADA
 
-OUR_CODE = sorted(p.name for p in (REPO / "modeling_longllada").glob("*.py") if p.name != "__init__.py")
+OUR_CODE = sorted(REMOTE_CODE_FILES)
 TEXT = (REPO / "longllada" / "data" / "gov_report_001.txt").read_text(encoding="utf-8")
 
 # Loads FOLDER through the Auto classes as remote code; prints loading info, logits facts and config facts.
@@ -86,7 +87,7 @@ def test_cli_writes_a_folder_that_loads_as_remote_code(tmp_path):
 
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "longllada" and config["architectures"] == ["LongLLaDAModelLM"]
-    assert config["auto_map"] == AUTO_MAP
+    assert config["auto_map"] == LLADA.auto_map
     assert (config["n_layers"], config["d_model"], config["n_heads"], config["n_kv_heads"]) == (1, 32, 4, 2)
     assert (config["mlp_hidden_size"], config["max_sequence_length"], config["rope_theta"]) == (48, 64, 500.0)
     assert config["vocab_size"] == config["embedding_size"] and config["vocab_size"] % 64 == 0
@@ -178,7 +179,7 @@ def test_official_format_folder_loads_with_our_code(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, folder)
     ours = json.loads((tiny_model_dir / "config.json").read_text())
     official = {k: ours[k] for k in OFFICIAL_DEFAULTS}
-    official.update(model_type="llada", architectures=["LLaDAModelLM"], auto_map=AUTO_MAP, torch_dtype="float32")
+    official.update(model_type="llada", architectures=["LLaDAModelLM"], auto_map=LLADA.auto_map, torch_dtype="float32")
     (folder / "config.json").write_text(json.dumps(official, indent=2))
 
     loaded, reference = load_in_isolation(folder), load_in_isolation(tiny_model_dir)
@@ -195,7 +196,7 @@ def test_cli_writes_a_dream_folder_that_loads_as_remote_code(tmp_path):
                  "--kv-heads", "2", "--vocab-size", "300", "--train-length", "128", "--rope-theta", "1e6")  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
-    assert config["architectures"] == ["DreamModel"] and config["auto_map"] == DREAM_AUTO_MAP
+    assert config["architectures"] == ["DreamModel"] and config["auto_map"] == DREAM.auto_map
     assert set(DREAM_FIELDS) <= set(config) and config["trained_length"] == 128 and config["rope_theta"] == 1e6
     assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"]) == (32, 4, 2)
     for name in OUR_CODE:
@@ -206,7 +207,7 @@ def test_cli_writes_a_dream_folder_that_loads_as_remote_code(tmp_path):
         "<|mask|>", "<|beginoftext|>", "<|endoftext|>", "<|endoftext|>")  # fmt: skip
     assert (config["mask_token_id"], config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (
         tokenizer.mask_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)  # fmt: skip
-    for token in DREAM_SPECIAL_TOKENS:
+    for token in DREAM.tokenizer.special_tokens:
         assert tokenizer(token, add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids(token)]
     assert tokenizer("Hello there")["input_ids"][0] != tokenizer.bos_token_id  # callers prepend the BOS
     chat = tokenizer.apply_chat_template(
@@ -274,8 +275,8 @@ def test_tokenizer_has_llada_special_tokens_and_adds_bos(tiny_tokenizer):
     tok = tiny_tokenizer
     assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.mask_token) == (
         "<|startoftext|>", "<|endoftext|>", "<|endoftext|>", "<|mdm_mask|>")  # fmt: skip
-    assert set(SPECIAL_TOKENS) <= set(tok.all_special_tokens)
-    for token in SPECIAL_TOKENS:  # each one is a single, unsplittable id
+    assert set(LLADA.tokenizer.special_tokens) <= set(tok.all_special_tokens)
+    for token in LLADA.tokenizer.special_tokens:  # each one is a single, unsplittable id
         assert tok(token, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids(token)]
     text = "The special code of the harbor is amber.\n\nQuestion: What is it?\nAnswer: amber"
     ids = tok(text)["input_ids"]
@@ -465,6 +466,6 @@ print("RESULT " + json.dumps(facts), flush=True)
         assert fact["keys"] == [] and fact["finite"] and fact["dtype"] == "torch.float32"
         assert fact["mask"] == "<|mdm_mask|>"
     config = json.loads((diffusion / "config.json").read_text())
-    assert config["auto_map"] == AUTO_MAP and config["max_sequence_length"] == 256
+    assert config["auto_map"] == LLADA.auto_map and config["max_sequence_length"] == 256
     assert json.loads((ar / "config.json").read_text())["rope_theta"] == config["rope_theta"]
     assert (diffusion / "tokenizer.json").read_bytes() == (ar / "tokenizer.json").read_bytes()
