@@ -261,6 +261,26 @@ def test_tiny_model_never_overwrites_files_it_did_not_write(tmp_path):
     assert result.returncode == 2 and "did not write" in result.stderr
 
 
+def test_the_folder_is_given_with_out_as_everywhere_else(tmp_path, capsys):
+    """`tiny-model --out DIR` (as every other command names its output), the positional form still accepted; both
+    at once must agree, and a missing folder is one error line."""
+    from longllada.cli import main
+
+    small = ["--layers", "1", "--d-model", "32", "--vocab-size", "300"]
+    assert main(["tiny-model", "--arch", "dream", "--out", str(tmp_path / "a"), *small]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model_type"] == "longllada_dream"
+    assert main(["tiny-model", str(tmp_path / "b"), *small]) == 0 and (tmp_path / "b" / "config.json").is_file()
+    assert main(["tiny-model", str(tmp_path / "b"), "--out", str(tmp_path / "b"), *small]) == 0
+    capsys.readouterr()
+    assert main(["tiny-model", str(tmp_path / "c"), "--out", str(tmp_path / "d"), *small]) == 2
+    assert "disagree" in capsys.readouterr().err and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+    assert main(["tiny-model", *small]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("longllada tiny-model: error:") and "--out DIR" in err and err.count("\n") == 1
+    assert main(["tiny-model", "--arch", "gpt", "--out", str(tmp_path / "e")]) == 2
+    assert "'llada', 'dream'" in capsys.readouterr().err
+
+
 def test_isolated_process_cannot_import_the_project():
     out = run_isolated(
         "import importlib.util as u; print([u.find_spec(m) is None for m in ('longllada', 'modeling_longllada')])"
