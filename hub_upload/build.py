@@ -57,8 +57,9 @@ def family_of(config: dict[str, Any], where: str = "config.json") -> Family:
 
 
 def sampler_defaults(family: Family) -> dict[str, Any]:
-    """The sampler defaults of ``family``'s model class (Dream: one block, 512 steps, ``origin``)."""
-    return dict(family.model_cls().sampler_defaults)
+    """The sampler defaults of ``family``'s model class (Dream: one block, 512 steps, ``origin``; none for a class
+    of transformers' own without ours)."""
+    return dict(getattr(family.model_cls(), "sampler_defaults", {}))
 
 
 TOKENIZER_FILES = (
@@ -217,7 +218,7 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
     family.model_cls().check_config(config)  # an architecture our model class does not implement stops here
     converted = {
         "architectures": [family.architecture],
-        "auto_map": family.auto_map,
+        **({"auto_map": family.auto_map} if family.auto_map else {}),  # none for transformers' own classes
         "model_type": family.model_type,
         **fields,
         "rope_scaling": config.rope_scaling,
@@ -419,9 +420,7 @@ def _indexed_files(index_path: Path) -> list[str]:
     return files
 
 
-def write_weights(
-    source_dir: Path, dest: Path, family: Family, shard_size: int = DEFAULT_SHARD_SIZE
-) -> list[str]:
+def write_weights(source_dir: Path, dest: Path, family: Family, shard_size: int = DEFAULT_SHARD_SIZE) -> list[str]:
     """Put the weights in ``dest`` as safetensors; returns the file names written (shards and index).
 
     Safetensors are linked untouched (their sharding kept); ``pytorch_model.bin`` (sharded or not) is converted,
@@ -562,7 +561,7 @@ def build_repo_folder(
     config = convert_config(source.config, choice)
     _write_json(dest / "config.json", config)
     _write_json(dest / "generation_config.json", generation_config(config))
-    for code in remote_code_files():
+    for code in [] if source.family.native else remote_code_files():
         shutil.copyfile(code, dest / code.name)
     copy_tokenizer_files(source.path, dest, source.family)
     for name in LICENSE_FILES:

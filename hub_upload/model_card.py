@@ -244,7 +244,9 @@ def _load_and_generate(family: Family, repo_id: str, rev: str, has_chat_template
             "input_ids = inputs.input_ids\n"
         )
     elif has_chat_template:
-        prompt = text + 'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(device)\n'
+        prompt = (
+            text + 'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(device)\n'
+        )
     else:
         prompt = text + 'input_ids = tokenizer(text, return_tensors="pt").input_ids.to(device)\n'
     if demo.seeded:

@@ -92,7 +92,8 @@ def write_generation_config(out_dir: str | Path, token_ids: dict[str, int | None
     ``do_sample: false``, no cache, and the special token ids."""
     from modeling_longllada.families import family_by_name
 
-    settings: dict[str, Any] = dict(family_by_name(arch).model_cls().sampler_defaults)
+    # (a family that transformers implements may have none of ours: its model's own defaults then apply)
+    settings: dict[str, Any] = dict(getattr(family_by_name(arch).model_cls(), "sampler_defaults", {}))
     # Greedy (temperature 0) is said by do_sample=false alone: an explicit "temperature": 0.0 beside it makes
     # transformers warn that the file is mis-parameterised, and 4.46 then refuses to save_pretrained the model.
     settings["do_sample"] = False
@@ -188,7 +189,8 @@ def build_tiny_model(
         from safetensors.torch import save_file
 
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
-        copy_remote_code(staging)
+        if not family.native:  # transformers' own classes need no code beside the weights
+            copy_remote_code(staging)
         write_generation_config(staging, token_ids, arch)
         _install(staging, out, ours, arch)
     return out
@@ -210,9 +212,8 @@ def _config_and_weights(family: Any, sizes: dict[str, Any], vocab: int, token_id
     from modeling_longllada.families import import_object
 
     fields = import_object(family.tiny_config_fields)(vocab_size=vocab, **sizes, **token_ids)
-    config = AutoConfig.for_model(
-        family.model_type, architectures=[family.architecture], auto_map=family.auto_map, **fields
-    )
+    remote = {"auto_map": family.auto_map} if family.auto_map else {}
+    config = AutoConfig.for_model(family.model_type, architectures=[family.architecture], **remote, **fields)
     return config, random_weights(import_object(family.weight_shapes)(config), seed)
 
 
@@ -279,12 +280,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tokenizer)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument(
-        "out_dir", metavar="OUT_DIR", type=Path, nargs="?", help="folder to write (the same as --out)"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="folder to write: new, empty, or one tiny-model wrote"
-    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, nargs="?", help="folder to write (the same as --out)")
+    parser.add_argument("--out", type=Path, default=None, help="folder to write: new, empty, or one tiny-model wrote")
     parser.add_argument("--arch", choices=_FamilyNames(), default="llada", help="model family (default llada)")
     parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
     parser.add_argument("--d-model", type=int, default=64, help="hidden size (default 64)")

@@ -137,3 +137,48 @@ def test_a_third_family_flows_through_every_tool(third_family, tiny_model_dir, t
     card = (out / "README.md").read_text()
     assert "- third\n" in card and "the Third-v1 masked-diffusion language model" in card
     assert "The official Third checkpoints' remote code is not used here" in card
+
+
+# -- a family that transformers implements ------------------------------------------------------------------------
+
+
+def llama_fields(*, n_layers, d_model, n_heads, n_kv_heads, mlp_hidden_size, vocab_size, trained_length, rope_theta,
+                 rope_scaling=None, **token_ids):  # fmt: skip
+    """``tiny_config_fields`` of the native stand-in below: transformers' Llama config fields."""
+    return dict(num_hidden_layers=n_layers, hidden_size=d_model, num_attention_heads=n_heads,
+                num_key_value_heads=n_kv_heads, intermediate_size=mlp_hidden_size, vocab_size=vocab_size,
+                max_position_embeddings=trained_length, rope_theta=rope_theta, **token_ids)  # fmt: skip
+
+
+def llama_shapes(config) -> dict[str, tuple[int, ...]]:
+    """``weight_shapes`` of the native stand-in: the parameters of transformers' own model."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+NATIVE = dataclasses.replace(
+    LLADA,
+    name="native",
+    title="Native",
+    model_type="llama",
+    official_model_types=(),
+    config_class="transformers.LlamaConfig",
+    model_class="transformers.LlamaForCausalLM",
+    native=True,
+    tiny_config_fields=f"{__name__}.llama_fields",
+    weight_shapes=f"{__name__}.llama_shapes",
+)
+
+
+def test_a_native_family_ships_no_code_and_registers_nothing(monkeypatch, tmp_path):
+    from hub_upload.model_card import card_tags
+
+    monkeypatch.setattr(families, "FAMILIES", (*FAMILIES, NATIVE))
+    register_family(NATIVE)  # nothing: transformers has the classes
+    assert registered_config_class("llama").__module__.startswith("transformers.") and NATIVE.auto_map == {}
+    folder = build_tiny_model(tmp_path / "native", arch="native", n_layers=1, d_model=32, vocab_size=300, texts=TEXT)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and "auto_map" not in config and not list(folder.glob("*.py"))
+    assert type(load_model(folder)).__name__ == "LlamaForCausalLM"
+    assert "custom_code" not in card_tags(NATIVE) and "custom_code" in card_tags(LLADA)
