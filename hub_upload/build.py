@@ -215,7 +215,9 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
             f"--rope-scaling {choice.spec}: target_length={target} does not extend the trained length "
             f"{config.trained_length}; allowed: a length above it"
         )
-    family.model_cls().check_config(config)  # an architecture our model class does not implement stops here
+    check_config = getattr(family.model_cls(), "check_config", None)
+    if check_config is not None:  # an architecture our model class does not implement stops here
+        check_config(config)
     converted = {
         "architectures": [family.architecture],
         **({"auto_map": family.auto_map} if family.auto_map else {}),  # none for transformers' own classes
