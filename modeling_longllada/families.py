@@ -118,6 +118,14 @@ The model card (``card``, a :class:`CardText`; every string is Markdown, copied 
 ``papers``
     ``(name, address)`` of further papers cited among the card's references (Fast-dLLM), after LongLLaDA's.
 
+What the tools ask of a family's classes
+----------------------------------------
+The config class: ``trained_length``, ``head_dim``, ``rope_theta``, ``rope_scaling`` and the NTK properties of
+``rope_longllada.RopeScalingMixin`` (the card's NTK table, ``ppl``, lm-eval's RoPE overrides). The model class:
+``sampler_defaults`` (a dict, written to ``generation_config.json``), ``check_config(config)`` (refuses an
+architecture it cannot run; upload calls it), ``generate`` with the entry's ``sampler_arguments``, and, with
+``likelihood``, ``log_likelihood`` and ``chunk_perplexity``. A native family's classes may lack the first two.
+
 Lookups: :func:`family_by_name` (an ``--arch`` value), :func:`family_of_model_type` (a ``config.json``'s
 ``model_type``, ours or official; None for any other model), :func:`model_types` (every type, official first).
 """
