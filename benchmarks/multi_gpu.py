@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 
 from generate_bench import GiB, build_model, environment, random_tokens  # noqa: E402
 
-from longllada.tiny_model import AUTO_MAP, copy_remote_code, write_generation_config  # noqa: E402
+from longllada.tiny_model import copy_remote_code, write_generation_config  # noqa: E402
 from modeling_longllada import LongLLaDAConfig  # noqa: E402
+from modeling_longllada.families import LLADA  # noqa: E402
 
 TWIN = REPO / "longllada" / "models" / "tiny-llada-diffusion"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -65,7 +66,7 @@ def make_folder(folder: Path, seed: int) -> dict:
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
     }
-    config = LongLLaDAConfig(architectures=["LongLLaDAModelLM"], auto_map=dict(AUTO_MAP), **token_ids)
+    config = LongLLaDAConfig(architectures=["LongLLaDAModelLM"], auto_map=LLADA.auto_map, **token_ids)
     start = time.perf_counter()
     model = build_model(config, torch.device("cuda", 0), torch.bfloat16, seed)
     if folder.exists():

@@ -58,7 +58,9 @@ def train_large_tokenizer(folder: Path) -> Path:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from longllada.tokenizer import BOS_TOKEN, EOS_TOKEN, MASK_TOKEN, SPECIAL_TOKENS
+    from modeling_longllada.families import LLADA
+
+    spec = LLADA.tokenizer
 
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))
     tokenizer = Tokenizer(models.BPE())
@@ -67,16 +69,16 @@ def train_large_tokenizer(folder: Path) -> Path:
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])  # fmt: skip
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=LLADA_VOCABULARY, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
+    trainer = trainers.BpeTrainer(vocab_size=LLADA_VOCABULARY, min_frequency=2, special_tokens=list(spec.special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
     texts = (path.read_text(encoding="utf-8", errors="replace") for path in files)
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    bos = tokenizer.token_to_id(BOS_TOKEN)
+    bos = tokenizer.token_to_id(spec.bos_token)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS_TOKEN} $A", special_tokens=[(BOS_TOKEN, bos)]
+        single=f"{spec.bos_token} $A", special_tokens=[(spec.bos_token, bos)]
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN,
-                                   pad_token=EOS_TOKEN, mask_token=MASK_TOKEN, clean_up_tokenization_spaces=False)  # fmt: skip
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=spec.bos_token, eos_token=spec.eos_token,
+                                   pad_token=spec.pad_token, mask_token=spec.mask_token, clean_up_tokenization_spaces=False)  # fmt: skip
     fast.save_pretrained(folder)
     return folder
 

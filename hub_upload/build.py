@@ -1,6 +1,9 @@
-"""Build a LongLLaDA model-repo folder from an official LLaDA or Dream-v0 checkpoint (or one of ours).
+"""Build a LongLLaDA model-repo folder from an official checkpoint of a family (or one of ours).
 
-The folder holds: our remote code (``modeling_longllada.REMOTE_CODE_FILES``, the same files for either family),
+The families, how their checkpoints are recognised and what their repos get, come from
+``modeling_longllada.families`` (read without importing torch).
+
+The folder holds: our remote code (``modeling_longllada.REMOTE_CODE_FILES``, the same files for every family),
 the converted ``config.json``, ``generation_config.json`` with the family's sampler defaults, the tokenizer
 files, the weights as safetensors (official keys are our keys: copied unchanged), and ``README.md`` (the model
 card). The source's own ``.py`` files are never copied: the official modeling code is what this project
@@ -19,108 +22,44 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub_upload.options import RopeScalingChoice, check_repo_id
 
-ARCHITECTURE = "LongLLaDAModelLM"
-AUTO_MAP = {
-    "AutoConfig": "configuration_longllada.LongLLaDAConfig",
-    "AutoModel": "modeling_longllada.LongLLaDAModelLM",
-    "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
-}
-# Dream's official auto_map has no AutoModelForCausalLM entry; ours adds it, so that lm-eval's `--model hf`
-# (which loads with AutoModelForCausalLM) takes a converted Dream repo.
-DREAM_AUTO_MAP = {
-    "AutoConfig": "configuration_dream.DreamConfig",
-    "AutoModel": "modeling_dream.DreamModel",
-    "AutoModelForCausalLM": "modeling_dream.DreamModel",
-}
+if TYPE_CHECKING:
+    from modeling_longllada.families import Family
+
 # Keys of the source config that the conversion rewrites (rope_parameters: transformers 5's name for rope_scaling).
 REWRITTEN_KEYS = ("architectures", "auto_map", "model_type", "rope_scaling", "rope_parameters")
 
 
-@dataclass(frozen=True)
-class Family:
-    """A model family that `upload` converts: how its checkpoints are recognised and what the repo gets."""
+def source_model_types() -> tuple[str, ...]:
+    """The ``model_type`` values a source may have: every family's, per family the official ones first."""
+    from modeling_longllada.families import model_types
 
-    name: str
-    official_model_type: str  # the official checkpoints' config.json
-    model_type: str  # ours
-    architecture: str
-    auto_map: dict[str, str]
-    required_fields: tuple[str, ...]  # architecture fields a config.json must state (the class defaults are 7B/8B)
-    embedding_key: str
-    key_prefixes: tuple[str, ...]  # every weight name starts with one of these
-    derived_keys: tuple[str, ...] = ()  # fields our config class computes; the source's value is not kept
-    # What a tokenizer_config.json names when its custom code (auto_map) is dropped and its class is unknown to
-    # transformers: Dream's DreamTokenizer is Qwen2.5's byte-level BPE with Dream's special tokens.
-    stock_tokenizer_class: str | None = None
-
-    @property
-    def model_types(self) -> tuple[str, str]:
-        return (self.official_model_type, self.model_type)
-
-
-LLADA = Family(
-    name="LLaDA",
-    official_model_type="llada",
-    model_type="longllada",
-    architecture=ARCHITECTURE,
-    auto_map=AUTO_MAP,
-    required_fields=("d_model", "n_heads", "n_layers", "max_sequence_length", "rope_theta"),
-    embedding_key="model.transformer.wte.weight",
-    key_prefixes=("model.transformer.",),
-    derived_keys=("max_position_embeddings",),  # follows max_sequence_length and rope_scaling
-)
-DREAM = Family(
-    name="Dream",
-    official_model_type="Dream",
-    model_type="longllada_dream",
-    architecture="DreamModel",
-    auto_map=DREAM_AUTO_MAP,
-    required_fields=(
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "vocab_size",
-        "rope_theta",
-        "mask_token_id",
-    ),
-    embedding_key="model.embed_tokens.weight",
-    key_prefixes=("model.", "lm_head."),
-    stock_tokenizer_class="Qwen2Tokenizer",
-)
-FAMILIES = (LLADA, DREAM)
-SOURCE_MODEL_TYPES = tuple(t for family in FAMILIES for t in family.model_types)
+    return model_types()
 
 
 def family_of(config: dict[str, Any], where: str = "config.json") -> Family:
     """The family of a config.json (by ``model_type``); ValueError naming the allowed types otherwise."""
+    from modeling_longllada.families import FAMILIES, family_of_model_type
+
     model_type = config.get("model_type")
-    for family in FAMILIES:
-        if model_type in family.model_types:
-            return family
-    raise ValueError(
-        f"{where}: model_type={model_type!r} is not supported; allowed: {SOURCE_MODEL_TYPES} "
-        "(an official LLaDA or Dream-v0 checkpoint, or a LongLLaDA one of either family)"
-    )
-
-
-def config_class(family: Family) -> type:
-    """Our config class of ``family`` (imported on use: it pulls in transformers)."""
-    from modeling_longllada import DreamConfig, LongLLaDAConfig
-
-    return DreamConfig if family is DREAM else LongLLaDAConfig
+    family = family_of_model_type(model_type)
+    if family is None:
+        examples = ", ".join(f.card.official_repos[0] for f in FAMILIES if f.card.official_repos)
+        raise ValueError(
+            f"{where}: model_type={model_type!r} is not supported; allowed: {source_model_types()} "
+            f"(an official checkpoint of {', '.join(f.title for f in FAMILIES)} such as {examples}, or a LongLLaDA "
+            "one of these families)"
+        )
+    return family
 
 
 def sampler_defaults(family: Family) -> dict[str, Any]:
-    """The sampler defaults of ``family``'s model class (Dream: one block, 512 steps, ``origin``)."""
-    from modeling_longllada import SAMPLER_DEFAULTS, DreamModel
-
-    return dict(DreamModel.sampler_defaults) if family is DREAM else dict(SAMPLER_DEFAULTS)
+    """The sampler defaults of ``family``'s model class (Dream: one block, 512 steps, ``origin``; none for a class
+    of transformers' own without ours)."""
+    return dict(getattr(family.model_cls(), "sampler_defaults", {}))
 
 
 TOKENIZER_FILES = (
@@ -153,7 +92,7 @@ class Source:
 
     @property
     def is_official(self) -> bool:
-        return self.config.get("model_type") == self.family.official_model_type
+        return self.config.get("model_type") in self.family.official_model_types
 
 
 @dataclass
@@ -203,12 +142,12 @@ def resolve_source(source: str, api_factory: Callable[[], Any] | None = None, re
             ) from None
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"SOURCE {path} has no config.json; expected an LLaDA or Dream checkpoint folder")
+        raise FileNotFoundError(f"SOURCE {path} has no config.json; expected a checkpoint folder of a model family")
     config = _read_json(config_path)
     family = family_of(config, str(config_path))
     for name in family.required_fields:
         if name not in config:
-            raise ValueError(f"{config_path}: the {family.name} field {name!r} is missing")
+            raise ValueError(f"{config_path}: the {family.title} field {name!r} is missing")
     return Source(
         path=path, config=config, hub_id=hub_id or _hub_id_from_cache_path(path), card_metadata=_card_metadata(path)
     )
@@ -252,22 +191,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> dict[str, Any]:
     """The repo's config.json: every source field kept, with our ``model_type``/``architectures``/``auto_map``
-    for the source's family and the requested ``rope_scaling`` (``keep_source``: the source's own). LLaDA's
-    ``max_position_embeddings`` is derived from the scaling; Dream's is kept and its ``trained_length`` (the
-    length the scaling law reads) written out.
+    for the source's family and the requested ``rope_scaling`` (``keep_source``: the source's own). The family's
+    ``derived_fields`` are dropped from the source and its ``written_fields`` written from our config class (LLaDA's
+    ``max_position_embeddings``, derived from the scaling; Dream's ``trained_length``, the length the scaling law
+    reads).
 
-    Validated by building the family's config class from it (and, for Dream, by the model's architecture check).
+    Validated by building the family's config class from it and by the model class's architecture check.
     """
     family = family_of(source_config)
+    family.check_transformers()
     rope: dict[str, Any] = {"rope_scaling": choice.rope_scaling}
     if choice.keep_source:  # transformers 5's `rope_parameters` also holds the base: the config class reads it
         rope = {
             "rope_scaling": source_config.get("rope_scaling"),
             "rope_parameters": source_config.get("rope_parameters"),
         }
-    fields = {k: v for k, v in source_config.items() if k not in REWRITTEN_KEYS + family.derived_keys}
+    fields = {k: v for k, v in source_config.items() if k not in REWRITTEN_KEYS + family.derived_fields}
     try:
-        config = config_class(family)(**rope, **fields)
+        config = family.config_cls()(**rope, **fields)
     except ValueError as err:
         raise ValueError(f"--rope-scaling {choice.spec}: {err}") from err
     target = (config.rope_scaling or {}).get("target_length")
@@ -276,21 +217,18 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
             f"--rope-scaling {choice.spec}: target_length={target} does not extend the trained length "
             f"{config.trained_length}; allowed: a length above it"
         )
+    check_config = getattr(family.model_cls(), "check_config", None)
+    if check_config is not None:  # an architecture our model class does not implement stops here
+        check_config(config)
     converted = {
         "architectures": [family.architecture],
-        "auto_map": dict(family.auto_map),
+        **({"auto_map": family.auto_map} if family.auto_map else {}),  # none for transformers' own classes
         "model_type": family.model_type,
         **fields,
         "rope_theta": config.rope_theta,  # the source's, or read from its `rope_parameters`
         "rope_scaling": config.rope_scaling,
     }
-    if family is DREAM:
-        from modeling_longllada import DreamModel
-
-        DreamModel.check_config(config)  # an architecture our Dream class does not implement stops here
-        converted["trained_length"] = config.trained_length
-    else:
-        converted["max_position_embeddings"] = config.max_position_embeddings
+    converted.update({name: getattr(config, name) for name in family.written_fields})
     return converted
 
 
@@ -311,7 +249,7 @@ def generation_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def remote_code_files() -> list[Path]:
-    """Our remote-code files, ``modeling_longllada.REMOTE_CODE_FILES`` (every repo of either family ships all)."""
+    """Our remote-code files, ``modeling_longllada.REMOTE_CODE_FILES`` (every repo of every family ships all)."""
     import modeling_longllada
 
     package_dir = Path(modeling_longllada.__file__).parent
@@ -331,7 +269,7 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def copy_tokenizer_files(source_dir: Path, dest: Path, family: Family = LLADA) -> list[str]:
+def copy_tokenizer_files(source_dir: Path, dest: Path, family: Family) -> list[str]:
     """Copy the tokenizer files. A tokenizer ``auto_map`` (custom tokenizer code) is dropped: no source code is
     published; a ``tokenizer_class`` that only that code defined (Dream's ``DreamTokenizer``) becomes a class of
     transformers that reads the same files: ``PreTrainedTokenizerFast`` beside a ``tokenizer.json``, else the
@@ -465,13 +403,13 @@ def verify_weights(folder: Path) -> None:
             pass
 
 
-def _check_weight_keys(keys: list[str], where: str, family: Family = LLADA) -> None:
+def _check_weight_keys(keys: list[str], where: str, family: Family) -> None:
     """The official key layout of ``family`` (ours is the same): its embedding, every key under its prefixes."""
     prefixes = family.key_prefixes
     if family.embedding_key not in keys or not all(k.startswith(prefixes) for k in keys):
         strange = [k for k in keys if not k.startswith(prefixes)][:3]
         raise ValueError(
-            f"{where}: the weights are not in {family.name}'s layout (expected {family.embedding_key!r} and every "
+            f"{where}: the weights are not in {family.title}'s layout (expected {family.embedding_key!r} and every "
             f"key under {' or '.join(repr(p) for p in prefixes)}; found e.g. {strange or keys[:3]})"
         )
 
@@ -487,9 +425,7 @@ def _indexed_files(index_path: Path) -> list[str]:
     return files
 
 
-def write_weights(
-    source_dir: Path, dest: Path, shard_size: int = DEFAULT_SHARD_SIZE, family: Family = LLADA
-) -> list[str]:
+def write_weights(source_dir: Path, dest: Path, family: Family, shard_size: int = DEFAULT_SHARD_SIZE) -> list[str]:
     """Put the weights in ``dest`` as safetensors; returns the file names written (shards and index).
 
     Safetensors are linked untouched (their sharding kept); ``pytorch_model.bin`` (sharded or not) is converted,
@@ -542,7 +478,7 @@ def _bin_tensors(paths: list[Path]) -> Iterator[tuple[str, Any]]:
         del state
 
 
-def _convert_bin(paths: list[Path], dest: Path, shard_size: int, family: Family = LLADA) -> list[str]:
+def _convert_bin(paths: list[Path], dest: Path, shard_size: int, family: Family) -> list[str]:
     from safetensors.torch import save_file
 
     seen_storages: set[int] = set()
@@ -630,7 +566,7 @@ def build_repo_folder(
     config = convert_config(source.config, choice)
     _write_json(dest / "config.json", config)
     _write_json(dest / "generation_config.json", generation_config(config))
-    for code in remote_code_files():
+    for code in [] if source.family.native else remote_code_files():
         shutil.copyfile(code, dest / code.name)
     copy_tokenizer_files(source.path, dest, source.family)
     for name in LICENSE_FILES:
@@ -641,7 +577,7 @@ def build_repo_folder(
         for name in weight_files:
             link_or_copy(weights_from.path / name, dest / name)
     else:
-        weight_files = write_weights(source.path, dest, shard_size, source.family)
+        weight_files = write_weights(source.path, dest, source.family, shard_size)
     card = render_model_card(
         repo_id=repo_id,
         config=config,

@@ -1,5 +1,8 @@
-"""The model card (README.md) of a LongLLaDA repo, LLaDA or Dream: metadata, what it is, runnable demos, the NTK
-factor table.
+"""The model card (README.md) of a LongLLaDA repo: metadata, what it is, runnable demos, the NTK factor table.
+
+One card for every family: what differs (the model's name and paper, the features, the facts table, the sampler
+examples, the prompt rules) comes from the family's entry in ``modeling_longllada.families`` (``Family.card``) and
+from the repo's config.
 
 Every fenced block of the card is meant to be run as written (the python ones one after the other, as in a
 notebook); tests/test_hub_upload.py (LLaDA) and tests/test_hub_upload_dream.py (Dream) run them against built
@@ -9,22 +12,26 @@ folders.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-CARD_TAGS = ["llada", "diffusion", "long-context", "ntk", "custom_code"]
-DREAM_CARD_TAGS = ["dream", "diffusion", "long-context", "ntk", "custom_code"]
-DREAM_MODEL_TYPES = ("Dream", "longllada_dream")
+if TYPE_CHECKING:
+    from modeling_longllada.families import Family, SamplerDemo
+
+# Tags after the family's own.
+COMMON_TAGS = ["diffusion", "long-context", "ntk"]
 # Context lengths of the NTK table besides the multiples (2x..32x) of the trained length.
 COMMON_LENGTHS = (8192, 16384, 32768, 65536, 131072)
 TRAINED_LENGTH_MULTIPLES = (2, 4, 8, 16, 32)
 # Carried over from the source card when present.
 INHERITED_METADATA = ("language", "license_name", "license_link", "datasets")
 
-LLADA_PAPER = "https://arxiv.org/abs/2502.09992"
-DREAM_PAPER = "https://arxiv.org/abs/2508.15487"
-FAST_DLLM_PAPER = "https://arxiv.org/abs/2505.22618"
 LONGLLADA_PAPER = "https://arxiv.org/abs/2506.14429"
 SCALING_LAW_PAPER = "https://arxiv.org/abs/2310.05209"
+
+
+def card_tags(family: Family) -> list[str]:
+    """The card's Hub tags: the family's, the common ones, and ``custom_code`` unless transformers has the model."""
+    return [family.card.tag, *COMMON_TAGS, *([] if family.native else ["custom_code"])]
 
 
 def card_metadata(
@@ -39,17 +46,21 @@ def card_metadata(
         base_model=base_model,
         library_name="transformers",
         pipeline_tag="text-generation",
-        tags=list(tags or CARD_TAGS),
+        tags=list(tags or []),
         **inherited,
     )
     return data.to_dict()
 
 
-def parse_config(config: dict[str, Any]) -> Any:
-    """The family's config object for a config.json dict (Dream's model types -> DreamConfig, else LLaDA's)."""
-    from modeling_longllada import DreamConfig, LongLLaDAConfig
+def _family(config: dict[str, Any]) -> Family:
+    from hub_upload.build import family_of
 
-    cls = DreamConfig if config.get("model_type") in DREAM_MODEL_TYPES else LongLLaDAConfig
+    return family_of(config)
+
+
+def parse_config(config: dict[str, Any]) -> Any:
+    """The family's config object for a config.json dict (the family found by its ``model_type``)."""
+    cls = _family(config).config_cls()
     return cls(**{k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")})
 
 
@@ -90,88 +101,76 @@ def render_model_card(
     has_chat_template: bool = False,
 ) -> str:
     """README.md for the repo ``repo_id`` at ``revision``, from its converted ``config`` (config.json as a dict)."""
-    if config.get("model_type") in DREAM_MODEL_TYPES:
-        return render_dream_model_card(
-            repo_id, config, revision, license, base_model, source_metadata, has_chat_template
-        )
     import yaml
 
-    metadata = card_metadata(license, base_model, source_metadata)
+    family = _family(config)
+    card = family.card
+    metadata = card_metadata(license, base_model, source_metadata, tags=card_tags(family))
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
-    parsed, trained, rows, demo_factor, demo_target, name, rev, scaling, effective, base_line = _card_facts(
-        repo_id, config, revision, base_model
+    facts = _card_facts(repo_id, config, revision, base_model)
+    papers = [(family.title, card.paper), ("LongLLaDA", LONGLLADA_PAPER), *card.papers]
+    papers.append(("the RoPE extrapolation scaling law", SCALING_LAW_PAPER))
+    usage = (
+        f"Needs `torch` and `transformers` ({family.min_transformers} or newer)"
+        + ("" if family.native else " and `trust_remote_code=True`")
+        + ". The snippets continue one another, like cells of a notebook."
     )
+    if family.bos_prefix:
+        usage += (
+            f" Prompts start with the tokenizer's BOS token (`{family.tokenizer.bos_token}`), as in the LongLLaDA "
+            f"paper's {family.title} runs."
+        )
 
     sections = [
         f"---\n{header}\n---",
-        f"# {name}",
-        f"A LongLLaDA packaging{base_line}: the LLaDA masked-diffusion language model ([paper]({LLADA_PAPER})) "
-        "with NTK scaling of its rotary position embeddings, so that it reads contexts longer than it was trained "
-        f"on without any training, as in *LongLLaDA: Unlocking Long Context Capabilities in Diffusion LLMs* "
-        f"([paper]({LONGLLADA_PAPER})). The weights are the base model's, unchanged; the remote code "
-        "(`configuration_longllada.py`, `modeling_longllada.py`, `generation_longllada.py`) provides:",
-        '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
-        '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or `{"type": "ntk_per_length"}` '
-        "(λ chosen from each input's length); `max_position_embeddings` follows, so tools such as lm-eval see the "
-        "extended window;\n"
-        "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or random "
-        "remasking, temperature, classifier-free guidance), with Fast-dLLM's prefix/dual key-value caches and "
-        "confidence-threshold decoding as options;\n"
-        "- `model.log_likelihood()`: the Monte-Carlo bound on log p(continuation | context) that LLaDA uses for "
-        "multiple-choice evaluation;\n"
-        "- attention masks honoured (left-padded batches give the same results as single prompts), and the LM "
-        "head computed only where logits are needed.",
-        "| | |\n|---|---|\n"
-        f"| Layers, hidden size, heads (head dim) | {parsed.n_layers}, {parsed.d_model}, {parsed.n_heads} "
-        f"({parsed.head_dim}) |\n"
-        f"| Trained context (`max_sequence_length`) | {trained:,} tokens |\n"
-        f"| RoPE base (`rope_theta`) | {parsed.rope_theta:,.0f} |\n"
-        f"| `rope_scaling` of this revision (`{revision}`) | {_scaling_label(scaling)} |\n"
-        f"| Effective RoPE base | {effective} |\n"
-        f"| Context advertised (`max_position_embeddings`) | {parsed.max_position_embeddings:,} tokens |",
+        f"# {facts.name}",
+        f"A LongLLaDA packaging{facts.base_line}: the {card.model} masked-diffusion language model "
+        f"([paper]({card.paper})) with NTK scaling of its rotary position embeddings, so that it reads contexts "
+        "longer than it was trained on without any training, as in *LongLLaDA: Unlocking Long Context Capabilities "
+        f"in Diffusion LLMs* ([paper]({LONGLLADA_PAPER})). The weights are the base model's, unchanged"
+        f"{card.weights_note}; the remote code ({card.remote_code}) provides:",
+        "\n".join(card.features),
+        _facts_table(card.facts, facts, revision),
         "Without scaling, a diffusion LLM's perplexity stays flat past its trained length, but it only retrieves "
         'from the most recent window of about that length (its "local perception"); NTK scaling by the law '
         "below extends retrieval to the scaled length.",
         "## Usage",
-        "Needs `torch` and `transformers` (4.46 or newer) and `trust_remote_code=True`. The snippets continue "
-        "one another, like cells of a notebook.",
+        usage,
         "### Load and generate",
-        _python(_load_and_generate(repo_id, rev, has_chat_template)),
-        "### Batches and faster sampling",
-        'Left-padded batches need the attention mask. `cache="prefix"` or `"dual"` reuses keys and values '
-        "within a block, and `threshold` commits every prediction above that confidence (at least one per step): "
-        "both approximate the exact sampler (Fast-dLLM) and are much faster on long outputs.",
-        _python(_batched_generate()),
+        _python(_load_and_generate(family, repo_id, facts.rev, has_chat_template)),
+        f"### {card.batch_heading}",
+        card.batch_text,
+        _python(_batched_generate(family)),
         "### Score a continuation",
-        "`log_likelihood` returns a Monte-Carlo lower bound of log p(continuation | context) and its standard error "
-        "(LLaDA uses 128 samples; one is enough for a single-token answer).",
-        _python(_score()),
+        card.score_text,
+        _python(_score(family)),
         "### Longer contexts: NTK scaling",
-        "Any `rope_scaling` can be set at load time, whatever this revision's config holds. By factor (LongLLaDA "
-        "multiplies the RoPE base by λ):",
-        _python(_ntk_factor(rev, demo_factor)),
+        card.ntk_text.format(factor=facts.demo_factor),
+        _python(_ntk_factor(facts.rev, facts.demo_factor)),
         "Or by the length to reach (λ from the scaling law below):",
-        _python(_ntk_target(rev, demo_target)),
+        _python(_ntk_target(facts.rev, facts.demo_target)),
         "### NTK factors for common lengths",
-        _ntk_section(parsed, rows),
+        _ntk_section(facts.parsed, facts.rows),
         "## Evaluate",
-        "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model longllada` "
-        "(the diffusion sampler for generation, the Monte-Carlo bound for likelihoods) and the toolkit's tasks: "
-        "`longllada_niah` (needle in a haystack, its grid set by `--metadata`), `longllada_ruler`, "
-        "`longllada_longbench`. In `--model_args`, `ntk_factor=λ`, `ntk_target=T` or `rope_scaling=dynamic` "
-        "override this revision's RoPE scaling, and `cache=dual,threshold=0.9` selects the fast sampler:",
-        _bash(_eval_command(repo_id, revision, trained)),
+        card.eval_text,
+        _bash(_eval_command(repo_id, revision, facts.trained, card.eval_arguments.format(factor=facts.demo_factor))),
         "Perplexity versus context length (the LongLLaDA paper's Figure 1), written to a JSON-lines file:",
-        _bash(_ppl_command(repo_id, revision, trained)),
+        _bash(_ppl_command(repo_id, revision, facts.trained)),
         "## Notes",
-        "- `generate` is a diffusion sampler: `max_new_tokens` is rounded up to a multiple of `block_length`, "
-        "`steps` is capped at the output length, and HF options such as `top_p` or beams are ignored.\n"
-        "- The official LLaDA checkpoints' remote code is not used here; these files load the same weights on "
-        "transformers 4.46 to 5.x.\n"
-        f"- Papers: LLaDA ({LLADA_PAPER}), LongLLaDA ({LONGLLADA_PAPER}), the RoPE extrapolation scaling law "
-        f"({SCALING_LAW_PAPER}).",
+        f"{card.notes}\n"
+        f"- The official {family.title} checkpoints' remote code is not used here; these files load the same "
+        f"weights on transformers {family.min_transformers} to 5.x.\n"
+        f"- Papers: {', '.join(f'{name} ({url})' for name, url in papers)}.",
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _facts_table(rows: tuple[tuple[str, str], ...], facts: _CardFacts, revision: str) -> str:
+    """The facts table: the family's ``(label, value)`` templates filled from the config and the revision."""
+    values = {"config": facts.parsed, "revision": revision, "scaling": _scaling_label(facts.scaling),
+              "effective": facts.effective}  # fmt: skip
+    lines = [f"| {label.format(**values)} | {value.format(**values)} |" for label, value in rows]
+    return "| | |\n|---|---|\n" + "\n".join(lines)
 
 
 def _python(code: str) -> str:
@@ -221,70 +220,98 @@ def _card_facts(repo_id: str, config: Any, revision: str, base_model: str | None
     )
 
 
-def _load_and_generate(repo_id: str, rev: str, has_chat_template: bool) -> str:
-    if has_chat_template:
+def _call(demo: SamplerDemo, first: str) -> str:
+    """``output = model.<method>(first, name=value,  # comment ...)``, one argument a line."""
+    lines = [f"output = model.{demo.method}(", f"    {first},"]
+    for name, value, comment in demo.arguments:
+        lines.append(f"    {name}={value}," + (f"  # {comment}" if comment else ""))
+    return "\n".join(lines) + "\n)"
+
+
+def _load_and_generate(family: Family, repo_id: str, rev: str, has_chat_template: bool) -> str:
+    demo = family.card.generate
+    text = (
+        'messages = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]\n'
+        "text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)\n"
+        if has_chat_template
+        else 'text = "The sky is blue because"\n'
+    )
+    if family.bos_prefix:
         prompt = (
-            'messages = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]\n'
-            "text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)\n"
-            'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(device)\n'
+            f"{text}if not text.startswith(tokenizer.bos_token):\n"
+            f"    text = tokenizer.bos_token + text  # {family.title}'s prompts start with its BOS token\n"
+            'inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(device)\n'
+            "input_ids = inputs.input_ids\n"
+        )
+    elif has_chat_template:
+        prompt = (
+            text + 'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(device)\n'
         )
     else:
-        prompt = (
-            'text = "The sky is blue because"\ninput_ids = tokenizer(text, return_tensors="pt").input_ids.to(device)\n'
-        )
+        prompt = text + 'input_ids = tokenizer(text, return_tensors="pt").input_ids.to(device)\n'
+    if demo.seeded:
+        prompt += "torch.manual_seed(0)  # temperature > 0 samples\n"
+    else:
+        prompt += "\n"
+    imports = ", ".join(sorted({family.card.auto_class, "AutoModelForCausalLM", "AutoTokenizer"}))
+    sequences = "output.sequences" if demo.returns_dict else "output"
     return f'''
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import {imports}
 
 repo = "{repo_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
 tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
-model = AutoModelForCausalLM.from_pretrained(
+model = {family.card.auto_class}.from_pretrained(
     repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16  # `dtype=` on transformers >= 4.56
 ).to(device).eval()
 
-{prompt}
-output = model.generate(
-    input_ids,
-    max_new_tokens=64,  # output length
-    steps=64,  # denoising steps in all (here one token per step)
-    block_length=32,  # blocks decoded left to right
-    temperature=0.0,  # greedy; > 0 samples (Gumbel noise)
-    cfg_scale=0.0,  # classifier-free guidance
-    remasking="low_confidence",  # or "random"
-)
-print(tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True))
+{prompt}{_call(demo, "input_ids")}
+print(tokenizer.decode({sequences}[0, input_ids.shape[1]:], skip_special_tokens=True))
 '''
 
 
-def _batched_generate() -> str:
-    return """
+def _batched_generate(family: Family) -> str:
+    if family.bos_prefix:
+        batch = (
+            "batch = tokenizer(\n"
+            '    [tokenizer.bos_token + p for p in prompts], add_special_tokens=False, return_tensors="pt", '
+            "padding=True\n"
+            ").to(device)"
+        )
+    else:
+        batch = 'batch = tokenizer(prompts, return_tensors="pt", padding=True).to(device)'
+    call = _call(family.card.batch_generate, "batch.input_ids").replace(
+        "    batch.input_ids,\n", "    batch.input_ids,\n    attention_mask=batch.attention_mask,\n", 1
+    )
+    return f"""
 prompts = ["The capital of France is", "Diffusion language models write text by"]
 tokenizer.padding_side = "left"
 if tokenizer.pad_token is None:
     tokenizer.pad_token = tokenizer.eos_token
-batch = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-output = model.generate(
-    batch.input_ids,
-    attention_mask=batch.attention_mask,
-    max_new_tokens=64,
-    block_length=32,
-    cache="dual",  # "none" (exact), "prefix" or "dual"
-    threshold=0.9,  # commit every token above 0.9 confidence
-)
+{batch}
+{call}
 for row in output:
     print(tokenizer.decode(row[batch.input_ids.shape[1]:], skip_special_tokens=True))
 """
 
 
-def _score() -> str:
-    return """
-context = tokenizer("The capital of France is", return_tensors="pt").input_ids[0]
+def _score(family: Family) -> str:
+    if family.bos_prefix:
+        context = (
+            "context = tokenizer(\n"
+            '    tokenizer.bos_token + "The capital of France is", add_special_tokens=False, return_tensors="pt"\n'
+            ").input_ids[0]"
+        )
+    else:
+        context = 'context = tokenizer("The capital of France is", return_tensors="pt").input_ids[0]'
+    return f"""
+{context}
 continuation = tokenizer(" Paris", add_special_tokens=False, return_tensors="pt").input_ids[0]
 log_likelihood, stderr = model.log_likelihood(
     context, continuation, mc_num=128, batch_size=32, generator=torch.Generator().manual_seed(0)
 )
-print(f"log p(continuation | context) >= {log_likelihood:.3f} ± {stderr:.3f}")
+print(f"log p(continuation | context) >= {{log_likelihood:.3f}} ± {{stderr:.3f}}")
 """
 
 
@@ -331,12 +358,12 @@ def _ntk_section(parsed: Any, rows: list[dict[str, Any]]) -> str:
     return intro + "\n\n" + "\n".join(lines)
 
 
-def _eval_command(repo_id: str, revision: str, trained: int) -> str:
+def _eval_command(repo_id: str, revision: str, trained: int, sampler_arguments: str) -> str:
     rev = "" if revision == "main" else f",revision={revision}"
     grid = {"context_lengths": [trained // 2, trained, 2 * trained], "depths": [0, 25, 50, 75, 100], "num_repeats": 2}
     return f"""
 longllada eval --model longllada \\
-  --model_args pretrained={repo_id}{rev},dtype=bfloat16,steps=32,block_length=32 \\
+  --model_args pretrained={repo_id}{rev},dtype=bfloat16,{sampler_arguments} \\
   --tasks longllada_niah \\
   --metadata '{json.dumps(grid)}' \\
   --batch_size 1 --output_path results/
@@ -348,191 +375,4 @@ def _ppl_command(repo_id: str, revision: str, trained: int) -> str:
     model = repo_id if revision == "main" else f'"$(hf download {repo_id} --revision {revision} --quiet)"'
     return f"""
 longllada ppl --model {model} --max-length {4 * trained} --chunk 64 --mc 8 --out ppl.jsonl
-"""
-
-
-# -- Dream ---------------------------------------------------------------------------------------------------------
-
-
-def render_dream_model_card(
-    repo_id: str,
-    config: dict[str, Any],
-    revision: str = "main",
-    license: str = "other",
-    base_model: str | None = None,
-    source_metadata: dict[str, Any] | None = None,
-    has_chat_template: bool = False,
-) -> str:
-    """README.md of a Dream repo: Dream's own loading (``AutoModel``, ``diffusion_generate``) and our additions
-    (blocks and caches in ``generate``, NTK scaling from Dream's trained length, the shifted likelihood)."""
-    import yaml
-
-    metadata = card_metadata(license, base_model, source_metadata, tags=DREAM_CARD_TAGS)
-    header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
-    parsed, trained, rows, demo_factor, demo_target, name, rev, scaling, effective, base_line = _card_facts(
-        repo_id, config, revision, base_model
-    )
-
-    sections = [
-        f"---\n{header}\n---",
-        f"# {name}",
-        f"A LongLLaDA packaging{base_line}: the Dream-v0 masked-diffusion language model ([paper]({DREAM_PAPER})) "
-        "with NTK scaling of its rotary position embeddings, so that it reads contexts longer than it was trained "
-        "on without any training, as in *LongLLaDA: Unlocking Long Context Capabilities in Diffusion LLMs* "
-        f"([paper]({LONGLLADA_PAPER})). The weights are the base model's, unchanged (the official keys); the "
-        "remote code (`configuration_dream.py`, `modeling_dream.py` and the LongLLaDA files they share) provides:",
-        '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
-        '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law and the trained length '
-        '`trained_length`) or `{"type": "ntk_per_length"}` (λ chosen from each input\'s length);\n'
-        "- `model.diffusion_generate()`: Dream's sampler with its official arguments and algorithms (`origin`, "
-        "`maskgit_plus`, `topk_margin`, `entropy`; `steps`, `eps`, `alg_temp`, `temperature`, `top_p`, `top_k`), "
-        "greedy settings token-identical to the official code;\n"
-        "- `model.generate()`: the same options plus blocks decoded left to right, Fast-dLLM's prefix/dual "
-        f"key-value caches and confidence-threshold decoding ([paper]({FAST_DLLM_PAPER}));\n"
-        "- `model.log_likelihood()`: the Monte-Carlo bound on log p(continuation | context), with Dream's shifted "
-        "logits (position i predicts token i + 1) handled;\n"
-        "- attention masks honoured (left-padded batches give the same results as single prompts); both "
-        "`AutoModel` and `AutoModelForCausalLM` load it (so lm-eval's `--model hf` can too).",
-        "| | |\n|---|---|\n"
-        f"| Layers, hidden size, heads / key-value heads (head dim) | {parsed.num_hidden_layers}, "
-        f"{parsed.hidden_size}, {parsed.num_attention_heads} / {parsed.num_key_value_heads} ({parsed.head_dim}) |\n"
-        f"| Trained context (`trained_length`) | {trained:,} tokens |\n"
-        f"| RoPE base (`rope_theta`) | {parsed.rope_theta:,.0f} |\n"
-        f"| `rope_scaling` of this revision (`{revision}`) | {_scaling_label(scaling)} |\n"
-        f"| Effective RoPE base | {effective} |\n"
-        f"| `max_position_embeddings` (inherited from Qwen2.5, not the trained length) | "
-        f"{parsed.max_position_embeddings:,} |",
-        "Without scaling, a diffusion LLM's perplexity stays flat past its trained length, but it only retrieves "
-        'from the most recent window of about that length (its "local perception"); NTK scaling by the law '
-        "below extends retrieval to the scaled length.",
-        "## Usage",
-        "Needs `torch` and `transformers` (4.46 or newer) and `trust_remote_code=True`. The snippets continue "
-        "one another, like cells of a notebook. Prompts start with the tokenizer's BOS token (`<|beginoftext|>`), "
-        "as in the LongLLaDA paper's Dream runs.",
-        "### Load and generate",
-        _python(_dream_load_and_generate(repo_id, rev, has_chat_template)),
-        "### Batches, blocks and caches",
-        "`generate` takes the same options plus `block_length` (blocks decoded left to right, Dream's schedule "
-        'within each), `cache="prefix"` or `"dual"` (keys and values reused within a block) and `threshold` '
-        "(every prediction above that confidence committed, at least one per step): Fast-dLLM's approximations of "
-        "the exact sampler, much faster on long outputs. Left-padded batches need the attention mask.",
-        _python(_dream_batched_generate()),
-        "### Score a continuation",
-        "`log_likelihood` returns a Monte-Carlo lower bound of log p(continuation | context) and its standard error. "
-        "The context must not be empty: Dream predicts each token from the position before it.",
-        _python(_dream_score()),
-        "### Longer contexts: NTK scaling",
-        "Any `rope_scaling` can be set at load time, whatever this revision's config holds. By factor (LongLLaDA "
-        f"multiplies the RoPE base by λ; its Dream runs use λ = {demo_factor} for twice the trained length):",
-        _python(_ntk_factor(rev, demo_factor)),
-        "Or by the length to reach (λ from the scaling law below):",
-        _python(_ntk_target(rev, demo_target)),
-        "### NTK factors for common lengths",
-        _ntk_section(parsed, rows),
-        "## Evaluate",
-        "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model longllada` "
-        "(Dream's sampler for generation, with the BOS token prepended, and the Monte-Carlo bound for likelihoods) "
-        "and the toolkit's tasks: `longllada_niah` (needle in a haystack, its grid set by `--metadata`), "
-        "`longllada_ruler`, `longllada_longbench`. In `--model_args`, `ntk_factor=λ` or `ntk_target=T` override "
-        "this revision's RoPE scaling:",
-        _bash(_dream_eval_command(repo_id, revision, trained, demo_factor)),
-        "Perplexity versus context length (the LongLLaDA paper's Figure 1), written to a JSON-lines file:",
-        _bash(_ppl_command(repo_id, revision, trained)),
-        "## Notes",
-        "- `diffusion_generate` decodes the whole answer as one span with `steps` denoising steps (default 512, "
-        '`alg="origin"`); greedy settings (`temperature=0.0` and `alg` `maskgit_plus`, `topk_margin` or '
-        "`entropy`) are deterministic. HF options such as beams are ignored.\n"
-        "- The official Dream checkpoints' remote code is not used here; these files load the same weights on "
-        "transformers 4.46 to 5.x.\n"
-        f"- Papers: Dream ({DREAM_PAPER}), LongLLaDA ({LONGLLADA_PAPER}), Fast-dLLM ({FAST_DLLM_PAPER}), the RoPE "
-        f"extrapolation scaling law ({SCALING_LAW_PAPER}).",
-    ]
-    return "\n\n".join(sections) + "\n"
-
-
-def _dream_load_and_generate(repo_id: str, rev: str, has_chat_template: bool) -> str:
-    if has_chat_template:
-        prompt = (
-            'messages = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]\n'
-            "text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)\n"
-        )
-    else:
-        prompt = 'text = "The sky is blue because"\n'
-    return f'''
-import torch
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
-repo = "{repo_id}"
-device = "cuda" if torch.cuda.is_available() else "cpu"
-tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
-model = AutoModel.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16  # `dtype=` on transformers >= 4.56
-).to(device).eval()
-
-{prompt}if not text.startswith(tokenizer.bos_token):
-    text = tokenizer.bos_token + text  # Dream's prompts start with its BOS token
-inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(device)
-input_ids = inputs.input_ids
-torch.manual_seed(0)  # temperature > 0 samples
-output = model.diffusion_generate(
-    input_ids,
-    attention_mask=inputs.attention_mask,
-    max_new_tokens=64,  # output length
-    steps=64,  # denoising steps
-    alg="entropy",  # or "origin", "maskgit_plus", "topk_margin"
-    temperature=0.2,  # 0.0 with alg != "origin" is greedy
-    top_p=0.95,
-    return_dict_in_generate=True,
-)
-print(tokenizer.decode(output.sequences[0, input_ids.shape[1]:], skip_special_tokens=True))
-'''
-
-
-def _dream_batched_generate() -> str:
-    return """
-prompts = ["The capital of France is", "Diffusion language models write text by"]
-tokenizer.padding_side = "left"
-if tokenizer.pad_token is None:
-    tokenizer.pad_token = tokenizer.eos_token
-batch = tokenizer(
-    [tokenizer.bos_token + p for p in prompts], add_special_tokens=False, return_tensors="pt", padding=True
-).to(device)
-output = model.generate(
-    batch.input_ids,
-    attention_mask=batch.attention_mask,
-    max_new_tokens=64,
-    steps=64,
-    block_length=32,  # blocks decoded left to right
-    alg="maskgit_plus",
-    temperature=0.0,  # greedy
-    cache="prefix",  # "none" (exact), "prefix" or "dual"
-    threshold=0.9,  # commit every token above 0.9 confidence
-)
-for row in output:
-    print(tokenizer.decode(row[batch.input_ids.shape[1]:], skip_special_tokens=True))
-"""
-
-
-def _dream_score() -> str:
-    return """
-context = tokenizer(
-    tokenizer.bos_token + "The capital of France is", add_special_tokens=False, return_tensors="pt"
-).input_ids[0]
-continuation = tokenizer(" Paris", add_special_tokens=False, return_tensors="pt").input_ids[0]
-log_likelihood, stderr = model.log_likelihood(
-    context, continuation, mc_num=128, batch_size=32, generator=torch.Generator().manual_seed(0)
-)
-print(f"log p(continuation | context) >= {log_likelihood:.3f} ± {stderr:.3f}")
-"""
-
-
-def _dream_eval_command(repo_id: str, revision: str, trained: int, factor: int) -> str:
-    rev = "" if revision == "main" else f",revision={revision}"
-    grid = {"context_lengths": [trained // 2, trained, 2 * trained], "depths": [0, 25, 50, 75, 100], "num_repeats": 2}
-    return f"""
-longllada eval --model longllada \\
-  --model_args pretrained={repo_id}{rev},dtype=bfloat16,steps=32,ntk_factor={factor} \\
-  --tasks longllada_niah \\
-  --metadata '{json.dumps(grid)}' \\
-  --batch_size 1 --output_path results/
 """

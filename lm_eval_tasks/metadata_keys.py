@@ -16,8 +16,8 @@ TASK_KEYS = {
     "longllada_ruler": ("max_seq_lengths", "num_samples", "seed", "essays_path", "squad_path", "hotpotqa_path"),
     "longllada_longbench": ("max_length", "data_dir"),
 }
-# The tokenizer's name (as lm-eval's RULER finds it) and the task's own metadata.
-SHARED_KEYS = ("tokenizer", "pretrained", "model", "version")
+# The tokenizer's name (as lm-eval's RULER finds it), whether its code may run, and the task's own metadata.
+SHARED_KEYS = ("tokenizer", "pretrained", "model", "trust_remote_code", "version")
 # Model arguments of lm-eval's hf and vllm models and of --model longllada that look like a key above.
 MODEL_ARG_KEYS = ("tokenizer_mode", "max_model_len", "max_gen_toks", "seq_length")
 TYPO_CUTOFF = 0.8  # difflib similarity from which an unknown key is taken for a misspelt known one

@@ -29,17 +29,22 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   ``dynamic:2`` for causal LMs, ``none`` to drop the scaling a checkpoint carries), applied to the config by
   ``longllada.rope_scaling.apply_rope_scaling`` before the weights load.
 
-Families (read from ``config.json`` before anything loads):
+Families (read from ``config.json`` before anything loads; ``modeling_longllada.families``):
 
-- LLaDA (``longllada``; official ``llada``) and Dream-v0 (``longllada_dream``; official ``Dream``): the diffusion
-  path above. Official checkpoints load with this project's classes, never their remote code (whose attention
-  ignores the padding mask). Dream's logits are shifted (Dream, Ye et al. 2025), which the sampler and the
-  likelihood handle; Dream prompts start with the tokenizer's BOS, as the LongLLaDA paper's Dream runs do
-  (added once: not when the tokenizer or the prompt already puts it first).
+- Every family of this project (LLaDA: ``longllada``, official ``llada``; Dream-v0: ``longllada_dream``, official
+  ``Dream``; ...): the diffusion path above. Their checkpoints, official ones included, load with this project's
+  classes, never their remote code (whose attention ignores the padding mask). Dream's logits are shifted (Dream,
+  Ye et al. 2025), which the sampler and the likelihood handle; the prompts of a family whose entry says
+  ``bos_prefix`` (Dream) start with the tokenizer's BOS, as the LongLLaDA paper's Dream runs do (added once: not
+  when the tokenizer or the prompt already puts it first). Sampler arguments the family does not take (its
+  entry's ``sampler_arguments``) are refused before the model loads.
 - Any other transformers causal LM (the paper's LLaMA-3 baseline): lm-eval's ``hf`` model unchanged (next-token
   likelihoods, HF ``generate``), with the RoPE override applied to the config (NTK: base θ·λ). Scaling a causal
   LM also widens lm-eval's context window: without ``max_length`` it is the scaled one (``ntk_target``, else
   the length the scaled base covers by the scaling law), so long prompts are not cut to the trained window.
+
+Loading goes through ``longllada.loading``: a model outside the families, and its tokenizer, run their own code only
+with ``trust_remote_code=True`` in ``--model_args`` (else a model that needs it is refused in one line first).
 """
 
 from __future__ import annotations
@@ -53,7 +58,6 @@ import time
 import weakref
 from array import array
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,6 +68,7 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
+from longllada.loading import MODEL_ARGS_FLAG, check_remote_code, load_config, load_tokenizer, model_family
 from longllada.rope_scaling import (
     _rotary_dim,
     apply_rope_scaling,
@@ -71,21 +76,22 @@ from longllada.rope_scaling import (
     is_ours,
     scaled_context_length,
 )
-from modeling_longllada import rope_scaling_from_args
+from modeling_longllada import families, ntk_supported_length, rope_scaling_from_args
 from modeling_longllada.generation_longllada import generation_bytes_per_row
 from modeling_longllada.rope_longllada import check_number
 
 logger = logging.getLogger(__name__)
 
-# Sampler options accepted in --model_args (LLaDA's and Dream's); they override a task's generation kwargs and are
-# checked by the sampler's DiffusionGenerationConfig. temperature here beats the task's do_sample/temperature.
+# Sampler options accepted in --model_args (each family takes those of its entry's sampler_arguments); they override
+# a task's generation kwargs and are checked by the sampler's DiffusionGenerationConfig. temperature here beats the
+# task's do_sample/temperature.
 SAMPLER_KEYS = ("steps", "block_length", "remasking", "alg", "alg_temp", "temperature", "top_p", "top_k", "eps",
                 "cfg_scale", "cache", "threshold")  # fmt: skip
 # Model arguments with a meaning for the diffusion families only (a causal LM runs as --model hf does).
 DIFFUSION_ONLY_KEYS = (*SAMPLER_KEYS, "mc_num", "mc_batch_size", "mc_seed", "greedy_check", "rolling_chunk",
                        "batch_classes")  # fmt: skip
-# model_type in config.json -> family. Official checkpoints (llada, Dream) load with our classes.
-DIFFUSION_FAMILIES = {"longllada": "llada", "llada": "llada", "longllada_dream": "dream", "Dream": "dream"}
+# The results' family label of a model outside the families (run as lm-eval's --model hf runs it).
+CAUSAL = "causal"
 # Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
 NO_TRUNCATION = 2**31 - 1
 # A batch holds prompts within this fraction of its longest one (the rest of the batch is left padding).
@@ -178,16 +184,6 @@ def left_padding_mask(input_ids: torch.Tensor, pad_token_id: int | None) -> torc
     return (input_ids != pad_token_id).long().cummax(dim=-1).values
 
 
-def model_family(pretrained: str, revision: str | None = None, subfolder: str | None = None) -> tuple[str, str]:
-    """``(family, model_type)`` of a model from its ``config.json`` alone (no code runs, no weights load):
-    family ``llada``, ``dream`` or ``causal`` (any other model, evaluated as lm-eval's ``hf`` does)."""
-    from transformers import PretrainedConfig
-
-    location = {"revision": revision or "main", "subfolder": subfolder or ""}
-    model_type = PretrainedConfig.get_config_dict(pretrained, **location)[0].get("model_type")
-    return DIFFUSION_FAMILIES.get(model_type, "causal"), model_type
-
-
 @register_model("longllada")
 class LongLLaDALM(HFLM):
     """lm-eval model ``longllada``: see the module docstring. Model arguments, besides HFLM's (``pretrained``,
@@ -197,9 +193,10 @@ class LongLLaDALM(HFLM):
     cache, threshold: sampler settings (default: the model's generation_config). mc_num (128), mc_batch_size (32),
     mc_seed (1234): the likelihood estimator. greedy_check (True): compute ``is_greedy`` with the sampler.
     rolling_chunk (64): chunk size of ``loglikelihood_rolling``. batch_classes (8): batches hold documents whose
-    ids agree modulo this (1: any). These apply to LLaDA and Dream only.
-    ntk_factor, ntk_target, rope_scaling: RoPE overrides for every family (see
+    ids agree modulo this (1: any). These apply to the diffusion families only.
+    ntk_factor, ntk_target, rope_scaling: RoPE overrides for every model (see
     ``modeling_longllada.rope_scaling_from_args``).
+    trust_remote_code (False): let a model outside the families, or a tokenizer, run the code of its repo.
     """
 
     def __init__(
@@ -249,6 +246,7 @@ class LongLLaDALM(HFLM):
         _integer("prefix_token_id", kwargs.get("prefix_token_id"), 0)
         if trust_remote_code is not None and not isinstance(trust_remote_code, bool):
             raise ValueError(f"trust_remote_code={trust_remote_code!r} is not allowed; allowed: True or False")
+        trust_remote_code = bool(trust_remote_code)
         self._rope_override = rope_scaling_from_args(ntk_factor, ntk_target, rope_scaling)
         self._ntk_target = ntk_target
         # The sampler checks its own options (types and ranges) when it runs: they are handed over as given.
@@ -258,15 +256,30 @@ class LongLLaDALM(HFLM):
         diffusion_args = {**given, "mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed,
                           "greedy_check": greedy_check, "rolling_chunk": rolling_chunk,
                           "batch_classes": batch_classes}  # fmt: skip
-        self.family, self.model_type = model_family(pretrained, kwargs.get("revision"), kwargs.get("subfolder"))
-        if self.family == "causal":
+        location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or "",
+                    **{key: kwargs[key] for key in ("token", "cache_dir", "local_files_only") if key in kwargs}}  # fmt: skip
+        self._family, self.model_type = model_family(pretrained, **location)
+        self.family = self._family.name if self._family is not None else CAUSAL
+        if self._family is None:
             misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
             if misplaced:
+                titles = ", ".join(family.title for family in families.FAMILIES)
                 raise ValueError(
-                    f"--model_args {misplaced} apply to the diffusion models (LLaDA, Dream); {pretrained!r} has "
+                    f"--model_args {misplaced} apply to the diffusion models ({titles}); {pretrained!r} has "
                     f"model_type={self.model_type!r}, a causal LM that runs as lm-eval's --model hf does; allowed "
                     "for it: HF's model_args and ntk_factor, ntk_target, rope_scaling"
                 )
+            check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, **location)
+        else:
+            self._family.check_transformers()
+            misplaced = sorted(key for key in self._sampler_args if key not in self._family.sampler_arguments)
+            if misplaced:
+                raise ValueError(
+                    f"--model_args {misplaced} do not apply to {self._family.title} ({pretrained!r}); its sampler "
+                    f"takes: {', '.join(self._family.sampler_arguments)}"
+                )
+            parts = () if kwargs.get("tokenizer") else ("tokenizer",)
+            check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, parts, **location)
         self.mc_num = _positive_int("mc_num", 128 if mc_num is None else mc_num)
         self.mc_batch_size = _positive_int("mc_batch_size", 32 if mc_batch_size is None else mc_batch_size)
         self.mc_seed = _integer("mc_seed", 1234 if mc_seed is None else mc_seed)
@@ -276,8 +289,8 @@ class LongLLaDALM(HFLM):
         self.greedy_check = greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
         self.batch_classes = _positive_int("batch_classes", PROCESS_CLASSES if batch_classes is None else batch_classes)
-        # Dream prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
-        self._bos_prefix = self.family == "dream"
+        # Dream's prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
+        self._bos_prefix = self._family is not None and self._family.bos_prefix
         self._rope_record: dict[str, Any] = {}
         self._scaled_window: int | None = None
         self._encodings: dict[tuple[str, Any], array] = {}
@@ -286,8 +299,6 @@ class LongLLaDALM(HFLM):
         self._rank = int(os.environ.get("RANK", "0"))  # HFLM sets it later; the first timing lines come before
         self._timing("init")
         start = time.perf_counter()
-        if trust_remote_code is None:  # our own folders carry their remote code; anything else runs as --model hf
-            trust_remote_code = self.model_type == "longllada"
         super().__init__(
             pretrained=pretrained,
             backend="causal",
@@ -304,7 +315,7 @@ class LongLLaDALM(HFLM):
             # (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N) get their share too.
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
         self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size)
-        if self.family == "causal":
+        if self._family is None:
             if self._scaled_window and not self._max_length:
                 scaling = self._rope_override[1]
                 reason = (
@@ -339,46 +350,33 @@ class LongLLaDALM(HFLM):
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _get_config(self, pretrained: str, **kwargs: Any) -> None:
-        # model_type from config.json itself: an official checkpoint's remote code is never run.
+        # The family from config.json itself: a family's checkpoint (official ones included) loads with this
+        # project's classes, never the repo's code (official code ignores the attention mask, has no likelihood).
         location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
-        if self.model_type == "llada" or self.family == "dream":
-            # Official checkpoints: their remote code ignores the attention mask and has no likelihood method;
-            # ours reads the official config and weights as they are. Dream folders of ours load the same way.
-            from modeling_longllada import DreamConfig, DreamModel, LongLLaDAConfig, LongLLaDAModelLM
-
-            config_class, model_class = (
-                (DreamConfig, DreamModel) if self.family == "dream" else (LongLLaDAConfig, LongLLaDAModelLM)
-            )
-            self._config = config_class.from_pretrained(pretrained, **location)
-            self.AUTO_MODEL_CLASS = model_class
+        if self._family is not None:
+            self._config = load_config(pretrained, **location)
+            self.AUTO_MODEL_CLASS = self._family.model_cls()
         else:
-            if self.family == "causal":
-                import modeling_longllada  # noqa: F401  (our model types, should a causal folder name one)
+            import modeling_longllada  # noqa: F401  (our model types, should a causal folder name one)
+
             super()._get_config(pretrained, **kwargs)
         override, scaling = self._rope_override
         self._rope_record = apply_rope_scaling(self._config, (scaling or "none") if override else None)
-        if self.family == "causal" and override and scaling is not None:
+        if self._family is None and override and scaling is not None:
             self._scaled_window = self._causal_window(scaling)
 
     def _create_tokenizer(self, pretrained: Any, tokenizer: Any, **kwargs: Any) -> None:
-        # An official Dream repo names its own DreamTokenizer (remote code), which is Qwen2.5's byte-level BPE with
-        # Dream's special tokens: transformers' own classes read the same files, so no remote code runs (the fast
-        # tokenizer from tokenizer.json when there is one, as `longllada upload` publishes it, else Qwen2Tokenizer).
-        if self.family == "dream" and not tokenizer and isinstance(pretrained, str):
-            from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
-            from transformers.utils import cached_file
-
-            location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
-            path = cached_file(pretrained, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
-                               **location)  # fmt: skip
-            settings = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
-            if settings.get("tokenizer_class") == "DreamTokenizer":
-                has_fast = cached_file(pretrained, "tokenizer.json", _raise_exceptions_for_missing_entries=False,
-                                       **location)  # fmt: skip
-                chosen = PreTrainedTokenizerFast if has_fast else Qwen2Tokenizer
-                logger.info("longllada: %s names the official DreamTokenizer; loading it as %s", pretrained,
-                            chosen.__name__)  # fmt: skip
-                tokenizer = chosen.from_pretrained(pretrained, **location)
+        # Through the one loading path: transformers' classes unless trust_remote_code (an official Dream repo's
+        # DreamTokenizer, Qwen2.5's byte-level BPE, read by transformers' own classes).
+        source = tokenizer if isinstance(tokenizer, str) else pretrained if not tokenizer else None
+        if isinstance(source, str) and kwargs.get("gguf_file") is None:
+            options = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or ""}
+            if kwargs.get("add_bos_token") is not None:
+                options["add_bos_token"] = kwargs["add_bos_token"]
+            tokenizer = load_tokenizer(
+                source, trust_remote_code=bool(kwargs.get("trust_remote_code")), flag=MODEL_ARGS_FLAG, **options
+            )
+            logger.info("longllada: tokenizer of %s: %s", source, type(tokenizer).__name__)
         super()._create_tokenizer(pretrained, tokenizer, **kwargs)
 
     def _causal_window(self, scaling: dict[str, Any]) -> int:
@@ -391,14 +389,16 @@ class LongLLaDALM(HFLM):
 
     def _create_model(self, pretrained: str, **kwargs: Any) -> None:
         # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder;
-        # transformers 5's from_pretrained takes no rope_theta=).
+        # transformers 5's from_pretrained takes no rope_theta=). A family's model class is this project's own.
+        if self._family is not None:
+            kwargs["trust_remote_code"] = False
         super()._create_model(pretrained, config=self._config, **kwargs)
 
     @property
     def max_length(self) -> int:
         """Diffusion models: prompts are cut from the left only when ``max_length`` is given. Causal LMs: lm-eval's
         window (``max_length``, the scaled window, or the model's own)."""
-        if self.family == "causal":
+        if self._family is None:
             return self._max_length or self._scaled_window or super().max_length
         return self._max_length or NO_TRUNCATION
 
@@ -521,7 +521,7 @@ class LongLLaDALM(HFLM):
         """HFLM's ``generate_until`` over groups of prompts of similar length (each prompt tokenised once), so
         that ``batch_size`` batches a length's prompts together and never pads one length to another. A causal
         LM: HFLM's own."""
-        if self.family == "causal":
+        if self._family is None:
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
         if not requests:
             return []
@@ -554,7 +554,7 @@ class LongLLaDALM(HFLM):
     def _model_generate(
         self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any
     ) -> torch.Tensor:
-        if self.family == "causal":
+        if self._family is None:
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         attention_mask = generation_kwargs.pop("attention_mask", None)
         if attention_mask is None:
@@ -660,6 +660,13 @@ class LongLLaDALM(HFLM):
         )
 
     # -- likelihoods -----------------------------------------------------------------------------------------
+    def _require_likelihood(self) -> None:
+        if not self._family.likelihood:
+            raise ValueError(
+                f"{self._family.title} models have no likelihood, so loglikelihood tasks cannot score them; "
+                "allowed: generation tasks (longllada_niah, longllada_ruler, longllada_longbench)"
+            )
+
     def _generator(self) -> torch.Generator:
         # The estimator draws its masks on the CPU; one seed per request makes scores independent of order.
         return torch.Generator(device="cpu").manual_seed(self.mc_seed)
@@ -692,8 +699,7 @@ class LongLLaDALM(HFLM):
             max_new_tokens=n,
             steps=n,
             block_length=n,
-            # the most confident position first: LLaDA's low_confidence, Dream's maskgit_plus
-            remasking="maskgit_plus" if getattr(self.model, "logits_shifted", False) else "low_confidence",
+            remasking=self._family.greedy_remasking,  # the most confident position first
             temperature=0.0,
             do_sample=False,
             cfg_scale=self._sampler_args.get("cfg_scale", 0.0),
@@ -708,8 +714,9 @@ class LongLLaDALM(HFLM):
         disable_tqdm: bool = False,
         override_bs: int | None = None,
     ) -> list[tuple[float, bool]]:
-        if self.family == "causal":
+        if self._family is None:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        self._require_likelihood()
         results: list[tuple[float, bool]] = []
         seen: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
         for key, context, continuation in tqdm(
@@ -730,8 +737,9 @@ class LongLLaDALM(HFLM):
         """Chunked ELBO: chunks of ``rolling_chunk`` tokens, each given every earlier token (and the prefix
         token), summed. Each term bounds its chunk's log-likelihood from below, so the sum bounds the document's.
         A causal LM: HFLM's own (exact next-token likelihoods over rolling windows)."""
-        if self.family == "causal":
+        if self._family is None:
             return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+        self._require_likelihood()
         totals = []
         for request in tqdm(requests, disable=disable_tqdm or self.rank != 0, desc="Running rolling loglikelihood"):
             (text,) = request.args

@@ -1,18 +1,20 @@
-"""`longllada tiny-model OUT_DIR [--arch llada|dream]`: a tiny random diffusion model, ready for `from_pretrained`.
+"""`longllada tiny-model --out DIR [--arch NAME]`: a tiny random diffusion model, ready for `from_pretrained`.
 
 The folder holds everything a user of a real checkpoint would get: our ``config.json`` (every official field of
 the family plus ``rope_scaling``, ``auto_map`` to our remote code), ``model.safetensors`` with the official key
 names and shapes, the remote-code files copied beside them, a tokenizer with the family's special tokens and
 chat template, and ``generation_config.json`` with the sampler's defaults.
 
-- ``--arch llada`` (default): LLaDA's architecture and keys (``model.transformer.*``), LLaDA's special tokens.
-- ``--arch dream``: Dream-v0's (Qwen2 keys ``model.layers.N.self_attn.*`` with q/k/v biases, untied
-  ``lm_head``), Dream's special tokens (``<|mask|>``, ``<|beginoftext|>`` as BOS, ``<|endoftext|>`` as EOS/PAD).
+``--arch`` names a family of ``modeling_longllada.families`` (``llada``, the default, or ``dream``, ...): its entry
+gives the config fields for the generic sizes, the official tensor names and shapes, and the tokenizer's special
+tokens. LLaDA's keys are ``model.transformer.*`` with its special tokens; Dream-v0's are Qwen2's
+(``model.layers.N.self_attn.*`` with q/k/v biases, untied ``lm_head``) with ``<|mask|>``, ``<|beginoftext|>`` as
+BOS and ``<|endoftext|>`` as EOS/PAD.
 
 The weights are written directly as a state dict, not through the model class, so the folder also serves as
 an "official-format" checkpoint: loading it proves that our model reads official keys.
 
-A folder is only ever written by this command: it refuses an ``OUT_DIR`` holding files it did not write (it
+A folder is only ever written by this command: it refuses an ``--out`` folder holding files it did not write (it
 recognises its own folders by the marker file ``.longllada_tiny_model.json``, which lists the files it wrote).
 """
 
@@ -27,25 +29,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save_file
-
 REPO_CODE_DIR = Path(__file__).resolve().parents[1] / "modeling_longllada"
 DEFAULT_TEXT = Path(__file__).resolve().parent / "data" / "gov_report_001.txt"
 EMBEDDING_MULTIPLE = 64  # vocab rows are padded to a multiple of 64, as LLaDA's 126464 is
 INIT_STD = 0.02
-AUTO_MAP = {
-    "AutoConfig": "configuration_longllada.LongLLaDAConfig",
-    "AutoModel": "modeling_longllada.LongLLaDAModelLM",
-    "AutoModelForCausalLM": "modeling_longllada.LongLLaDAModelLM",
-}
-# Dream's official auto_map (AutoConfig, AutoModel) names the same files and classes; ours adds the causal-LM entry.
-DREAM_AUTO_MAP = {
-    "AutoConfig": "configuration_dream.DreamConfig",
-    "AutoModel": "modeling_dream.DreamModel",
-    "AutoModelForCausalLM": "modeling_dream.DreamModel",
-}
-ARCHS = ("llada", "dream")
 MARKER = ".longllada_tiny_model.json"
 MARKER_WRITER = "longllada tiny-model"
 
@@ -59,56 +46,22 @@ def round_up(value: int, multiple: int = EMBEDDING_MULTIPLE) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def official_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random float32 state dict with the official LLaDA key names and shapes for ``config``.
+def official_state_dict(config: Any, seed: int = 0) -> dict[str, Any]:
+    """A random float32 state dict with the official key names and shapes of ``config``'s family (its entry's
+    ``weight_shapes``), as :func:`random_weights` fills them; the same ``seed`` gives the same tensors."""
+    from modeling_longllada.families import family_of_model_type, import_object
 
-    Linear and embedding weights ~ N(0, 0.02²), norm weights 1; the same ``seed`` gives the same tensors.
-    ``config`` needs ``d_model``, ``n_heads``, ``n_kv_heads`` (None = ``n_heads``), ``n_layers``,
-    ``mlp_hidden_size``, ``embedding_size`` (or ``vocab_size``) and ``weight_tying``.
-    """
-    d_model, n_heads = int(config.d_model), int(config.n_heads)
-    if d_model % n_heads:
-        raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
-    head_dim = d_model // n_heads
-    kv_dim = int(config.n_kv_heads or n_heads) * head_dim
-    mlp = int(config.mlp_hidden_size)
-    vocab = int(getattr(config, "embedding_size", None) or config.vocab_size)
-    shapes = {"model.transformer.wte.weight": (vocab, d_model)}
-    for i in range(int(config.n_layers)):
-        prefix = f"model.transformer.blocks.{i}."
-        shapes.update({prefix + name + ".weight": shape for name, shape in (
-            ("attn_norm", (d_model,)), ("q_proj", (d_model, d_model)), ("k_proj", (kv_dim, d_model)),
-            ("v_proj", (kv_dim, d_model)), ("attn_out", (d_model, d_model)), ("ff_norm", (d_model,)),
-            ("ff_proj", (mlp, d_model)), ("up_proj", (mlp, d_model)), ("ff_out", (d_model, mlp)))})  # fmt: skip
-    shapes["model.transformer.ln_f.weight"] = (d_model,)
-    if not getattr(config, "weight_tying", False):
-        shapes["model.transformer.ff_out.weight"] = (vocab, d_model)
-    return random_weights(shapes, seed)
+    family = family_of_model_type(getattr(config, "model_type", None))
+    if family is None:
+        raise ValueError(f"model_type={getattr(config, 'model_type', None)!r} is not a family of this project")
+    return random_weights(import_object(family.weight_shapes)(config), seed)
 
 
-def dream_state_dict(config: Any, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random float32 state dict with the official Dream-v0 key names and shapes (Qwen2 layout) for ``config``
-    (a :class:`DreamConfig`): as :func:`random_weights` fills them (q/k/v biases 0)."""
-    d, inner, vocab = int(config.hidden_size), int(config.intermediate_size), int(config.vocab_size)
-    q_dim = int(config.num_attention_heads) * int(config.head_dim)
-    kv_dim = int(config.num_key_value_heads) * int(config.head_dim)
-    shapes = {"model.embed_tokens.weight": (vocab, d)}
-    for i in range(int(config.num_hidden_layers)):
-        prefix = f"model.layers.{i}."
-        for name, rows in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
-            shapes[prefix + f"self_attn.{name}.weight"] = (rows, d)
-            shapes[prefix + f"self_attn.{name}.bias"] = (rows,)
-        shapes[prefix + "self_attn.o_proj.weight"] = (d, q_dim)
-        shapes.update({prefix + "mlp.gate_proj.weight": (inner, d), prefix + "mlp.up_proj.weight": (inner, d),
-                       prefix + "mlp.down_proj.weight": (d, inner), prefix + "input_layernorm.weight": (d,),
-                       prefix + "post_attention_layernorm.weight": (d,)})  # fmt: skip
-    shapes.update({"model.norm.weight": (d,), "lm_head.weight": (vocab, d)})
-    return random_weights(shapes, seed)
-
-
-def random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+def random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, Any]:
     """float32 tensors for ``shapes`` (in order): norm weights (``*norm.weight``, ``ln_f.weight``) 1, biases 0, every other weight ~ N(0, 0.02²)
     drawn from one generator seeded with ``seed`` (the same seed gives the same tensors)."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, shape in shapes.items():
@@ -134,12 +87,13 @@ def copy_remote_code(out_dir: str | Path) -> list[Path]:
 
 
 def write_generation_config(out_dir: str | Path, token_ids: dict[str, int | None], arch: str = "llada") -> Path:
-    """``generation_config.json``: the family's sampler defaults (LLaDA: block 32, steps null = one token per
-    step, low-confidence remasking; Dream: one block, 512 steps, "origin"), greedy via ``do_sample: false``, no
-    cache, and the special token ids."""
-    from modeling_longllada import DreamModel, LongLLaDAModelLM
+    """``generation_config.json``: the sampler defaults of the family's model class (LLaDA: block 32, steps null =
+    one token per step, low-confidence remasking; Dream: one block, 512 steps, "origin"), greedy via
+    ``do_sample: false``, no cache, and the special token ids."""
+    from modeling_longllada.families import family_by_name
 
-    settings: dict[str, Any] = dict((DreamModel if arch == "dream" else LongLLaDAModelLM).sampler_defaults)
+    # (a family that transformers implements may have none of ours: its model's own defaults then apply)
+    settings: dict[str, Any] = dict(getattr(family_by_name(arch).model_cls(), "sampler_defaults", {}))
     # Greedy (temperature 0) is said by do_sample=false alone: an explicit "temperature": 0.0 beside it makes
     # transformers warn that the file is mis-parameterised, and 4.46 then refuses to save_pretrained the model.
     settings["do_sample"] = False
@@ -176,19 +130,25 @@ def build_tiny_model(
     Args:
         out_dir: the folder: created, empty, or one this function wrote before (its files are then replaced);
             any other content is refused with ValueError before anything is written.
-        arch: ``"llada"`` or ``"dream"``: the architecture, checkpoint format and tokenizer family.
+        arch: a family's name (``modeling_longllada.families``): the architecture, checkpoint format and
+            tokenizer.
         n_layers, d_model, n_heads: transformer sizes; ``d_model`` must be a multiple of ``n_heads``.
         n_kv_heads: key/value heads (grouped-query attention); None = ``n_heads``.
         mlp_hidden_size: SwiGLU inner size; None = ``3 * d_model`` (LLaDA-8B's ratio, 12288 / 4096).
         vocab_size: BPE vocabulary size to train; the embedding has it rounded up to a multiple of 64.
-        max_sequence_length: the "trained" length written to the config (LLaDA's ``max_sequence_length``,
-            Dream's ``trained_length``).
+        max_sequence_length: the "trained" length written to the config (the family's field for it: LLaDA's
+            ``max_sequence_length``, Dream's ``trained_length``).
         rope_theta, rope_scaling: RoPE base and optional NTK scaling (validated by the config class).
         seed: seeds the weights (the tokenizer is deterministic in ``texts``).
         texts: tokenizer training text; default the shipped report ``longllada/data/gov_report_001.txt``.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"arch={arch!r} is not allowed; allowed: {list(ARCHS)}")
+    from modeling_longllada.families import family_by_name
+
+    try:
+        family = family_by_name(arch)
+    except ValueError:
+        raise ValueError(f"arch={arch!r} is not allowed; allowed: {list(archs())}") from None
+    family.check_transformers()
     for name, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
                         ("vocab_size", vocab_size), ("max_sequence_length", max_sequence_length)):  # fmt: skip
         _check_positive_int(name, value)
@@ -210,7 +170,7 @@ def build_tiny_model(
     from longllada.tokenizer import build_tokenizer, save_tokenizer
 
     sizes = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                 mlp_hidden_size=mlp_hidden_size, max_sequence_length=max_sequence_length,
+                 mlp_hidden_size=mlp_hidden_size, trained_length=max_sequence_length,
                  rope_theta=float(rope_theta), rope_scaling=rope_scaling)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".tiny-model-", dir=out.parent) as scratch:
@@ -224,45 +184,44 @@ def build_tiny_model(
             "pad_token_id": tokenizer.pad_token_id,
             "bos_token_id": tokenizer.bos_token_id,
         }
-        config, state = _config_and_weights(arch, sizes, round_up(len(tokenizer)), token_ids, seed)
+        config, state = _config_and_weights(family, sizes, round_up(len(tokenizer)), token_ids, seed)
         config.save_pretrained(staging)
+        from safetensors.torch import save_file
+
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
-        copy_remote_code(staging)
+        if not family.native:  # transformers' own classes need no code beside the weights
+            copy_remote_code(staging)
         write_generation_config(staging, token_ids, arch)
         _install(staging, out, ours, arch)
     return out
 
 
-# The size arguments of build_tiny_model under each family's config field names.
-CONFIG_FIELDS = {
-    "llada": {"n_layers": "n_layers", "d_model": "d_model", "n_heads": "n_heads", "n_kv_heads": "n_kv_heads",
-              "mlp_hidden_size": "mlp_hidden_size", "max_sequence_length": "max_sequence_length"},
-    "dream": {"n_layers": "num_hidden_layers", "d_model": "hidden_size", "n_heads": "num_attention_heads",
-              "n_kv_heads": "num_key_value_heads", "mlp_hidden_size": "intermediate_size",
-              "max_sequence_length": "trained_length"},
-}  # fmt: skip
+def archs() -> tuple[str, ...]:
+    """The ``--arch`` values: the families' names."""
+    from modeling_longllada.families import FAMILIES
+
+    return tuple(family.name for family in FAMILIES)
 
 
-def _config_and_weights(arch: str, sizes: dict[str, Any], vocab: int, token_ids: dict, seed: int):
-    """The family's config (official fields, our auto_map) and a random state dict under its official keys."""
-    from modeling_longllada import DreamConfig, LongLLaDAConfig
+def _config_and_weights(family: Any, sizes: dict[str, Any], vocab: int, token_ids: dict, seed: int):
+    """The family's config (official fields for the sizes, our ``model_type`` and ``auto_map``) and a random state
+    dict under its official keys."""
+    from transformers import AutoConfig
 
-    fields = {CONFIG_FIELDS[arch].get(name, name): value for name, value in sizes.items()}
-    if arch == "dream":
-        config = DreamConfig(max_window_layers=sizes["n_layers"], vocab_size=vocab, architectures=["DreamModel"],
-                             auto_map=dict(DREAM_AUTO_MAP), **fields, **token_ids)  # fmt: skip
-        return config, dream_state_dict(config, seed=seed)
-    mlp_ratio = max(1, sizes["mlp_hidden_size"] // sizes["d_model"])
-    config = LongLLaDAConfig(mlp_ratio=mlp_ratio, vocab_size=vocab, embedding_size=vocab, init_device="cpu",
-                             architectures=["LongLLaDAModelLM"], auto_map=dict(AUTO_MAP), **fields, **token_ids)  # fmt: skip
-    return config, official_state_dict(config, seed=seed)
+    import modeling_longllada  # noqa: F401  (registers the families' model types with AutoConfig)
+    from modeling_longllada.families import import_object
+
+    fields = import_object(family.tiny_config_fields)(vocab_size=vocab, **sizes, **token_ids)
+    remote = {"auto_map": family.auto_map} if family.auto_map else {}
+    config = AutoConfig.for_model(family.model_type, architectures=[family.architecture], **remote, **fields)
+    return config, random_weights(import_object(family.weight_shapes)(config), seed)
 
 
 def _files_we_may_replace(out: Path) -> set[str]:
     """The files of ``out`` that this command wrote (from its marker); ValueError if ``out`` holds anything
     else: a file where the folder should be, or files without our marker."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"OUT_DIR {str(out)!r} is a file; allowed: a new or empty folder, or one tiny-model wrote")
+        raise ValueError(f"--out {str(out)!r} is a file; allowed: a new or empty folder, or one tiny-model wrote")
     if not out.exists():
         return set()
     present = sorted(p.name for p in out.iterdir())
@@ -277,7 +236,7 @@ def _files_we_may_replace(out: Path) -> set[str]:
     if ours is None:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
         raise ValueError(
-            f"OUT_DIR {str(out)!r} already holds files that tiny-model did not write ({shown}); "
+            f"--out {str(out)!r} already holds files that tiny-model did not write ({shown}); "
             "allowed: a new or empty folder, or one tiny-model wrote (it has the marker file "
             f"{MARKER}); nothing was written"
         )
@@ -290,7 +249,7 @@ def _install(staging: Path, out: Path, ours: set[str], arch: str) -> None:
     foreign = [n for n in names if (out / n).exists() and n not in ours]
     if foreign:
         raise ValueError(
-            f"OUT_DIR {str(out)!r} holds {foreign}, which tiny-model did not write; allowed: a new or empty "
+            f"--out {str(out)!r} holds {foreign}, which tiny-model did not write; allowed: a new or empty "
             "folder, or one tiny-model wrote; nothing was written"
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -303,16 +262,27 @@ def _install(staging: Path, out: Path, ours: set[str], arch: str) -> None:
 # -- command line ---------------------------------------------------------------------------------------------
 
 
+class _FamilyNames:
+    """``--arch`` choices, read from the family registry only when argparse needs them (reading it imports
+    transformers, which ``longllada --help`` should not wait for)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in archs()
+
+    def __iter__(self):
+        return iter(archs())
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tiny-model",
-        help="write a tiny random LLaDA or Dream model (config, official-format weights, remote code, tokenizer)",
+        help="write a tiny random diffusion model of a family (config, official-format weights, remote code, "
+        "tokenizer)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument(
-        "out_dir", metavar="OUT_DIR", type=Path, help="folder to write: new, empty, or one tiny-model wrote"
-    )
-    parser.add_argument("--arch", choices=ARCHS, default="llada", help="model family (default llada)")
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, nargs="?", help="folder to write (the same as --out)")
+    parser.add_argument("--out", type=Path, default=None, help="folder to write: new, empty, or one tiny-model wrote")
+    parser.add_argument("--arch", choices=_FamilyNames(), default="llada", help="model family (default llada)")
     parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
     parser.add_argument("--d-model", type=int, default=64, help="hidden size (default 64)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
@@ -328,8 +298,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.out_dir is not None and args.out is not None and args.out_dir != args.out:
+        raise ValueError(f"OUT_DIR {str(args.out_dir)!r} and --out {str(args.out)!r} disagree; give one of them")
+    out_dir = args.out if args.out is not None else args.out_dir
+    if out_dir is None:
+        raise ValueError("the folder to write is missing; allowed: --out DIR (or OUT_DIR)")
     out = build_tiny_model(
-        args.out_dir,
+        out_dir,
         arch=args.arch,
         n_layers=args.layers,
         d_model=args.d_model,

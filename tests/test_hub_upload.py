@@ -26,13 +26,14 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 from safetensors.torch import load_file, save_file
 
 import hub_upload
-from hub_upload.build import AUTO_MAP, safetensors_keys
+from hub_upload.build import safetensors_keys
 from hub_upload.model_card import ntk_table_rows
 from hub_upload.options import parse_rope_scaling, parse_size
 from hub_upload.push import REPLACED_PATTERNS
 from longllada import cli
 from modeling_longllada import REMOTE_CODE_FILES, LongLLaDAConfig, LongLLaDAModelLM, ntk_scaling_factor
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
+from modeling_longllada.families import LLADA
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "longllada-tests/Tiny-LongLLaDA"
@@ -237,7 +238,7 @@ def test_built_folder_holds_our_code_config_and_weights(built, tiny_model_dir):
         assert (built / name).read_bytes() == (REPO / "modeling_longllada" / name).read_bytes()
     source, config = read_json(tiny_model_dir / "config.json"), read_json(built / "config.json")
     assert config["model_type"] == "longllada" and config["architectures"] == ["LongLLaDAModelLM"]
-    assert config["auto_map"] == AUTO_MAP
+    assert config["auto_map"] == LLADA.auto_map
     assert config["rope_scaling"] == {"type": "ntk", "factor": 2}
     fields = {k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")}
     assert config["max_position_embeddings"] == LongLLaDAConfig(**fields).max_position_embeddings
@@ -276,7 +277,7 @@ def test_model_card_ntk_table_comes_from_the_config(built):
     for length, factor in table:
         assert int(factor) == ntk_scaling_factor(head_dim, theta, trained, int(length.replace(",", "")))
     # LLaDA-8B's own numbers (spec §4): λ = 4 for 8k.
-    rows = {row["length"]: row["factor"] for row in ntk_table_rows(OFFICIAL_DEFAULTS)}
+    rows = {row["length"]: row["factor"] for row in ntk_table_rows({**OFFICIAL_DEFAULTS, "model_type": "llada"})}
     assert rows[8192] == 4 and rows[16384] > 4 and min(rows) == 8192
 
 
@@ -380,7 +381,7 @@ def test_official_checkpoint_converts_with_our_code(official_source, tiny_model_
     for key, value in official.items():
         if key not in ("model_type", "architectures", "auto_map"):
             assert config[key] == value, key
-    assert config["model_type"] == "longllada" and config["auto_map"] == AUTO_MAP
+    assert config["model_type"] == "longllada" and config["auto_map"] == LLADA.auto_map
     assert config["rope_scaling"] == {"type": "ntk", "target_length": target}
     assert config["max_position_embeddings"] == target
     for name in ["model.safetensors.index.json", *(p.name for p in official_source.glob("*.safetensors"))]:

@@ -21,12 +21,13 @@ from oracles import dream_reference as ref
 from test_hub_upload import card_blocks, read_json
 
 import hub_upload
-from hub_upload.build import DREAM_AUTO_MAP, SOURCE_MODEL_TYPES
+from hub_upload.build import source_model_types
 from hub_upload.model_card import ntk_table_rows
 from longllada import cli
 from longllada.tiny_model import build_tiny_model
 from modeling_longllada import REMOTE_CODE_FILES, DreamModel, ntk_scaling_factor
 from modeling_longllada.configuration_dream import OFFICIAL_DEFAULTS
+from modeling_longllada.families import DREAM
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "longllada-tests/Tiny-LongDream"
@@ -104,7 +105,7 @@ def test_official_dream_config_and_files_convert(official, built):
     assert "tokenization_dream.py" not in files and {"LICENSE", "README.md", "generation_config.json"} <= set(files)
     converted = read_json(built / "config.json")
     assert converted["model_type"] == "longllada_dream" and converted["architectures"] == ["DreamModel"]
-    assert converted["auto_map"] == DREAM_AUTO_MAP and "AutoModelForCausalLM" in converted["auto_map"]
+    assert converted["auto_map"] == DREAM.auto_map and "AutoModelForCausalLM" in converted["auto_map"]
     for key, value in config.items():  # every official field kept (the checkpoint's max_position_embeddings too)
         if key not in ("model_type", "architectures", "auto_map"):
             assert converted[key] == value, key
@@ -159,8 +160,8 @@ def test_bad_dream_sources_are_refused_with_the_field(official, tmp_path, capsys
     (other / "config.json").write_text('{"model_type": "qwen2"}')
     assert upload([other, "--repo-id", REPO_ID, "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert f"model_type='qwen2' is not supported; allowed: {SOURCE_MODEL_TYPES}" in err
-    assert SOURCE_MODEL_TYPES == ("llada", "longllada", "Dream", "longllada_dream")
+    assert f"model_type='qwen2' is not supported; allowed: {source_model_types()}" in err
+    assert source_model_types() == ("llada", "longllada", "Dream", "longllada_dream")
     llada_keys = tmp_path / "llada-keys"
     shutil.copytree(folder, llada_keys)
     from safetensors.torch import save_file
@@ -174,7 +175,7 @@ def test_our_tiny_dream_republishes(tiny_dream, tmp_path):
     out = convert(tiny_dream, tmp_path / "ours", "--rope-scaling", "ntk-per-length")
     config, source = read_json(out / "config.json"), read_json(tiny_dream / "config.json")
     assert config["rope_scaling"] == {"type": "ntk_per_length"} and config["trained_length"] == source["trained_length"]
-    assert config["model_type"] == "longllada_dream" and config["auto_map"] == DREAM_AUTO_MAP
+    assert config["model_type"] == "longllada_dream" and config["auto_map"] == DREAM.auto_map
 
 
 def test_bin_dream_source_is_converted_to_safetensors(official, tmp_path):

@@ -53,7 +53,7 @@ def dream_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("auto", [AutoModel, AutoModelForCausalLM])
 def test_official_llada_folder_loads_with_our_classes_and_ntk(llada_dir, auto):
-    assert modeling_longllada.OfficialLLaDAConfig.model_type == "llada"
+    assert modeling_longllada.registered_config_class("llada").model_type == "llada"
     model = auto.from_pretrained(llada_dir, rope_scaling={"type": "ntk", "factor": 4})
     assert type(model) is LongLLaDAModelLM and model.config.rope_scaling_factor == 4
     direct = LongLLaDAModelLM.from_pretrained(llada_dir, rope_scaling="ntk:4")

@@ -20,12 +20,13 @@ from conftest import REPO, run_isolated
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from longllada.tiny_model import AUTO_MAP, DREAM_AUTO_MAP, MARKER, build_tiny_model, official_state_dict
-from longllada.tokenizer import DREAM_SPECIAL_TOKENS, SPECIAL_TOKENS, build_tokenizer, save_tokenizer
-from modeling_longllada import LongLLaDAConfig, LongLLaDAModelLM
+from longllada.tiny_model import MARKER, build_tiny_model, official_state_dict
+from longllada.tokenizer import build_tokenizer, save_tokenizer
+from modeling_longllada import REMOTE_CODE_FILES, LongLLaDAConfig, LongLLaDAModelLM
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
+from modeling_longllada.families import DREAM, LLADA
 
-OUR_CODE = sorted(p.name for p in (REPO / "modeling_longllada").glob("*.py") if p.name != "__init__.py")
+OUR_CODE = sorted(REMOTE_CODE_FILES)
 TEXT = (REPO / "longllada" / "data" / "gov_report_001.txt").read_text(encoding="utf-8")
 
 # Loads FOLDER through the Auto classes as remote code; prints loading info, logits facts and config facts.
@@ -86,7 +87,7 @@ def test_cli_writes_a_folder_that_loads_as_remote_code(tmp_path):
 
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "longllada" and config["architectures"] == ["LongLLaDAModelLM"]
-    assert config["auto_map"] == AUTO_MAP
+    assert config["auto_map"] == LLADA.auto_map
     assert (config["n_layers"], config["d_model"], config["n_heads"], config["n_kv_heads"]) == (1, 32, 4, 2)
     assert (config["mlp_hidden_size"], config["max_sequence_length"], config["rope_theta"]) == (48, 64, 500.0)
     assert config["vocab_size"] == config["embedding_size"] and config["vocab_size"] % 64 == 0
@@ -178,7 +179,7 @@ def test_official_format_folder_loads_with_our_code(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, folder)
     ours = json.loads((tiny_model_dir / "config.json").read_text())
     official = {k: ours[k] for k in OFFICIAL_DEFAULTS}
-    official.update(model_type="llada", architectures=["LLaDAModelLM"], auto_map=AUTO_MAP, torch_dtype="float32")
+    official.update(model_type="llada", architectures=["LLaDAModelLM"], auto_map=LLADA.auto_map, torch_dtype="float32")
     (folder / "config.json").write_text(json.dumps(official, indent=2))
 
     loaded, reference = load_in_isolation(folder), load_in_isolation(tiny_model_dir)
@@ -195,7 +196,7 @@ def test_cli_writes_a_dream_folder_that_loads_as_remote_code(tmp_path):
                  "--kv-heads", "2", "--vocab-size", "300", "--train-length", "128", "--rope-theta", "1e6")  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
-    assert config["architectures"] == ["DreamModel"] and config["auto_map"] == DREAM_AUTO_MAP
+    assert config["architectures"] == ["DreamModel"] and config["auto_map"] == DREAM.auto_map
     assert set(DREAM_FIELDS) <= set(config) and config["trained_length"] == 128 and config["rope_theta"] == 1e6
     assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"]) == (32, 4, 2)
     for name in OUR_CODE:
@@ -206,7 +207,7 @@ def test_cli_writes_a_dream_folder_that_loads_as_remote_code(tmp_path):
         "<|mask|>", "<|beginoftext|>", "<|endoftext|>", "<|endoftext|>")  # fmt: skip
     assert (config["mask_token_id"], config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (
         tokenizer.mask_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)  # fmt: skip
-    for token in DREAM_SPECIAL_TOKENS:
+    for token in DREAM.tokenizer.special_tokens:
         assert tokenizer(token, add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids(token)]
     assert tokenizer("Hello there")["input_ids"][0] != tokenizer.bos_token_id  # callers prepend the BOS
     chat = tokenizer.apply_chat_template(
@@ -260,6 +261,26 @@ def test_tiny_model_never_overwrites_files_it_did_not_write(tmp_path):
     assert result.returncode == 2 and "did not write" in result.stderr
 
 
+def test_the_folder_is_given_with_out_as_everywhere_else(tmp_path, capsys):
+    """`tiny-model --out DIR` (as every other command names its output), the positional form still accepted; both
+    at once must agree, and a missing folder is one error line."""
+    from longllada.cli import main
+
+    small = ["--layers", "1", "--d-model", "32", "--vocab-size", "300"]
+    assert main(["tiny-model", "--arch", "dream", "--out", str(tmp_path / "a"), *small]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model_type"] == "longllada_dream"
+    assert main(["tiny-model", str(tmp_path / "b"), *small]) == 0 and (tmp_path / "b" / "config.json").is_file()
+    assert main(["tiny-model", str(tmp_path / "b"), "--out", str(tmp_path / "b"), *small]) == 0
+    capsys.readouterr()
+    assert main(["tiny-model", str(tmp_path / "c"), "--out", str(tmp_path / "d"), *small]) == 2
+    assert "disagree" in capsys.readouterr().err and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+    assert main(["tiny-model", *small]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("longllada tiny-model: error:") and "--out DIR" in err and err.count("\n") == 1
+    assert main(["tiny-model", "--arch", "gpt", "--out", str(tmp_path / "e")]) == 2
+    assert "'llada', 'dream'" in capsys.readouterr().err
+
+
 def test_isolated_process_cannot_import_the_project():
     out = run_isolated(
         "import importlib.util as u; print([u.find_spec(m) is None for m in ('longllada', 'modeling_longllada')])"
@@ -274,8 +295,8 @@ def test_tokenizer_has_llada_special_tokens_and_adds_bos(tiny_tokenizer):
     tok = tiny_tokenizer
     assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.mask_token) == (
         "<|startoftext|>", "<|endoftext|>", "<|endoftext|>", "<|mdm_mask|>")  # fmt: skip
-    assert set(SPECIAL_TOKENS) <= set(tok.all_special_tokens)
-    for token in SPECIAL_TOKENS:  # each one is a single, unsplittable id
+    assert set(LLADA.tokenizer.special_tokens) <= set(tok.all_special_tokens)
+    for token in LLADA.tokenizer.special_tokens:  # each one is a single, unsplittable id
         assert tok(token, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids(token)]
     text = "The special code of the harbor is amber.\n\nQuestion: What is it?\nAnswer: amber"
     ids = tok(text)["input_ids"]
@@ -465,6 +486,6 @@ print("RESULT " + json.dumps(facts), flush=True)
         assert fact["keys"] == [] and fact["finite"] and fact["dtype"] == "torch.float32"
         assert fact["mask"] == "<|mdm_mask|>"
     config = json.loads((diffusion / "config.json").read_text())
-    assert config["auto_map"] == AUTO_MAP and config["max_sequence_length"] == 256
+    assert config["auto_map"] == LLADA.auto_map and config["max_sequence_length"] == 256
     assert json.loads((ar / "config.json").read_text())["rope_theta"] == config["rope_theta"]
     assert (diffusion / "tokenizer.json").read_bytes() == (ar / "tokenizer.json").read_bytes()

@@ -46,16 +46,18 @@ def _positive_int(field: str, value: Any) -> int:
 
 
 def load_tokenizer(kwargs: dict[str, Any]):
-    """The evaluated model's tokenizer, found as lm-eval's RULER finds it (``tokenizer``, ``pretrained``, ``model``)."""
-    from lm_eval.tasks.ruler.common_utils import get_tokenizer, resolve_tokenizer_name
+    """The evaluated model's tokenizer, found as lm-eval's RULER finds it (``tokenizer``, ``pretrained``, ``model``)
+    and loaded with the user's ``trust_remote_code`` (``lm_eval_tasks.model_tokenizer``)."""
+    from lm_eval_tasks.model_tokenizer import load_tokenizer as load
+    from lm_eval_tasks.model_tokenizer import tokenizer_name, trust_remote_code
 
-    name = resolve_tokenizer_name(kwargs)
+    name = tokenizer_name(kwargs)
     if name is None:
         raise ValueError(
             "tokenizer: none given; LongBench's truncation counts the evaluated model's tokens, so pass "
             "--model_args pretrained=<model> (or tokenizer=<name>), got neither tokenizer, pretrained nor model"
         )
-    return get_tokenizer(name)
+    return load(name, trust_remote_code(kwargs))
 
 
 def _namespace(value: Any) -> Any:

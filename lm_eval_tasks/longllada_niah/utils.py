@@ -13,7 +13,6 @@ nearest sentence boundary when that is within 1% of the length, else at the near
 from __future__ import annotations
 
 import bisect
-import functools
 import hashlib
 import itertools
 import json
@@ -51,8 +50,6 @@ LENGTH_TOLERANCE = 0.01  # of the requested length, for both the prompt length a
 QUESTION_TEMPLATE = "\n\nQuestion: {question}\nAnswer:"
 NEEDLES_FILE = Path(__file__).resolve().with_name("needles.jsonl")
 GOV_REPORT_NAME = "gov_report_001.txt"
-# Where the model name arrives in the merged metadata/model_args (lm-eval's RULER reads the same keys).
-TOKENIZER_KEYS = ("tokenizer", "pretrained", "model")
 # A sentence ends at . ! or ? followed by whitespace and a capital letter or an opening quote/bracket
 # ("fig. 8)" and "U.S. law" stay whole more often than with a plain split on the full stop).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“‘(\[])")
@@ -242,21 +239,14 @@ def _depth_list(value: Any) -> list[float]:
     return depths
 
 
-@functools.cache
-def load_tokenizer(name: str) -> Any:
-    """The tokenizer of a model name or local folder (as lm-eval's RULER loads it)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(name, trust_remote_code=True)
-
-
 def resolve_tokenizer(metadata: dict[str, Any]) -> Any:
-    """The tokenizer named (or given) under ``tokenizer``, ``pretrained`` or ``model`` in the merged metadata."""
-    for key in TOKENIZER_KEYS:
-        value = metadata.get(key)
-        if value is None or value == "":
-            continue
-        return load_tokenizer(str(value)) if isinstance(value, (str, Path)) else value
+    """The tokenizer named (or given) under ``tokenizer``, ``pretrained`` or ``model`` in the merged metadata,
+    loaded with the user's ``trust_remote_code`` (``lm_eval_tasks.model_tokenizer``)."""
+    from lm_eval_tasks.model_tokenizer import TOKENIZER_KEYS, metadata_tokenizer
+
+    tokenizer = metadata_tokenizer(metadata)
+    if tokenizer is not None:
+        return tokenizer
     raise ValueError(
         "longllada_niah needs the evaluated model's tokenizer to size its prompts: give --model_args "
         "pretrained=<model> (or tokenizer=<name>), or --metadata tokenizer=<name>; none of "

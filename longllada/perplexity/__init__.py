@@ -3,7 +3,7 @@
 The document is cut into chunks of ``chunk`` tokens; the curve has one point per chunk, at the context length
 reached at the end of that chunk.
 
-Diffusion models (ours: a model with ``chunk_perplexity``; config ``model_type`` ``longllada`` or ``llada``)
+Diffusion models (ours: a model with ``chunk_perplexity``; a ``model_type`` of ``modeling_longllada.families``)
     Chunk i is scored with all earlier tokens as its context (the LongLLaDA paper, arXiv 2506.14429). Estimator ``longllada``
     (default, as the paper): the model's ``chunk_perplexity`` — mean cross-entropy over the masked chunk tokens,
     ``mc`` Monte-Carlo samples. Estimator ``elbo``: the per-token bound ``-log_likelihood / chunk``. The curve at
@@ -26,6 +26,8 @@ resumes: the metadata must match (else an error asks for a new ``--out`` or ``--
 are kept and the rest computed, giving the same file as a run that was never interrupted. A file that is not
 such a results file is never written over.
 
+A model outside our families runs its own code (an ``auto_map``) only with ``--trust-remote-code``.
+
 Modules: ``loading`` (any diffusion or causal LM, across transformers versions), ``scoring`` (the two scorers),
 ``results`` (the resumable results file), ``fingerprint`` (of the weights), ``curve`` (one run: checks, scorer,
 rows), ``cli`` (the ``ppl`` arguments).
@@ -44,7 +46,6 @@ from longllada.perplexity.curve import (
 )
 from longllada.perplexity.loading import (
     DTYPES,
-    OFFICIAL_MODEL_TYPES,
     LoadedModel,
     check_device,
     check_model_source,
@@ -55,7 +56,7 @@ from longllada.perplexity.results import PerplexityCurve, ResultsFile, read_run
 from longllada.perplexity.scoring import AR_PIECE, chunk_seed
 
 __all__ = [
-    "AR_ESTIMATOR", "AR_PIECE", "DTYPES", "ESTIMATORS", "OFFICIAL_MODEL_TYPES", "SAMPLE_TEXT", "SAMPLE_TEXT_LABEL",
+    "AR_ESTIMATOR", "AR_PIECE", "DTYPES", "ESTIMATORS", "SAMPLE_TEXT", "SAMPLE_TEXT_LABEL",
     "LoadedModel", "PerplexityCurve", "ResultsFile", "check_device", "check_model_source", "chunk_seed",
     "load_model", "load_text", "load_tokenizer", "perplexity_curve", "read_run", "tokenize_text",
 ]  # fmt: skip

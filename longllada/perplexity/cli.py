@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="results file (JSON lines); resumed if it holds a partial run",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace --out instead of resuming it")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let a model outside LongLLaDA's families run the code in its repo (its auto_map); off by default",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_command)
 
@@ -88,6 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
         stride=args.stride,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        trust_remote_code=args.trust_remote_code,
     )
     last = curve.rows[-1]
     print(

@@ -79,6 +79,7 @@ def perplexity_curve(
     stride: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> PerplexityCurve:
     """Perplexity versus context length of ``model`` on ``text`` (the package's report when None).
 
@@ -95,6 +96,8 @@ def perplexity_curve(
         seed: seeds each chunk's generator together with the chunk index.
         window, stride: causal LMs: sliding window (tokens per pass) and the tokens scored per window; default:
             one pass over the whole text, or the model's position limit if it has learned positions.
+        trust_remote_code: let a model outside this project's families run its own code (config, model,
+            tokenizer); without it such a model is refused before anything loads.
     Returns:
         :class:`PerplexityCurve` with one row per chunk.
     """
@@ -127,12 +130,15 @@ def perplexity_curve(
         if rope_scaling is not None or dtype != "auto" or device is not None:
             raise ValueError("rope_scaling, dtype and device apply when loading; pass them to load_model instead")
     else:
+        from longllada.loading import check_remote_code
+
         device = check_device(device)
         check_model_source(model)
+        check_remote_code(model, trust_remote_code)
     results = ResultsFile(out, overwrite) if out is not None else None
     content, text_label = load_text(text)
 
-    tokenizer = model.tokenizer if isinstance(model, LoadedModel) else load_tokenizer(model)
+    tokenizer = model.tokenizer if isinstance(model, LoadedModel) else load_tokenizer(model, trust_remote_code)
     # The text is checked before the model is loaded: a wrong length should not cost loading 16 GB of weights.
     tokens = tokenize_text(tokenizer, content)
     if len(tokens) < chunk:
@@ -150,7 +156,11 @@ def perplexity_curve(
     fingerprint = _fingerprint(model.name if isinstance(model, LoadedModel) else model)
     if results is not None and fingerprint is not None:
         results.check_fingerprint(fingerprint)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, rope_scaling, dtype, device, tokenizer)
+    loaded = (
+        model
+        if isinstance(model, LoadedModel)
+        else load_model(model, rope_scaling, dtype, device, tokenizer, trust_remote_code=trust_remote_code)
+    )
     if fingerprint is None:
         fingerprint = _fingerprint(loaded.name)
 

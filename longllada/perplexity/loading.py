@@ -1,5 +1,7 @@
-"""Loading of the model to score: a diffusion LM of ours (or an official LLaDA checkpoint), or any transformers
-causal LM, across transformers 4.46–5.x; ``--rope-scaling`` applied to its config before the weights load.
+"""Loading of the model to score: a diffusion LM of one of our families (official checkpoints included), or any
+transformers causal LM, across transformers 4.46–5.x; ``--rope-scaling`` applied to its config before the weights
+load. The config, tokenizer and weights load through ``longllada.loading``: the model's own code runs only with
+``--trust-remote-code``.
 
 Checks that need no weights (the model path, the device) are separate functions, so that the command refuses a
 bad request before loading gigabytes.
@@ -13,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# Model types of the official diffusion checkpoints, loaded with our classes (never with their remote code).
-OFFICIAL_MODEL_TYPES = ("llada", "Dream")
 # A Hub model id as huggingface_hub accepts it: NAME or ORG/NAME, letters, digits, '-', '_', '.'.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -110,13 +110,11 @@ def _load_path(model: str | Path) -> str:
     return str(path) if path.exists() else str(model)
 
 
-def load_tokenizer(model: str | Path) -> Any:
-    """The tokenizer saved with a model (folder or Hub id)."""
-    from transformers import AutoTokenizer
+def load_tokenizer(model: str | Path, trust_remote_code: bool = False) -> Any:
+    """The tokenizer saved with a model (folder or Hub id); its own code only with ``trust_remote_code``."""
+    from longllada.loading import load_tokenizer as load
 
-    import modeling_longllada  # noqa: F401  (registered first: AutoTokenizer reads the model's config too)
-
-    return AutoTokenizer.from_pretrained(_load_path(model), trust_remote_code=True)
+    return load(model, trust_remote_code=trust_remote_code)
 
 
 def load_model(
@@ -125,17 +123,19 @@ def load_model(
     dtype: str = "auto",
     device: str | None = None,
     tokenizer: Any = None,
+    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load a model and its tokenizer for scoring, detecting its kind from the loaded objects.
 
-    Our families (LLaDA, Dream; official checkpoints included) are diffusion models; any other
-    ``AutoModelForCausalLM`` is autoregressive. ``rope_scaling`` (any form of ``parse_rope_scaling``) is applied
-    by :func:`longllada.rope_scaling.apply_rope_scaling`. ``tokenizer``: one already loaded for this model (else
-    it is loaded).
+    Our families (official checkpoints included) are diffusion models; any other ``AutoModelForCausalLM`` is
+    autoregressive. ``rope_scaling`` (any form of ``parse_rope_scaling``) is applied by
+    :func:`longllada.rope_scaling.apply_rope_scaling`. ``tokenizer``: one already loaded for this model (else
+    it is loaded). ``trust_remote_code``: whether a model outside our families may run its own code (else a model
+    that needs it is refused in one line before anything loads).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
-
-    import modeling_longllada  # registers our classes, official model types too
+    import modeling_longllada
+    from longllada.loading import check_remote_code, load_config, model_family
+    from longllada.loading import load_model as load_weights
     from longllada.rope_scaling import apply_rope_scaling, causal_trained_length, is_ours
 
     check_model_source(model)
@@ -144,18 +144,19 @@ def load_model(
     device = check_device(device)
     name = _model_label(model)
     load_from = _load_path(model)
+    parts = ("config",) if tokenizer is not None else ("config", "tokenizer")
+    check_remote_code(load_from, trust_remote_code, parts=parts)  # before any file of the model is used
+    family, model_type = model_family(load_from)
+    if family is not None and not family.likelihood:
+        raise ValueError(f"model {name!r} ({family.title}) has no likelihood, which perplexity needs")
 
-    config_dict, _ = PretrainedConfig.get_config_dict(load_from)
-    # An official LLaDA or Dream checkpoint loads into our classes (its model type is registered by
-    # modeling_longllada); its own remote code is never run: it breaks on transformers 5 and lacks our scorers.
-    remote_code = config_dict.get("model_type") not in OFFICIAL_MODEL_TYPES
-    config = AutoConfig.from_pretrained(load_from, trust_remote_code=remote_code)
+    # An official checkpoint of our families loads into our classes (its model type is registered); its own remote
+    # code is never run: it breaks on transformers 5 and lacks our scorers.
+    config = load_config(load_from, trust_remote_code=trust_remote_code)
     ours = is_ours(config)
     trained_length = int(config.trained_length) if ours else causal_trained_length(config)
     rope = apply_rope_scaling(config, rope_scaling, trained_length)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        load_from, config=config, trust_remote_code=remote_code, **dtype_kwargs
-    )
+    loaded = load_weights(load_from, trust_remote_code=trust_remote_code, config=config, **dtype_kwargs)
     is_diffusion = callable(getattr(loaded, "chunk_perplexity", None)) and callable(
         getattr(loaded, "log_likelihood", None)
     )
@@ -170,10 +171,10 @@ def load_model(
     loaded.to(device).eval()
     return LoadedModel(
         model=loaded,
-        tokenizer=tokenizer if tokenizer is not None else load_tokenizer(model),
+        tokenizer=tokenizer if tokenizer is not None else load_tokenizer(model, trust_remote_code),
         name=name,
         kind="diffusion" if is_diffusion else "autoregressive",
-        model_type=str(config_dict.get("model_type", config.model_type)),
+        model_type=str(model_type or config.model_type),
         trained_length=trained_length,
         rope=rope,
         position_limit=position_limit,

@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="needle sets to evaluate: held-out (the generator's reserved keywords) and/or niah-task "
                              "(lm_eval_tasks/longllada_niah/needles.jsonl)")  # fmt: skip
     parser.add_argument("--eval-only", action="store_true", help="evaluate the saved twins, do not train")
+    parser.add_argument("--demo-summary", type=Path, default=None,
+                        help="the summary.json of a `longllada demo` run on these very weights (docs/demo/): its "
+                             "needle scores go into the model cards")  # fmt: skip
     parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="fix the step count from the speed of the first steps so that training takes about "
@@ -126,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     twins = TWINS if args.twin == "both" else (args.twin,)
     command = "longllada train-tiny " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train-tiny"] else sys.argv[1:])
     args.log_dir.mkdir(parents=True, exist_ok=True)
+    demo = json.loads(args.demo_summary.read_text(encoding="utf-8")) if args.demo_summary else None
     for twin in twins:
         folder = args.out_dir / (DIFFUSION_DIR_NAME if twin == "diffusion" else AR_DIR_NAME)
         summary_path = args.log_dir / f"{twin}_summary.json"
@@ -139,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
         trained = settings_from_dict(summary["settings"]) if "settings" in summary else settings
         eval_settings = replace(trained, eval_multiples=settings.eval_multiples, eval_prompts=settings.eval_prompts)
         if not args.no_eval:
-            from transformers import AutoTokenizer
+            from longllada.loading import load_tokenizer
 
             model = load_twin(twin, folder, device)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer = load_tokenizer(folder)
             sets = [name.strip() for name in args.eval_sets.split(",") if name.strip()]
             fresh = evaluate_retrieval(twin, model, tokenizer, eval_settings, device, needle_set_names=sets)
             # --eval-only adds to (or replaces cells of) the saved results instead of dropping the others
@@ -153,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                                           key=lambda r: (r["prompt_length"], r.get("needles", "held-out"), r["ntk"]))  # fmt: skip
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         write_model_card(twin, folder, trained, summary, summary.get("command", command), args.log_dir,
-                         summary.get("card_note", ""))  # fmt: skip
+                         summary.get("card_note", ""), demo)  # fmt: skip
     plot_logs(args.log_dir)
     return 0
 

@@ -1,4 +1,5 @@
-"""The twins' model cards (README.md): what the model is, how it was trained, final losses and retrieval."""
+"""The twins' model cards (README.md): what the model is, how it was trained, final losses and retrieval, and what
+the CPU demo (``longllada demo``, ``docs/demo/``) measured on it."""
 
 from __future__ import annotations
 
@@ -8,23 +9,17 @@ from typing import Any
 
 from longllada.twins.settings import TrainSettings
 
+# The demo's name for each twin's unscaled run (docs/demo/summary.json).
+DEMO_RUNS = {"diffusion": "diffusion", "ar": "causal"}
+
 
 def write_model_card(twin: str, folder: Path, settings: TrainSettings, summary: dict[str, Any], command: str,
-                     log_dir: Path, note: str = "") -> Path:  # fmt: skip
-    """README.md: what the model is, how it was trained (the command), final losses and retrieval numbers."""
+                     log_dir: Path, note: str = "", demo: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """README.md: what the model is, how it was trained (the command), final losses and retrieval numbers measured
+    after training, and, given the demo's ``summary.json`` (``demo``), the needle scores the demo measured."""
     log = [json.loads(line) for line in (log_dir / f"{twin}.jsonl").read_text().splitlines()]
     records = [r for r in log if "loss" in r]
     vocab = next((r["vocab"] for r in log if r.get("event") == "start"), settings.vocab_size)
-    at_trained = [r["accuracy"] for r in summary.get("retrieval", [])
-                  if r["prompt_length"] == settings.train_length and not r["ntk"]
-                  and r.get("needles", "held-out") == "held-out"]  # fmt: skip
-    status = ""
-    if at_trained and twin == "diffusion":
-        verdict = "meets" if at_trained[0] >= 0.9 else "is below"
-        status = (
-            f"\n**Status:** retrieval at the trained length is {at_trained[0]:.0%}, which {verdict} the "
-            "project's 90% target for the diffusion twin.\n"
-        )
     final = records[-1] if records else {}
     retrieval = summary.get("retrieval", [])
     table = "\n".join(
@@ -105,7 +100,7 @@ Final training loss (mean of the last {settings.log_every} steps): {final.get("l
 ({", ".join(f"{k[5:]} {v:.4f}" for k, v in final.items() if k.startswith("loss_"))}).
 Loss curves: `benchmarks/train_logs/{twin}.jsonl` and `loss_curves.png`.
 
-## Needle retrieval ({"exact diffusion sampling: 32 tokens, block 32, 32 steps, greedy" if twin == "diffusion" else "greedy decoding, 8 tokens"})
+## Needle retrieval after training ({"exact diffusion sampling: 32 tokens, block 32, 32 steps, greedy" if twin == "diffusion" else "greedy decoding, 8 tokens"})
 
 Prompt = contiguous report text of the given length with the needle at depth 0/25/50/75/100 %, then the question;
 a hit when the output contains the keyword. Needles: `held-out` = the training generator's format with keywords
@@ -115,7 +110,31 @@ subjects and wording, never trained on; each at every depth). {"NTK: `rope_scali
 | needles | prompt tokens | scaling | accuracy |
 |---|---|---|---|
 {table}
-{status}"""
+{demo_section(twin, folder.name, demo)}"""
     path = folder / "README.md"
     path.write_text(card, encoding="utf-8")
     return path
+
+
+def demo_section(twin: str, name: str, demo: dict[str, Any] | None) -> str:
+    """The needle scores that the CPU demo measured on the twin ``name`` (its ``summary.json``), without scaling:
+    the mean per context length and, at the trained length, how many depths scored 100; empty when the demo
+    did not run this twin."""
+    run = DEMO_RUNS[twin]
+    if not demo or demo.get("models", {}).get(run) != name or not demo.get("niah", {}).get(run):
+        return ""
+    cells: dict[int, list[float]] = {}
+    for key, score in demo["niah"][run].items():
+        length, _, _ = key.partition("@")
+        cells.setdefault(int(length), []).append(float(score))
+    trained = int(demo["trained_length"])
+    repeats = demo.get("runs", {}).get(run, {}).get("repeats")
+    at_trained = cells.get(trained, [])
+    means = ", ".join(f"{length}: {sum(scores) / len(scores):.1f}" for length, scores in sorted(cells.items()))
+    return (
+        "\n## In the demo\n\n"
+        "`longllada demo` (on the CPU; its report is `docs/demo/report.md`) scores this model on the needle task "
+        f"`lm_eval_tasks/longllada_niah` without RoPE scaling ({repeats} needles per cell, every depth): the mean "
+        f"score (0-100) per context length is {means}. At the trained length ({trained} tokens), "
+        f"{sum(score == 100 for score in at_trained)} of {len(at_trained)} depths score 100.\n"
+    )

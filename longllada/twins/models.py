@@ -10,8 +10,9 @@ from longllada.twins.settings import TrainSettings
 
 
 def diffusion_config(settings: TrainSettings, tokenizer):
-    from longllada.tiny_model import AUTO_MAP, round_up
+    from longllada.tiny_model import round_up
     from modeling_longllada import LongLLaDAConfig
+    from modeling_longllada.families import LLADA
 
     size = round_up(len(tokenizer))
     return LongLLaDAConfig(
@@ -19,7 +20,7 @@ def diffusion_config(settings: TrainSettings, tokenizer):
         mlp_hidden_size=settings.mlp_hidden_size, mlp_ratio=max(1, settings.mlp_hidden_size // settings.d_model),
         vocab_size=size, embedding_size=size, max_sequence_length=settings.train_length,
         rope_theta=float(settings.rope_theta), init_device="cpu", architectures=["LongLLaDAModelLM"],
-        auto_map=dict(AUTO_MAP), mask_token_id=tokenizer.mask_token_id, eos_token_id=tokenizer.eos_token_id,
+        auto_map=LLADA.auto_map, mask_token_id=tokenizer.mask_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
     )  # fmt: skip
 

@@ -106,3 +106,56 @@ class DreamConfig(RopeScalingMixin, PretrainedConfig):
         output["rope_scaling"] = self.rope_scaling
         output.pop("rope_parameters", None)
         return output
+
+    # -- the family registry's hooks (modeling_longllada/families.py) ------------------------------------------
+
+    @classmethod
+    def fields_from_sizes(
+        cls,
+        *,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        mlp_hidden_size: int,
+        vocab_size: int,
+        trained_length: int,
+        rope_theta: float,
+        rope_scaling: str | dict[str, Any] | None = None,
+        **token_ids: int | None,
+    ) -> dict[str, Any]:
+        """The official config fields of a model of these sizes (``longllada tiny-model``), every layer full
+        attention (``max_window_layers`` = ``n_layers``)."""
+        return {
+            "num_hidden_layers": n_layers,
+            "hidden_size": d_model,
+            "num_attention_heads": n_heads,
+            "num_key_value_heads": n_kv_heads,
+            "intermediate_size": mlp_hidden_size,
+            "max_window_layers": n_layers,
+            "vocab_size": vocab_size,
+            "trained_length": trained_length,
+            "rope_theta": rope_theta,
+            "rope_scaling": rope_scaling,
+            **token_ids,
+        }
+
+    def official_weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor of an official Dream-v0 checkpoint of this config (Qwen2 layout, q/k/v biases, its own
+        ``lm_head``), name to shape, in the official order."""
+        d, inner, vocab = int(self.hidden_size), int(self.intermediate_size), int(self.vocab_size)
+        q_dim = int(self.num_attention_heads) * int(self.head_dim)
+        kv_dim = int(self.num_key_value_heads) * int(self.head_dim)
+        shapes = {"model.embed_tokens.weight": (vocab, d)}
+        for i in range(int(self.num_hidden_layers)):
+            prefix = f"model.layers.{i}."
+            for name, rows in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
+                shapes[f"{prefix}self_attn.{name}.weight"] = (rows, d)
+                shapes[f"{prefix}self_attn.{name}.bias"] = (rows,)
+            shapes[f"{prefix}self_attn.o_proj.weight"] = (d, q_dim)
+            for name, shape in (("mlp.gate_proj", (inner, d)), ("mlp.up_proj", (inner, d)),
+                                ("mlp.down_proj", (d, inner)), ("input_layernorm", (d,)),
+                                ("post_attention_layernorm", (d,))):  # fmt: skip
+                shapes[f"{prefix}{name}.weight"] = shape
+        shapes.update({"model.norm.weight": (d,), "lm_head.weight": (vocab, d)})
+        return shapes

@@ -149,3 +149,59 @@ class LongLLaDAConfig(RopeScalingMixin, PretrainedConfig):
         output["max_position_embeddings"] = self.max_position_embeddings
         output.pop("rope_parameters", None)
         return output
+
+    # -- the family registry's hooks (modeling_longllada/families.py) ------------------------------------------
+
+    @classmethod
+    def fields_from_sizes(
+        cls,
+        *,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        mlp_hidden_size: int,
+        vocab_size: int,
+        trained_length: int,
+        rope_theta: float,
+        rope_scaling: str | dict[str, Any] | None = None,
+        **token_ids: int | None,
+    ) -> dict[str, Any]:
+        """The official config fields of a model of these sizes (``longllada tiny-model``): the embedding has
+        ``vocab_size`` rows, ``mlp_ratio`` is the integer part of ``mlp_hidden_size / d_model`` (at least 1)."""
+        return {
+            "n_layers": n_layers,
+            "d_model": d_model,
+            "n_heads": n_heads,
+            "n_kv_heads": n_kv_heads,
+            "mlp_hidden_size": mlp_hidden_size,
+            "mlp_ratio": max(1, mlp_hidden_size // d_model),
+            "vocab_size": vocab_size,
+            "embedding_size": vocab_size,
+            "max_sequence_length": trained_length,
+            "rope_theta": rope_theta,
+            "rope_scaling": rope_scaling,
+            "init_device": "cpu",
+            **token_ids,
+        }
+
+    def official_weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor of an official LLaDA checkpoint of this config, name to shape, in the official order."""
+        d_model, n_heads = int(self.d_model), int(self.n_heads)
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
+        kv_dim = int(self.n_kv_heads or n_heads) * (d_model // n_heads)
+        inner, vocab = int(self.intermediate_size), int(self.embedding_size or self.vocab_size)
+        shapes = {"model.transformer.wte.weight": (vocab, d_model)}
+        for i in range(int(self.n_layers)):
+            prefix = f"model.transformer.blocks.{i}."
+            for name, shape in (
+                ("attn_norm", (d_model,)), ("q_proj", (d_model, d_model)), ("k_proj", (kv_dim, d_model)),
+                ("v_proj", (kv_dim, d_model)), ("attn_out", (d_model, d_model)), ("ff_norm", (d_model,)),
+                ("ff_proj", (inner, d_model)), ("up_proj", (inner, d_model)), ("ff_out", (d_model, inner)),
+            ):  # fmt: skip
+                shapes[f"{prefix}{name}.weight"] = shape
+        shapes["model.transformer.ln_f.weight"] = (d_model,)
+        if not self.weight_tying:
+            shapes["model.transformer.ff_out.weight"] = (vocab, d_model)
+        return shapes

@@ -1,0 +1,635 @@
+"""The model families this project runs, one :class:`Family` entry each in ``FAMILIES``: the one place that knows them.
+
+Every tool reads the entries (the Auto-class registration in ``modeling_longllada/__init__.py``, ``longllada
+tiny-model``, ``longllada upload`` and its model card, ``longllada ppl``, lm-eval's ``--model longllada``, the
+loading path in ``longllada/loading.py``); none of them names a family. Adding a family is its own modules (config
+and model classes) plus one entry here. This module imports only the standard library, so that its data can be
+read before torch and transformers load; classes and functions are named by dotted path and imported on use
+(:func:`import_object`).
+
+Fields of :class:`Family`
+-------------------------
+Identity and classes:
+
+``name``
+    The family's short name: the ``--arch`` value of ``longllada tiny-model`` and the ``longllada_family`` label
+    of lm-eval results (``llada``, ``dream``).
+``title``
+    Its name in prose and error messages (``LLaDA``, ``Dream``).
+``model_type``
+    The ``model_type`` of the ``config.json`` files this project writes for it (``longllada``).
+``official_model_types``
+    The ``model_type`` values of the official checkpoints, read by the same classes (``("llada",)``). They are
+    registered with transformers' Auto classes too, so an official checkpoint loads with our classes without
+    ``trust_remote_code``.
+``config_class``, ``model_class``
+    Dotted paths of the config and model classes (``modeling_longllada.configuration_longllada.LongLLaDAConfig``).
+    For a remote-code family the last two parts name the file and the class of the ``auto_map`` (see
+    :attr:`Family.auto_map`), so the file must be in ``modeling_longllada.REMOTE_CODE_FILES``.
+``auto_classes``
+    The transformers Auto classes that load the model (``AutoModel``, ``AutoModelForCausalLM``): registered for
+    every model type of the family and written, with ``AutoConfig``, into the ``auto_map``.
+``native``
+    True for a family that transformers itself implements: no remote code is shipped or registered, and its
+    ``model_type`` values are transformers' own.
+``min_transformers``
+    The oldest transformers release that runs it (``"4.46"``); :meth:`Family.check_transformers` refuses an older
+    one in one line, and the family is not registered there.
+
+Checkpoint format (``longllada upload``, ``longllada tiny-model``):
+
+``required_fields``
+    Fields a ``config.json`` must state (the config classes default to the full-size model, so a missing size
+    would silently describe another one).
+``embedding_key``, ``key_prefixes``
+    The input embedding's tensor name and the prefixes every tensor name starts with, in the official layout.
+``derived_fields``
+    Fields that the config class computes; the source's stored value is dropped on conversion.
+``written_fields``
+    Config attributes written into a converted ``config.json`` from the config object (LLaDA: the derived
+    ``max_position_embeddings``; Dream: ``trained_length``, absent from the official files).
+``tiny_config_fields``
+    Dotted path of a callable ``(**sizes) -> dict``: the family's config fields for the generic sizes of
+    ``longllada tiny-model`` (``n_layers``, ``d_model``, ``n_heads``, ``n_kv_heads``, ``mlp_hidden_size``,
+    ``vocab_size``, ``trained_length``, ``rope_theta``, ``rope_scaling``, the special token ids). A config
+    classmethod (``LongLLaDAConfig.fields_from_sizes``).
+``weight_shapes``
+    Dotted path of a callable ``(config) -> dict[str, tuple[int, ...]]``: every tensor of an official-format
+    checkpoint for ``config``, name to shape, in the official order (``LongLLaDAConfig.official_weight_shapes``).
+``tokenizer``
+    A :class:`TokenizerSpec`: the special tokens (names and order), the chat template and the BOS rule of the
+    small tokenizers that ``longllada tiny-model`` trains, as the family's real tokenizer has them.
+
+Prompts and tokenizers:
+
+``bos_prefix``
+    True when prompts start with the tokenizer's BOS token although the tokenizer does not add it (Dream, as the
+    LongLLaDA paper's Dream runs do): lm-eval's ``--model longllada`` and the model card's examples prepend it.
+``official_tokenizer_classes``
+    ``tokenizer_class`` names of the official repos whose code only re-implements a standard tokenizer (Dream's
+    ``DreamTokenizer``, Qwen2.5's byte-level BPE): loaded with transformers' fast tokenizer from
+    ``tokenizer.json``, else with ``stock_tokenizer_class``, never with the repo's code.
+``stock_tokenizer_class``
+    transformers' class that reads such a repo's ``vocab.json`` and ``merges.txt`` (``Qwen2Tokenizer``), or None.
+
+Sampler and scoring:
+
+``sampler_arguments``
+    The sampler arguments (``generate`` keyword arguments, ``--model_args`` keys of ``--model longllada``) the
+    family takes; lm-eval refuses another one before the model loads.
+``greedy_remasking``
+    The ``remasking`` rule that commits the most confident position first (LLaDA's ``low_confidence``, Dream's
+    ``maskgit_plus``): the greedy decoding that lm-eval's ``is_greedy`` check runs.
+``likelihood``
+    Whether the model scores continuations (``log_likelihood``, ``chunk_perplexity``): ``longllada ppl`` and
+    lm-eval's likelihood requests need it.
+
+The model card (``card``, a :class:`CardText`; every string is Markdown, copied into the card as it is):
+
+``tag``
+    The family's Hub tag (``llada``); the card adds ``diffusion``, ``long-context``, ``ntk`` (and ``custom_code``
+    unless ``native``).
+``model``, ``paper``
+    The model's name as the card's first sentence gives it (``Dream-v0``) and its paper's address.
+``official_repos``
+    Hub ids of the official checkpoints (Base, Instruct), the first named as an example where ``longllada upload``
+    refuses a source that is of no family.
+``weights_note``, ``remote_code``
+    Said after "the weights are the base model's, unchanged" (``" (the official keys)"``), and the remote-code
+    files the card names.
+``features``
+    The card's bullet list of what the remote code provides (one bullet a string, ``"- "`` included).
+``facts``
+    The rows of the card's facts table: ``(label, value)`` templates filled by ``str.format`` with ``config`` (the
+    config object), ``revision``, ``scaling`` (the revision's ``rope_scaling``, as shown) and ``effective`` (the
+    effective RoPE base, in words). ``ROPE_FACTS`` holds the rows every family shows.
+``auto_class``
+    The Auto class the card's examples load the model with.
+``generate``, ``batch_generate``
+    :class:`SamplerDemo` calls of the card's "Load and generate" and batched examples.
+``batch_heading``, ``batch_text``, ``score_text``, ``ntk_text``, ``eval_text``
+    The sentences around the examples: the batched example's heading and introduction, the likelihood example's
+    introduction, the NTK example's introduction (``{factor}``: λ for twice the trained length) and the
+    evaluation paragraph.
+``eval_arguments``
+    The sampler part of the card's ``longllada eval --model_args`` (``{factor}`` as above).
+``notes``
+    The family's first bullet of the card's Notes (its sampler's behaviour).
+``papers``
+    ``(name, address)`` of further papers cited among the card's references (Fast-dLLM), after LongLLaDA's.
+
+What the tools ask of a family's classes
+----------------------------------------
+The config class: ``trained_length``, ``head_dim``, ``rope_theta``, ``rope_scaling`` and the NTK properties of
+``rope_longllada.RopeScalingMixin`` (the card's NTK table, ``ppl``, lm-eval's RoPE overrides). The model class:
+``sampler_defaults`` (a dict, written to ``generation_config.json``), ``check_config(config)`` (refuses an
+architecture it cannot run; upload calls it), ``generate`` with the entry's ``sampler_arguments``, and, with
+``likelihood``, ``log_likelihood`` and ``chunk_perplexity``. A native family's classes may lack the first two.
+
+Lookups: :func:`family_by_name` (an ``--arch`` value), :func:`family_of_model_type` (a ``config.json``'s
+``model_type``, ours or official; None for any other model), :func:`model_types` (every type, official first).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "FAMILIES",
+    "ROPE_FACTS",
+    "CardText",
+    "Family",
+    "SamplerDemo",
+    "TokenizerSpec",
+    "family_by_name",
+    "family_of_model_type",
+    "import_object",
+    "model_types",
+]
+
+
+def import_object(path: str) -> Any:
+    """The object at a dotted path: the longest importable module prefix, then attributes
+    (``"pkg.module.Class.method"`` -> ``Class.method``)."""
+    parts = path.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError as err:
+            if err.name is None or not ".".join(parts[:split]).startswith(err.name):
+                raise  # a module that exists but imports a missing one
+            continue
+        for name in parts[split:]:
+            target = getattr(target, name)
+        return target
+    raise ImportError(f"nothing importable at {path!r}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"4.46.3"`` -> ``(4, 46, 3)``; a pre-release suffix (``5.0.0.dev0``, ``5.0.0rc1``) is ignored."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0])[:3])
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """The special tokens of a family's tokenizer and how it uses them (see ``longllada.tokenizer``)."""
+
+    special_tokens: tuple[str, ...]  # in id order: they take ids 0..n-1, before the 256 byte symbols
+    bos_token: str
+    eos_token: str
+    pad_token: str
+    mask_token: str
+    chat_template: str
+    add_bos: bool  # the tokenizer prepends BOS when encoding with add_special_tokens=True
+
+    @property
+    def min_vocab_size(self) -> int:
+        return len(self.special_tokens) + 256  # every byte must stay encodable
+
+    @property
+    def additional_special_tokens(self) -> list[str]:
+        named = {self.bos_token, self.eos_token, self.pad_token, self.mask_token}
+        return [token for token in self.special_tokens if token not in named]
+
+
+@dataclass(frozen=True)
+class SamplerDemo:
+    """A sampler call of the model card: ``output = model.<method>(input_ids, <arguments>)``.
+
+    ``arguments``: ``(name, Python expression, comment or "")`` in order; ``returns_dict``: the call returns an
+    object with ``sequences``; ``seeded``: it samples, so the example seeds torch first."""
+
+    method: str
+    arguments: tuple[tuple[str, str, str], ...]
+    returns_dict: bool = False
+    seeded: bool = False
+
+
+@dataclass(frozen=True)
+class CardText:
+    """What a family's model card says (module docstring, "The model card")."""
+
+    tag: str
+    model: str
+    paper: str
+    official_repos: tuple[str, ...]
+    weights_note: str
+    remote_code: str
+    features: tuple[str, ...]
+    facts: tuple[tuple[str, str], ...]
+    auto_class: str
+    generate: SamplerDemo
+    batch_heading: str
+    batch_text: str
+    batch_generate: SamplerDemo
+    score_text: str
+    ntk_text: str
+    eval_text: str
+    eval_arguments: str
+    notes: str
+    papers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: see the module docstring for every field."""
+
+    name: str
+    title: str
+    model_type: str
+    official_model_types: tuple[str, ...]
+    config_class: str
+    model_class: str
+    required_fields: tuple[str, ...]
+    embedding_key: str
+    key_prefixes: tuple[str, ...]
+    tiny_config_fields: str
+    weight_shapes: str
+    tokenizer: TokenizerSpec
+    sampler_arguments: tuple[str, ...]
+    greedy_remasking: str
+    card: CardText
+    auto_classes: tuple[str, ...] = ("AutoModel", "AutoModelForCausalLM")
+    native: bool = False
+    min_transformers: str = "4.46"
+    derived_fields: tuple[str, ...] = ()
+    written_fields: tuple[str, ...] = ()
+    bos_prefix: bool = False
+    official_tokenizer_classes: tuple[str, ...] = ()
+    stock_tokenizer_class: str | None = None
+    likelihood: bool = True
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """Every ``model_type`` of the family, the official ones first."""
+        return (*self.official_model_types, self.model_type)
+
+    @property
+    def architecture(self) -> str:
+        """The model class's name, for ``config.json``'s ``architectures``."""
+        return self.model_class.rsplit(".", 1)[-1]
+
+    @property
+    def auto_map(self) -> dict[str, str]:
+        """The ``auto_map`` of a ``config.json`` this project writes: ``file.Class`` of the config class and of
+        the model class under each Auto class (empty for a native family: transformers has the classes)."""
+        if self.native:
+            return {}
+        config, model = (".".join(path.split(".")[-2:]) for path in (self.config_class, self.model_class))
+        return {"AutoConfig": config, **{name: model for name in self.auto_classes}}
+
+    def config_cls(self) -> type:
+        """The config class (imports transformers)."""
+        return import_object(self.config_class)
+
+    def model_cls(self) -> type:
+        """The model class (imports torch and transformers)."""
+        return import_object(self.model_class)
+
+    def is_supported(self) -> bool:
+        """Whether the installed transformers is recent enough for this family."""
+        try:
+            installed = importlib.metadata.version("transformers")
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        return _version(installed) >= _version(self.min_transformers)
+
+    def check_transformers(self) -> None:
+        """Refuse, in one line, a transformers release older than the family needs."""
+        if not self.is_supported():
+            try:
+                installed = importlib.metadata.version("transformers")
+            except importlib.metadata.PackageNotFoundError:
+                installed = "none"
+            raise ValueError(
+                f"{self.title} needs transformers >= {self.min_transformers}; installed: {installed} "
+                f"(pip install -U 'transformers>={self.min_transformers}')"
+            )
+
+
+# -- the card rows every family shows ----------------------------------------------------------------------------
+
+ROPE_FACTS: tuple[tuple[str, str], ...] = (
+    ("RoPE base (`rope_theta`)", "{config.rope_theta:,.0f}"),
+    ("`rope_scaling` of this revision (`{revision}`)", "{scaling}"),
+    ("Effective RoPE base", "{effective}"),
+)
+
+FAST_DLLM_PAPER = "https://arxiv.org/abs/2505.22618"
+
+# -- LLaDA (Nie et al. 2025) ---------------------------------------------------------------------------------------
+
+# LLaMA-3-style template, as LLaDA-8B-Instruct's: each turn is a role header, a blank line, the trimmed content and
+# <|eot_id|>; BOS starts the first turn; the generation prompt opens an assistant header.
+LLADA_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    " + (message['content'] | trim) + '<|eot_id|>' -%}"
+    "{%- if loop.first -%}{{ bos_token }}{%- endif -%}"
+    "{{ content }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}"
+)
+
+LLADA = Family(
+    name="llada",
+    title="LLaDA",
+    model_type="longllada",
+    official_model_types=("llada",),
+    config_class="modeling_longllada.configuration_longllada.LongLLaDAConfig",
+    model_class="modeling_longllada.modeling_longllada.LongLLaDAModelLM",
+    required_fields=("d_model", "n_heads", "n_layers", "max_sequence_length", "rope_theta"),
+    embedding_key="model.transformer.wte.weight",
+    key_prefixes=("model.transformer.",),
+    derived_fields=("max_position_embeddings",),  # follows max_sequence_length and rope_scaling
+    written_fields=("max_position_embeddings",),
+    tiny_config_fields="modeling_longllada.configuration_longllada.LongLLaDAConfig.fields_from_sizes",
+    weight_shapes="modeling_longllada.configuration_longllada.LongLLaDAConfig.official_weight_shapes",
+    tokenizer=TokenizerSpec(
+        # <|startoftext|> BOS (added when encoding), <|endoftext|> EOS and PAD, <|mdm_mask|> MASK, then the chat
+        # tokens: end of turn, header start, header end.
+        special_tokens=(
+            "<|startoftext|>",
+            "<|endoftext|>",
+            "<|mdm_mask|>",
+            "<|eot_id|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+        ),
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        mask_token="<|mdm_mask|>",
+        chat_template=LLADA_CHAT_TEMPLATE,
+        add_bos=True,
+    ),
+    sampler_arguments=("steps", "block_length", "remasking", "temperature", "cfg_scale", "cache", "threshold"),
+    greedy_remasking="low_confidence",
+    card=CardText(
+        tag="llada",
+        model="LLaDA",
+        paper="https://arxiv.org/abs/2502.09992",
+        official_repos=("GSAI-ML/LLaDA-8B-Base", "GSAI-ML/LLaDA-8B-Instruct"),
+        weights_note="",
+        remote_code="`configuration_longllada.py`, `modeling_longllada.py`, `generation_longllada.py`",
+        features=(
+            '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
+            '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or '
+            '`{"type": "ntk_per_length"}` (λ chosen from each input\'s length); `max_position_embeddings` follows, '
+            "so tools such as lm-eval see the extended window;",
+            "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or "
+            "random remasking, temperature, classifier-free guidance), with Fast-dLLM's prefix/dual key-value "
+            "caches and confidence-threshold decoding as options;",
+            "- `model.log_likelihood()`: the Monte-Carlo bound on log p(continuation | context) that LLaDA uses for "
+            "multiple-choice evaluation;",
+            "- attention masks honoured (left-padded batches give the same results as single prompts), and the LM "
+            "head computed only where logits are needed.",
+        ),
+        facts=(
+            (
+                "Layers, hidden size, heads (head dim)",
+                "{config.n_layers}, {config.d_model}, {config.n_heads} ({config.head_dim})",
+            ),
+            ("Trained context (`max_sequence_length`)", "{config.trained_length:,} tokens"),
+            *ROPE_FACTS,
+            ("Context advertised (`max_position_embeddings`)", "{config.max_position_embeddings:,} tokens"),
+        ),
+        auto_class="AutoModelForCausalLM",
+        generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "64", "output length"),
+                ("steps", "64", "denoising steps in all (here one token per step)"),
+                ("block_length", "32", "blocks decoded left to right"),
+                ("temperature", "0.0", "greedy; > 0 samples (Gumbel noise)"),
+                ("cfg_scale", "0.0", "classifier-free guidance"),
+                ("remasking", '"low_confidence"', 'or "random"'),
+            ),
+        ),
+        batch_heading="Batches and faster sampling",
+        batch_text=(
+            'Left-padded batches need the attention mask. `cache="prefix"` or `"dual"` reuses keys and values '
+            "within a block, and `threshold` commits every prediction above that confidence (at least one per "
+            "step): both approximate the exact sampler (Fast-dLLM) and are much faster on long outputs."
+        ),
+        batch_generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "64", ""),
+                ("block_length", "32", ""),
+                ("cache", '"dual"', '"none" (exact), "prefix" or "dual"'),
+                ("threshold", "0.9", "commit every token above 0.9 confidence"),
+            ),
+        ),
+        score_text=(
+            "`log_likelihood` returns a Monte-Carlo lower bound of log p(continuation | context) and its standard "
+            "error (LLaDA uses 128 samples; one is enough for a single-token answer)."
+        ),
+        ntk_text=(
+            "Any `rope_scaling` can be set at load time, whatever this revision's config holds. By factor "
+            "(LongLLaDA multiplies the RoPE base by λ):"
+        ),
+        eval_text=(
+            "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model "
+            "longllada` (the diffusion sampler for generation, the Monte-Carlo bound for likelihoods) and the "
+            "toolkit's tasks: `longllada_niah` (needle in a haystack, its grid set by `--metadata`), "
+            "`longllada_ruler`, `longllada_longbench`. In `--model_args`, `ntk_factor=λ`, `ntk_target=T` or "
+            "`rope_scaling=dynamic` override this revision's RoPE scaling, and `cache=dual,threshold=0.9` selects "
+            "the fast sampler:"
+        ),
+        eval_arguments="steps=32,block_length=32",
+        notes=(
+            "- `generate` is a diffusion sampler: `max_new_tokens` is rounded up to a multiple of `block_length`, "
+            "`steps` is capped at the output length, and HF options such as `top_p` or beams are ignored."
+        ),
+    ),
+)
+
+# -- Dream-v0 (Ye et al. 2025) -------------------------------------------------------------------------------------
+
+# ChatML, as Qwen2.5's and Dream-Instruct's: a default system turn when none is given, each turn
+# "<|im_start|>role\ncontent<|im_end|>\n", and the generation prompt opens an assistant turn.
+DREAM_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+DREAM = Family(
+    name="dream",
+    title="Dream",
+    model_type="longllada_dream",
+    official_model_types=("Dream",),
+    config_class="modeling_longllada.configuration_dream.DreamConfig",
+    model_class="modeling_longllada.modeling_dream.DreamModel",
+    required_fields=(
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "rope_theta",
+        "mask_token_id",
+    ),
+    embedding_key="model.embed_tokens.weight",
+    key_prefixes=("model.", "lm_head."),
+    written_fields=("trained_length",),
+    tiny_config_fields="modeling_longllada.configuration_dream.DreamConfig.fields_from_sizes",
+    weight_shapes="modeling_longllada.configuration_dream.DreamConfig.official_weight_shapes",
+    tokenizer=TokenizerSpec(
+        # Qwen's order: end of text and the chat tokens first; Dream appended BOS (not added when encoding:
+        # callers prepend it) and MASK.
+        special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|beginoftext|>", "<|mask|>"),
+        bos_token="<|beginoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        mask_token="<|mask|>",
+        chat_template=DREAM_CHAT_TEMPLATE,
+        add_bos=False,
+    ),
+    bos_prefix=True,
+    official_tokenizer_classes=("DreamTokenizer",),
+    stock_tokenizer_class="Qwen2Tokenizer",
+    sampler_arguments=(
+        "steps",
+        "block_length",
+        "remasking",
+        "alg",
+        "alg_temp",
+        "temperature",
+        "top_p",
+        "top_k",
+        "eps",
+        "cfg_scale",
+        "cache",
+        "threshold",
+    ),
+    greedy_remasking="maskgit_plus",
+    card=CardText(
+        tag="dream",
+        model="Dream-v0",
+        paper="https://arxiv.org/abs/2508.15487",
+        official_repos=("Dream-org/Dream-v0-Base-7B", "Dream-org/Dream-v0-Instruct-7B"),
+        weights_note=" (the official keys)",
+        remote_code="`configuration_dream.py`, `modeling_dream.py` and the LongLLaDA files they share",
+        features=(
+            '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
+            '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law and the trained length '
+            '`trained_length`) or `{"type": "ntk_per_length"}` (λ chosen from each input\'s length);',
+            "- `model.diffusion_generate()`: Dream's sampler with its official arguments and algorithms (`origin`, "
+            "`maskgit_plus`, `topk_margin`, `entropy`; `steps`, `eps`, `alg_temp`, `temperature`, `top_p`, "
+            "`top_k`), greedy settings token-identical to the official code;",
+            "- `model.generate()`: the same options plus blocks decoded left to right, Fast-dLLM's prefix/dual "
+            f"key-value caches and confidence-threshold decoding ([paper]({FAST_DLLM_PAPER}));",
+            "- `model.log_likelihood()`: the Monte-Carlo bound on log p(continuation | context), with Dream's "
+            "shifted logits (position i predicts token i + 1) handled;",
+            "- attention masks honoured (left-padded batches give the same results as single prompts); both "
+            "`AutoModel` and `AutoModelForCausalLM` load it (so lm-eval's `--model hf` can too).",
+        ),
+        facts=(
+            (
+                "Layers, hidden size, heads / key-value heads (head dim)",
+                "{config.num_hidden_layers}, "
+                "{config.hidden_size}, {config.num_attention_heads} / {config.num_key_value_heads} ({config.head_dim})",
+            ),
+            ("Trained context (`trained_length`)", "{config.trained_length:,} tokens"),
+            *ROPE_FACTS,
+            (
+                "`max_position_embeddings` (inherited from Qwen2.5, not the trained length)",
+                "{config.max_position_embeddings:,}",
+            ),
+        ),
+        auto_class="AutoModel",
+        generate=SamplerDemo(
+            method="diffusion_generate",
+            arguments=(
+                ("attention_mask", "inputs.attention_mask", ""),
+                ("max_new_tokens", "64", "output length"),
+                ("steps", "64", "denoising steps"),
+                ("alg", '"entropy"', 'or "origin", "maskgit_plus", "topk_margin"'),
+                ("temperature", "0.2", '0.0 with alg != "origin" is greedy'),
+                ("top_p", "0.95", ""),
+                ("return_dict_in_generate", "True", ""),
+            ),
+            returns_dict=True,
+            seeded=True,
+        ),
+        batch_heading="Batches, blocks and caches",
+        batch_text=(
+            "`generate` takes the same options plus `block_length` (blocks decoded left to right, Dream's schedule "
+            'within each), `cache="prefix"` or `"dual"` (keys and values reused within a block) and `threshold` '
+            "(every prediction above that confidence committed, at least one per step): Fast-dLLM's approximations "
+            "of the exact sampler, much faster on long outputs. Left-padded batches need the attention mask."
+        ),
+        batch_generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "64", ""),
+                ("steps", "64", ""),
+                ("block_length", "32", "blocks decoded left to right"),
+                ("alg", '"maskgit_plus"', ""),
+                ("temperature", "0.0", "greedy"),
+                ("cache", '"prefix"', '"none" (exact), "prefix" or "dual"'),
+                ("threshold", "0.9", "commit every token above 0.9 confidence"),
+            ),
+        ),
+        score_text=(
+            "`log_likelihood` returns a Monte-Carlo lower bound of log p(continuation | context) and its standard "
+            "error. The context must not be empty: Dream predicts each token from the position before it."
+        ),
+        ntk_text=(
+            "Any `rope_scaling` can be set at load time, whatever this revision's config holds. By factor "
+            "(LongLLaDA multiplies the RoPE base by λ; its Dream runs use λ = {factor} for twice the trained "
+            "length):"
+        ),
+        eval_text=(
+            "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model "
+            "longllada` (Dream's sampler for generation, with the BOS token prepended, and the Monte-Carlo bound "
+            "for likelihoods) and the toolkit's tasks: `longllada_niah` (needle in a haystack, its grid set by "
+            "`--metadata`), `longllada_ruler`, `longllada_longbench`. In `--model_args`, `ntk_factor=λ` or "
+            "`ntk_target=T` override this revision's RoPE scaling:"
+        ),
+        eval_arguments="steps=32,ntk_factor={factor}",
+        notes=(
+            "- `diffusion_generate` decodes the whole answer as one span with `steps` denoising steps (default "
+            '512, `alg="origin"`); greedy settings (`temperature=0.0` and `alg` `maskgit_plus`, `topk_margin` or '
+            "`entropy`) are deterministic. HF options such as beams are ignored."
+        ),
+        papers=(("Fast-dLLM", FAST_DLLM_PAPER),),
+    ),
+)
+
+FAMILIES: tuple[Family, ...] = (LLADA, DREAM)
+
+
+# -- lookups -----------------------------------------------------------------------------------------------------
+
+
+def family_by_name(name: str) -> Family:
+    """The family called ``name`` (an ``--arch`` value); ValueError naming the allowed ones otherwise."""
+    for family in FAMILIES:
+        if family.name == name:
+            return family
+    raise ValueError(f"family {name!r} is not known; allowed: {[family.name for family in FAMILIES]}")
+
+
+def family_of_model_type(model_type: str | None) -> Family | None:
+    """The family whose ``config.json`` says ``model_type`` (ours or an official one), or None."""
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    return None
+
+
+def model_types() -> tuple[str, ...]:
+    """Every model type of every family, per family the official ones first."""
+    return tuple(model_type for family in FAMILIES for model_type in family.model_types)
