@@ -112,8 +112,9 @@ def render_model_card(
         "(`configuration_longllada.py`, `modeling_longllada.py`, `generation_longllada.py`) provides:",
         '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
         '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or `{"type": "ntk_per_length"}` '
-        "(λ chosen from each input's length); `max_position_embeddings` follows, so tools such as lm-eval see the "
-        "extended window;\n"
+        "(λ chosen from each input's length); `max_position_embeddings` follows (the extended window), and "
+        "`n_positions` adds the trained length for the answer denoised after the prompt, so lm-eval's `--model hf` "
+        "keeps whole every prompt that fits the extended window;\n"
         "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or random "
         "remasking, temperature, classifier-free guidance), with Fast-dLLM's prefix/dual key-value caches and "
         "confidence-threshold decoding as options;\n"
@@ -158,7 +159,7 @@ def render_model_card(
         "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model longllada` "
         "(the diffusion sampler for generation, the Monte-Carlo bound for likelihoods) and the toolkit's tasks: "
         "`longllada_niah` (needle in a haystack, its grid set by `--metadata`), `longllada_ruler`, "
-        "`longllada_longbench`. In `--model_args`, `ntk_factor=λ`, `ntk_target=T` or `rope_scaling=dynamic` "
+        "`longllada_longbench`. In `--model_args`, `ntk_factor=λ`, `ntk_target=T` or `rope_scaling=ntk-per-length` "
         "override this revision's RoPE scaling, and `cache=dual,threshold=0.9` selects the fast sampler:",
         _bash(_eval_command(repo_id, revision, trained)),
         "Perplexity versus context length (the LongLLaDA paper's Figure 1), written to a JSON-lines file:",
@@ -238,9 +239,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 repo = "{repo_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = torch.bfloat16 if device == "cuda" else torch.float32  # bf16 matmuls are slow on most CPUs
 tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
 model = AutoModelForCausalLM.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16  # `dtype=` on transformers >= 4.56
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype  # `dtype=` on transformers >= 4.56
 ).to(device).eval()
 
 {prompt}
@@ -291,7 +293,7 @@ print(f"log p(continuation | context) >= {log_likelihood:.3f} ± {stderr:.3f}")
 def _ntk_factor(rev: str, factor: int) -> str:
     return f"""
 model = AutoModelForCausalLM.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16,
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "factor": {factor}}},
 ).to(device).eval()
 print(model.config.rope_scaling, "-> context", model.config.max_position_embeddings)
@@ -301,7 +303,7 @@ print(model.config.rope_scaling, "-> context", model.config.max_position_embeddi
 def _ntk_target(rev: str, target: int) -> str:
     return f"""
 model = AutoModelForCausalLM.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16,
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "target_length": {target}}},
 ).to(device).eval()
 print("factor", model.config.rope_scaling_factor, "-> context", model.config.max_position_embeddings)
@@ -464,9 +466,10 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 repo = "{repo_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = torch.bfloat16 if device == "cuda" else torch.float32  # bf16 matmuls are slow on most CPUs
 tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
 model = AutoModel.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16  # `dtype=` on transformers >= 4.56
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype  # `dtype=` on transformers >= 4.56
 ).to(device).eval()
 
 {prompt}if not text.startswith(tokenizer.bos_token):
