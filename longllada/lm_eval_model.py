@@ -15,8 +15,8 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   grid has 110 a length; ``batch_classes=1`` lets any documents share a batch, for single-process runs that
   are never compared with data-parallel ones). On a GPU, a batch is split into parts that fit in free memory by
   the sampler's estimate (``generation_bytes_per_row``); one that still runs out of memory is split in halves.
-  Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
-  adds the generated token ids).
+  With ``LONGLLADA_LOG_LEVEL=DEBUG`` each batch is logged (``longllada-timing`` lines: seconds, rows, lengths)
+  with its generated token ids.
 - ``loglikelihood``: the Monte-Carlo ELBO of ``model.log_likelihood`` (``mc_num`` samples, seeded per request
   with ``mc_seed`` so that every choice of a question sees the same masks). ``is_greedy`` is computed for real:
   the sampler, greedy, one token per step over one block the length of the continuation, must reproduce it
@@ -64,8 +64,14 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
-from longllada.rope_scaling import _rotary_dim, apply_rope_scaling, causal_rope_theta, is_ours
-from modeling_longllada import ntk_supported_length, rope_scaling_from_args
+from longllada.rope_scaling import (
+    apply_rope_scaling,
+    causal_context_window,
+    causal_rope_theta,
+    causal_trained_length,
+    is_ours,
+)
+from modeling_longllada import rope_scaling_from_args
 from modeling_longllada.generation_longllada import generation_bytes_per_row
 from modeling_longllada.rope_longllada import check_number
 
@@ -253,6 +259,9 @@ class LongLLaDALM(HFLM):
                           "greedy_check": greedy_check, "rolling_chunk": rolling_chunk,
                           "batch_classes": batch_classes}  # fmt: skip
         self.family, self.model_type = model_family(pretrained, kwargs.get("revision"), kwargs.get("subfolder"))
+        # Recorded in the results: a relative folder means nothing to a plot made elsewhere.
+        local = Path(pretrained).expanduser()
+        self._model_path = str(local.resolve()) if local.is_dir() else pretrained
         if self.family == "causal":
             misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
             if misplaced:
@@ -376,15 +385,9 @@ class LongLLaDALM(HFLM):
         super()._create_tokenizer(pretrained, tokenizer, **kwargs)
 
     def _causal_window(self, scaling: dict[str, Any]) -> int:
-        """The context a scaled causal LM covers: the target length, the scaling law's inverse for a factor (the
-        trained base and rotary dimensions of the config), or trained length x factor for dynamic NTK."""
+        """The context a scaled causal LM covers (see ``causal_context_window``)."""
         trained = int(self._config.max_position_embeddings)
-        if scaling.get("target_length") is not None:
-            return int(scaling["target_length"])
-        if scaling["type"] == "dynamic":
-            return int(trained * scaling["factor"])
-        theta = float(self._rope_record["rope_theta"])
-        return ntk_supported_length(_rotary_dim(self._config), theta, trained, self._rope_record["factor"])
+        return causal_context_window(self._config, scaling, self._rope_record, trained)
 
     def _create_model(self, pretrained: str, **kwargs: Any) -> None:
         # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder;
@@ -401,18 +404,29 @@ class LongLLaDALM(HFLM):
 
     def get_model_info(self) -> dict[str, Any]:
         """HFLM's model record (results JSON ``config``) plus the family, the RoPE override applied at load time,
-        the loaded model's RoPE, the context window and whether prompts start with BOS."""
+        the loaded model's RoPE, the truncation window and whether prompts start with BOS; and what plots and
+        tables read from any folder: the model's resolved path, its trained length, the context its RoPE covers
+        (``longllada_context_window``) and the NTK target length (None without one)."""
         info = super().get_model_info()
         config = self.model.config
         if is_ours(config):
             loaded = apply_rope_scaling(config, None)
+            trained, window = int(config.trained_length), int(config.rope_supported_length)
+            target = (config.rope_scaling or {}).get("target_length")
         else:
             loaded = {"rope_theta": causal_rope_theta(config), **apply_rope_scaling(config, None)}
+            trained = causal_trained_length(config)
+            window = self._scaled_window or trained
+            target = (self._rope_override[1] or {}).get("target_length") if self._rope_override[0] else None
         info.update(
             longllada_family=self.family,
             longllada_model_type=self.model_type,
+            longllada_model_path=self._model_path,
             longllada_rope_applied=self._rope_record if self._rope_override[0] else None,
             longllada_rope_loaded=loaded,
+            longllada_trained_length=trained,
+            longllada_context_window=window,
+            longllada_rope_target=target,
             longllada_max_length=None if self.max_length == NO_TRUNCATION else self.max_length,
             longllada_bos_prefix=self._bos_prefix,
         )
@@ -420,10 +434,13 @@ class LongLLaDALM(HFLM):
 
     # -- generation ------------------------------------------------------------------------------------------
     def _timing(self, event: str, **fields: Any) -> None:
-        """One ``longllada-timing {json}`` log line (benchmarks/niah_sweep.py reads them)."""
+        """One ``longllada-timing {json}`` log line at DEBUG (``LONGLLADA_LOG_LEVEL=DEBUG``; the benchmarks that
+        read them, such as benchmarks/niah_sweep.py, set it)."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         record = {"event": event, "rank": getattr(self, "_rank", 0), "pid": os.getpid(), "t": round(time.time(), 3),
                   **fields}  # fmt: skip
-        logger.info("longllada-timing %s", json.dumps(record))
+        logger.debug("longllada-timing %s", json.dumps(record))
 
     def _special_tokens_kwargs(self, string: str, batch: bool) -> dict[str, bool]:
         """The ``add_special_tokens`` argument HFLM's ``tok_encode`` (batch False) or ``tok_batch_encode``

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeling_longllada import ntk_scaling_factor, parse_rope_scaling
+from modeling_longllada import ntk_scaling_factor, ntk_supported_length, parse_rope_scaling
 from modeling_longllada.rope_longllada import spec_label
 
-__all__ = ["apply_rope_scaling", "causal_rope_theta", "causal_trained_length", "is_ours"]
+__all__ = ["apply_rope_scaling", "causal_context_window", "causal_rope_theta", "causal_trained_length", "is_ours"]
 
 
 def is_ours(config: Any) -> bool:
@@ -79,6 +79,21 @@ def causal_trained_length(config: Any) -> int:
         f"config of type {config.model_type!r} has none of max_position_embeddings, n_positions, n_ctx; "
         "its trained length is unknown"
     )
+
+
+def causal_context_window(
+    config: Any, spec: dict[str, Any] | None, applied: dict[str, Any], trained_length: int
+) -> int:
+    """The context a causal LM covers under the parsed scaling ``spec`` that :func:`apply_rope_scaling` applied
+    (``applied``: its record): the trained length without scaling, the target length, the scaling law's inverse
+    for a factor (the trained base and rotary dimensions), or trained length x factor for dynamic NTK."""
+    if spec is None:
+        return trained_length
+    if spec.get("target_length") is not None:
+        return int(spec["target_length"])
+    if spec["type"] == "dynamic":
+        return int(trained_length * spec["factor"])
+    return ntk_supported_length(_rotary_dim(config), float(applied["rope_theta"]), trained_length, applied["factor"])
 
 
 def _rotary_dim(config: Any) -> int:
