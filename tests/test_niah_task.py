@@ -287,6 +287,22 @@ def test_niah_plot_from_a_real_run(longllada_run, tiny_model_dir, tmp_path):
     assert {line.get_gid() for line in figure.axes[0].get_lines()} == {TRAINED_MARKER_GID, TARGET_MARKER_GID}
 
 
+def test_table_of_a_real_run(longllada_run, tmp_path):
+    import csv
+
+    from longllada.cli import main
+
+    assert main(["table", str(longllada_run), "--out", str(tmp_path)]) == 0
+    results, _ = _read_run(longllada_run)
+    rows = list(csv.DictReader((tmp_path / "niah.csv").open(encoding="utf-8")))
+    assert len(rows) == len(LENGTHS) * len(DEPTHS)
+    for row in rows:
+        metric = f"score_len{row['context_length']}_depth{float(row['depth']):g},none"
+        assert float(row["score"]) == pytest.approx(results["results"]["longllada_niah"][metric], abs=1e-4)
+        assert row["model"] == "tiny-llada" and row["trained_length"] == "256" and row["target"] == "512"
+    assert "tiny-llada, NTK λ=" in (tmp_path / "niah.md").read_text()
+
+
 def test_heatmap_colours_and_markers(tmp_path):
     import numpy as np
     from matplotlib import colormaps
