@@ -64,6 +64,7 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
+from longllada.model_args import DIFFUSION_ONLY, SAMPLER_ARGS
 from longllada.rope_scaling import (
     apply_rope_scaling,
     causal_context_window,
@@ -77,13 +78,12 @@ from modeling_longllada.rope_longllada import check_number
 
 logger = logging.getLogger(__name__)
 
-# Sampler options accepted in --model_args (LLaDA's and Dream's); they override a task's generation kwargs and are
-# checked by the sampler's DiffusionGenerationConfig. temperature here beats the task's do_sample/temperature.
-SAMPLER_KEYS = ("steps", "block_length", "remasking", "alg", "alg_temp", "temperature", "top_p", "top_k", "eps",
-                "cfg_scale", "cache", "threshold")  # fmt: skip
+# Sampler options accepted in --model_args (LLaDA's and Dream's; longllada.model_args names and explains every
+# argument); they override a task's generation kwargs and are checked by the sampler's DiffusionGenerationConfig.
+# temperature here beats the task's do_sample/temperature.
+SAMPLER_KEYS = tuple(SAMPLER_ARGS)
 # Model arguments with a meaning for the diffusion families only (a causal LM runs as --model hf does).
-DIFFUSION_ONLY_KEYS = (*SAMPLER_KEYS, "mc_num", "mc_batch_size", "mc_seed", "greedy_check", "rolling_chunk",
-                       "batch_classes")  # fmt: skip
+DIFFUSION_ONLY_KEYS = DIFFUSION_ONLY
 # model_type in config.json -> family. Official checkpoints (llada, Dream) load with our classes.
 DIFFUSION_FAMILIES = {"longllada": "llada", "llada": "llada", "longllada_dream": "dream", "Dream": "dream"}
 # Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
@@ -190,16 +190,10 @@ def model_family(pretrained: str, revision: str | None = None, subfolder: str | 
 
 @register_model("longllada")
 class LongLLaDALM(HFLM):
-    """lm-eval model ``longllada``: see the module docstring. Model arguments, besides HFLM's (``pretrained``,
-    ``dtype``, ``device``, ``batch_size``, ``max_length``, ``tokenizer``, ...):
-
-    steps, block_length, remasking (alg: Dream's name), alg_temp, temperature, top_p, top_k, eps, cfg_scale,
-    cache, threshold: sampler settings (default: the model's generation_config). mc_num (128), mc_batch_size (32),
-    mc_seed (1234): the likelihood estimator. greedy_check (True): compute ``is_greedy`` with the sampler.
-    rolling_chunk (64): chunk size of ``loglikelihood_rolling``. batch_classes (8): batches hold documents whose
-    ids agree modulo this (1: any). These apply to LLaDA and Dream only.
-    ntk_factor, ntk_target, rope_scaling: RoPE overrides for every family (see
-    ``modeling_longllada.rope_scaling_from_args``).
+    """lm-eval model ``longllada``: see the module docstring. Model arguments: HFLM's (``pretrained``, ``dtype``,
+    ``device``, ``batch_size``, ``max_length``, ``tokenizer``, ...) and those of ``longllada.model_args.MODEL_ARGS``
+    (their defaults and meanings; the sampler and likelihood ones apply to the diffusion families only, the RoPE
+    ones to every family, see ``modeling_longllada.rope_scaling_from_args``).
     """
 
     def __init__(
