@@ -22,6 +22,7 @@ COMMANDS = ("niah-plot", "ppl-plot")  # whose figures replace one another's
 # format -> the metadata field matplotlib writes it under
 METADATA_FIELDS = {"png": "Software", "pdf": "Creator", "svg": "Creator", "ps": "Creator", "eps": "Creator"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HEADER_BYTES = 1 << 16  # a PostScript header's comments come first
 _SVG_CREATOR = (
     "{http://www.w3.org/2000/svg}metadata/{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF/"
     "{http://creativecommons.org/ns#}Work/{http://purl.org/dc/elements/1.1/}creator/"
@@ -128,7 +129,7 @@ def postscript_creator(data: bytes) -> str | None:
     """The ``%%Creator:`` comment of a PostScript (or EPS) file's header (before ``%%EndComments``)."""
     if not data.startswith(b"%!PS-Adobe-"):
         return None
-    for line in data.splitlines()[1:]:
+    for line in data[:HEADER_BYTES].splitlines()[1:]:
         if line.startswith(b"%%Creator:"):
             return line[len(b"%%Creator:") :].strip().decode("latin-1")
         if line.startswith(b"%%EndComments") or not line.startswith(b"%"):
