@@ -261,9 +261,10 @@ from transformers import {imports}
 
 repo = "{repo_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = torch.bfloat16 if device == "cuda" else torch.float32  # bf16 matmuls are slow on most CPUs
 tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
 model = {family.card.auto_class}.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16  # `dtype=` on transformers >= 4.56
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype  # `dtype=` on transformers >= 4.56
 ).to(device).eval()
 
 {prompt}{_call(demo, "input_ids")}
@@ -318,7 +319,7 @@ print(f"log p(continuation | context) >= {{log_likelihood:.3f}} ± {{stderr:.3f}
 def _ntk_factor(rev: str, factor: int) -> str:
     return f"""
 model = AutoModelForCausalLM.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16,
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "factor": {factor}}},
 ).to(device).eval()
 print(model.config.rope_scaling, "-> context", model.config.max_position_embeddings)
@@ -328,7 +329,7 @@ print(model.config.rope_scaling, "-> context", model.config.max_position_embeddi
 def _ntk_target(rev: str, target: int) -> str:
     return f"""
 model = AutoModelForCausalLM.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=torch.bfloat16,
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "target_length": {target}}},
 ).to(device).eval()
 print("factor", model.config.rope_scaling_factor, "-> context", model.config.max_position_embeddings)

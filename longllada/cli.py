@@ -23,6 +23,7 @@ COMMANDS = [
     "perplexity.cli",  # ppl
     "ppl_plot",  # ppl-plot
     "niah_plot",  # niah-plot
+    "tables",  # table
     "eval_cli",  # eval
     "upload_cli",  # upload
     "twins.cli",  # train-tiny

@@ -8,10 +8,14 @@ figure.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from longllada.demo_findings import NTK_RULE
+from longllada.niah_plot import NiahGrid, plot_heatmaps
+from longllada.ppl_plot import log_axis, monte_carlo_note
+from longllada.run_info import RunSetting
 
 # Numbers compared with the committed summary: NIAH cell scores are 0-100 (one flipped needle moves a cell by up
 # to 100 / repeats), perplexities are compared relatively.
@@ -31,41 +35,47 @@ def _run_title(run: dict[str, Any]) -> str:
     return f"λ={run['factor']:g} for T={run['target']} ({run['repeats']} needles/cell)"
 
 
+def summary_settings(summary: dict[str, Any]) -> dict[str, RunSetting]:
+    """The setting of each run of a demo summary, as plots and tables name settings."""
+    trained = summary["trained_length"]
+    settings = {}
+    for name, run in summary["runs"].items():
+        scaled = run["target"] is not None
+        settings[name] = RunSetting(
+            model=summary["models"][run["twin"]],
+            trained_length=trained,
+            context_window=run["target"] if scaled else trained,
+            factor=float(run["factor"]),
+            target=run["target"],
+            scaling=f"ntk-target:{run['target']}" if scaled else "none",
+            per_cell=run["repeats"],
+        )
+    return settings
+
+
+def summary_grids(summary: dict[str, Any]) -> dict[str, NiahGrid]:
+    """The needle grid of each run of a demo summary."""
+    settings = summary_settings(summary)
+    grids = {}
+    for name, cells_by_key in summary["niah"].items():
+        cells = {_parse_cell(key): value for key, value in cells_by_key.items()}
+        lengths = sorted({n for n, _ in cells})
+        depths = sorted({float(d) for _, d in cells})
+        scores = [[cells.get((n, int(d))) for n in lengths] for d in depths]
+        grids[name] = NiahGrid(lengths, depths, scores, source=name, setting=settings[name])
+    return grids
+
+
 def plot_niah_panels(summary: dict[str, Any], out: Path) -> list[Path]:
     """``niah_{twin}.png`` for each twin: its heatmaps (depth × length, score 0-100), no scaling first, then one
-    per target length; a solid line after the trained length, a dashed one after the panel's target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    trained = summary["trained_length"]
+    per target length, drawn as `niah-plot` draws several runs (one colour scale; lines after the trained length
+    and after the panel's target)."""
+    grids = summary_grids(summary)
     paths = []
     for twin in ("diffusion", "causal"):
         names = [name for name, run in summary["runs"].items() if run["twin"] == twin]
-        figure = Figure(figsize=(3.6 * len(names) + 1.0, 3.5), layout="constrained")
-        axes = figure.subplots(1, len(names), squeeze=False)[0]
-        image = None
-        for ax, name in zip(axes, names):
-            run, grid = summary["runs"][name], summary["niah"][name]
-            cells = {_parse_cell(key): value for key, value in grid.items()}
-            lengths = sorted({n for n, _ in cells})
-            depths = sorted({d for _, d in cells})
-            data = [[cells[(n, d)] for n in lengths] for d in depths]
-            image = ax.imshow(data, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto", origin="upper")
-            for row, values in enumerate(data):
-                for column, value in enumerate(values):
-                    ax.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=7)
-            ax.set_xticks(range(len(lengths)), [str(n) for n in lengths])
-            ax.set_yticks(range(len(depths)), [f"{d}%" for d in depths])
-            ax.set_xlabel("context length (tokens)")
-            ax.set_title(_run_title(run), fontsize=9)
-            for marker, style in ((trained, "-"), (run["target"], "--")):
-                if marker in lengths and marker != lengths[-1]:
-                    ax.axvline(lengths.index(marker) + 0.5, color="black", linestyle=style, linewidth=1.2)
-        axes[0].set_ylabel("needle depth")
-        figure.colorbar(image, ax=list(axes), shrink=0.85, label="score")
-        figure.suptitle(f"{twin} twin: longllada_niah (solid: trained length {trained}; dashed: target T)")
+        model = summary["models"][twin]
+        figure = plot_heatmaps([grids[name] for name in names], title=f"{twin} twin ({model}): longllada_niah")
         path = out / f"niah_{twin}.png"
         figure.savefig(path, dpi=110)
         paths.append(path)
@@ -79,10 +89,9 @@ def plot_ppl(summary: dict[str, Any], out: Path) -> Path:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FormatStrFormatter
 
     trained = summary["trained_length"]
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
     for ax, twin in zip(axes, ("diffusion", "causal")):
         for name, run in summary["runs"].items():
@@ -94,12 +103,13 @@ def plot_ppl(summary: dict[str, Any], out: Path) -> Path:
             if run["target"] is not None:
                 ax.axvline(run["target"], color=line.get_color(), linestyle=":", linewidth=1.2)
         ax.axvline(trained, color="black", linestyle="--", linewidth=1, label=f"trained length {trained}")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        log_axis(ax)
         ax.set(xlabel="context length (tokens)", title=f"{twin} twin")
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize="small")
     axes[0].set_ylabel("perplexity (log scale)")
+    note = monte_carlo_note([{"kind": "diffusion", "estimator": "longllada"}])
+    figure.supxlabel(textwrap.fill(note, width=150), x=0.01, ha="left", fontsize="small")
     path = out / "ppl.png"
     figure.savefig(path, dpi=110)
     return path

@@ -52,7 +52,7 @@ from typing import Any
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="lm-eval's CLI with --model longllada and the longllada_* tasks (arguments as lm-eval's)",
+        help="lm-eval's CLI with --model longllada and the longllada_* tasks (longllada eval --help)",
         description=__doc__.splitlines()[0],
         add_help=False,
     )
@@ -345,9 +345,34 @@ def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[st
         logger.info("setting %d/%d: finished in %.1f s", position, total, seconds)
 
 
+# lm-eval's sub-commands: their own --help is lm-eval's
+LM_EVAL_COMMANDS = ("run", "ls", "validate")
+
+
+def wants_our_help(argv: Sequence[str]) -> bool:
+    """``longllada eval`` alone, or ``-h``/``--help`` outside one of lm-eval's sub-commands."""
+    if not argv:
+        return True
+    return argv[0] not in LM_EVAL_COMMANDS and any(arg in ("-h", "--help") for arg in argv)
+
+
+def resolve_device(args: argparse.Namespace) -> None:
+    """Without ``--device``, the device the model will run on (lm-eval would record its default ``cuda:0`` in the
+    results of a CPU run, where its model falls back to the CPU)."""
+    if "device" in vars(args) and args.device is None:
+        import torch
+
+        args.device = "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
 def run_eval(argv: list[str]) -> int:
     """Run lm-eval's CLI on ``argv`` with our model and tasks (once per ``--model_args`` setting); returns the exit
     code."""
+    if wants_our_help(argv):
+        from longllada.eval_help import eval_help
+
+        print(eval_help(), end="")
+        return 0
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging as lm_eval_setup_logging
 
@@ -369,6 +394,7 @@ def run_eval(argv: list[str]) -> int:
     finally:
         sys.argv = saved_argv
     settings = vars(args).pop(_SETTINGS_DEST, None) or []
+    resolve_device(args)
     if hasattr(args, "include_path"):
         user_paths = args.include_path
         from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None

@@ -15,8 +15,8 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
   grid has 110 a length; ``batch_classes=1`` lets any documents share a batch, for single-process runs that
   are never compared with data-parallel ones). On a GPU, a batch is split into parts that fit in free memory by
   the sampler's estimate (``generation_bytes_per_row``); one that still runs out of memory is split in halves.
-  Each batch is logged (``longllada-timing`` lines: seconds, rows, lengths; ``LONGLLADA_LOG_LEVEL=DEBUG``
-  adds the generated token ids).
+  With ``LONGLLADA_LOG_LEVEL=DEBUG`` each batch is logged (``longllada-timing`` lines: seconds, rows, lengths)
+  with its generated token ids.
 - ``loglikelihood``: the Monte-Carlo ELBO of ``model.log_likelihood`` (``mc_num`` samples, seeded per request
   with ``mc_seed`` so that every choice of a question sees the same masks). ``is_greedy`` is computed for real:
   the sampler, greedy, one token per step over one block the length of the continuation, must reproduce it
@@ -58,6 +58,7 @@ import time
 import weakref
 from array import array
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,27 +70,26 @@ from tqdm import tqdm
 
 from lm_eval_tasks.longllada_niah.utils import encode_many
 from longllada.loading import MODEL_ARGS_FLAG, check_remote_code, load_config, load_tokenizer, model_family
+from longllada.model_args import DIFFUSION_ONLY, SAMPLER_ARGS
 from longllada.rope_scaling import (
-    _rotary_dim,
     apply_rope_scaling,
+    causal_context_window,
     causal_rope_theta,
+    causal_trained_length,
     is_ours,
-    scaled_context_length,
 )
-from modeling_longllada import families, ntk_supported_length, rope_scaling_from_args
+from modeling_longllada import families, rope_scaling_from_args
 from modeling_longllada.generation_longllada import generation_bytes_per_row
 from modeling_longllada.rope_longllada import check_number
 
 logger = logging.getLogger(__name__)
 
-# Sampler options accepted in --model_args (each family takes those of its entry's sampler_arguments); they override
-# a task's generation kwargs and are checked by the sampler's DiffusionGenerationConfig. temperature here beats the
-# task's do_sample/temperature.
-SAMPLER_KEYS = ("steps", "block_length", "remasking", "alg", "alg_temp", "temperature", "top_p", "top_k", "eps",
-                "cfg_scale", "cache", "threshold")  # fmt: skip
+# Sampler options accepted in --model_args (each family takes those of its entry's sampler_arguments;
+# longllada.model_args names and explains every argument); they override a task's generation kwargs and are checked
+# by the sampler's DiffusionGenerationConfig. temperature here beats the task's do_sample/temperature.
+SAMPLER_KEYS = tuple(SAMPLER_ARGS)
 # Model arguments with a meaning for the diffusion families only (a causal LM runs as --model hf does).
-DIFFUSION_ONLY_KEYS = (*SAMPLER_KEYS, "mc_num", "mc_batch_size", "mc_seed", "greedy_check", "rolling_chunk",
-                       "batch_classes")  # fmt: skip
+DIFFUSION_ONLY_KEYS = DIFFUSION_ONLY
 # The results' family label of a model outside the families (run as lm-eval's --model hf runs it).
 CAUSAL = "causal"
 # Without max_length nothing is truncated; lm-eval still needs a number to subtract from.
@@ -186,17 +186,10 @@ def left_padding_mask(input_ids: torch.Tensor, pad_token_id: int | None) -> torc
 
 @register_model("longllada")
 class LongLLaDALM(HFLM):
-    """lm-eval model ``longllada``: see the module docstring. Model arguments, besides HFLM's (``pretrained``,
-    ``dtype``, ``device``, ``batch_size``, ``max_length``, ``tokenizer``, ...):
-
-    steps, block_length, remasking (alg: Dream's name), alg_temp, temperature, top_p, top_k, eps, cfg_scale,
-    cache, threshold: sampler settings (default: the model's generation_config). mc_num (128), mc_batch_size (32),
-    mc_seed (1234): the likelihood estimator. greedy_check (True): compute ``is_greedy`` with the sampler.
-    rolling_chunk (64): chunk size of ``loglikelihood_rolling``. batch_classes (8): batches hold documents whose
-    ids agree modulo this (1: any). These apply to the diffusion families only.
-    ntk_factor, ntk_target, rope_scaling: RoPE overrides for every model (see
-    ``modeling_longllada.rope_scaling_from_args``).
-    trust_remote_code (False): let a model outside the families, or a tokenizer, run the code of its repo.
+    """lm-eval model ``longllada``: see the module docstring. Model arguments: HFLM's (``pretrained``, ``dtype``,
+    ``device``, ``batch_size``, ``max_length``, ``tokenizer``, ...) and those of ``longllada.model_args.MODEL_ARGS``
+    (their defaults and meanings; the sampler and likelihood ones apply to the diffusion families only, the RoPE
+    ones to every family, see ``modeling_longllada.rope_scaling_from_args``).
     """
 
     def __init__(
@@ -260,6 +253,9 @@ class LongLLaDALM(HFLM):
                     **{key: kwargs[key] for key in ("token", "cache_dir", "local_files_only") if key in kwargs}}  # fmt: skip
         self._family, self.model_type = model_family(pretrained, **location)
         self.family = self._family.name if self._family is not None else CAUSAL
+        # Recorded in the results: a relative folder means nothing to a plot made elsewhere.
+        local = Path(pretrained).expanduser()
+        self._model_path = str(local.resolve()) if local.is_dir() else pretrained
         if self._family is None:
             misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
             if misplaced:
@@ -380,12 +376,9 @@ class LongLLaDALM(HFLM):
         super()._create_tokenizer(pretrained, tokenizer, **kwargs)
 
     def _causal_window(self, scaling: dict[str, Any]) -> int:
-        """The context a scaled causal LM covers: the target length, the scaling law's inverse for a factor of the
-        base (the trained base and rotary dimensions of the config), or trained length x factor for transformers'
-        methods (dynamic NTK, YaRN, ...)."""
+        """The context a scaled causal LM covers (see ``causal_context_window``)."""
         trained = int(self._config.max_position_embeddings)
-        theta = float(self._rope_record["rope_theta"])
-        return scaled_context_length(scaling, theta, _rotary_dim(self._config), trained)
+        return causal_context_window(self._config, scaling, self._rope_record, trained)
 
     def _create_model(self, pretrained: str, **kwargs: Any) -> None:
         # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder;
@@ -404,18 +397,29 @@ class LongLLaDALM(HFLM):
 
     def get_model_info(self) -> dict[str, Any]:
         """HFLM's model record (results JSON ``config``) plus the family, the RoPE override applied at load time,
-        the loaded model's RoPE, the context window and whether prompts start with BOS."""
+        the loaded model's RoPE, the truncation window and whether prompts start with BOS; and what plots and
+        tables read from any folder: the model's resolved path, its trained length, the context its RoPE covers
+        (``longllada_context_window``) and the NTK target length (None without one)."""
         info = super().get_model_info()
         config = self.model.config
         if is_ours(config):
             loaded = apply_rope_scaling(config, None)
+            trained, window = int(config.trained_length), int(config.rope_supported_length)
+            target = (config.rope_scaling or {}).get("target_length")
         else:
             loaded = {"rope_theta": causal_rope_theta(config), **apply_rope_scaling(config, None)}
+            trained = causal_trained_length(config)
+            window = self._scaled_window or trained
+            target = (self._rope_override[1] or {}).get("target_length") if self._rope_override[0] else None
         info.update(
             longllada_family=self.family,
             longllada_model_type=self.model_type,
+            longllada_model_path=self._model_path,
             longllada_rope_applied=self._rope_record if self._rope_override[0] else None,
             longllada_rope_loaded=loaded,
+            longllada_trained_length=trained,
+            longllada_context_window=window,
+            longllada_rope_target=target,
             longllada_max_length=None if self.max_length == NO_TRUNCATION else self.max_length,
             longllada_bos_prefix=self._bos_prefix,
         )
@@ -423,10 +427,13 @@ class LongLLaDALM(HFLM):
 
     # -- generation ------------------------------------------------------------------------------------------
     def _timing(self, event: str, **fields: Any) -> None:
-        """One ``longllada-timing {json}`` log line (benchmarks/niah_sweep.py reads them)."""
+        """One ``longllada-timing {json}`` log line at DEBUG (``LONGLLADA_LOG_LEVEL=DEBUG``; the benchmarks that
+        read them, such as benchmarks/niah_sweep.py, set it)."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         record = {"event": event, "rank": getattr(self, "_rank", 0), "pid": os.getpid(), "t": round(time.time(), 3),
                   **fields}  # fmt: skip
-        logger.info("longllada-timing %s", json.dumps(record))
+        logger.debug("longllada-timing %s", json.dumps(record))
 
     def _special_tokens_kwargs(self, string: str, batch: bool) -> dict[str, bool]:
         """The ``add_special_tokens`` argument HFLM's ``tok_encode`` (batch False) or ``tok_batch_encode``

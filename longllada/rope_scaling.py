@@ -29,6 +29,7 @@ from modeling_longllada.rope_tables_longllada import transformers_rope_parameter
 
 __all__ = [
     "apply_rope_scaling",
+    "causal_context_window",
     "causal_rope_theta",
     "causal_trained_length",
     "is_ours",
@@ -96,6 +97,15 @@ def causal_trained_length(config: Any) -> int:
         f"config of type {config.model_type!r} has none of max_position_embeddings, n_positions, n_ctx; "
         "its trained length is unknown"
     )
+
+
+def causal_context_window(
+    config: Any, spec: dict[str, Any] | None, applied: dict[str, Any], trained_length: int
+) -> int:
+    """The context a causal LM covers under the parsed scaling ``spec`` that :func:`apply_rope_scaling` applied
+    (``applied``: its record, which holds the trained base): :func:`scaled_context_length` with the config's rotary
+    dimensions."""
+    return scaled_context_length(spec, float(applied["rope_theta"]), _rotary_dim(config), trained_length)
 
 
 def _rotary_dim(config: Any) -> int:

@@ -379,8 +379,9 @@ LLADA = Family(
         features=(
             '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
             '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law) or '
-            '`{"type": "ntk_per_length"}` (λ chosen from each input\'s length); `max_position_embeddings` follows, '
-            "so tools such as lm-eval see the extended window;",
+            '`{"type": "ntk_per_length"}` (λ chosen from each input\'s length); `max_position_embeddings` follows '
+            "(the extended window), and `n_positions` adds the trained length for the answer denoised after the "
+            "prompt, so lm-eval's `--model hf` keeps whole every prompt that fits the extended window;",
             "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or "
             "random remasking, temperature, classifier-free guidance), with Fast-dLLM's prefix/dual key-value "
             "caches and confidence-threshold decoding as options;",
@@ -438,7 +439,7 @@ LLADA = Family(
             "longllada` (the diffusion sampler for generation, the Monte-Carlo bound for likelihoods) and the "
             "toolkit's tasks: `longllada_niah` (needle in a haystack, its grid set by `--metadata`), "
             "`longllada_ruler`, `longllada_longbench`. In `--model_args`, `ntk_factor=λ`, `ntk_target=T` or "
-            "`rope_scaling=dynamic` override this revision's RoPE scaling, and `cache=dual,threshold=0.9` selects "
+            "`rope_scaling=ntk-per-length` override this revision's RoPE scaling, and `cache=dual,threshold=0.9` selects "
             "the fast sampler:"
         ),
         eval_arguments="steps=32,block_length=32",

@@ -821,6 +821,24 @@ class RopeScalingMixin:
             return self.trained_length
         return ntk_supported_length(self.rotary_dim, self.rope_theta, self.trained_length, self.rope_scaling_factor)
 
+    @property
+    def n_positions(self) -> int:
+        """The positions a prompt and its answer may fill together: the context window (the larger of
+        ``max_position_embeddings`` and :attr:`rope_supported_length`) plus the trained length.
+
+        A diffusion model denoises its answer in the positions right after the prompt, so a prompt that fills the
+        context window needs room beyond it for the answer; an answer longer than the trained length is not one
+        the model has learnt to write. lm-eval's ``--model hf`` reads this field (before
+        ``max_position_embeddings``) as the model's window and cuts prompts to it minus the answer's tokens: with
+        it, no prompt that fits the context window is cut. Derived; a value stored in a config is ignored.
+        """
+        window = max(int(getattr(self, "max_position_embeddings", 0) or 0), self.rope_supported_length)
+        return window + self.trained_length
+
+    @n_positions.setter
+    def n_positions(self, value: int) -> None:
+        pass
+
 
 # -- published LongRoPE factor tables (data) --------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -41,7 +43,7 @@ class Records(logging.Handler):
     """The ``longllada.lm_eval_model`` log records of one run."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -59,9 +61,10 @@ def run_niah(tmp_path: Path, model_args: str) -> tuple[dict, Records]:
     logger = logging.getLogger("longllada.lm_eval_model")
     logger.addHandler(records)
     try:
-        code = main(["eval", "--model", "longllada", "--model_args", model_args, "--tasks", "longllada_niah",
-                     "--include_path", str(REPO / "lm_eval_tasks"), "--metadata", GRID, "--limit", "4",
-                     "--device", "cpu", "--batch_size", "2", "--output_path", str(tmp_path)])  # fmt: skip
+        with mock.patch.dict(os.environ, {"LONGLLADA_LOG_LEVEL": "DEBUG"}):  # the timing lines are DEBUG
+            code = main(["eval", "--model", "longllada", "--model_args", model_args, "--tasks", "longllada_niah",
+                         "--include_path", str(REPO / "lm_eval_tasks"), "--metadata", GRID, "--limit", "4",
+                         "--device", "cpu", "--batch_size", "2", "--output_path", str(tmp_path)])  # fmt: skip
     finally:
         logger.removeHandler(records)
     assert code == 0

@@ -54,7 +54,7 @@ def records():
     handler, logger = Records(), logging.getLogger("longllada.lm_eval_model")
     level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)  # the timing lines are DEBUG
     yield handler
     logger.removeHandler(handler)
     logger.setLevel(level)
@@ -95,6 +95,16 @@ def test_similar_lengths_batched_together_and_batches_equal_single_prompts(lm, r
     finally:
         lm.batch_size_per_gpu = 4
     assert batched == single
+
+
+def test_timing_lines_are_debug_only(lm, records):
+    logger = logging.getLogger("longllada.lm_eval_model")
+    logger.setLevel(logging.INFO)  # the default of `longllada eval`: progress bars, no JSON lines between them
+    lm.generate_until([request(text) for text in prompts(10, 2)])
+    assert records.timings == []
+    logger.setLevel(logging.DEBUG)
+    lm.generate_until([request(text) for text in prompts(10, 2)])
+    assert {r["event"] for r in records.timings} == {"requests", "batch", "generated"}
 
 
 def test_split_batches_give_the_same_tokens(lm, records):

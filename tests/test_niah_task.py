@@ -170,9 +170,10 @@ COMMON_ARGS += ["--device", "cpu", "--batch_size", "2"]
 
 @pytest.fixture(scope="module")
 def longllada_run(tiny_model_dir, tmp_path_factory) -> Path:
-    """`longllada eval --model longllada` on the grid (one pass of 6 cells), with NTK scaling to 512."""
+    """`longllada eval --model longllada` on the grid (one pass of 6 cells), with NTK scaling to 512; the model
+    named by a path relative to the run's folder, as a user in the folder above it would give it."""
     out = tmp_path_factory.mktemp("niah_longllada")
-    model_args = f"pretrained={tiny_model_dir},ntk_target=512"
+    model_args = f"pretrained={os.path.relpath(tiny_model_dir, out)},ntk_target=512"
     run_cli(["-m", "longllada", "eval", "--model", "longllada", "--model_args", model_args, *COMMON_ARGS,
              "--output_path", str(out)], cwd=out)  # fmt: skip
     return out
@@ -209,6 +210,8 @@ def test_lm_eval_cli_with_model_hf(tiny_model_dir, tmp_path):
     results, samples = _read_run(tmp_path)
     assert results["config"]["model"] == "hf"
     _check_run(results, samples)
+    # the task records the model's folder for plots made elsewhere (lm-eval's hf model records nothing of ours)
+    assert results["configs"]["longllada_niah"]["metadata"]["longllada_model_path"] == str(tiny_model_dir.resolve())
 
 
 @pytest.mark.e2e
@@ -248,7 +251,8 @@ def test_niah_plot_from_a_real_run(longllada_run, tiny_model_dir, tmp_path):
     from matplotlib.image import imread
 
     from longllada.cli import main
-    from longllada.niah_plot import load_grid, model_lengths
+    from longllada.niah_plot import TARGET_MARKER_GID, TRAINED_MARKER_GID, load_grid, model_lengths, plot_heatmap
+    from modeling_longllada import LongLLaDAConfig
 
     out = tmp_path / "heatmap.png"
     assert main(["niah-plot", str(longllada_run), "--out", str(out), "--title", "tiny"]) == 0
@@ -262,11 +266,41 @@ def test_niah_plot_from_a_real_run(longllada_run, tiny_model_dir, tmp_path):
         for depth in DEPTHS:
             expected = results["results"]["longllada_niah"][f"score_len{length}_depth{depth},none"]
             assert grid.score(length, depth) == pytest.approx(expected)
-    # The results file alone gives the same grid; the model folder gives the trained length, the run the target.
+    # The results file alone gives the same grid. The run recorded what a plot made in any folder (here the
+    # test's, not the run's) needs: the model's resolved path, its trained length and the NTK target.
     (results_file,) = longllada_run.rglob("results_*.json")
     flat = lambda rows: [value for row in rows for value in row]  # noqa: E731
     assert flat(load_grid([results_file]).scores) == pytest.approx(flat(grid.scores))
-    assert model_lengths(grid.model_args) == (256, 512)
+    config, metadata = results["config"], results["configs"]["longllada_niah"]["metadata"]
+    assert not Path(config["model_args"]["pretrained"]).is_absolute()
+    assert config["longllada_model_path"] == metadata["longllada_model_path"] == str(tiny_model_dir.resolve())
+    assert (config["longllada_trained_length"], config["longllada_context_window"]) == (256, 512)
+    assert config["longllada_rope_target"] == 512
+    assert metadata["longllada_grid"] == {"context_lengths": LENGTHS, "depths": DEPTHS, "num_repeats": 2}  # built
+    setting = grid.setting
+    factor = LongLLaDAConfig.from_pretrained(tiny_model_dir, rope_scaling="ntk-target:512").rope_scaling_factor
+    assert (setting.model, setting.trained_length, setting.target, setting.factor) == ("tiny-llada", 256, 512, factor)
+    assert setting.label() == f"tiny-llada, NTK λ={factor:g} (T=512), 1 needle/cell"  # --limit: 1 of 2 repeats ran
+    assert load_grid([results_file]).setting.per_cell == 1  # from lm-eval's count of the documents that ran
+    assert model_lengths({"pretrained": str(tiny_model_dir), "ntk_target": 512}) == (256, 512)
+    figure = plot_heatmap(grid)
+    assert {line.get_gid() for line in figure.axes[0].get_lines()} == {TRAINED_MARKER_GID, TARGET_MARKER_GID}
+
+
+def test_table_of_a_real_run(longllada_run, tmp_path):
+    import csv
+
+    from longllada.cli import main
+
+    assert main(["table", str(longllada_run), "--out", str(tmp_path)]) == 0
+    results, _ = _read_run(longllada_run)
+    rows = list(csv.DictReader((tmp_path / "niah.csv").open(encoding="utf-8")))
+    assert len(rows) == len(LENGTHS) * len(DEPTHS)
+    for row in rows:
+        metric = f"score_len{row['context_length']}_depth{float(row['depth']):g},none"
+        assert float(row["score"]) == pytest.approx(results["results"]["longllada_niah"][metric], abs=1e-4)
+        assert row["model"] == "tiny-llada" and row["trained_length"] == "256" and row["target"] == "512"
+    assert "tiny-llada, NTK λ=" in (tmp_path / "niah.md").read_text()
 
 
 def test_heatmap_colours_and_markers(tmp_path):

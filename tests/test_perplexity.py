@@ -318,11 +318,16 @@ def test_plot_has_one_curve_per_run(diffusion, llama, tmp_path, capsys):
     (axes,) = figure.axes
     curves = [line for line in axes.get_lines() if line.get_gid() != TRAINED_LENGTH_GID]
     markers = [line for line in axes.get_lines() if line.get_gid() == TRAINED_LENGTH_GID]
-    assert len(curves) == 3 and len(markers) == 3
+    # one marker per trained length (the two llama runs share theirs), in the colour of its first curve
+    assert len(curves) == 3 and len(markers) == 2
     assert list(curves[1].get_xdata()) == [20, 40, 60]
     labels = [line.get_label() for line in curves]
     assert len(set(labels)) == 3 and all("no scaling" in label for label in labels)
     assert markers[0].get_xdata()[0] == diffusion.model.config.max_sequence_length
+    assert markers[0].get_color() == curves[0].get_color()
+    assert "Monte-Carlo bounds" in figure.get_supxlabel()  # the diffusion curve's word
+    ticks = [tick for tick in axes.get_yticks() if axes.get_ylim()[0] <= tick <= axes.get_ylim()[1]]
+    assert len(ticks) >= 2  # the log axis is labelled whatever the curves' span
 
     png = tmp_path / "figure.png"
     assert cli.main(["ppl-plot", *map(str, runs), "--out", str(png), "--log"]) == 0

@@ -1,9 +1,11 @@
-"""Every Python example and every `longllada` command of the README runs, as written, on tiny stand-ins.
+"""Every Python example and every `longllada` command of the README runs, as written, on tiny stand-ins, and
+does what the README says it does; the README's numbers are the ones the code and the committed runs give.
 
 The Hub ids of the README are replaced by tiny local folders in the official format (official ``model_type``
 and ``auto_map``, no code files: the official code can never run), the causal baseline by the shipped causal
-twin. The only other change: ``--max-length 16384`` of the perplexity commands becomes 512 (a CPU budget).
-Shell lines that install or launch (``pip``, ``make``, ``accelerate``) are not run here; CI runs ``make test``.
+twin, and the clone's ``longllada/models/`` by this checkout's. The only other change: ``--max-length 16384`` of
+the perplexity commands becomes 512 (a CPU budget). Shell lines that install or launch (``pip``, ``make``,
+``accelerate``) are not run here; CI runs ``make test``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def stand_ins(tiny_model_dir, tiny_dream_dir, tmp_path_factory) -> dict[str, str
 
 
 def substitute(text: str, stand_ins: dict[str, str]) -> str:
+    # the clone's shipped twins first: the stand-ins' own paths may contain the same words
+    text = re.sub(r"(?<![\w/])longllada/models/", str(REPO / "longllada" / "models") + "/", text)
     for hub_id, folder in sorted(stand_ins.items(), key=lambda item: -len(item[0])):
         text = text.replace(hub_id, folder)
     for written, smaller in SMALLER.items():
@@ -79,14 +83,74 @@ def commands() -> list[str]:
     return found
 
 
+# What each Python example says it does, checked after it ran (in the same process), by a phrase of the example.
+CLAIMS = {
+    "answer = tok(": """
+assert out.shape[1] == ids.shape[1] + 32 and ids.shape[1] < fast.shape[1] <= ids.shape[1] + 32
+assert type(model).__module__.startswith("modeling_longllada")  # our classes, not the repo's code
+assert model.config.rope_scaling == {"type": "ntk", "target_length": 16384}
+assert answer and answer == tok(" Paris").input_ids[-len(answer):] and tok.bos_token_id not in answer
+assert ll <= 0 and stderr >= 0  # a bound on a log-probability
+""",
+    "diffusion_generate(": """
+assert ids[0, 0].item() == tok.bos_token_id and int((ids[0] == tok.bos_token_id).sum()) == 1  # BOS once
+assert type(model).__module__.startswith("modeling_longllada") and model.config.rope_scaling_factor == 5
+assert out.shape[1] == ids.shape[1] + 32 and blocks.shape[1] == ids.shape[1] + 32
+""",
+}
+
+
 def test_the_readme_has_the_examples_this_file_runs():
     assert len(blocks("python")) >= 2 and len(commands()) >= 5
-    assert README.startswith("# LongLLaDA\n\n```bash\nmake demo") and "make test" in README.split("\n\n")[1]
+    assert all(any(phrase in block for block in blocks("python")) for phrase in CLAIMS)
+    sections = re.findall(r"^## (.+)$", README, flags=re.M)
+    assert sections[0] == "The first five minutes, on a CPU"  # after what the package is
+    assert README.index("LongLLaDA gives diffusion language models") < README.index("## ")
+
+
+def test_install_lines_a_user_can_run():
+    install = README.split("## Install", 1)[1].split("## ", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", install, flags=re.S)
+    assert "pip install longllada" not in README  # not on PyPI
+    user_lines = [line for line in block.splitlines() if line.startswith("pip install")]
+    assert user_lines and not any("dev" in line.split("#")[0] for line in user_lines)
+    assert "pip install ." in block
+
+
+def test_one_spelling_of_the_multi_gpu_command():
+    spellings = set(re.findall(r"accelerate launch --multi_gpu --num_processes \d+ -m \S+(?: \w+)?", README))
+    assert spellings == {"accelerate launch --multi_gpu --num_processes 2 -m longllada eval"}
+    assert README.count("**Several GPUs.**") == 1
+
+
+def test_the_readme_numbers():
+    """λ from the scaling law, the windows the scaled bases cover, the demo's findings and the sweep's times."""
+    from modeling_longllada import ntk_scaling_factor, ntk_supported_length
+
+    text = " ".join(README.split())
+    stated = re.findall(r"\((\d+), ([\d.e]+), (\d+)\) → (\d+) needs λ = (\d+)", text)
+    assert len(stated) == 2
+    for head_dim, theta, trained, target, factor in stated:
+        assert ntk_scaling_factor(int(head_dim), float(theta), int(trained), int(target)) == int(factor)
+    assert "`,ntk_factor=4` / `14` / `31` / `55` (8k / 16k / 24k / 32k)" in text
+    assert [ntk_scaling_factor(128, 500000.0, 4096, k * 1024) for k in (8, 16, 24, 32)] == [4, 14, 31, 55]
+    assert "`,ntk_factor=4` / `13` (16k / 32k)" in text and "λ 4 → 17,541, λ 13 → 33,418" in text
+    assert [ntk_scaling_factor(128, 500000.0, 8192, n) for n in (16384, 32768)] == [4, 13]
+    assert [ntk_supported_length(128, 500000.0, 8192, f) for f in (4, 13)] == [17541, 33418]
+    assert "λ(T) = 3, 12, 56" in text
+    assert [ntk_scaling_factor(32, 10000.0, 256, n) for n in (512, 1024, 2048)] == [3, 12, 56]
+    summary = json.loads((REPO / "docs" / "demo" / "summary.json").read_text())
+    ratio = {twin: summary["ppl"][twin]["ppl"][-1] / summary["ppl"][twin]["ppl"][3] for twin in ("diffusion", "causal")}
+    assert summary["ppl"]["diffusion"]["lengths"][3] == 256 and summary["ppl"]["diffusion"]["lengths"][-1] == 2048
+    assert f"reaches {ratio['diffusion']:.0f}× its trained-length value, against {ratio['causal']:.0f}×" in text
+    benchmarks = (REPO / "benchmarks" / "README.md").read_text()
+    assert "514 s on one H200 and 286 s on two" in text and "285.9 s" in benchmarks and "513.8 s" in benchmarks
 
 
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_example_runs(index, stand_ins, tmp_path):
     code = substitute(blocks("python")[index], stand_ins)
+    code += "".join(check for phrase, check in CLAIMS.items() if phrase in code)
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                             timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -101,3 +165,11 @@ def test_shell_commands_run_in_order(stand_ins, tmp_path):
                                 text=True, timeout=900,
                                 env={**__import__("os").environ, "PYTHONPATH": str(REPO)})  # fmt: skip
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+    # what the first five minutes say they make
+    from longllada.figure_files import figure_creator
+
+    assert len(list((tmp_path / "results").rglob("results_*.json"))) >= 2  # the two settings, and more after
+    assert figure_creator(tmp_path / "niah.png") == "longllada niah-plot"
+    assert figure_creator(tmp_path / "ppl.png") == "longllada ppl-plot"
+    niah_table = (tmp_path / "tables" / "niah.md").read_text()
+    assert "tiny-llada-diffusion, no scaling" in niah_table and "tiny-llada-diffusion, NTK λ=3 (T=512)" in niah_table

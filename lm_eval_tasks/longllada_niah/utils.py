@@ -98,6 +98,8 @@ def _task_class() -> type:
     from lm_eval.api.metrics import mean
     from lm_eval.api.task import ConfigurableTask
 
+    from lm_eval_tasks.run_record import record_run
+
     class NeedleTask(ConfigurableTask):
         """``longllada_niah``: every document reports every cell of the grid, its score in its own cell and None
         in the others, and a cell averages the scores it got (:func:`mean_of_scored`). Every process of a
@@ -108,6 +110,10 @@ def _task_class() -> type:
             super().__init__(config={k: v for k, v in (config or {}).items() if k != "class"})
             cells = sorted({(int(d["context_length"]), float(d["depth_percent"])) for d in self.eval_docs})
             self.cell_names = [cell_metric_name(length, depth) for length, depth in cells]
+            repeats = {int(d["repeat"]) for d in self.eval_docs}
+            grid = {"context_lengths": sorted({length for length, _ in cells}),
+                    "depths": sorted({depth for _, depth in cells}), "num_repeats": len(repeats)}  # fmt: skip
+            record_run(self, longllada_grid=grid)
 
         def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, float | None]:
             own = process_results(doc, results)

@@ -560,6 +560,8 @@ def qa_hotpot(**kwargs: Any) -> dict[str, Any]:
 def _task_class() -> type:
     from lm_eval.api.task import ConfigurableTask
 
+    from lm_eval_tasks.run_record import record_run
+
     class RulerTask(ConfigurableTask):
         """A ``longllada_ruler_*`` task: every document reports every length of the grid (its score under its
         own length, None under the others) and a length averages the scores it got (:func:`mean_of_scored`), so
@@ -568,6 +570,7 @@ def _task_class() -> type:
         def __init__(self, config: dict[str, Any] | None = None) -> None:
             super().__init__(config={k: v for k, v in (config or {}).items() if k != "class"})
             self.cell_names = [str(length) for length in sorted({int(d["max_length"]) for d in self.eval_docs})]
+            record_run(self)
 
         def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, float | None]:
             own = self.config.process_results(doc, results)
