@@ -282,7 +282,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, nargs="?", help="folder to write (the same as --out)")
     parser.add_argument("--out", type=Path, default=None, help="folder to write: new, empty, or one tiny-model wrote")
-    parser.add_argument("--arch", choices=_FamilyNames(), default="llada", help="model family (default llada)")
+    parser.add_argument(
+        "--arch", choices=_FamilyNames(), default="llada", metavar="NAME",
+        help="model family, one of %(choices)s (default %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
     parser.add_argument("--d-model", type=int, default=64, help="hidden size (default 64)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
