@@ -19,7 +19,7 @@ measures, with CUDA events (medians of ``--reps``):
 - the parts alone, each recorded in a CUDA graph of its own: one layer's projections (separate, and fused as
   one QKV and one gate-up product), attention of 32 queries over the cache with each of sdpa's kernels (and
   FlashAttention-3's ``fa3_fwd`` if it imports, one split and split-KV), the LM head for 32, 16, 8 and 1 rows, the
-  RoPE tables the step recomputes, and the sampler's work on the block's logits (``commit_step``);
+  RoPE tables the step recomputes, and the sampler's work on the block's logits (its rule's ``step``);
 - the step with sdpa's flash kernel first for every cached step (``fast_longllada.MANY_KEYS = 0``: today it is
   first from 8192 keys on), recorded and replayed as above.
 
@@ -62,9 +62,8 @@ from modeling_longllada import LongLLaDAConfig, fast_longllada  # noqa: E402
 from modeling_longllada.generation_longllada import (  # noqa: E402
     CachedStepGraph,
     DiffusionGenerationConfig,
-    commit_step,
+    rule_for,
 )
-from modeling_longllada.modeling_longllada import rotary_cos_sin  # noqa: E402
 
 BLOCK = 32
 
@@ -337,19 +336,19 @@ def lm_head_rows(model, clock, device, reps) -> dict:
 
 def rope_tables(step: CachedStep, clock, device, reps) -> dict:
     """The cos/sin tables every cached step recomputes from its positions (the same for a block's every step)."""
-    config = step.model.config
     positions = step.positions[:, step.span]
-    base = step.model.rope_base(step.rope_seq_len)
-    return {"ms": graph_ms(lambda: rotary_cos_sin(positions, config.head_dim, base, device), clock, device, reps)}
+    return {"ms": graph_ms(lambda: step.model.rotary_emb(positions, step.rope_seq_len), clock, device, reps)}
 
 
 def sampler_work(step: CachedStep, clock, device, reps) -> dict:
-    """``commit_step`` on the block's logits (predictions, softmax confidences, the top-k commit), eagerly as the
-    sampler runs it between graph replays."""
+    """The sampler rule's step on the block's logits (predictions, softmax confidences, the top-k commit), eagerly
+    as ``generate`` runs it between graph replays."""
     logits = step(step.tokens())
-    settings = DiffusionGenerationConfig.resolve(step.model, None, {"max_new_tokens": BLOCK})
+    settings = DiffusionGenerationConfig.resolve(step.model, None, {"max_new_tokens": BLOCK, "steps": BLOCK})
+    rule = rule_for(step.model, settings)
+    plan = rule.schedule.block(BLOCK, 1)
     block = step.x[:, step.start : step.end]
-    return {"eager_ms": median_ms(time_fn(clock, lambda: commit_step(block, logits, 1, 1.0, settings, None), reps, 2))}
+    return {"eager_ms": median_ms(time_fn(clock, lambda: rule.step(block, logits, plan, 0, None), reps, 2))}
 
 
 def flash_first_step(step: CachedStep, clock, device, reps) -> dict:

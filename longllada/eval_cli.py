@@ -373,10 +373,10 @@ def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[st
             progress["finished"].append({**record, "seconds": round(seconds, 1), "finished_at": finished_at})
             write_settings_file(path, progress)
         logger.info("setting %d/%d: finished in %.1f s", position, total, seconds)
-        # for benchmarks/settings_one_process.sh, beside the model adapter's timing lines
+        # for benchmarks/settings_one_process.sh, beside the model adapter's timing lines (at DEBUG, as those)
         timing = {"event": "setting", "position": position, "total": total, "seconds": round(seconds, 3),
                   "t": round(time.time(), 3), "process_cpu_s": round(time.process_time(), 3), "pid": os.getpid()}  # fmt: skip
-        logger.info("longllada-timing %s", json.dumps(timing))
+        logger.debug("longllada-timing %s", json.dumps(timing))
 
 
 # lm-eval's sub-commands: their own --help is lm-eval's
