@@ -55,8 +55,10 @@ GEN = 32  # new tokens, block length and steps: the paper's needle setup
 # -- the model folder ------------------------------------------------------------------------------------------
 
 
-def make_folder(folder: Path, seed: int) -> dict:
-    """Random-weight LLaDA-8B-shaped folder that loads through ``trust_remote_code`` (see the module docstring)."""
+def make_folder(folder: Path, seed: int, layers: int | None = None) -> dict:
+    """Random-weight LLaDA-8B-shaped folder that loads through ``trust_remote_code`` (see the module docstring);
+    ``layers``: that many blocks instead of 32 (the same width, embedding and head: a cheaper model for
+    measuring what is not the model's own time)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(TWIN, trust_remote_code=True)
@@ -66,7 +68,8 @@ def make_folder(folder: Path, seed: int) -> dict:
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
     }
-    config = LongLLaDAConfig(architectures=["LongLLaDAModelLM"], auto_map=LLADA.auto_map, **token_ids)
+    shape = {"n_layers": layers} if layers else {}
+    config = LongLLaDAConfig(architectures=["LongLLaDAModelLM"], auto_map=LLADA.auto_map, **shape, **token_ids)
     start = time.perf_counter()
     model = build_model(config, torch.device("cuda", 0), torch.bfloat16, seed)
     if folder.exists():

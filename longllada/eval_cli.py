@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import functools
 import gc
 import hashlib
 import inspect
@@ -120,6 +121,21 @@ def _index_without_builtin_tasks(tasks: str | Sequence[str] | None, tasks_dir: s
         yield True
     finally:
         lm_eval.tasks.TaskManager = TaskManager
+
+
+@contextmanager
+def _environment_report_once() -> Iterator[None]:
+    """lm-eval adds torch's environment report (``torch.utils.collect_env``: pip, nvidia-smi and more in
+    subprocesses, about a second) to every setting's results. It is the same for every setting of one process:
+    while lm-eval runs, it is made once and reused."""
+    import torch.utils.collect_env as collect_env
+
+    made = collect_env.get_pretty_env_info
+    collect_env.get_pretty_env_info = functools.cache(made)
+    try:
+        yield
+    finally:
+        collect_env.get_pretty_env_info = made
 
 
 def setup_logging() -> None:
@@ -296,10 +312,24 @@ def _free_memory() -> tuple[int, str]:
     from longllada.lm_eval_model import live_models
 
     gc.collect()
+    gc.freeze()  # what survives a full collection lives on: the next settings' collections skip it (see below)
     if not torch.cuda.is_available():
         return live_models(), ""
     torch.cuda.empty_cache()
     return live_models(), f"; CUDA memory allocated {torch.cuda.memory_allocated() / 2**30:.2f} GiB"
+
+
+@contextmanager
+def _collections_skip_survivors() -> Iterator[None]:
+    """While settings run, Python's full garbage collections (one after each setting, to free its model; others when
+    many objects are made) skip the objects made before the first setting and those that survived the collection
+    after each one (modules, lm-eval's parsers, caches: about half a million objects, ~0.3-0.8 s a collection);
+    the settings' own objects are collected as always (``gc.freeze``)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict]]) -> None:
@@ -343,6 +373,10 @@ def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[st
             progress["finished"].append({**record, "seconds": round(seconds, 1), "finished_at": finished_at})
             write_settings_file(path, progress)
         logger.info("setting %d/%d: finished in %.1f s", position, total, seconds)
+        # for benchmarks/settings_one_process.sh, beside the model adapter's timing lines (at DEBUG, as those)
+        timing = {"event": "setting", "position": position, "total": total, "seconds": round(seconds, 3),
+                  "t": round(time.time(), 3), "process_cpu_s": round(time.process_time(), 3), "pid": os.getpid()}  # fmt: skip
+        logger.debug("longllada-timing %s", json.dumps(timing))
 
 
 # lm-eval's sub-commands: their own --help is lm-eval's
@@ -401,9 +435,10 @@ def run_eval(argv: list[str]) -> int:
         args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
     try:
         # the tasks, and so whether lm-eval's built-in index is needed, are the same for every setting
-        with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR):
+        with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR), _environment_report_once():
             if len(settings) > 1:
-                run_settings(cli, args, settings)
+                with _collections_skip_survivors():
+                    run_settings(cli, args, settings)
             else:
                 cli.execute(args)
     except ValueError as err:

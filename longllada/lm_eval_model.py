@@ -49,6 +49,7 @@ with ``trust_remote_code=True`` in ``--model_args`` (else a model that needs it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -68,7 +69,7 @@ from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix  # HFLM's r
 from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
-from lm_eval_tasks.longllada_niah.utils import encode_many
+from lm_eval_tasks.longllada_niah.utils import encode_many, tokenizer_fingerprint
 from longllada.loading import MODEL_ARGS_FLAG, check_remote_code, load_config, load_tokenizer, model_family
 from longllada.model_args import DIFFUSION_ONLY, SAMPLER_ARGS
 from longllada.rope_scaling import (
@@ -104,6 +105,22 @@ LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local
 # Every LongLLaDALM and the model it loaded, held weakly: `longllada eval` runs several settings in one process
 # and checks between them that the last one's model is gone (a GPU must not hold two 8B models).
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+# Token ids of prompts, kept between the settings of one process (`longllada eval --model_args A --model_args B`
+# evaluates one grid with many settings of a model): the fingerprint of the tokenizer that made them
+# (``tokenizer_fingerprint``) and, per (SHA-256 of the prompt, special-tokens choice), its ids.
+_SHARED_ENCODINGS: dict[str, Any] = {"fingerprint": None, "ids": {}}
+
+
+def _shared_encodings(fingerprint: str | None) -> dict[tuple[str, tuple], array]:
+    """The kept ids of the tokenizer with this fingerprint; another fingerprint starts afresh (what another tokenizer
+    made is dropped); None (a slow tokenizer, no fingerprint): a dict of its own, kept by nobody."""
+    if fingerprint is None:
+        return {}
+    if _SHARED_ENCODINGS["fingerprint"] != fingerprint:
+        _SHARED_ENCODINGS.update(fingerprint=fingerprint, ids={})
+    return _SHARED_ENCODINGS["ids"]
 
 
 def live_models() -> int:
@@ -290,6 +307,7 @@ class LongLLaDALM(HFLM):
         self._rope_record: dict[str, Any] = {}
         self._scaled_window: int | None = None
         self._encodings: dict[tuple[str, Any], array] = {}
+        self._tokenised = 0
         self._prompt_names: dict[str, str] = {}
         self._row_limits: list[tuple[int, int]] = []  # (prompt width, rows that fit) after out-of-memory batches
         self._rank = int(os.environ.get("RANK", "0"))  # HFLM sets it later; the first timing lines come before
@@ -447,25 +465,46 @@ class LongLLaDALM(HFLM):
             kwargs["add_special_tokens"] = False
         return kwargs
 
+    @functools.cached_property
+    def _tokenizer_fingerprint(self) -> str | None:
+        return tokenizer_fingerprint(self.tokenizer)
+
     def _encode_once(self, contexts: Sequence[str]) -> list[int]:
         """Tokenise every prompt once, in threaded batches (see ``encode_many``), for both of HFLM's uses (its
-        sort key and its batches); returns the token counts."""
+        sort key and its batches); returns the token counts. The ids are kept for the next settings of the process
+        (:func:`_shared_encodings`): a sweep's later settings tokenise nothing again."""
+        shared = _shared_encodings(self._tokenizer_fingerprint)
+        self._tokenised = 0  # prompts tokenised by this call (the rest came from an earlier setting)
         groups: dict[tuple, list[str]] = {}
         for text in dict.fromkeys(contexts):
             kwargs = self._special_tokens_kwargs(text, batch=False)
             if kwargs == self._special_tokens_kwargs(text, batch=True):
                 groups.setdefault(tuple(sorted(kwargs.items())), []).append(text)
         for key, texts in groups.items():
-            kwargs = dict(key)
-            special = kwargs.get("add_special_tokens", True)
-            for text, ids in zip(texts, encode_many(self.tokenizer, texts, special=special)):
-                self._encodings[(text, key)] = array("q", ids)  # 8 bytes a token, not a Python int's 36
+            special = dict(key).get("add_special_tokens", True)
+            digests = [prompt_digest(text) for text in texts]
+            missing = [i for i, digest in enumerate(digests) if (digest, key) not in shared]
+            self._tokenised += len(missing)
+            for i, ids in zip(missing, encode_many(self.tokenizer, [texts[i] for i in missing], special=special)):
+                shared[(digests[i], key)] = array("q", ids)  # 8 bytes a token, not a Python int's 36
+            for text, digest in zip(texts, digests):
+                self._encodings[(text, key)] = shared[(digest, key)]
                 if logger.isEnabledFor(logging.DEBUG):  # names the rows of the logged outputs
-                    self._prompt_names[_ids_digest(ids)] = prompt_digest(text)
+                    self._prompt_names[_ids_digest(shared[(digest, key)])] = digest
         first = contexts[0]
         if super().tok_encode(first) != self._raw_encode(first):  # a tokenizer whose batches differ: no cache
             self._encodings.clear()
-        return [len(self.tok_encode(text)) for text in contexts]
+            shared.clear()
+        return [self._token_count(text) for text in contexts]
+
+    def _token_count(self, string: str) -> int:
+        """``len(self.tok_encode(string))``, from the cache of ``_encode_once`` without a list of its ids."""
+        if not self._bos_prefix and self._encodings:
+            key = (string, tuple(sorted(self._special_tokens_kwargs(string, batch=False).items())))
+            encoding = self._encodings.get(key)
+            if encoding is not None:
+                return len(encoding)
+        return len(self.tok_encode(string))
 
     def _raw_encode(self, string: str) -> list[int]:
         """HFLM's encoding of ``string`` (from the cache of ``_encode_once`` when it holds it), before any BOS."""
@@ -508,7 +547,7 @@ class LongLLaDALM(HFLM):
             cached = [self._encodings.get((text, special)) for text in strings]
             if any(ids is None for ids in cached):
                 return super().tok_batch_encode(strings, padding_side, left_truncate_len, truncation)
-            rows = [ids.tolist() for ids in cached]
+            rows = cached
             width = max(len(ids) for ids in rows)
             if left_truncate_len and width > left_truncate_len:
                 logger.warning("left truncation of prompts of %s tokens to the last %s", width, left_truncate_len)
@@ -520,7 +559,9 @@ class LongLLaDALM(HFLM):
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for row, ids in enumerate(rows):
             span = slice(width - len(ids), width) if padding_side == "left" else slice(0, len(ids))
-            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+            # cached ids (int64 arrays) are copied from their buffer, without a Python int per token
+            cached_ids = isinstance(ids, array) and len(ids) > 0
+            input_ids[row, span] = torch.frombuffer(ids, dtype=torch.long) if cached_ids else torch.tensor(ids)
             attention_mask[row, span] = 1
         return input_ids, attention_mask
 
@@ -541,7 +582,7 @@ class LongLLaDALM(HFLM):
         else:
             groups = [list(range(len(requests)))]
         self._timing("requests", count=len(requests), tokens=sum(lengths), groups=len(groups),
-                     seconds=round(time.perf_counter() - start, 3))  # fmt: skip
+                     tokenised=self._tokenised, seconds=round(time.perf_counter() - start, 3))  # fmt: skip
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats(self.device if self.device.type == "cuda" else None)
         results: list[str | None] = [None] * len(requests)

@@ -61,6 +61,9 @@ def test_settings_run_in_one_process_and_a_rerun_resumes(debug_log, tmp_path):
         {"pretrained": str(TWIN), "cache": "prefix", "ntk_factor": 4},
     ]
     assert "setting 1/2: models alive after it: 0" in log and "setting 2/2: models alive after it: 0" in log
+    requests = timings(log, "requests")  # the second setting's prompts: the first one's token ids, none tokenised
+    assert [record["tokenised"] for record in requests] == [requests[0]["count"], 0] and requests[0]["count"] > 0
+    assert [record["position"] for record in timings(log, "setting")] == [1, 2]
     progress = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
     assert progress["written_by"] == "longllada eval"
     assert [entry["setting"] for entry in progress["finished"]] == [FIRST, SECOND]

@@ -78,6 +78,31 @@ def test_prompts_tokenised_once_as_hflm_tokenises_them(lm):
         lm._encodings.clear()
 
 
+def test_a_later_setting_takes_the_token_ids_of_an_earlier_one(lm, tiny_model_dir):
+    """`longllada eval --model_args A --model_args B` runs a sweep's settings in one process: the next setting's
+    adapter, with a tokenizer loaded from the same files, takes the ids the first one made (the same arrays, nothing
+    tokenised again); they are HFLM's ids."""
+    contexts = prompts(30, 3) + prompts(12, 2)
+    try:
+        lengths = lm._encode_once(contexts)
+        assert lm._tokenised == len(contexts)
+        made = dict(lm._encodings)
+    finally:
+        lm._encodings.clear()
+    later = LongLLaDALM(pretrained=str(tiny_model_dir), device="cpu", batch_size=4, dtype="float32")
+    try:
+        assert later.tokenizer is not lm.tokenizer
+        assert later._encode_once(contexts[::-1]) == lengths[::-1]
+        assert later._tokenised == 0
+        assert all(later._encodings[key] is ids for key, ids in made.items())
+        assert [later.tok_encode(text) for text in contexts] == [HFLM.tok_encode(later, text) for text in contexts]
+        ours, hflm = later.tok_batch_encode(contexts[:3]), HFLM.tok_batch_encode(later, contexts[:3])
+        assert torch.equal(ours[0], hflm[0]) and torch.equal(ours[1], hflm[1])
+        assert later._encode_once([*contexts, "A prompt not seen before"])[-1] > 0 and later._tokenised == 1
+    finally:
+        later._encodings.clear()
+
+
 def test_similar_lengths_batched_together_and_batches_equal_single_prompts(lm, records):
     long, short = prompts(60, 5), prompts(20, 3)
     contexts = [long[0], short[0], long[1], long[2], short[1], long[3], short[2], long[4]]

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -125,6 +126,28 @@ def test_levenshtein(niah):
     assert niah.levenshtein("", "abc") == niah.levenshtein("abc", "") == 3
     assert niah.levenshtein("needle", "needle") == 0
     assert niah.levenshtein("flaw", "lawn") == 2
+
+
+def _edit_distance_table(a: str, b: str) -> int:
+    """The textbook dynamic program (Wagner-Fischer), row by row."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def test_levenshtein_matches_the_dynamic_program(niah):
+    rng = random.Random(0)
+    for alphabet in ("ab", "abcdefgh ", "the quick brown fox"):
+        for _ in range(400):
+            a = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 70)))
+            b = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 70)))
+            assert niah.levenshtein(a, b) == _edit_distance_table(a, b), (a, b)
+    answer, needle = "xyz " * 60 + "vermilion", "The colour of the dragon kite is vermilion." * 3  # > 64 bits
+    assert niah.levenshtein(answer, needle) == _edit_distance_table(answer, needle)
 
 
 def test_score_keyword_or_edit_similarity(niah):
@@ -333,6 +356,16 @@ def test_niah_plot_rejects_missing_results(tmp_path):
     from longllada.cli import main
 
     assert main(["niah-plot", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_tokenizer_fingerprint_names_what_decides_the_ids(niah, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    first, again = (AutoTokenizer.from_pretrained(tiny_model_dir) for _ in range(2))
+    assert first is not again and niah.tokenizer_fingerprint(first) == niah.tokenizer_fingerprint(again)
+    again.add_tokens(["<a token of its own>"])
+    assert niah.tokenizer_fingerprint(first) != niah.tokenizer_fingerprint(again)
+    assert niah.tokenizer_fingerprint(object()) is None  # no one-string form: no fingerprint
 
 
 def test_grid_cache_reads_back_the_same_documents_and_leaves_foreign_files(niah, tiny_model_dir, tmp_path,
