@@ -44,6 +44,7 @@ Families (read from ``config.json`` before anything loads):
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import json
@@ -126,6 +127,97 @@ def known_model_args() -> list[str]:
     ours = [name for name in inspect.signature(LongLLaDALM.__init__).parameters if name not in ("self", "kwargs")]
     hflm = [name for name in inspect.signature(HFLM.__init__).parameters if name not in ("self", "kwargs", "backend")]
     return sorted(set(ours) | set(hflm) | set(LOADING_KEYS))
+
+
+def check_model_args(model_args: dict[str, Any]) -> tuple[str, str]:
+    """Every check of ``--model longllada``'s arguments that needs no weights, the constructor's own: only keys it
+    takes (a near miss is named), ``pretrained``, the batch and length numbers, the RoPE arguments, the
+    likelihood's numbers, no diffusion-only argument for a causal LM, and the sampler's arguments through the
+    sampler's own validation with the defaults of the model's family and its generation_config.json. Only the
+    config files are read (no code runs, no weights load), so ``longllada eval`` checks every setting of a sweep
+    before the first model loads. Returns ``(family, model_type)``."""
+    allowed = known_model_args()
+    unknown = sorted(set(model_args) - set(allowed))
+    if unknown:
+        hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
+        meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
+        raise ValueError(f"unknown --model_args {unknown} for --model longllada{meant}; allowed: {allowed}")
+    pretrained = model_args.get("pretrained")
+    if not isinstance(pretrained, str) or not pretrained:
+        raise ValueError(f"pretrained={pretrained!r} is not allowed; allowed: a model name or folder (str)")
+    batch_size = model_args.get("batch_size", 1)
+    if str(batch_size).startswith("auto"):
+        raise ValueError(
+            f"batch_size={batch_size!r} is not supported by --model longllada (a diffusion step's memory "
+            "depends on the output length and the cache mode); allowed: a positive integer"
+        )
+    _batch_size("batch_size", batch_size)
+    for field in ("max_length", "max_batch_size"):
+        if model_args.get(field) is not None:
+            _batch_size(field, model_args[field])
+    _integer("prefix_token_id", model_args.get("prefix_token_id"), 0)
+    for field in ("trust_remote_code", "greedy_check"):
+        if model_args.get(field) is not None and not isinstance(model_args[field], bool):
+            raise ValueError(f"{field}={model_args[field]!r} is not allowed; allowed: True or False")
+    rope_scaling_from_args(model_args.get("ntk_factor"), model_args.get("ntk_target"), model_args.get("rope_scaling"))
+    for field in ("mc_num", "mc_batch_size", "rolling_chunk", "batch_classes"):
+        _positive_int(field, model_args.get(field))
+    _integer("mc_seed", model_args.get("mc_seed"))
+    try:
+        family, model_type = model_family(pretrained, model_args.get("revision"), model_args.get("subfolder"))
+    except OSError as err:  # no such folder, no such repo, no access, offline
+        reason = " ".join(str(err).split())
+        raise ValueError(f"pretrained={pretrained!r}: its config.json could not be read ({reason})") from None
+    if family == "causal":
+        misplaced = sorted(key for key in DIFFUSION_ONLY_KEYS if model_args.get(key) is not None)
+        if misplaced:
+            raise ValueError(
+                f"--model_args {misplaced} apply to the diffusion models (LLaDA, Dream); {pretrained!r} has "
+                f"model_type={model_type!r}, a causal LM that runs as lm-eval's --model hf does; allowed "
+                "for it: HF's model_args and ntk_factor, ntk_target, rope_scaling"
+            )
+        return family, model_type
+    sampler_args = {key: model_args[key] for key in SAMPLER_KEYS if model_args.get(key) is not None}
+    if sampler_args:
+        check_sampler_args(family, sampler_args, pretrained, model_args.get("revision"), model_args.get("subfolder"))
+    return family, model_type
+
+
+def _sampler_class_defaults(family: str) -> dict[str, Any]:
+    from modeling_longllada import DreamModel, LongLLaDAModelLM
+
+    return dict((DreamModel if family == "dream" else LongLLaDAModelLM).sampler_defaults)
+
+
+def check_sampler_args(
+    family: str, sampler_args: dict[str, Any], pretrained: str, revision: str | None = None,
+    subfolder: str | None = None,
+) -> None:  # fmt: skip
+    """The sampler options of ``--model_args`` checked by the sampler's own validation
+    (``DiffusionGenerationConfig``) over what generation will start from: the family's defaults and the
+    model's generation_config.json (when it can be read without downloading). A task's generation kwargs come
+    between the two at run time, but the options here override them."""
+    from modeling_longllada.generation_longllada import DiffusionGenerationConfig
+
+    def as_remasking(settings: dict[str, Any]) -> dict[str, Any]:  # Dream's name for it
+        if "alg" in settings and "remasking" not in settings:
+            settings = {**settings, "remasking": settings["alg"]}
+            del settings["alg"]
+        return settings
+
+    saved: dict[str, Any] = {}
+    try:
+        from transformers.utils import cached_file
+
+        path = cached_file(pretrained, "generation_config.json", revision=revision or "main", subfolder=subfolder or "",
+                           local_files_only=True, _raise_exceptions_for_missing_entries=False)  # fmt: skip
+        if path:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            saved = {key: value for key, value in data.items() if key in SAMPLER_KEYS and value is not None}
+    except (OSError, ValueError):
+        saved = {}
+    settings = {**_sampler_class_defaults(family), **as_remasking(saved), **as_remasking(dict(sampler_args))}
+    DiffusionGenerationConfig(**settings)
 
 
 def length_buckets(lengths: Sequence[int], spread: float = BATCH_LENGTH_SPREAD) -> list[list[int]]:
@@ -224,50 +316,25 @@ class LongLLaDALM(HFLM):
         batch_size: int | str = 1,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(kwargs) - set(known_model_args()))
-        if unknown:
-            raise ValueError(f"unknown --model_args {unknown} for --model longllada; allowed: {known_model_args()}")
-        if not isinstance(pretrained, str):
-            raise ValueError(
-                f"pretrained={type(pretrained).__name__} is not allowed; allowed: a model name or folder (str)"
-            )
-        if str(batch_size).startswith("auto"):
-            raise ValueError(
-                f"batch_size={batch_size!r} is not supported by --model longllada (a diffusion step's memory "
-                "depends on the output length and the cache mode); allowed: a positive integer"
-            )
+        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
+                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
+        own = {"mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed, "greedy_check": greedy_check,
+               "rolling_chunk": rolling_chunk, "batch_classes": batch_classes, "ntk_factor": ntk_factor,
+               "ntk_target": ntk_target, "rope_scaling": rope_scaling, "trust_remote_code": trust_remote_code}  # fmt: skip
+        arguments = {"pretrained": pretrained, **given, **own, "batch_size": batch_size, **kwargs}
+        self.family, self.model_type = check_model_args({k: v for k, v in arguments.items() if v is not None})
         batch_size = _batch_size("batch_size", batch_size)
         for field in ("max_length", "max_batch_size"):
             if kwargs.get(field) is not None:
                 kwargs[field] = _batch_size(field, kwargs[field])
-        _integer("prefix_token_id", kwargs.get("prefix_token_id"), 0)
-        if trust_remote_code is not None and not isinstance(trust_remote_code, bool):
-            raise ValueError(f"trust_remote_code={trust_remote_code!r} is not allowed; allowed: True or False")
         self._rope_override = rope_scaling_from_args(ntk_factor, ntk_target, rope_scaling)
         self._ntk_target = ntk_target
-        # The sampler checks its own options (types and ranges) when it runs: they are handed over as given.
-        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
-                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
+        # Checked by the sampler's own validation (check_model_args); handed over as given.
         self._sampler_args = {key: value for key, value in given.items() if value is not None}
-        diffusion_args = {**given, "mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed,
-                          "greedy_check": greedy_check, "rolling_chunk": rolling_chunk,
-                          "batch_classes": batch_classes}  # fmt: skip
-        self.family, self.model_type = model_family(pretrained, kwargs.get("revision"), kwargs.get("subfolder"))
-        if self.family == "causal":
-            misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
-            if misplaced:
-                raise ValueError(
-                    f"--model_args {misplaced} apply to the diffusion models (LLaDA, Dream); {pretrained!r} has "
-                    f"model_type={self.model_type!r}, a causal LM that runs as lm-eval's --model hf does; allowed "
-                    "for it: HF's model_args and ntk_factor, ntk_target, rope_scaling"
-                )
         self.mc_num = _positive_int("mc_num", 128 if mc_num is None else mc_num)
         self.mc_batch_size = _positive_int("mc_batch_size", 32 if mc_batch_size is None else mc_batch_size)
         self.mc_seed = _integer("mc_seed", 1234 if mc_seed is None else mc_seed)
-        greedy_check = True if greedy_check is None else greedy_check
-        if not isinstance(greedy_check, bool):
-            raise ValueError(f"greedy_check={greedy_check!r} is not allowed; allowed: True or False")
-        self.greedy_check = greedy_check
+        self.greedy_check = True if greedy_check is None else greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
         self.batch_classes = _positive_int("batch_classes", PROCESS_CLASSES if batch_classes is None else batch_classes)
         # Dream prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
