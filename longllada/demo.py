@@ -194,7 +194,17 @@ def check_options(out: Path, repeats: int, scaled_repeats: int, seed: int) -> No
             )
 
 
-def run_demo(
+def run_demo(out: Path, **options: Any) -> dict[str, Any]:
+    """Run the whole demo into ``out`` (:func:`demo_into` has the options); one demo at a time writes a folder."""
+    from longllada.output_lock import OutputLock
+
+    check_options(out, options.get("repeats", REPEATS), options.get("scaled_repeats", SCALED_REPEATS),
+                  options.get("seed", 0))  # fmt: skip
+    with OutputLock(out, "longllada demo"):
+        return demo_into(out, **options)
+
+
+def demo_into(
     out: Path,
     *,
     factor_lengths: tuple[int, ...] = (1, 2, 4, 8),
@@ -207,7 +217,8 @@ def run_demo(
     seed: int = 0,
     check: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out``; returns the summary (also written as ``summary.json``)."""
+    """Run the whole demo into ``out``; returns the summary (also written as ``summary.json``). Its folder's lock
+    is :func:`run_demo`'s."""
     check_options(out, repeats, scaled_repeats, seed)
     for twin in (DIFFUSION_TWIN, CAUSAL_TWIN):
         if not (twin / "config.json").exists():
