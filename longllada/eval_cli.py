@@ -16,17 +16,26 @@ Several settings in one process: ``--model_args`` given more than once (``--mode
 runs lm-eval once per setting, in the order given, with everything else of the command line the same. Importing
 torch, transformers and lm-eval costs 13-15 s of every process's start, paid here once for a whole sweep (the
 LongLLaDA paper's needle grids: checkpoints x NTK factors x cache modes). Before any model loads, every setting is
-checked (``--model longllada``: only keys it takes, a ``pretrained``, valid RoPE arguments; no setting twice). With ``--output_path``, each finished setting
-is recorded in ``longllada_settings.json`` there, with the rest of the command line that determines its results;
-a rerun of the same command skips the recorded ones, so an interrupted sweep resumes where it stopped. In a
-data-parallel run every process runs the same settings, decided from the file as it was at the start; process 0
-writes it. ``--use_cache PATH`` becomes one request cache per setting (``PATH_setting-<digest>``): lm-eval keys
-cached answers by the request alone, so settings sharing one would read each other's answers. One
-``--model_args`` (or none) runs exactly as lm-eval does.
+checked as its model would check it (``--model longllada``: only keys it takes, a ``pretrained``, valid RoPE and
+sampler arguments, through the sampler's own validation; no setting twice), and our tasks' grids against what this
+machine and the model can hold. With ``--output_path``, each finished setting is recorded in
+``longllada_settings.json`` there, with the rest of the command line that determines its results and a fingerprint
+of its model files; a rerun of the same command skips the recorded ones whose files are unchanged (a setting whose
+weights changed runs again), so an interrupted sweep resumes where it stopped. One command at a time writes the
+file (a lock beside it). In a data-parallel run every process runs the same settings, decided from the file as it
+was at the start; process 0 writes it. ``--use_cache PATH`` becomes one request cache per setting
+(``PATH_setting-<digest>``): lm-eval keys cached answers by the request alone, so settings sharing one would read
+each other's answers. One ``--model_args`` (or none) runs as lm-eval does, after the same checks.
+
+Secrets: a credential among the model arguments (``token=hf_...``, ``use_auth_token=...``) never reaches lm-eval's
+records: it is taken out of the arguments (the progress file, the ``setting i/n`` lines and errors show
+``<redacted>``), and the Hub client gets the token through ``HF_TOKEN`` while its setting runs
+(``longllada.redaction``).
 
 Logging: the ``longllada`` loggers print at INFO, or at the level of ``LONGLLADA_LOG_LEVEL`` (``DEBUG`` adds
-each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key) ends the
-run with one ``longllada eval: error: ...`` line and exit code 2.
+each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key, or an
+``OSError``, such as a missing model) ends the run with one ``longllada eval: error: ...`` line and exit code 2;
+an ``--output_path`` where lm-eval could not save results is refused before any work.
 """
 
 from __future__ import annotations
@@ -562,9 +571,9 @@ def run_eval(argv: list[str]) -> int:
                                    getattr(args, "metadata", None))  # fmt: skip
                     with hub_token_environment(hub_token(settings[0].secrets) if settings else None):
                         cli.execute(args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # the user's input or environment (a missing model, a full disk)
         logging.getLogger("longllada").debug("bad input", exc_info=True)
-        print(f"longllada eval: error: {scrub(str(err), hidden)}", file=sys.stderr)
+        print(f"longllada eval: error: {scrub(' '.join(str(err).split()), hidden)}", file=sys.stderr)
         return 2
     return 0
 

@@ -707,9 +707,11 @@ def check_generate_inputs(model, input_ids: Any, attention_mask: Any, s: Diffusi
         )  # fmt: skip
 
 
-def _check_fits(model, rows: int, length: int) -> None:
-    """Refuse, before any allocation, a generation whose hidden states alone cannot fit in the device's memory
-    (a pass holds at least a few [rows, length, hidden] activations)."""
+def _check_fits(
+    model, rows: int, length: int, advice: str = "ask for fewer new tokens (max_new_tokens) or a shorter prompt"
+) -> None:
+    """Refuse, before any allocation, a pass whose hidden states alone cannot fit in the device's memory
+    (a pass holds at least a few [rows, length, hidden] activations); ``advice`` says what to ask for instead."""
     hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "d_model", 0)
     element = torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4
     needed = 4 * rows * length * hidden * element
@@ -724,8 +726,7 @@ def _check_fits(model, rows: int, length: int) -> None:
     if needed > available:
         raise ValueError(
             f"the sequence of {length} tokens × {rows} rows cannot fit: its activations alone need about "
-            f"{needed / 2**30:.1f} GiB and the {device.type} device has {available / 2**30:.1f} GiB; "
-            "ask for fewer new tokens (max_new_tokens) or a shorter prompt"
+            f"{needed / 2**30:.1f} GiB and the {device.type} device has {available / 2**30:.1f} GiB; {advice}"
         )
 
 

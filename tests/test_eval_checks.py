@@ -172,3 +172,26 @@ def test_a_rerun_after_the_weights_changed_reruns_that_setting(tmp_path, monkeyp
     assert run_eval(argv) == 0  # now both match
     log = capfd.readouterr().err
     assert "setting 1/2: finished in an earlier run, skipped" in log and "setting 2/2: finished" in log
+
+
+# -- other commands -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--repeats", "1000000000", "--scaled-repeats", "1"], "longllada demo: the grid of 4 length(s) up to 2048"),
+        (["--check", "{tmp}/notes.json"], "--check {tmp}/notes.json is not a summary of `longllada demo`"),
+    ],
+    ids=["grid", "check-file"],
+)
+def test_demo_refuses_a_grid_too_large_and_a_bad_check_file_before_any_work(tmp_path, capsys, extra, message):
+    from longllada import cli
+
+    (tmp_path / "notes.json").write_text('{"my": "notes"}')
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), *[arg.format(tmp=tmp_path) for arg in extra]]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("longllada demo: error: "), lines
+    assert message.format(tmp=tmp_path) in lines[0]
+    assert not any(out.rglob("*.jsonl"))  # no curve was computed

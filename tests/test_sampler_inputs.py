@@ -172,3 +172,9 @@ def test_likelihood_generator_and_mask_token(model):
             model.log_likelihood([11, 12], [13], mc_num=2, batch_size=2)
     finally:
         model.config.mask_token_id = saved
+
+
+def test_a_likelihood_batch_that_cannot_fit_is_refused_before_allocating(model):
+    """mc_num and batch_size of 10**9 tried to allocate 10**9 copies of the sequence."""
+    with pytest.raises(ValueError, match=r"× 1000000000 rows cannot fit: .* ask for a smaller batch_size"):
+        model.log_likelihood([11, 12], [13], mc_num=10**9, batch_size=10**9)

@@ -29,7 +29,13 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_longllada import LongLLaDAConfig
-from .generation_longllada import DiffusionSamplerMixin, check_generator, check_token_ids, embedding_rows
+from .generation_longllada import (
+    DiffusionSamplerMixin,
+    _check_fits,
+    check_generator,
+    check_token_ids,
+    embedding_rows,
+)
 from .rope_longllada import check_number
 
 # attn_implementation="flash_attention_2" runs flash-attn 2 or, without it, flash-attn 4's CuTe kernels
@@ -628,6 +634,9 @@ class DiffusionLMMixin:
                 "context_ids is empty: this model's logits at position j - 1 predict token j (shifted logits), so "
                 "the first token cannot be scored; give a context of at least one token (e.g. the BOS token)"
             )
+        rows_per_pass = min(batch_size, mc_num) * (2 if cfg_scale > 0 else 1)
+        _check_fits(self, rows_per_pass, n_ctx + length, "ask for a smaller batch_size (samples per pass) or a "
+                    "shorter context")  # fmt: skip
         seq = torch.cat((context, target))
         out = []
         for start in range(0, mc_num, batch_size):
