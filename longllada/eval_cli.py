@@ -147,6 +147,10 @@ def setup_logging() -> None:
     logger = logging.getLogger("longllada")
     level = logging.getLevelName(os.environ.get("LONGLLADA_LOG_LEVEL", "INFO").upper())
     logger.setLevel(level if isinstance(level, int) else logging.INFO)
+    for handler in logger.handlers:  # a run in the same process as an earlier one writes to today's stderr
+        if getattr(handler, "_longllada", False) and isinstance(handler, logging.StreamHandler):
+            with handler.lock:  # not setStream: it flushes the old stream, which may be closed
+                handler.stream = sys.stderr
     if not any(getattr(handler, "_longllada", False) for handler in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s [%(name)s] %(message)s", "%H:%M:%S"))
