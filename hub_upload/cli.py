@@ -103,30 +103,6 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
     ``api_factory(token=...)`` makes the ``HfApi`` (default ``huggingface_hub.HfApi``); tests pass a recording
     stand-in.
     """
-    if api_factory is None:
-        from huggingface_hub import HfApi
-
-        api_factory = HfApi
-    variants = _variants(args)
-    if args.revision is not None and not args.revision.strip():
-        raise ValueError("--revision is empty; allowed: a branch name such as main or ntk-4")
-    _check_out(args.out)
-    if args.out is None:
-        return _build_and_push(args, api_factory, variants)
-    from longllada.output_lock import OutputLock
-
-    # One build at a time into --out; checked again under the lock (another build may have filled it meanwhile).
-    with OutputLock(args.out, "longllada upload"):
-        _check_out(args.out)
-        return _build_and_push(args, api_factory, variants)
-
-
-def _check_out(out: Path | None) -> None:
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} is not an empty folder; allowed: a new or empty folder")
-
-
-def _build_and_push(args: argparse.Namespace, api_factory: Callable[..., Any], variants: list) -> int:
     from hub_upload.build import (
         BuiltFolder,
         build_repo_folder,
@@ -144,6 +120,16 @@ def _build_and_push(args: argparse.Namespace, api_factory: Callable[..., Any], v
         upload_revision,
     )
     from hub_upload.shapes import check_weight_shapes
+
+    if api_factory is None:
+        from huggingface_hub import HfApi
+
+        api_factory = HfApi
+    variants = _variants(args)
+    if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise ValueError(f"--out {args.out} is not an empty folder; allowed: a new or empty folder")
+    if args.revision is not None and not args.revision.strip():
+        raise ValueError("--revision is empty; allowed: a branch name such as main or ntk-4")
 
     # The push token is resolved first, so that a missing one stops the command before any download or build.
     api = None if args.dry_run else api_factory(token=resolve_token())
