@@ -407,16 +407,51 @@ def _lm_eval_model_name(model_args: dict) -> str | None:
     return None
 
 
-def setting_args(args: argparse.Namespace, parsed: dict) -> argparse.Namespace:
+def setting_args(args: argparse.Namespace, parsed: dict, fingerprint: dict | None = None) -> argparse.Namespace:
     """A copy of ``args`` with ``model_args`` = ``parsed`` (lm-eval changes the dicts it is given), and a request
     cache of its own: lm-eval's ``--use_cache`` keys requests by their text alone, so settings sharing one would
-    read each other's answers."""
+    read each other's answers, and so would the same setting over changed weights: the cache is named by the
+    setting and the fingerprint of its model files (:func:`setting_fingerprint`, computed when not given)."""
     values = {key: value if callable(value) else copy.deepcopy(value) for key, value in vars(args).items()}
     values["model_args"] = copy.deepcopy(parsed)
     if values.get("use_cache"):
-        digest = hashlib.sha256(_canonical(parsed).encode("utf-8")).hexdigest()[:12]
+        files = setting_fingerprint(parsed) if fingerprint is None else fingerprint
+        digest = hashlib.sha256(_canonical([parsed, files]).encode("utf-8")).hexdigest()[:12]
         values["use_cache"] = f"{values['use_cache']}_setting-{digest}"
     return argparse.Namespace(**values)
+
+
+REQUEST_CACHE_RECORD = "_longllada.json"
+
+
+def check_request_cache(use_cache: str | None, parsed: dict, writer: bool) -> None:
+    """One setting with ``--use_cache PATH``: lm-eval's cache holds answers by request text alone, so after the
+    model's files changed it would hand back the old model's answers. The fingerprint of the model files is kept
+    beside the cache (``PATH_longllada.json``); a cache of other files is refused (never silently reused)."""
+    if not use_cache:
+        return
+    record_path = Path(f"{use_cache}{REQUEST_CACHE_RECORD}").expanduser()
+    fingerprint = setting_fingerprint(parsed)
+    if record_path.exists():
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("written_by") != SETTINGS_MARKER:
+            raise ValueError(f"--use_cache {use_cache}: {record_path} is not a record of longllada eval; it is left "
+                             "as it is: move it away or choose another --use_cache")  # fmt: skip
+        changed = fingerprint_differences(record.get("fingerprint"), fingerprint)
+        if changed:
+            raise ValueError(
+                f"--use_cache {use_cache} holds answers of other model files ({'; '.join(changed)}); they would be "
+                "read back as this model's: give another --use_cache, or delete that cache and its record"
+            )
+        return
+    if writer:
+        record = {"written_by": SETTINGS_MARKER, "about": "the model files the request cache's answers came from",
+                  "fingerprint": fingerprint}  # fmt: skip
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _free_memory() -> tuple[int, str]:
@@ -480,7 +515,7 @@ def _run_settings(cli, args, settings: list[Setting], records: list[dict], path:
             logger.warning("setting %d/%d: finished in an earlier run, but its model files are not the same now "
                            "(%s): it runs again", position, total, "; ".join(changed))  # fmt: skip
         logger.info("setting %d/%d: %s", position, total, setting.text)
-        one = setting_args(args, setting.model_args)
+        one = setting_args(args, setting.model_args, fingerprint)
         if getattr(one, "use_cache", None):
             logger.info("setting %d/%d: request cache %s (one per setting)", position, total, one.use_cache)
         start = time.perf_counter()
@@ -573,6 +608,8 @@ def run_eval(argv: list[str]) -> int:
                 else:
                     check_settings(settings, getattr(args, "model", None), getattr(args, "tasks", None),
                                    getattr(args, "metadata", None))  # fmt: skip
+                    check_request_cache(getattr(args, "use_cache", None), dict(getattr(args, "model_args", None) or {}),
+                                        int(os.environ.get("RANK", "0")) == 0)  # fmt: skip
                     with hub_token_environment(hub_token(settings[0].secrets) if settings else None):
                         cli.execute(args)
     except (ValueError, OSError) as err:  # the user's input or environment (a missing model, a full disk)

@@ -195,3 +195,34 @@ def test_demo_refuses_a_grid_too_large_and_a_bad_check_file_before_any_work(tmp_
     assert len(lines) == 1 and lines[0].startswith("longllada demo: error: "), lines
     assert message.format(tmp=tmp_path) in lines[0]
     assert not any(out.rglob("*.jsonl"))  # no curve was computed
+
+
+def test_request_caches_follow_the_model_files(tmp_path):
+    """lm-eval's --use_cache hands back answers by request text alone: after the weights changed, a rerun must not
+    read the old model's answers. Several settings: each setting's cache is named by its files' fingerprint too;
+    one setting: a cache of other files is refused before any model loads."""
+    import argparse
+
+    from longllada.eval_cli import check_request_cache, setting_args
+
+    model = tmp_path / "model"
+    shutil.copytree(TWIN, model)
+    args = argparse.Namespace(model="longllada", model_args={}, use_cache=str(tmp_path / "answers"))
+    before = setting_args(args, {"pretrained": str(model)}).use_cache
+    assert setting_args(args, {"pretrained": str(model)}).use_cache == before  # a killed run resumes from it
+    cache = tmp_path / "single"
+    check_request_cache(str(cache), {"pretrained": str(model)}, writer=True)  # the first run records its files
+    check_request_cache(str(cache), {"pretrained": str(model)}, writer=True)  # a rerun over the same files: fine
+
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # other weights, same size
+    weights.write_bytes(bytes(data))
+    assert setting_args(args, {"pretrained": str(model)}).use_cache != before
+    out = tmp_path / "out"
+    argv = ["--model", "longllada", "--model_args", f"pretrained={model}", "--tasks", "longllada_niah", "--metadata",
+            json.dumps({"context_lengths": [128], "depths": [0], "num_repeats": 1}), "--device", "cpu",
+            "--use_cache", str(cache), "--output_path", str(out)]  # fmt: skip
+    line = refused(argv, out)
+    assert line.startswith(f"longllada eval: error: --use_cache {cache} holds answers of other model files")
+    assert "pretrained: model.safetensors: " in line
