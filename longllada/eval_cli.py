@@ -440,13 +440,17 @@ def check_request_cache(use_cache: str | None, parsed: dict, writer: bool) -> No
         if not isinstance(record, dict) or record.get("written_by") != SETTINGS_MARKER:
             raise ValueError(f"--use_cache {use_cache}: {record_path} is not a record of longllada eval; it is left "
                              "as it is: move it away or choose another --use_cache")  # fmt: skip
-        changed = fingerprint_differences(record.get("fingerprint"), fingerprint)
+        recorded = record.get("fingerprint") if isinstance(record.get("fingerprint"), dict) else {}
+        # a Hub model first fingerprinted once downloaded (by the run that started the cache) is taken as it is
+        known = {key: value for key, value in recorded.items() if value is not None}
+        changed = fingerprint_differences(known, {key: fingerprint.get(key) for key in known})
         if changed:
             raise ValueError(
                 f"--use_cache {use_cache} holds answers of other model files ({'; '.join(changed)}); they would be "
                 "read back as this model's: give another --use_cache, or delete that cache and its record"
             )
-        return
+        if known == fingerprint or not writer:
+            return
     if writer:
         record = {"written_by": SETTINGS_MARKER, "about": "the model files the request cache's answers came from",
                   "fingerprint": fingerprint}  # fmt: skip
