@@ -103,7 +103,14 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
     ``api_factory(token=...)`` makes the ``HfApi`` (default ``huggingface_hub.HfApi``); tests pass a recording
     stand-in.
     """
-    from hub_upload.build import BuiltFolder, build_repo_folder, resolve_base_model, resolve_source, verify_weights
+    from hub_upload.build import (
+        BuiltFolder,
+        build_repo_folder,
+        convert_config,
+        resolve_base_model,
+        resolve_source,
+        verify_weights,
+    )
     from hub_upload.push import (
         HubUnreachable,
         describe_network_error,
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
         resolve_token,
         upload_revision,
     )
+    from hub_upload.shapes import check_weight_shapes
 
     if api_factory is None:
         from huggingface_hub import HfApi
@@ -135,6 +143,8 @@ def run(args: argparse.Namespace, api_factory: Callable[..., Any] | None = None)
     source = resolve_source(args.source, download_api, revision=args.source_revision)
     # Every weight file is read whole before anything is built or pushed: a cut download or copy stops here.
     verify_weights(source.path)
+    # ... and their shapes against the sizes config.json gives (headers only): a repo that cannot load is not built.
+    check_weight_shapes(convert_config(source.config, KEEP_SOURCE), source.path)
     base_model = resolve_base_model(source, args.base_model)
     if base_model is None:
         print("note: base_model unknown for a local SOURCE that is not a Hub cache folder; pass --base-model ORG/NAME")

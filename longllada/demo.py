@@ -194,7 +194,35 @@ def check_options(out: Path, repeats: int, scaled_repeats: int, seed: int) -> No
             )
 
 
-def run_demo(
+def _read_check(check: Path | None) -> dict[str, Any] | None:
+    """The summary ``--check`` names (None when it is not given or absent), refused now when it is no summary,
+    not after the demo has run."""
+    if check is None or not check.exists():
+        return None
+    try:
+        summary = json.loads(check.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(
+            f"--check {check} is not a summary of `longllada demo` ({err}); allowed: a summary.json"
+        ) from None
+    if not isinstance(summary, dict) or not {"ppl", "niah", "findings"} <= set(summary):
+        raise ValueError(
+            f"--check {check} is not a summary of `longllada demo` (no ppl, niah and findings); allowed: a summary.json"
+        )
+    return summary
+
+
+def run_demo(out: Path, **options: Any) -> dict[str, Any]:
+    """Run the whole demo into ``out`` (:func:`demo_into` has the options); one demo at a time writes a folder."""
+    from longllada.output_lock import OutputLock
+
+    check_options(out, options.get("repeats", REPEATS), options.get("scaled_repeats", SCALED_REPEATS),
+                  options.get("seed", 0))  # fmt: skip
+    with OutputLock(out, "longllada demo"):
+        return demo_into(out, **options)
+
+
+def demo_into(
     out: Path,
     *,
     factor_lengths: tuple[int, ...] = (1, 2, 4, 8),
@@ -207,7 +235,8 @@ def run_demo(
     seed: int = 0,
     check: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out``; returns the summary (also written as ``summary.json``)."""
+    """Run the whole demo into ``out``; returns the summary (also written as ``summary.json``). Its folder's lock
+    is :func:`run_demo`'s."""
     check_options(out, repeats, scaled_repeats, seed)
     for twin in (DIFFUSION_TWIN, CAUSAL_TWIN):
         if not (twin / "config.json").exists():
@@ -221,6 +250,11 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     trained = _trained_length(DIFFUSION_TWIN)
     lengths = [trained * f for f in factor_lengths]
+    from lm_eval_tasks.grid_bounds import check_grid
+
+    # the needle grids must fit before the first curve is computed (each run builds one of these)
+    check_grid("longllada demo", "--repeats", lengths, len(depths) * repeats, {"pretrained": str(DIFFUSION_TWIN)})
+    summary_to_check = _read_check(check)
     targets = [n for n in lengths if n > trained]
     runs = _runs(trained, targets, out, repeats, scaled_repeats)
     print(f"[demo] trained length {trained}; lengths {lengths}; NTK per target: "
@@ -267,8 +301,8 @@ def run_demo(
     print(f"[demo] report: {report} ({summary['seconds']:.0f} s)")
     for finding in summary["findings"]:
         print(f"  {finding['reproduces']!s:>5}  {finding['finding']}: {finding['numbers']}")
-    if check is not None and check.exists():
-        problems = compare(summary, json.loads(check.read_text()))
+    if summary_to_check is not None:
+        problems = compare(summary, summary_to_check)
         print(
             f"[demo] numbers vs {check}: "
             + ("reproduced within tolerance" if not problems else f"{len(problems)} differ")

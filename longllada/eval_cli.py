@@ -16,24 +16,32 @@ Several settings in one process: ``--model_args`` given more than once (``--mode
 runs lm-eval once per setting, in the order given, with everything else of the command line the same. Importing
 torch, transformers and lm-eval costs 13-15 s of every process's start, paid here once for a whole sweep (the
 LongLLaDA paper's needle grids: checkpoints x NTK factors x cache modes). Before any model loads, every setting is
-checked (``--model longllada``: only keys it takes, a ``pretrained``, valid RoPE arguments; no setting twice). With ``--output_path``, each finished setting
-is recorded in ``longllada_settings.json`` there, with the rest of the command line that determines its results;
-a rerun of the same command skips the recorded ones, so an interrupted sweep resumes where it stopped. In a
-data-parallel run every process runs the same settings, decided from the file as it was at the start; process 0
-writes it. ``--use_cache PATH`` becomes one request cache per setting (``PATH_setting-<digest>``): lm-eval keys
-cached answers by the request alone, so settings sharing one would read each other's answers. One
-``--model_args`` (or none) runs exactly as lm-eval does.
+checked as its model would check it (``--model longllada``: only keys it takes, a ``pretrained``, valid RoPE and
+sampler arguments, through the sampler's own validation; no setting twice), and our tasks' grids against what this
+machine and the model can hold. With ``--output_path``, each finished setting is recorded in
+``longllada_settings.json`` there, with the rest of the command line that determines its results and a fingerprint
+of its model files; a rerun of the same command skips the recorded ones whose files are unchanged (a setting whose
+weights changed runs again), so an interrupted sweep resumes where it stopped. One command at a time writes the
+file (a lock beside it). In a data-parallel run every process runs the same settings, decided from the file as it
+was at the start; process 0 writes it. ``--use_cache PATH`` becomes one request cache per setting
+(``PATH_setting-<digest>``): lm-eval keys cached answers by the request alone, so settings sharing one would read
+each other's answers. One ``--model_args`` (or none) runs as lm-eval does, after the same checks.
+
+Secrets: a credential among the model arguments (``token=hf_...``, ``use_auth_token=...``) never reaches lm-eval's
+records: it is taken out of the arguments (the progress file, the ``setting i/n`` lines and errors show
+``<redacted>``), and the Hub client gets the token through ``HF_TOKEN`` while its setting runs
+(``longllada.redaction``).
 
 Logging: the ``longllada`` loggers print at INFO, or at the level of ``LONGLLADA_LOG_LEVEL`` (``DEBUG`` adds
-each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key) ends the
-run with one ``longllada eval: error: ...`` line and exit code 2.
+each batch's generated token ids). Bad input (a ``ValueError``, such as an unknown ``--model_args`` key, or an
+``OSError``, such as a missing model) ends the run with one ``longllada eval: error: ...`` line and exit code 2;
+an ``--output_path`` where lm-eval could not save results is refused before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import functools
 import gc
 import hashlib
@@ -47,7 +55,19 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from longllada.redaction import (
+    REDACTED,
+    hub_token,
+    hub_token_environment,
+    is_secret_key,
+    redact,
+    scrub,
+    scrubbed_logs,
+    secret_values,
+    split_secrets,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -143,6 +163,10 @@ def setup_logging() -> None:
     logger = logging.getLogger("longllada")
     level = logging.getLevelName(os.environ.get("LONGLLADA_LOG_LEVEL", "INFO").upper())
     logger.setLevel(level if isinstance(level, int) else logging.INFO)
+    for handler in logger.handlers:  # a run in the same process as an earlier one writes to today's stderr
+        if getattr(handler, "_longllada", False) and isinstance(handler, logging.StreamHandler):
+            with handler.lock:  # not setStream: it flushes the old stream, which may be closed
+                handler.stream = sys.stderr
     if not any(getattr(handler, "_longllada", False) for handler in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s [%(name)s] %(message)s", "%H:%M:%S"))
@@ -158,6 +182,26 @@ _SETTINGS_DEST = "longllada_settings"
 # Namespace entries that change what is printed or where answers are cached, not what is evaluated: a rerun with
 # other values still resumes (the request cache holds a setting's own answers, see setting_args).
 _NOT_RESULTS = ("command", "func", "verbosity", "show_config", "use_cache")
+# Model arguments naming files whose content determines the results (the weights, the tokenizer, an adapter): a
+# finished setting records their fingerprint, and a rerun over changed files runs the setting again.
+MODEL_PATH_KEYS = ("pretrained", "tokenizer", "peft", "delta")
+
+
+class Setting(NamedTuple):
+    """One ``--model_args`` of the command line: its text as shown in logs, errors and the progress file (secret
+    values redacted), its arguments without the secret keys (what lm-eval gets and records), and those keys."""
+
+    text: str
+    model_args: dict[str, Any]
+    secrets: dict[str, Any]
+
+
+def as_setting(text: str, parsed: dict[str, Any]) -> Setting:
+    """Split one ``--model_args`` into what may be recorded and its secrets (``token=hf_...``)."""
+    public, secrets = split_secrets(parsed)
+    if secrets:  # shown from the parsed form: the text as given holds the secret
+        text = ",".join(f"{key}={REDACTED if is_secret_key(key) else value}" for key, value in parsed.items())
+    return Setting(text, public, secrets)
 
 
 def _collect_settings(cli: Any) -> None:
@@ -191,29 +235,17 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> None:
-    """Refuse (``ValueError``) a setting without ``pretrained`` (or ``model``), a setting given twice, and for
-    ``--model longllada`` a key it does not take and bad RoPE arguments; the message names the setting by position
-    and text."""
+def check_settings(
+    settings: Sequence[tuple[str, dict]], model: str | None, tasks: Any = None, metadata: dict | None = None
+) -> None:
+    """Refuse (``ValueError``) a setting without ``pretrained`` (or ``model``), a setting given twice, for
+    ``--model longllada`` any argument it would refuse once loaded (an unknown key, a bad RoPE or sampler
+    argument: :func:`longllada.lm_eval_model.check_model_args`), and for our tasks a grid that cannot be built or
+    run (its options and size, with each setting's model arguments merged into ``metadata`` as lm-eval merges
+    them). The message names the setting by position and text. Nothing is loaded: at most config.json files are
+    read."""
     total = len(settings)
-    if model == "longllada":
-        from longllada.lm_eval_model import known_model_args
-        from modeling_longllada import rope_scaling_from_args
-
-        allowed = known_model_args()
-        for position, (text, parsed) in enumerate(settings, 1):
-            where = f"setting {position}/{total} (--model_args {text})"
-            unknown = sorted(set(parsed) - set(allowed))
-            if unknown:
-                hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
-                meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
-                raise ValueError(f"{where}: unknown key(s) {unknown} for --model longllada{meant}; allowed: {allowed}")
-            # The RoPE arguments are a sweep's usual axis: a bad one is found now, not after the settings before it.
-            try:
-                rope_scaling_from_args(parsed.get("ntk_factor"), parsed.get("ntk_target"), parsed.get("rope_scaling"))
-            except ValueError as err:
-                raise ValueError(f"{where}: {err}") from None
-    for position, (text, parsed) in enumerate(settings, 1):
+    for position, (text, parsed, *_) in enumerate(settings if total > 1 else (), 1):
         # lm-eval merges repeated --model_args into one; here each is a whole setting, so a partial one is refused
         if not (parsed.get("pretrained") or parsed.get("model")):
             raise ValueError(
@@ -221,13 +253,36 @@ def check_settings(settings: Sequence[tuple[str, dict]], model: str | None) -> N
                 "in every setting (each --model_args is one whole setting)"
             )
     first_seen: dict[str, int] = {}
-    for position, (text, parsed) in enumerate(settings, 1):
+    for position, (text, parsed, *_) in enumerate(settings, 1):
         earlier = first_seen.setdefault(_canonical(parsed), position)
         if earlier != position:
             raise ValueError(
                 f"setting {position}/{total} (--model_args {text}) is the same as setting {earlier}/{total} "
                 f"(--model_args {settings[earlier - 1][0]}); allowed: each setting once"
             )
+    from lm_eval_tasks.grid_bounds import check_task_options
+
+    if not settings:
+        check_task_options(requested_task_names(tasks), dict(metadata or {}))
+    for position, (text, parsed, *secrets) in enumerate(settings, 1):
+        try:
+            with hub_token_environment(hub_token(secrets[0]) if secrets else None):  # a private model's config
+                _check_setting(model, tasks, metadata, parsed)
+        except ValueError as err:
+            if total == 1:
+                raise
+            raise ValueError(f"setting {position}/{total} (--model_args {text}): {err}") from None
+
+
+def _check_setting(model: str | None, tasks: Any, metadata: dict | None, parsed: dict) -> None:
+    from lm_eval_tasks.grid_bounds import check_task_options
+
+    if model == "longllada":
+        from longllada.lm_eval_model import check_model_args
+
+        check_model_args(parsed)
+    # lm-eval hands every task the model arguments merged with --metadata (which wins)
+    check_task_options(requested_task_names(tasks), {**parsed, **(metadata or {})})
 
 
 def settings_path(output_path: str | os.PathLike) -> Path:
@@ -282,9 +337,11 @@ def write_settings_file(path: Path, data: dict) -> None:
 
 def setting_record(args: argparse.Namespace, text: str, parsed: dict) -> dict:
     """What determines a setting's results: the parsed command line with this setting as ``model_args`` (and the
-    digest of a ``--config`` file's text), and its digest ``key``, which a rerun compares."""
+    digest of a ``--config`` file's text), and its digest ``key``, which a rerun compares. Secrets (a token in
+    ``--hf_hub_log_args``, say) are neither recorded nor part of the key."""
     run = {key: value for key, value in vars(args).items() if key not in _NOT_RESULTS and not callable(value)}
-    run["model_args"] = parsed
+    run = redact(run)
+    run["model_args"] = split_secrets(parsed)[0]
     config = getattr(args, "config", None)
     if config and Path(config).is_file():
         run["config_sha256"] = hashlib.sha256(Path(config).read_bytes()).hexdigest()
@@ -292,16 +349,129 @@ def setting_record(args: argparse.Namespace, text: str, parsed: dict) -> dict:
     return {"setting": text, "key": hashlib.sha256(canonical.encode("utf-8")).hexdigest(), "run": json.loads(canonical)}
 
 
-def setting_args(args: argparse.Namespace, parsed: dict) -> argparse.Namespace:
+def setting_fingerprint(parsed: dict) -> dict[str, Any]:
+    """The fingerprint (:func:`longllada.perplexity.fingerprint.model_fingerprint`) of every file a setting's
+    model arguments name (``pretrained``, ``tokenizer``, ``peft``, ``delta``): a local folder, or a Hub id's
+    folder in the Hugging Face cache at its ``revision``; None for one that is not here (not downloaded yet)."""
+    from longllada.perplexity.fingerprint import model_fingerprint, model_folder
+
+    location = {key: parsed.get(key) for key in ("revision", "subfolder") if isinstance(parsed.get(key), str)}
+    fingerprints: dict[str, Any] = {}
+    for key in MODEL_PATH_KEYS:
+        name = parsed.get(key)
+        if not isinstance(name, str) or not name:
+            continue
+        try:
+            folder = model_folder(name, **location)
+            fingerprints[key] = None if folder is None else model_fingerprint(folder, weights=key != "tokenizer")
+        except (OSError, ValueError):
+            fingerprints[key] = None
+    return fingerprints
+
+
+def fingerprint_differences(recorded: Any, current: dict[str, Any]) -> list[str]:
+    """Why a finished setting's files cannot be taken for the same as now (empty when they are): changed files,
+    or a fingerprint missing on either side (an older progress file, a model not here)."""
+    from longllada.perplexity.fingerprint import fingerprint_changes
+
+    if not isinstance(recorded, dict):
+        return ["the progress file records no fingerprint of its model files"]
+    reasons = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if old is None or new is None:  # not here then or now (a Hub id not downloaded), or a new argument
+            reasons.append(
+                f"{key}: its files cannot be compared (not fingerprinted {'then' if old is None else 'now'})"
+            )
+        else:
+            reasons += [f"{key}: {change}" for change in fingerprint_changes(old, new)]
+    return reasons
+
+
+def check_output_path(output_path: str | os.PathLike | None, settings: Sequence[tuple[str, dict]]) -> None:
+    """Refuse, before any model loads, an ``--output_path`` where lm-eval could not save a setting's results
+    (it would log "Could not save results aggregated" and lose them): lm-eval writes into a folder there, or,
+    for a path ending in ``.json``, beside it; a plain file where that folder (or the model's sub-folder, or a
+    folder above) would be, or a place that cannot be written, is refused."""
+    if not output_path:
+        return
+    from lm_eval.utils import sanitize_model_name
+
+    path = Path(output_path).expanduser()
+    flag = f"--output_path {output_path}"
+    allowed = "allowed: a folder (new or one of earlier runs), or a path ending in .json (results written beside it)"
+    folder = path.parent if path.suffix == ".json" else path
+    existing = next(above for above in (folder, *folder.parents) if above.exists() or above == above.parent)
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise ValueError(f"{flag} {what}; lm-eval writes its results into a folder there; {allowed}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: cannot write in {existing} (permission denied); {allowed}")
+    if path.suffix != ".json":
+        for _, parsed, *_ in settings:
+            name = _lm_eval_model_name(parsed)
+            sub = path / sanitize_model_name(name) if name else None
+            if sub is not None and sub.exists() and not sub.is_dir():
+                raise ValueError(f"{flag}: {sub} is a file where lm-eval writes this model's results; {allowed}")
+
+
+def _lm_eval_model_name(model_args: dict) -> str | None:
+    """The model name lm-eval files a run's results under (its first of these keys)."""
+    for key in ("peft", "delta", "pretrained", "model", "path", "engine"):
+        if key in model_args:
+            return str(model_args[key])
+    return None
+
+
+def setting_args(args: argparse.Namespace, parsed: dict, fingerprint: dict | None = None) -> argparse.Namespace:
     """A copy of ``args`` with ``model_args`` = ``parsed`` (lm-eval changes the dicts it is given), and a request
     cache of its own: lm-eval's ``--use_cache`` keys requests by their text alone, so settings sharing one would
-    read each other's answers."""
+    read each other's answers, and so would the same setting over changed weights: the cache is named by the
+    setting and the fingerprint of its model files (:func:`setting_fingerprint`, computed when not given)."""
     values = {key: value if callable(value) else copy.deepcopy(value) for key, value in vars(args).items()}
     values["model_args"] = copy.deepcopy(parsed)
     if values.get("use_cache"):
-        digest = hashlib.sha256(_canonical(parsed).encode("utf-8")).hexdigest()[:12]
+        files = setting_fingerprint(parsed) if fingerprint is None else fingerprint
+        digest = hashlib.sha256(_canonical([parsed, files]).encode("utf-8")).hexdigest()[:12]
         values["use_cache"] = f"{values['use_cache']}_setting-{digest}"
     return argparse.Namespace(**values)
+
+
+REQUEST_CACHE_RECORD = "_longllada.json"
+
+
+def check_request_cache(use_cache: str | None, parsed: dict, writer: bool) -> None:
+    """One setting with ``--use_cache PATH``: lm-eval's cache holds answers by request text alone, so after the
+    model's files changed it would hand back the old model's answers. The fingerprint of the model files is kept
+    beside the cache (``PATH_longllada.json``); a cache of other files is refused (never silently reused)."""
+    if not use_cache:
+        return
+    record_path = Path(f"{use_cache}{REQUEST_CACHE_RECORD}").expanduser()
+    fingerprint = setting_fingerprint(parsed)
+    if record_path.exists():
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("written_by") != SETTINGS_MARKER:
+            raise ValueError(f"--use_cache {use_cache}: {record_path} is not a record of longllada eval; it is left "
+                             "as it is: move it away or choose another --use_cache")  # fmt: skip
+        recorded = record.get("fingerprint") if isinstance(record.get("fingerprint"), dict) else {}
+        # a Hub model first fingerprinted once downloaded (by the run that started the cache) is taken as it is
+        known = {key: value for key, value in recorded.items() if value is not None}
+        changed = fingerprint_differences(known, {key: fingerprint.get(key) for key in known})
+        if changed:
+            raise ValueError(
+                f"--use_cache {use_cache} holds answers of other model files ({'; '.join(changed)}); they would be "
+                "read back as this model's: give another --use_cache, or delete that cache and its record"
+            )
+        if known == fingerprint or not writer:
+            return
+    if writer:
+        record = {"written_by": SETTINGS_MARKER, "about": "the model files the request cache's answers came from",
+                  "fingerprint": fingerprint}  # fmt: skip
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _free_memory() -> tuple[int, str]:
@@ -332,45 +502,74 @@ def _collections_skip_survivors() -> Iterator[None]:
         gc.unfreeze()
 
 
-def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict]]) -> None:
-    """lm-eval once per setting, in order, skipping those the progress file records as finished. Bad settings
-    and a progress file we did not write are refused (``ValueError``) before anything runs."""
+def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict] | Setting]) -> None:
+    """lm-eval once per setting, in order, skipping those the progress file records as finished with the same
+    model files (a setting whose weights, tokenizer or adapter changed since runs again). Bad settings and a
+    progress file we did not write are refused (``ValueError``) before anything runs; so is a second command
+    writing the same progress file (:class:`~longllada.output_lock.OutputLock`)."""
     logger = logging.getLogger("longllada")
-    total = len(settings)
-    check_settings(settings, getattr(args, "model", None))
-    records = [setting_record(args, text, parsed) for text, parsed in settings]
+    settings = [setting if isinstance(setting, Setting) else as_setting(*setting) for setting in settings]
+    check_settings(
+        settings, getattr(args, "model", None), getattr(args, "tasks", None), getattr(args, "metadata", None)
+    )
+    records = [setting_record(args, setting.text, setting.model_args) for setting in settings]
     output_path = getattr(args, "output_path", None)
     path = settings_path(output_path) if output_path else None
+    writer = int(os.environ.get("RANK", "0")) == 0
+    from longllada.output_lock import OutputLock
+
+    lock = OutputLock(path, "longllada eval", "--output_path") if path is not None and writer else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        _run_settings(cli, args, settings, records, path, writer, logger)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_settings(cli, args, settings: list[Setting], records: list[dict], path: Path | None, writer: bool,
+                  logger: logging.Logger) -> None:  # fmt: skip
+    total = len(settings)
     # Every process of a data-parallel run decides from the file as it is now, before any setting runs: process
     # 0 writes it only after its first setting finished, which needs every process (lm-eval gathers results).
     progress = read_settings_file(path) if path is not None else None
-    done = {entry["key"] for entry in progress["finished"]} if progress is not None else set()
-    writer = int(os.environ.get("RANK", "0")) == 0
+    done = {entry["key"]: entry for entry in progress["finished"]} if progress is not None else {}
     if path is None:
         logger.info("%d settings, no --output_path: every setting runs (none is recorded for a rerun to skip)", total)
     else:
         logger.info("%d settings; finished ones are recorded in %s (a rerun of this command skips them)", total, path)
-    for position, ((text, parsed), record) in enumerate(zip(settings, records), 1):
+    for position, (setting, record) in enumerate(zip(settings, records), 1):
+        fingerprint = setting_fingerprint(setting.model_args)
         if record["key"] in done:
-            logger.info("setting %d/%d: finished in an earlier run, skipped", position, total)
-            continue
-        logger.info("setting %d/%d: %s", position, total, text)
-        one = setting_args(args, parsed)
+            changed = fingerprint_differences(done[record["key"]].get("fingerprint"), fingerprint)
+            if not changed:
+                logger.info("setting %d/%d: finished in an earlier run, skipped", position, total)
+                continue
+            logger.warning("setting %d/%d: finished in an earlier run, but its model files are not the same now "
+                           "(%s): it runs again", position, total, "; ".join(changed))  # fmt: skip
+        logger.info("setting %d/%d: %s", position, total, setting.text)
+        one = setting_args(args, setting.model_args, fingerprint)
         if getattr(one, "use_cache", None):
             logger.info("setting %d/%d: request cache %s (one per setting)", position, total, one.use_cache)
         start = time.perf_counter()
         try:
-            cli.execute(one)
+            with hub_token_environment(hub_token(setting.secrets)):
+                cli.execute(one)
         except ValueError as err:
-            raise ValueError(f"setting {position}/{total} (--model_args {text}): {err}") from err
+            raise ValueError(f"setting {position}/{total} (--model_args {setting.text}): {err}") from err
         seconds = time.perf_counter() - start
         alive, memory = _free_memory()
         logger.debug("setting %d/%d: models alive after it: %d%s", position, total, alive, memory)
         if alive:
             logger.warning("setting %d/%d: its model is still referenced after it finished", position, total)
         if progress is not None and writer:
+            if any(value is None for value in fingerprint.values()):  # downloaded by this setting: here now
+                fingerprint = setting_fingerprint(setting.model_args)
             finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            progress["finished"].append({**record, "seconds": round(seconds, 1), "finished_at": finished_at})
+            progress["finished"] = [entry for entry in progress["finished"] if entry["key"] != record["key"]]
+            progress["finished"].append({**record, "fingerprint": fingerprint, "seconds": round(seconds, 1),
+                                         "finished_at": finished_at})  # fmt: skip
             write_settings_file(path, progress)
         logger.info("setting %d/%d: finished in %.1f s", position, total, seconds)
         # for benchmarks/settings_one_process.sh, beside the model adapter's timing lines (at DEBUG, as those)
@@ -399,9 +598,28 @@ def resolve_device(args: argparse.Namespace) -> None:
         args.device = "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
+def _config_file_secrets(config_path: str | None) -> list[str]:
+    """Secret keys in the ``model_args`` of an lm-eval ``--config`` file (lm-eval would record them)."""
+    if not config_path or not Path(config_path).is_file():
+        return []
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    model_args = data.get("model_args") if isinstance(data, dict) else None
+    if isinstance(model_args, str):
+        from lm_eval.utils import simple_parse_args_string
+
+        model_args = simple_parse_args_string(model_args)
+    return sorted(split_secrets(model_args)[1]) if isinstance(model_args, dict) else []
+
+
 def run_eval(argv: list[str]) -> int:
     """Run lm-eval's CLI on ``argv`` with our model and tasks (once per ``--model_args`` setting); returns the exit
-    code."""
+    code. A secret model argument (``token=hf_...``) is taken out of what lm-eval sees and records, and given to
+    the Hub client through ``HF_TOKEN`` while its setting runs; it is scrubbed from every log line and error."""
     if wants_our_help(argv):
         from longllada.eval_help import eval_help
 
@@ -427,25 +645,55 @@ def run_eval(argv: list[str]) -> int:
             return int(stop.code or 0) if not isinstance(stop.code, str) else 2
     finally:
         sys.argv = saved_argv
-    settings = vars(args).pop(_SETTINGS_DEST, None) or []
+    settings = [as_setting(text, parsed) for text, parsed in vars(args).pop(_SETTINGS_DEST, None) or []]
+    hidden = secret_values(value for setting in settings for value in setting.secrets.values())
+    hidden += secret_values(_secret_leaves(vars(args)))
     resolve_device(args)
+    if settings:
+        args.model_args = dict(settings[0].model_args)
     if hasattr(args, "include_path"):
         user_paths = args.include_path
         from_config = _yaml_include_path(getattr(args, "config", None)) if user_paths is None else None
         args.include_path = include_paths(user_paths if user_paths is not None else from_config, TASKS_DIR)
     try:
-        # the tasks, and so whether lm-eval's built-in index is needed, are the same for every setting
-        with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR), _environment_report_once():
-            if len(settings) > 1:
-                with _collections_skip_survivors():
-                    run_settings(cli, args, settings)
-            else:
-                cli.execute(args)
-    except ValueError as err:
+        with scrubbed_logs(hidden):
+            in_config = _config_file_secrets(getattr(args, "config", None))
+            if in_config:
+                raise ValueError(
+                    f"--config {args.config} gives {in_config} in model_args, which lm-eval would write into its "
+                    "results; allowed: the token in the HF_TOKEN environment variable or `hf auth login`, or in "
+                    "--model_args (kept out of every file)"
+                )
+            check_output_path(getattr(args, "output_path", None), settings)
+            # the tasks, and so whether lm-eval's built-in index is needed, are the same for every setting
+            with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR), _environment_report_once():
+                if len(settings) > 1:
+                    with _collections_skip_survivors():
+                        run_settings(cli, args, settings)
+                else:
+                    check_settings(settings, getattr(args, "model", None), getattr(args, "tasks", None),
+                                   getattr(args, "metadata", None))  # fmt: skip
+                    check_request_cache(getattr(args, "use_cache", None), dict(getattr(args, "model_args", None) or {}),
+                                        int(os.environ.get("RANK", "0")) == 0)  # fmt: skip
+                    with hub_token_environment(hub_token(settings[0].secrets) if settings else None):
+                        cli.execute(args)
+    except (ValueError, OSError) as err:  # the user's input or environment (a missing model, a full disk)
         logging.getLogger("longllada").debug("bad input", exc_info=True)
-        print(f"longllada eval: error: {err}", file=sys.stderr)
+        print(f"longllada eval: error: {scrub(' '.join(str(err).split()), hidden)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _secret_leaves(values: Any) -> list[Any]:
+    """The values of secret keys anywhere in ``values`` (nested dicts and lists)."""
+    found: list[Any] = []
+    if isinstance(values, dict):
+        for key, value in values.items():
+            found += [value] if is_secret_key(key) else _secret_leaves(value)
+    elif isinstance(values, (list, tuple)):
+        for value in values:
+            found += _secret_leaves(value)
+    return found
 
 
 if __name__ == "__main__":

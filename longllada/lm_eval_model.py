@@ -49,6 +49,7 @@ with ``trust_remote_code=True`` in ``--model_args`` (else a model that needs it 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import inspect
@@ -157,6 +158,118 @@ def known_model_args() -> list[str]:
     return sorted(set(ours) | set(hflm) | set(LOADING_KEYS))
 
 
+def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None, str | None]:
+    """Every check of ``--model longllada``'s arguments that needs no weights, the constructor's own: only keys it
+    takes (a near miss is named), ``pretrained``, the batch and length numbers, the RoPE arguments, the
+    likelihood's numbers, no diffusion-only argument for a causal LM, and the sampler's arguments through the
+    sampler's own validation with the defaults of the model's family and its generation_config.json, and that no
+    code would run without ``trust_remote_code``. Only the config files are read (no code runs, no weights load),
+    so ``longllada eval`` checks every setting of a sweep before the first model loads. Returns ``(family entry or
+    None for a causal LM, model_type)``."""
+    allowed = known_model_args()
+    unknown = sorted(set(model_args) - set(allowed))
+    if unknown:
+        hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
+        meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)
+        raise ValueError(f"unknown --model_args {unknown} for --model longllada{meant}; allowed: {allowed}")
+    pretrained = model_args.get("pretrained")
+    if not isinstance(pretrained, str) or not pretrained:
+        raise ValueError(f"pretrained={pretrained!r} is not allowed; allowed: a model name or folder (str)")
+    batch_size = model_args.get("batch_size", 1)
+    if str(batch_size).startswith("auto"):
+        raise ValueError(
+            f"batch_size={batch_size!r} is not supported by --model longllada (a diffusion step's memory "
+            "depends on the output length and the cache mode); allowed: a positive integer"
+        )
+    _batch_size("batch_size", batch_size)
+    for field in ("max_length", "max_batch_size"):
+        if model_args.get(field) is not None:
+            _batch_size(field, model_args[field])
+    _integer("prefix_token_id", model_args.get("prefix_token_id"), 0)
+    for field in ("trust_remote_code", "greedy_check"):
+        if model_args.get(field) is not None and not isinstance(model_args[field], bool):
+            raise ValueError(f"{field}={model_args[field]!r} is not allowed; allowed: True or False")
+    rope_scaling_from_args(model_args.get("ntk_factor"), model_args.get("ntk_target"), model_args.get("rope_scaling"))
+    for field in ("mc_num", "mc_batch_size", "rolling_chunk", "batch_classes"):
+        _positive_int(field, model_args.get(field))
+    _integer("mc_seed", model_args.get("mc_seed"))
+    location = model_location(model_args)
+    try:
+        family, model_type = model_family(pretrained, **location)
+    except OSError as err:  # no such folder, no such repo, no access, offline
+        reason = " ".join(str(err).split())
+        raise ValueError(f"pretrained={pretrained!r}: its config.json could not be read ({reason})") from None
+    trust_remote_code = bool(model_args.get("trust_remote_code"))
+    if family is None:
+        misplaced = sorted(key for key in DIFFUSION_ONLY_KEYS if model_args.get(key) is not None)
+        if misplaced:
+            titles = ", ".join(entry.title for entry in families.FAMILIES)
+            raise ValueError(
+                f"--model_args {misplaced} apply to the diffusion models ({titles}); {pretrained!r} has "
+                f"model_type={model_type!r}, a causal LM that runs as lm-eval's --model hf does; allowed "
+                "for it: HF's model_args and ntk_factor, ntk_target, rope_scaling"
+            )
+        check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, **location)
+        return family, model_type
+    family.check_transformers()
+    sampler_args = {key: model_args[key] for key in SAMPLER_KEYS if model_args.get(key) is not None}
+    misplaced = sorted(key for key in sampler_args if key not in family.sampler_arguments)
+    if misplaced:
+        raise ValueError(
+            f"--model_args {misplaced} do not apply to {family.title} ({pretrained!r}); its sampler "
+            f"takes: {', '.join(family.sampler_arguments)}"
+        )
+    parts = () if model_args.get("tokenizer") else ("tokenizer",)
+    check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, parts, **location)
+    if sampler_args:
+        check_sampler_args(family, sampler_args, pretrained, location["revision"], location["subfolder"])
+    return family, model_type
+
+
+def model_location(model_args: dict[str, Any]) -> dict[str, Any]:
+    """Where ``pretrained``'s files are: revision, subfolder and the Hub options among the model arguments."""
+    return {
+        "revision": model_args.get("revision") or "main",
+        "subfolder": model_args.get("subfolder") or "",
+        **{key: model_args[key] for key in ("token", "cache_dir", "local_files_only") if key in model_args},
+    }
+
+
+def _sampler_class_defaults(family: families.Family) -> dict[str, Any]:
+    return dict(getattr(family.model_cls(), "sampler_defaults", {}))
+
+
+def check_sampler_args(
+    family: families.Family, sampler_args: dict[str, Any], pretrained: str, revision: str | None = None,
+    subfolder: str | None = None,
+) -> None:  # fmt: skip
+    """The sampler options of ``--model_args`` checked by the sampler's own validation
+    (``DiffusionGenerationConfig``) over what generation will start from: the family's defaults and the
+    model's generation_config.json (when it can be read without downloading). A task's generation kwargs come
+    between the two at run time, but the options here override them."""
+    from modeling_longllada.generation_longllada import DiffusionGenerationConfig
+
+    def as_remasking(settings: dict[str, Any]) -> dict[str, Any]:  # Dream's name for it
+        if "alg" in settings and "remasking" not in settings:
+            settings = {**settings, "remasking": settings["alg"]}
+            del settings["alg"]
+        return settings
+
+    saved: dict[str, Any] = {}
+    try:
+        from transformers.utils import cached_file
+
+        path = cached_file(pretrained, "generation_config.json", revision=revision or "main", subfolder=subfolder or "",
+                           local_files_only=True, _raise_exceptions_for_missing_entries=False)  # fmt: skip
+        if path:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            saved = {key: value for key, value in data.items() if key in SAMPLER_KEYS and value is not None}
+    except (OSError, ValueError):
+        saved = {}
+    settings = {**_sampler_class_defaults(family), **as_remasking(saved), **as_remasking(dict(sampler_args))}
+    DiffusionGenerationConfig(**settings)
+
+
 def length_buckets(lengths: Sequence[int], spread: float = BATCH_LENGTH_SPREAD) -> list[list[int]]:
     """Indices of ``lengths`` grouped longest first, each group within ``spread`` of its longest length."""
     groups: list[list[int]] = []
@@ -237,69 +350,30 @@ class LongLLaDALM(HFLM):
         batch_size: int | str = 1,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(kwargs) - set(known_model_args()))
-        if unknown:
-            raise ValueError(f"unknown --model_args {unknown} for --model longllada; allowed: {known_model_args()}")
-        if not isinstance(pretrained, str):
-            raise ValueError(
-                f"pretrained={type(pretrained).__name__} is not allowed; allowed: a model name or folder (str)"
-            )
-        if str(batch_size).startswith("auto"):
-            raise ValueError(
-                f"batch_size={batch_size!r} is not supported by --model longllada (a diffusion step's memory "
-                "depends on the output length and the cache mode); allowed: a positive integer"
-            )
+        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
+                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
+        own = {"mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed, "greedy_check": greedy_check,
+               "rolling_chunk": rolling_chunk, "batch_classes": batch_classes, "ntk_factor": ntk_factor,
+               "ntk_target": ntk_target, "rope_scaling": rope_scaling, "trust_remote_code": trust_remote_code}  # fmt: skip
+        arguments = {"pretrained": pretrained, **given, **own, "batch_size": batch_size, **kwargs}
+        family, self.model_type = check_model_args({k: v for k, v in arguments.items() if v is not None})
         batch_size = _batch_size("batch_size", batch_size)
         for field in ("max_length", "max_batch_size"):
             if kwargs.get(field) is not None:
                 kwargs[field] = _batch_size(field, kwargs[field])
-        _integer("prefix_token_id", kwargs.get("prefix_token_id"), 0)
-        if trust_remote_code is not None and not isinstance(trust_remote_code, bool):
-            raise ValueError(f"trust_remote_code={trust_remote_code!r} is not allowed; allowed: True or False")
-        trust_remote_code = bool(trust_remote_code)
         self._rope_override = rope_scaling_from_args(ntk_factor, ntk_target, rope_scaling)
         self._ntk_target = ntk_target
-        # The sampler checks its own options (types and ranges) when it runs: they are handed over as given.
-        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
-                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
+        # Checked by the sampler's own validation (check_model_args); handed over as given.
         self._sampler_args = {key: value for key, value in given.items() if value is not None}
-        diffusion_args = {**given, "mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed,
-                          "greedy_check": greedy_check, "rolling_chunk": rolling_chunk,
-                          "batch_classes": batch_classes}  # fmt: skip
-        location = {"revision": kwargs.get("revision") or "main", "subfolder": kwargs.get("subfolder") or "",
-                    **{key: kwargs[key] for key in ("token", "cache_dir", "local_files_only") if key in kwargs}}  # fmt: skip
-        self._family, self.model_type = model_family(pretrained, **location)
-        self.family = self._family.name if self._family is not None else CAUSAL
+        self._family = family
+        self.family = family.name if family is not None else CAUSAL
         # Recorded in the results: a relative folder means nothing to a plot made elsewhere.
         local = Path(pretrained).expanduser()
         self._model_path = str(local.resolve()) if local.is_dir() else pretrained
-        if self._family is None:
-            misplaced = sorted(key for key, value in diffusion_args.items() if value is not None)
-            if misplaced:
-                titles = ", ".join(family.title for family in families.FAMILIES)
-                raise ValueError(
-                    f"--model_args {misplaced} apply to the diffusion models ({titles}); {pretrained!r} has "
-                    f"model_type={self.model_type!r}, a causal LM that runs as lm-eval's --model hf does; allowed "
-                    "for it: HF's model_args and ntk_factor, ntk_target, rope_scaling"
-                )
-            check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, **location)
-        else:
-            self._family.check_transformers()
-            misplaced = sorted(key for key in self._sampler_args if key not in self._family.sampler_arguments)
-            if misplaced:
-                raise ValueError(
-                    f"--model_args {misplaced} do not apply to {self._family.title} ({pretrained!r}); its sampler "
-                    f"takes: {', '.join(self._family.sampler_arguments)}"
-                )
-            parts = () if kwargs.get("tokenizer") else ("tokenizer",)
-            check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, parts, **location)
         self.mc_num = _positive_int("mc_num", 128 if mc_num is None else mc_num)
         self.mc_batch_size = _positive_int("mc_batch_size", 32 if mc_batch_size is None else mc_batch_size)
         self.mc_seed = _integer("mc_seed", 1234 if mc_seed is None else mc_seed)
-        greedy_check = True if greedy_check is None else greedy_check
-        if not isinstance(greedy_check, bool):
-            raise ValueError(f"greedy_check={greedy_check!r} is not allowed; allowed: True or False")
-        self.greedy_check = greedy_check
+        self.greedy_check = True if greedy_check is None else greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
         self.batch_classes = _positive_int("batch_classes", PROCESS_CLASSES if batch_classes is None else batch_classes)
         # Dream's prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
@@ -316,7 +390,7 @@ class LongLLaDALM(HFLM):
         super().__init__(
             pretrained=pretrained,
             backend="causal",
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=bool(trust_remote_code),
             batch_size=batch_size,
             **kwargs,
         )

@@ -165,9 +165,24 @@ def build_tiny_model(
     if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) or not 1 < rope_theta < math.inf:
         raise ValueError(f"rope_theta must be a finite number > 1, got {rope_theta!r}")
     out = Path(out_dir)
+    _files_we_may_replace(out)  # a folder of someone else's is refused as such, before locking
+    from longllada.output_lock import OutputLock
+
+    with OutputLock(out, "longllada tiny-model", "OUT_DIR"):  # one writer at a time
+        _build_into(out, arch, n_layers, d_model, n_heads, n_kv_heads, mlp_hidden_size, vocab_size,
+                    max_sequence_length, rope_theta, rope_scaling, seed, texts)  # fmt: skip
+    return out
+
+
+def _build_into(out: Path, arch: str, n_layers: int, d_model: int, n_heads: int, n_kv_heads: int,
+                mlp_hidden_size: int, vocab_size: int, max_sequence_length: int, rope_theta: float,
+                rope_scaling: dict[str, Any] | None, seed: int, texts: Iterable[str] | None) -> None:  # fmt: skip
     ours = _files_we_may_replace(out)
 
     from longllada.tokenizer import build_tokenizer, save_tokenizer
+    from modeling_longllada.families import family_by_name
+
+    family = family_by_name(arch)
 
     sizes = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
                  mlp_hidden_size=mlp_hidden_size, trained_length=max_sequence_length,
@@ -193,7 +208,6 @@ def build_tiny_model(
             copy_remote_code(staging)
         write_generation_config(staging, token_ids, arch)
         _install(staging, out, ours, arch)
-    return out
 
 
 def archs() -> tuple[str, ...]:

@@ -23,7 +23,12 @@ def run_command(args: argparse.Namespace) -> int:
     from hub_upload.push import RemoteCodeMismatch
 
     try:
-        return run(args)
+        if args.out is None:
+            return run(args)
+        from longllada.output_lock import OutputLock
+
+        with OutputLock(args.out, "longllada upload"):  # one build at a time into --out (run checks it is empty)
+            return run(args)
     except RemoteCodeMismatch as err:
         print(f"longllada upload: refused: {err}", file=sys.stderr)
         return 1

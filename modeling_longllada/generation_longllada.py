@@ -742,7 +742,7 @@ class DiffusionSamplerMixin:
                 f"cache={s.cache!r} is not allowed with generation_tokens_hook_func / generation_logits_hook_func; "
                 "allowed: 'none' (the hooks see and may change every position, which a cache would not recompute)"
             )
-        x, attention_mask, prompt_len, gen_length = self._start(input_ids, attention_mask, s)
+        x, attention_mask, prompt_len, gen_length = self._start(input_ids, attention_mask, s, generator)
         # A block longer than the answer would only add masks that are never answered: clip it.
         block_length = min(s.block_length or gen_length, gen_length)
         num_blocks = math.ceil(gen_length / block_length)
@@ -809,20 +809,15 @@ class DiffusionSamplerMixin:
 
     # -- pieces of generate() -------------------------------------------------------------------------------
 
-    def _start(self, input_ids, attention_mask, s: DiffusionGenerationConfig):
-        """Checked prompts on the model's device, their mask, the prompt length and the output length."""
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
-            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-            raise ValueError(f"input_ids must be a non-empty [batch, length] tensor, got {shape}")
-        input_ids = input_ids.to(self.device)
+    def _start(self, input_ids, attention_mask, s: DiffusionGenerationConfig, generator=None):
+        """Checked prompts on the model's device, their mask, the prompt length and the output length (every
+        input is checked before anything runs: :func:`check_generate_inputs`)."""
+        check_generate_inputs(self, input_ids, attention_mask, s, generator)
+        input_ids = input_ids.to(device=self.device, dtype=torch.long)
         batch, prompt_len = input_ids.shape
         if attention_mask is None:  # a leading run of pad tokens is left padding
             pad = s.pad_token_id
             attention_mask = torch.ones_like(input_ids) if pad is None else (input_ids != pad).long().cummax(-1).values
-        elif tuple(attention_mask.shape) != (batch, prompt_len):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}; it must match input_ids {(batch, prompt_len)}"
-            )
         attention_mask = attention_mask.to(device=self.device, dtype=torch.long)
         real = attention_mask.bool()
         if not bool(real.any(-1).all()):
@@ -868,9 +863,98 @@ def _hooked_tokens(hook: Callable, step: int | None, x: torch.Tensor, logits: to
     return out.to(device=x.device, dtype=x.dtype)
 
 
-def _check_fits(model, rows: int, length: int) -> None:
-    """Refuse, before any allocation, a generation whose hidden states alone cannot fit in the device's memory
-    (a pass holds at least a few [rows, length, hidden] activations)."""
+# -- input checks: every input of generate() and of the likelihoods, before anything runs ----------------------
+
+
+def embedding_rows(model) -> int:
+    """Token ids the model can embed: the rows of its input embedding (LLaDA pads its vocabulary to them)."""
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+def check_token_ids(field: str, ids: torch.Tensor, rows: int) -> None:
+    """``ids`` must be an integer tensor of ids in [0, rows); else ValueError naming the field, the value (and
+    where it is) and what is allowed."""
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise ValueError(f"{field} has dtype {ids.dtype}; allowed: an integer tensor of token ids")
+    if ids.numel() == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= rows:
+        value = low if low < 0 else high
+        where = tuple(int(i) for i in (ids == value).nonzero()[0].tolist())
+        raise ValueError(
+            f"{field} holds {value} at {list(where)}; allowed: token ids in [0, {rows}) (the model's embedding has "
+            f"{rows} rows)"
+        )
+
+
+def check_attention_mask(attention_mask: Any, shape: tuple[int, int]) -> None:
+    """An ``attention_mask`` of generate(): a tensor of ``shape`` holding only 0 and 1 (bool or integer)."""
+    if not isinstance(attention_mask, torch.Tensor):
+        raise ValueError(f"attention_mask is a {type(attention_mask).__name__}; allowed: a tensor of 0/1 (or bool)")
+    if tuple(attention_mask.shape) != shape:
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; it must match input_ids {shape}")
+    if attention_mask.dtype != torch.bool and (attention_mask.is_floating_point() or attention_mask.is_complex()):
+        raise ValueError(
+            f"attention_mask has dtype {attention_mask.dtype}; allowed: bool or an integer tensor of 0 and 1 "
+            "(1 for real tokens)"
+        )
+    if attention_mask.dtype != torch.bool and attention_mask.numel():
+        odd = (attention_mask != 0) & (attention_mask != 1)
+        if bool(odd.any()):
+            where = odd.nonzero()[0].tolist()
+            raise ValueError(
+                f"attention_mask holds {int(attention_mask[tuple(where)])} at {where}; allowed: only 0 and 1 (bool or "
+                "integer; 1 for real tokens, 0 for padding)"
+            )
+
+
+def check_generator(generator: Any, device: torch.device, cpu_only: bool = False) -> None:
+    """A ``torch.Generator`` on the CPU, or (``cpu_only`` False) on the model's device: draws on the CPU give the
+    same numbers on every device; a generator of another device cannot draw for this model."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator is a {type(generator).__name__}; allowed: a torch.Generator or None")
+    place = torch.device(generator.device)
+    here = torch.device(device)
+    same = place.type == here.type and (place.index or 0) == (here.index or 0)
+    if place.type != "cpu" and (cpu_only or not same):
+        allowed = "a CPU generator (the masks are drawn on the CPU)" if cpu_only else f"a generator on cpu or {here}"
+        raise ValueError(f"generator is on {place} and the model on {here}; allowed: {allowed}")
+
+
+def check_generate_inputs(model, input_ids: Any, attention_mask: Any, s: DiffusionGenerationConfig, generator) -> None:
+    """Every input of ``generate()`` against the model: the prompt ids (integer, in the embedding's range), the
+    mask (0/1 of the prompts' shape), the special token ids of the settings, the generator's device; and, as
+    transformers' generate does, a warning when both max_new_tokens and max_length are given (max_new_tokens
+    wins)."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a non-empty [batch, length] tensor, got {shape}")
+    rows = embedding_rows(model)
+    check_token_ids("input_ids", input_ids, rows)
+    if attention_mask is not None:
+        check_attention_mask(attention_mask, tuple(input_ids.shape))
+    for name in ("mask_token_id", "eos_token_id", "pad_token_id", "eot_token_id"):
+        value = getattr(s, name, None)
+        if value is not None and value >= rows:
+            raise ValueError(
+                f"{name}={value} is not allowed; allowed: a token id in [0, {rows}) (the embedding's rows)"
+            )
+    check_generator(generator, model.device)
+    if s.max_new_tokens is not None and s.max_length is not None:
+        logger.warning(
+            "Both `max_new_tokens` (=%s) and `max_length` (=%s) seem to have been set. `max_new_tokens` will take "
+            "precedence.", s.max_new_tokens, s.max_length,
+        )  # fmt: skip
+
+
+def _check_fits(
+    model, rows: int, length: int, advice: str = "ask for fewer new tokens (max_new_tokens) or a shorter prompt"
+) -> None:
+    """Refuse, before any allocation, a pass whose hidden states alone cannot fit in the device's memory
+    (a pass holds at least a few [rows, length, hidden] activations); ``advice`` says what to ask for instead."""
     hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "d_model", 0)
     element = torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4
     needed = 4 * rows * length * hidden * element
@@ -885,8 +969,7 @@ def _check_fits(model, rows: int, length: int) -> None:
     if needed > available:
         raise ValueError(
             f"the sequence of {length} tokens × {rows} rows cannot fit: its activations alone need about "
-            f"{needed / 2**30:.1f} GiB and the {device.type} device has {available / 2**30:.1f} GiB; "
-            "ask for fewer new tokens (max_new_tokens) or a shorter prompt"
+            f"{needed / 2**30:.1f} GiB and the {device.type} device has {available / 2**30:.1f} GiB; {advice}"
         )
 
 

@@ -117,11 +117,13 @@ def test_bad_model_args_are_named(tiny_model_dir, kwargs, field):
     ],
 )
 def test_sampler_options_are_checked_by_the_sampler(tiny_model_dir, kwargs, field):
-    """Sampler options are handed to ``generate()`` as given: one layer checks them, the sampler's."""
-    lm = LongLLaDALM(pretrained=str(tiny_model_dir), device="cpu", **kwargs)
-    assert lm._sampler_args == kwargs
+    """Sampler options are checked by one layer, the sampler's validation, and before the model loads."""
+    from longllada.lm_eval_model import check_model_args
+
     with pytest.raises(ValueError, match=field):
-        lm.generate_until([generate_request("The report")])
+        check_model_args({"pretrained": str(tiny_model_dir), **kwargs})
+    with pytest.raises(ValueError, match=field):
+        LongLLaDALM(pretrained=str(tiny_model_dir), device="cpu", **kwargs)
 
 
 def test_causal_lm_refuses_diffusion_args_and_rope_scaling_without_rope(tmp_path):

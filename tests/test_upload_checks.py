@@ -133,3 +133,72 @@ def test_hub_source_offline_is_one_line(monkeypatch, capsys):
 def test_shard_size_must_be_a_whole_positive_size(tiny_model_dir, capsys, size):
     assert cli.main(["upload", str(tiny_model_dir), "--repo-id", REPO_ID, "--dry-run", f"--shard-size={size}"]) == 2
     assert f"--shard-size {size!r} is not a size" in one_error_line(capsys)
+
+
+# -- the sizes of config.json against the weights ----------------------------------------------------------------
+
+
+def edit_config(folder: Path, **changes) -> None:
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("family", "changes", "message"),
+    [
+        ("llada", {"d_model": 96}, "tensor(s) of other shapes (model.transformer.blocks.0.attn_norm.weight: weights "
+                                   "[64], config [96]"),
+        ("llada", {"n_layers": 1}, "tensor(s) the model has no place for (model.transformer.blocks.1."),
+        ("llada", {"n_layers": 3}, "tensor(s) of the model missing (model.transformer.blocks.2."),
+        ("llada", {"mlp_hidden_size": 256}, "model.transformer.blocks.0.ff_out.weight: weights [64, 192], config "
+                                            "[64, 256]"),
+        ("llada", {"weight_tying": True}, "no place for (model.transformer.ff_out.weight)"),
+        ("dream", {"intermediate_size": 100}, "model.layers.0.mlp.down_proj.weight: weights [64, 192], config "
+                                              "[64, 100]"),
+        ("dream", {"num_key_value_heads": 2}, "model.layers.0.self_attn.k_proj.bias: weights [64], config [32]"),
+        ("dream", {"vocab_size": 1024}, "lm_head.weight: weights [512, 64], config [1024, 64]"),
+    ],
+    ids=["llada-width", "llada-fewer-layers", "llada-more-layers", "llada-mlp", "llada-tied", "dream-mlp",
+         "dream-kv-heads", "dream-vocab"],
+)  # fmt: skip
+def test_config_sizes_that_disagree_with_the_weights_are_refused_before_building(
+    request, tmp_path, capsys, family, changes, message
+):
+    """Only tensor names were checked: a config with other sizes built a repo that from_pretrained refuses."""
+    source = copy_model(request.getfixturevalue("tiny_model_dir" if family == "llada" else "tiny_dream_dir"),
+                        tmp_path / "source")  # fmt: skip
+    edit_config(source, **changes)
+    out = tmp_path / "built"
+    assert cli.main(["upload", str(source), "--repo-id", REPO_ID, "--dry-run", "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert "config.json does not match the weights" in line and message in line, line
+    assert not out.exists()  # nothing was built
+
+
+def test_config_sizes_are_checked_against_bin_weights_too(tiny_model_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    source = tmp_path / "bin"
+    shutil.copytree(tiny_model_dir, source, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(load_file(tiny_model_dir / "model.safetensors"), source / "pytorch_model.bin")
+    assert cli.main(["upload", str(source), "--repo-id", REPO_ID, "--dry-run"]) == 0  # sizes agree: built
+    capsys.readouterr()
+    edit_config(source, n_heads=8, n_kv_heads=8, d_model=128)
+    assert cli.main(["upload", str(source), "--repo-id", REPO_ID, "--dry-run"]) == 2
+    assert "model.transformer.blocks.0.attn_norm.weight: weights [64], config [128]" in one_error_line(capsys)
+
+
+def test_two_uploads_into_one_out_folder_are_refused(tiny_model_dir, tmp_path, capsys):
+    from longllada.output_lock import OutputLock
+
+    out = tmp_path / "built"
+    with OutputLock(out, "longllada upload"):  # another upload building there right now
+        assert cli.main(["upload", str(tiny_model_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(out)]) == 2
+        line = one_error_line(capsys)
+    assert f"--out {out} is being written by another `longllada upload` (process " in line
+    assert not out.exists()
+    assert cli.main(["upload", str(tiny_model_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(out)]) == 0
+    assert not (tmp_path / ".built.lock").exists()

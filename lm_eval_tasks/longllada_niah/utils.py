@@ -687,6 +687,32 @@ def write_cached_grid(path: Path | None, docs: list[dict[str, Any]]) -> None:
         partial.unlink(missing_ok=True)
 
 
+def grid_settings(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The grid that ``metadata`` asks for (the keyword arguments of :func:`build_docs` but the tokenizer),
+    checked: known keys, each value's type and range, and a size this machine and the evaluated model can hold
+    (:func:`lm_eval_tasks.grid_bounds.check_grid`). Nothing is built or loaded."""
+    from lm_eval_tasks.grid_bounds import check_grid
+    from lm_eval_tasks.metadata_keys import check_metadata_keys
+
+    check_metadata_keys(metadata, "longllada_niah")
+    num_repeats = _int_list("num_repeats", metadata.get("num_repeats"), [DEFAULT_NUM_REPEATS], 1)
+    seeds = _int_list("seed", metadata.get("seed"), [DEFAULT_SEED], -(2**63))
+    if len(num_repeats) != 1 or len(seeds) != 1:
+        raise ValueError(
+            f"num_repeats={metadata.get('num_repeats')!r} and seed={metadata.get('seed')!r} must be single integers"
+        )
+    grid = {
+        "context_lengths": _int_list("context_lengths", metadata.get("context_lengths"), DEFAULT_CONTEXT_LENGTHS, 1),
+        "depths": _depth_list(metadata.get("depths")),
+        "num_repeats": num_repeats[0],
+        "haystack": metadata.get("haystack"),
+        "seed": seeds[0],
+    }
+    prompts = len(grid["depths"]) * grid["num_repeats"]
+    check_grid("longllada_niah", "context_lengths", grid["context_lengths"], prompts, metadata)
+    return grid
+
+
 def niah_dataset(**metadata: Any) -> dict[str, Any]:
     """lm-eval ``custom_dataset``: builds the ``test`` split from ``--metadata`` merged with ``--model_args``.
 
@@ -696,27 +722,12 @@ def niah_dataset(**metadata: Any) -> dict[str, Any]:
     other keys (model arguments, other tasks' keys) are ignored. A grid built once is read back from the cache
     (``$LONGLLADA_CACHE``, default ``~/.cache/longllada``; ``LONGLLADA_CACHE=off`` keeps none).
     """
-    from lm_eval_tasks.metadata_keys import check_metadata_keys
-
-    check_metadata_keys(metadata, "longllada_niah")
     import datasets
 
-    num_repeats = _int_list("num_repeats", metadata.get("num_repeats"), [DEFAULT_NUM_REPEATS], 1)
-    seeds = _int_list("seed", metadata.get("seed"), [DEFAULT_SEED], -(2**63))
-    if len(num_repeats) != 1 or len(seeds) != 1:
-        raise ValueError(
-            f"num_repeats={metadata.get('num_repeats')!r} and seed={metadata.get('seed')!r} must be single integers"
-        )
+    grid = grid_settings(metadata)
     start = time.perf_counter()
     tokenizer = resolve_tokenizer(metadata)
     loaded = time.perf_counter()
-    grid = {
-        "context_lengths": _int_list("context_lengths", metadata.get("context_lengths"), DEFAULT_CONTEXT_LENGTHS, 1),
-        "depths": _depth_list(metadata.get("depths")),
-        "num_repeats": num_repeats[0],
-        "haystack": metadata.get("haystack"),
-        "seed": seeds[0],
-    }
     cache_file = grid_cache_file(tokenizer, grid)
     docs = read_cached_grid(cache_file)
     cached = docs is not None

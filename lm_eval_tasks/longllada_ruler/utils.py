@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lm_eval_tasks.grid_bounds import check_grid
 from lm_eval_tasks.grid_metrics import mean_of_scored
 from lm_eval_tasks.metadata_keys import check_metadata_keys
 
@@ -133,7 +134,7 @@ def parse_options(kwargs: dict[str, Any]) -> RulerOptions:
     seq_lengths = tuple(_as_int("max_seq_lengths item", length, 1) for length in lengths)
     if len(set(seq_lengths)) != len(seq_lengths):
         raise ValueError(f"max_seq_lengths must not repeat a length, got {list(seq_lengths)!r}")
-    return RulerOptions(
+    options = RulerOptions(
         seq_lengths=seq_lengths,
         num_samples=_as_int("num_samples", kwargs.get("num_samples", DEFAULT_NUM_SAMPLES), 1),
         seed=_as_int("seed", kwargs.get("seed", DEFAULT_SEED), 0),
@@ -141,6 +142,9 @@ def parse_options(kwargs: dict[str, Any]) -> RulerOptions:
         squad_path=_as_path("squad_path", kwargs.get("squad_path")),
         hotpotqa_path=_as_path("hotpotqa_path", kwargs.get("hotpotqa_path")),
     )
+    # each task builds num_samples prompts at every length (its own grid; the tasks of a run are built in turn)
+    check_grid("longllada_ruler", "max_seq_lengths", seq_lengths, options.num_samples, kwargs)
+    return options
 
 
 def load_tokenizer(kwargs: dict[str, Any]):

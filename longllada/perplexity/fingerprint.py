@@ -53,10 +53,11 @@ def _file_entry(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def model_fingerprint(folder: str | Path) -> dict[str, Any]:
+def model_fingerprint(folder: str | Path, weights: bool = True) -> dict[str, Any]:
     """``{"revision": commit or None, "files": {name: entry}}`` of a model folder's top-level files.
 
-    ``revision`` is the commit of a Hugging Face cache snapshot folder, else None (a local folder)."""
+    ``revision`` is the commit of a Hugging Face cache snapshot folder, else None (a local folder). ``weights``:
+    the folder must hold a weight file (False for a tokenizer's folder)."""
     folder = Path(folder).expanduser()
     files = {}
     for path in sorted(folder.iterdir()):
@@ -64,26 +65,30 @@ def model_fingerprint(folder: str | Path) -> dict[str, Any]:
             continue
         if path.suffix in WEIGHT_SUFFIXES or path.suffix in HASHED_SUFFIXES:
             files[path.name] = _file_entry(path)
-    if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
+    if weights and not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
         raise ValueError(f"model folder {str(folder)!r} holds no weight file ({', '.join(WEIGHT_SUFFIXES)})")
     absolute = Path(os.path.abspath(folder))
     revision = absolute.name if absolute.parent.name == "snapshots" else None
     return {"revision": revision, "files": files}
 
 
-def model_folder(model: str | Path) -> Path | None:
-    """The local folder of ``model``: itself when it is one, else the cached snapshot of a Hub id (None when the
-    Hub id is not in the cache)."""
+def model_folder(model: str | Path, revision: str | None = None, subfolder: str | None = None) -> Path | None:
+    """The local folder of ``model`` (its ``subfolder``): itself when it is one, else the cached snapshot of a Hub
+    id at ``revision`` (None when the Hub id is not in the cache)."""
     path = Path(model).expanduser()
     if path.is_dir():
-        return path
+        return path / subfolder if subfolder else path
     from transformers.utils import cached_file
 
-    try:
-        config = cached_file(str(model), "config.json", local_files_only=True)
-    except (OSError, ValueError):
-        return None
-    return Path(config).parent if config else None
+    location = {"revision": revision or "main", "subfolder": subfolder or ""}
+    for name in ("config.json", "tokenizer_config.json"):  # a tokenizer's repo may have no config.json
+        try:
+            found = cached_file(str(model), name, local_files_only=True, **location)
+        except (OSError, ValueError):
+            continue
+        if found:
+            return Path(found).parent
+    return None
 
 
 def fingerprint_changes(old: Any, new: Any) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from longllada.output_lock import OutputLock
 from longllada.perplexity.fingerprint import fingerprint_changes
 
 FORMAT = 2  # 2: the metadata holds the model's fingerprint (weights, revision)
@@ -123,18 +124,27 @@ def _umask() -> int:
 class ResultsFile:
     """``--out``: checked when made (before any model loads), then opened with the run's metadata.
 
-    ``ResultsFile(out, overwrite)`` refuses a folder, a path it cannot write, and any non-empty file that is not
-    a ``longllada ppl`` results file. :meth:`check_fingerprint` refuses, before loading, a resume over other
-    weights; :meth:`open` resumes a run with equal metadata, or starts the file anew."""
+    ``ResultsFile(out, overwrite)`` takes the path's lock (:class:`~longllada.output_lock.OutputLock`: a second
+    run on the same ``--out`` is refused while this one runs, instead of both appending rows), and refuses a
+    folder, a path it cannot write, and any non-empty file that is not a ``longllada ppl`` results file.
+    :meth:`check_fingerprint` refuses, before loading, a resume over other weights; :meth:`open` resumes a run
+    with equal metadata, or starts the file anew; :meth:`close` (or the object's end) releases the lock."""
 
     def __init__(self, out: str | Path, overwrite: bool = False) -> None:
         self.path = Path(out).expanduser()
+        self._lock = OutputLock(self.path, "longllada ppl")
+        self._handle: IO[str] | None = None
         self.overwrite = overwrite
         self.meta: dict[str, Any] | None = None
         self.rows: list[dict[str, Any]] = []
         self._good = 0
-        self._handle: IO[str] | None = None
-        self._inspect()
+        self._inspect()  # a path that is no results file of ours is refused as such, before locking
+        self._lock.acquire()
+        try:
+            self._inspect()  # again: now no other run can change it
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _refuse(self, why: str) -> ValueError:
         return ValueError(f"--out {self.path}: {why}")
@@ -226,6 +236,11 @@ class ResultsFile:
         self._handle.flush()
 
     def close(self) -> None:
+        """Close the file and release its lock."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        self._lock.release()
+
+    def __del__(self) -> None:  # a run that failed before close() (a model that did not load) frees its lock
+        self.close()

@@ -6,14 +6,17 @@ What the twins are, their data and their objectives: :mod:`longllada.twins`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from longllada.cli import float_arg, int_arg
+from longllada.output_lock import OutputLock
 from longllada.twins.evaluation import NEEDLE_SETS, evaluate_retrieval
 from longllada.twins.model_card import write_model_card
-from longllada.twins.models import load_twin
+from longllada.twins.models import TWIN_MARKER, is_twin_folder, load_twin
 from longllada.twins.plot import plot_logs
 from longllada.twins.settings import (
     AR_DIR_NAME,
@@ -32,6 +35,14 @@ DEFAULT_MODELS_DIR = REPO / "longllada" / "models"
 DEFAULT_LOG_DIR = REPO / "benchmarks" / "train_logs"
 
 
+def parse_multiples(text: str) -> tuple[int, ...]:
+    """``--eval-multiples 1,2,4,8`` (``''`` for none) -> (1, 2, 4, 8)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise ValueError(f"--eval-multiples must be integers >= 1 separated by commas (or ''), got {text!r}")
+    return tuple(int(part) for part in parts)
+
+
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     settings = TrainSettings(
         d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, mlp_hidden_size=args.mlp,
@@ -44,7 +55,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         phrase_subject_share=args.phrase_subject_share, capitalize_share=args.capitalize_share,
         piece_keyword_share=args.piece_keyword_share, log_every=min(args.log_every, args.steps),
         probe_every=min(args.probe_every, args.steps),
-        eval_multiples=tuple(int(m) for m in args.eval_multiples.split(",")) if args.eval_multiples else (),
+        eval_multiples=parse_multiples(args.eval_multiples),
     )  # fmt: skip
     if args.mix:
         settings.mix = parse_mix(args.mix)
@@ -67,22 +78,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_MODELS_DIR, help="models folder (default: shipped)")
     parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="logs folder (benchmarks/train_logs)")
     parser.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
-    parser.add_argument("--d-model", type=int, default=defaults.d_model)
-    parser.add_argument("--layers", type=int, default=defaults.n_layers)
-    parser.add_argument("--heads", type=int, default=defaults.n_heads)
-    parser.add_argument("--mlp", type=int, default=defaults.mlp_hidden_size)
-    parser.add_argument("--vocab-size", type=int, default=defaults.vocab_size)
-    parser.add_argument("--train-length", type=int, default=defaults.train_length)
-    parser.add_argument("--rope-theta", type=float, default=defaults.rope_theta)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--warmup", type=int, default=defaults.warmup_steps)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--d-model", type=int_arg(1), default=defaults.d_model)
+    parser.add_argument("--layers", type=int_arg(1), default=defaults.n_layers)
+    parser.add_argument("--heads", type=int_arg(1), default=defaults.n_heads)
+    parser.add_argument("--mlp", type=int_arg(1), default=defaults.mlp_hidden_size)
+    parser.add_argument("--vocab-size", type=int_arg(1), default=defaults.vocab_size)
+    parser.add_argument("--train-length", type=int_arg(64), default=defaults.train_length)
+    parser.add_argument("--rope-theta", type=float_arg(1, above=True), default=defaults.rope_theta)
+    parser.add_argument("--steps", type=int_arg(1), default=defaults.steps)
+    parser.add_argument("--batch-size", type=int_arg(1), default=defaults.batch_size)
+    parser.add_argument("--lr", type=float_arg(0, above=True), default=defaults.lr)
+    parser.add_argument("--warmup", type=int_arg(0), default=defaults.warmup_steps)
+    parser.add_argument("--seed", type=int_arg(0), default=defaults.seed)
     parser.add_argument("--mix", default=None, help="row shares, e.g. report=0.35,retrieval=0.15,sft=0.5")
-    parser.add_argument("--log-every", type=int, default=defaults.log_every)
-    parser.add_argument("--probe-every", type=int, default=defaults.probe_every)
-    parser.add_argument("--eval-prompts", type=int, default=defaults.eval_prompts, help="held-out prompts per length")
+    parser.add_argument("--log-every", type=int_arg(1), default=defaults.log_every)
+    parser.add_argument("--probe-every", type=int_arg(1), default=defaults.probe_every)
+    parser.add_argument(
+        "--eval-prompts", type=int_arg(1), default=defaults.eval_prompts, help="held-out prompts per length"
+    )
     parser.add_argument("--eval-multiples", default=",".join(map(str, defaults.eval_multiples)),
                         help="evaluation lengths as multiples of the trained length ('' for none)")  # fmt: skip
     parser.add_argument("--no-eval", action="store_true", help="skip the final retrieval evaluation")
@@ -93,40 +106,91 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo-summary", type=Path, default=None,
                         help="the summary.json of a `longllada demo` run on these very weights (docs/demo/): its "
                              "needle scores go into the model cards")  # fmt: skip
-    parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
-    parser.add_argument("--time-budget", type=float, default=None,
+    parser.add_argument(
+        "--time-limit", type=float_arg(0, above=True), default=None, help="stop training after this many seconds"
+    )
+    parser.add_argument("--time-budget", type=float_arg(0, above=True), default=None,
                         help="fix the step count from the speed of the first steps so that training takes about "
                              "this many seconds (the count is logged; --steps N reproduces it)")  # fmt: skip
     parser.add_argument("--keyword-mix", default=",".join(f"{w:g}" for w in defaults.keyword_mix),
                         help="training keyword sources: weights of real words, invented words, numbers")  # fmt: skip
-    parser.add_argument("--phrase-subject-share", type=float, default=defaults.phrase_subject_share,
+    parser.add_argument("--phrase-subject-share", type=float_arg(0, 1), default=defaults.phrase_subject_share,
                         help="share of training needles whose subject is a run of report words (default 0.5)")  # fmt: skip
-    parser.add_argument("--capitalize-share", type=float, default=defaults.capitalize_share,
+    parser.add_argument("--capitalize-share", type=float_arg(0, 1), default=defaults.capitalize_share,
                         help="share of capitalised training keywords (default 0.25)")  # fmt: skip
-    parser.add_argument("--piece-keyword-share", type=float, default=defaults.piece_keyword_share,
+    parser.add_argument("--piece-keyword-share", type=float_arg(0, 1), default=defaults.piece_keyword_share,
                         help="share of training keywords made of random vocabulary tokens, so that every token is "
                              "learned as a piece to copy (default 0.4; 0 before this option existed)")  # fmt: skip
-    parser.add_argument("--sft-response-tokens", type=int, default=defaults.sft_response_tokens,
+    parser.add_argument("--sft-response-tokens", type=int_arg(0), default=defaults.sft_response_tokens,
                         help="longest SFT response (answer + EOS padding); 0: any length (default 32)")  # fmt: skip
     parser.add_argument("--ar-loss-weighting", choices=AR_LOSS_WEIGHTINGS, default=defaults.ar_loss_weighting,
                         help="AR loss: 'row' (each row counts the same, default) or 'token' (mean over tokens)")  # fmt: skip
-    parser.add_argument("--short-batch-share", type=float, default=defaults.short_batch_share,
+    parser.add_argument("--short-batch-share", type=float_arg(0, 1), default=defaults.short_batch_share,
                         help="share of batches shorter than the trained length (default 0.1)")  # fmt: skip
-    parser.add_argument("--distractor-share", type=float, default=defaults.distractor_share,
+    parser.add_argument("--distractor-share", type=float_arg(0, 1), default=defaults.distractor_share,
                         help="share of needle rows with a second needle about another subject (default 0.3)")  # fmt: skip
-    parser.add_argument("--data-workers", type=int, default=defaults.data_workers,
+    parser.add_argument("--data-workers", type=int_arg(0), default=defaults.data_workers,
                         help="processes building batches (0: a thread of this process, the default); the data "
                              "stream depends on this count")  # fmt: skip
 
 
+def check_outputs(out_dir: Path, log_dir: Path, twins: tuple[str, ...]) -> None:
+    """Refuse, before training, outputs this command did not write: a twin folder with files but without the
+    marker :func:`~longllada.twins.models.save_twin` leaves, a log whose first record is not a twin's ``start``
+    record, a summary that is not a twin's (a JSON object naming the twin and its settings), or a file where a
+    folder goes."""
+    for flag, folder in (("--out-dir", out_dir), ("--log-dir", log_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{flag} {folder} is a file; allowed: a folder (created if absent)")
+    for twin in twins:
+        folder = out_dir / (DIFFUSION_DIR_NAME if twin == "diffusion" else AR_DIR_NAME)
+        if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not is_twin_folder(folder, twin))):
+            raise ValueError(
+                f"--out-dir {out_dir}: {folder} holds files that `longllada train-tiny` did not write (no {TWIN_MARKER} "
+                f"of the {twin} twin); it is left untouched; allowed: a new folder, or one this command wrote"
+            )
+        log, summary = log_dir / f"{twin}.jsonl", log_dir / f"{twin}_summary.json"
+        first = _json_record(log, first_line=True) if log.exists() else {"event": "start", "twin": twin}
+        if first.get("event") != "start" or first.get("twin") != twin:
+            raise ValueError(
+                f"--log-dir {log_dir}: {log} is not a training log of the {twin} twin; it is left untouched"
+            )
+        record = _json_record(summary) if summary.exists() else {"twin": twin, "settings": {}}
+        if record.get("twin") != twin or "settings" not in record:
+            raise ValueError(
+                f"--log-dir {log_dir}: {summary} is not a summary of the {twin} twin; it is left untouched"
+            )
+
+
+def _json_record(path: Path, first_line: bool = False) -> dict:
+    """The JSON object that the file is (or that its first line is), else an empty dict."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        record = json.loads(text.partition("\n")[0] if first_line else text)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def run(args: argparse.Namespace) -> int:
+    twins = TWINS if args.twin == "both" else (args.twin,)
+    settings = settings_from_args(args)
+    check_outputs(args.out_dir, args.log_dir, twins)
+    folders = [args.out_dir / (DIFFUSION_DIR_NAME if twin == "diffusion" else AR_DIR_NAME) for twin in twins]
+    with contextlib.ExitStack() as locks:  # one run at a time writes these (checked again under the locks)
+        for folder in folders:
+            locks.enter_context(OutputLock(folder, "longllada train-tiny", "--out-dir"))
+        locks.enter_context(OutputLock(args.log_dir, "longllada train-tiny", "--log-dir"))
+        check_outputs(args.out_dir, args.log_dir, twins)
+        return _train_and_evaluate(args, settings, twins)
+
+
+def _train_and_evaluate(args: argparse.Namespace, settings: TrainSettings, twins: tuple[str, ...]) -> int:
     import torch
 
-    settings = settings_from_args(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
-    twins = TWINS if args.twin == "both" else (args.twin,)
     command = "longllada train-tiny " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train-tiny"] else sys.argv[1:])
     args.log_dir.mkdir(parents=True, exist_ok=True)
     demo = json.loads(args.demo_summary.read_text(encoding="utf-8")) if args.demo_summary else None

@@ -8,6 +8,10 @@ from typing import Any
 
 from longllada.twins.settings import TrainSettings
 
+# A twin's folder is ours when this file, written last by save_twin, names this command.
+TWIN_MARKER = ".longllada_twin.json"
+TWIN_WRITER = "longllada train-tiny"
+
 
 def diffusion_config(settings: TrainSettings, tokenizer):
     from longllada.tiny_model import round_up
@@ -92,7 +96,19 @@ def save_twin(twin: str, model, tokenizer, folder: Path) -> Path:
         generation = {"bos_token_id": token_ids["bos_token_id"], "eos_token_id": token_ids["eos_token_id"],
                       "pad_token_id": token_ids["pad_token_id"], "do_sample": False}  # fmt: skip
         (folder / "generation_config.json").write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n")
+    written = sorted(p.name for p in folder.iterdir() if p.name != TWIN_MARKER)
+    marker = {"written_by": TWIN_WRITER, "twin": twin, "files": [*written, "README.md"]}  # the card comes next
+    (folder / TWIN_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def is_twin_folder(folder: Path, twin: str) -> bool:
+    """Whether ``folder`` is a twin's folder that ``longllada train-tiny`` wrote (its marker file says so)."""
+    try:
+        marker = json.loads((folder / TWIN_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("written_by") == TWIN_WRITER and marker.get("twin") == twin
 
 
 def load_twin(twin: str, folder: Path, device: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -64,10 +65,23 @@ class TrainSettings:
             raise ValueError(
                 f"train_length must be >= 64 (a haystack, a needle and a question), got {self.train_length}"
             )
+        for name, minimum in (("lr", 0.0), ("rope_theta", 1.0), ("time_limit_s", 0.0), ("time_budget_s", 0.0)):
+            value = getattr(self, name)
+            if value is None and name.startswith("time_"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum < value < math.inf:
+                raise ValueError(f"{name} must be a finite number > {minimum:g}, got {value!r}")
+        for name in ("warmup_steps", "seed", "eval_prompts"):
+            value = getattr(self, name)
+            least = 1 if name == "eval_prompts" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.eval_multiples):
+            raise ValueError(f"eval_multiples must be integers >= 1, got {self.eval_multiples!r}")
         if (
             set(self.mix) - set(ROW_KINDS)
             or not self.mix
-            or any(v < 0 for v in self.mix.values())
+            or not all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in self.mix.values())
             or sum(self.mix.values()) <= 0
         ):
             raise ValueError(f"mix must map some of {ROW_KINDS} to non-negative shares (not all 0), got {self.mix!r}")
@@ -79,7 +93,11 @@ class TrainSettings:
             or self.sft_response_tokens < 0
         ):
             raise ValueError(f"sft_response_tokens must be an integer >= 0, got {self.sft_response_tokens!r}")
-        if len(self.keyword_mix) != 3 or any(w < 0 for w in self.keyword_mix) or sum(self.keyword_mix) <= 0:
+        if (
+            len(self.keyword_mix) != 3
+            or not all(isinstance(w, (int, float)) and 0 <= w < math.inf for w in self.keyword_mix)
+            or sum(self.keyword_mix) <= 0
+        ):
             raise ValueError(
                 f"keyword_mix must be 3 non-negative weights (words, invented, numbers), got {self.keyword_mix!r}"
             )

@@ -34,7 +34,13 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_longllada import LongLLaDAConfig
-from .generation_longllada import DiffusionSamplerMixin
+from .generation_longllada import (
+    DiffusionSamplerMixin,
+    _check_fits,
+    check_generator,
+    check_token_ids,
+    embedding_rows,
+)
 from .rope_longllada import check_number
 
 # attn_implementation="flash_attention_2" runs flash-attn 2 or, without it, flash-attn 4's CuTe kernels
@@ -984,11 +990,15 @@ class DiffusionLMMixin:
         check_number("batch_size", batch_size, minimum=1, integer=True)
         check_number("cfg_scale", cfg_scale, minimum=0)
         device = self.device
-        context = torch.as_tensor(context_ids, dtype=torch.long, device=device).flatten()
-        target = torch.as_tensor(continuation_ids, dtype=torch.long, device=device).flatten()
+        rows = embedding_rows(self)
+        context = _one_sequence("context_ids", context_ids, rows).to(device)
+        target = _one_sequence("continuation_ids", continuation_ids, rows).to(device)
         if target.numel() == 0:
             raise ValueError("continuation_ids is empty; give at least one token to score")
+        check_generator(generator, device, cpu_only=True)
         mask_id = self.config.mask_token_id
+        if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < rows:
+            raise ValueError(f"mask_token_id={mask_id!r} is not allowed; allowed: a token id in [0, {rows})")
         if bool((context == mask_id).any()) or bool((target == mask_id).any()):
             raise ValueError(f"the inputs contain the mask token (id {mask_id}); remove it before scoring")
         n_ctx, length = context.numel(), target.numel()
@@ -998,6 +1008,9 @@ class DiffusionLMMixin:
                 "context_ids is empty: this model's logits at position j - 1 predict token j (shifted logits), so "
                 "the first token cannot be scored; give a context of at least one token (e.g. the BOS token)"
             )
+        rows_per_pass = min(batch_size, mc_num) * (2 if cfg_scale > 0 else 1)
+        _check_fits(self, rows_per_pass, n_ctx + length, "ask for a smaller batch_size (samples per pass) or a "
+                    "shorter context")  # fmt: skip
         seq = torch.cat((context, target))
         out = []
         for start in range(0, mc_num, batch_size):
@@ -1046,6 +1059,19 @@ class DiffusionLMMixin:
         finally:
             if not registered:
                 del cls._auto_class  # back to the inherited None
+
+
+def _one_sequence(field: str, ids: torch.Tensor | list[int], rows: int) -> torch.Tensor:
+    """Token ids of one sequence, as a 1-D long tensor: a list or a tensor of shape [L] or [1, L] of integer ids
+    in [0, rows) (:func:`check_token_ids`); floats (which would be truncated) and several rows are refused."""
+    if not isinstance(ids, torch.Tensor):
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ValueError(f"{field}={ids!r} is not allowed; allowed: a list of int token ids, or a tensor")
+        ids = torch.tensor(list(ids), dtype=torch.long)
+    if ids.dim() > 2 or (ids.dim() == 2 and ids.shape[0] != 1):
+        raise ValueError(f"{field} has shape {tuple(ids.shape)}; allowed: one sequence, [length] or [1, length]")
+    check_token_ids(field, ids, rows)
+    return ids.flatten().long()
 
 
 def build_attention_mask(
