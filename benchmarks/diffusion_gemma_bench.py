@@ -61,7 +61,7 @@ from modeling_longllada import diffusion_gemma as dg  # noqa: E402
 from modeling_longllada.rope_longllada import parse_length  # noqa: E402
 
 MODES = ("transformers", "chunked")
-SAVED_TOKENIZER_VOCAB = 4096  # --save-model's tokenizer: Gemma's special tokens and a small BPE
+SAVED_TOKENIZER_VOCAB = 4096  # --save-model's tokenizer: Gemma's special tokens and a small BPE (at most this)
 WARMUP_LENGTH = 1024
 # Prompt tokens are drawn below Gemma's image-token ids (255999 and up) and above its special tokens.
 FIRST_TEXT_ID, LAST_TEXT_ID = 10, 255_998
@@ -219,9 +219,10 @@ def save_model(model: nn.Module, folder: Path) -> Path:
 
     check_new_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(default_texts(), SAVED_TOKENIZER_VOCAB, family=dg.MODEL_TYPE)
-    save_tokenizer(tokenizer, folder)
     text_config = model.config.text_config
+    vocab = min(SAVED_TOKENIZER_VOCAB, text_config.vocab_size)  # every id the tokenizer makes has a row
+    tokenizer = build_tokenizer(default_texts(), vocab, family=dg.MODEL_TYPE)
+    save_tokenizer(tokenizer, folder)
     for name in ("pad_token_id", "eos_token_id", "bos_token_id"):  # Gemma's ids 0, 1, 2: the tokenizer's too
         if getattr(text_config, name) != getattr(tokenizer, name):
             raise ValueError(f"the tokenizer's {name} {getattr(tokenizer, name)} is not the model's")
