@@ -3,6 +3,15 @@
     python benchmarks/diffusion_gemma_bench.py --lengths 32k,128k,256k --out benchmarks/results/diffusion_gemma_h200.json
     python benchmarks/diffusion_gemma_bench.py --tiny --out /tmp/diffusion_gemma_tiny.json   # CPU, seconds
 
+    # a NIAH cell at 32k through `longllada eval`: the random model saved as a folder first (about 50 GB of bf16
+    # shards; never committed), then evaluated as any checkpoint
+    python benchmarks/diffusion_gemma_bench.py --lengths 32k --save-model /tmp/diffusion-gemma-26b-random \
+        --out benchmarks/results/diffusion_gemma_h200_32k.json
+    python -m longllada eval --model longllada \
+        --model_args pretrained=/tmp/diffusion-gemma-26b-random,dtype=bfloat16,max_denoising_steps=48 \
+        --tasks longllada_niah --metadata '{"context_lengths": [32768], "depths": [50], "num_repeats": 1}' \
+        --device cuda --batch_size 1 --output_path benchmarks/results/diffusion_gemma_niah_32k
+
 The model is transformers' own ``DiffusionGemmaForBlockDiffusion`` with the released checkpoint's text config
 (``modeling_longllada.diffusion_gemma.DIFFUSION_GEMMA_26B_A4B_TEXT_CONFIG``: 30 layers, hidden 2816, 128 experts
 top-8, 5 full-attention layers with p-RoPE, sliding window 1024, canvas 256) and transformers' default Gemma 4
@@ -23,6 +32,12 @@ allocator's message (what it tried to allocate), any other runtime error with it
 still runs; which of torch's SDPA kernels accept the two head widths (256, 512) is recorded first. Results are written after each
 length, so an interrupted run keeps what it measured. Times: CUDA-synchronised wall clock, after a warm-up at
 a short prompt.
+
+``--save-model DIR`` first writes the random model as a checkpoint folder that transformers loads as it loads the
+released one (``save_pretrained``: the bf16 weights with their ties, ``config.json``, the released sampler
+settings in ``generation_config.json``) with a small byte-level tokenizer that has Gemma 4's special tokens at
+Gemma's ids (``longllada.tokenizer``; its ids stay far below the 262,144 rows of the embedding). ``DIR`` must be
+new or empty: nothing already there is overwritten.
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ from modeling_longllada import diffusion_gemma as dg  # noqa: E402
 from modeling_longllada.rope_longllada import parse_length  # noqa: E402
 
 MODES = ("transformers", "chunked")
+SAVED_TOKENIZER_VOCAB = 4096  # --save-model's tokenizer: Gemma's special tokens and a small BPE (at most this)
 WARMUP_LENGTH = 1024
 # Prompt tokens are drawn below Gemma's image-token ids (255999 and up) and above its special tokens.
 FIRST_TEXT_ID, LAST_TEXT_ID = 10, 255_998
@@ -188,6 +204,38 @@ def run_one(model: nn.Module, ids: torch.Tensor, mode: str, steps: int, chunk: i
     }
 
 
+def check_new_folder(folder: Path) -> None:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ValueError(f"--save-model {str(folder)!r} is not a new or empty folder; nothing was written")
+
+
+def save_model(model: nn.Module, folder: Path) -> Path:
+    """``model`` as a checkpoint folder with a small Gemma-token tokenizer and the released sampler settings (see
+    the module docstring); ``folder`` must be new or empty."""
+    from longllada.tiny_diffusion_gemma import SAMPLER_SETTINGS
+    from longllada.tiny_model import default_texts
+    from longllada.tokenizer import build_tokenizer, save_tokenizer
+    from modeling_longllada.families import GEMMA_TURN_END_TOKEN
+
+    check_new_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text_config = model.config.text_config
+    vocab = min(SAVED_TOKENIZER_VOCAB, text_config.vocab_size)  # every id the tokenizer makes has a row
+    tokenizer = build_tokenizer(default_texts(), vocab, family=dg.MODEL_TYPE)
+    save_tokenizer(tokenizer, folder)
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):  # Gemma's ids 0, 1, 2: the tokenizer's too
+        if getattr(text_config, name) != getattr(tokenizer, name):
+            raise ValueError(f"the tokenizer's {name} {getattr(tokenizer, name)} is not the model's")
+    generation = dg.DiffusionGemmaSamplerArgs(
+        max_new_tokens=model.config.canvas_length, **SAMPLER_SETTINGS
+    ).generation_config()
+    generation.bos_token_id, generation.pad_token_id = tokenizer.bos_token_id, tokenizer.pad_token_id
+    generation.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(GEMMA_TURN_END_TOKEN)]
+    model.generation_config = generation
+    model.save_pretrained(folder, max_shard_size="5GB")
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default=None, help="prompt lengths, e.g. 32k,128k,256k (default; --tiny: 64,256)")
@@ -207,6 +255,12 @@ def main() -> int:
     parser.add_argument("--attn", default="sdpa", help="attn_implementation (default sdpa)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model on the CPU, float32 (a check of the script)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        metavar="DIR",
+        help="first save the random model as a checkpoint folder (new or empty; for `longllada eval`)",
+    )
     args = parser.parse_args()
     try:
         dg.require_diffusion_gemma()
@@ -225,6 +279,11 @@ def main() -> int:
         args.prefill_chunk = 32 if args.tiny else dg.DEFAULT_PREFILL_CHUNK
     for name in ("prefill_chunk", "max_denoising_steps"):
         dg.check_number(f"--{name.replace('_', '-')}", getattr(args, name), minimum=1, integer=True)
+    if args.save_model is not None:  # before minutes of building
+        try:
+            check_new_folder(args.save_model)
+        except ValueError as error:
+            parser.error(str(error))
     if not args.tiny and not torch.cuda.is_available():
         parser.error("no CUDA device; run on a GPU, or give --tiny for the CPU check")
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -235,6 +294,12 @@ def main() -> int:
     torch.manual_seed(0)
     model = build_random_model(model_config(args.tiny), device, dtype)
     model.set_attn_implementation(args.attn)
+    if args.save_model is not None:
+        try:
+            print(f"saved {save_model(model, args.save_model)}", file=sys.stderr, flush=True)
+        except ValueError as error:
+            print(f"diffusion_gemma_bench: error: {error}", file=sys.stderr)
+            return 2
     vocab = model.config.text_config.vocab_size
     results: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),

@@ -3,9 +3,9 @@
 The families, how their checkpoints are recognised and what their repos get, come from
 ``modeling_longllada.families`` (read without importing torch).
 
-The folder holds: our remote code (``modeling_longllada.REMOTE_CODE_FILES``, the same files for every family),
-the converted ``config.json``, ``generation_config.json`` with the family's sampler defaults, the tokenizer
-files, the weights as safetensors (official keys are our keys: copied unchanged), and ``README.md`` (the model
+The folder holds: our remote code (``modeling_longllada.REMOTE_CODE_FILES``, the same files for every family;
+none for a family that transformers implements), the converted ``config.json``, ``generation_config.json`` with
+the family's sampler defaults (a native family's: the source's own), the tokenizer files, the weights as safetensors (official keys are our keys: copied unchanged), and ``README.md`` (the model
 card). The source's own ``.py`` files are never copied: the official modeling code is what this project
 replaces.
 """
@@ -196,10 +196,18 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
     ``max_position_embeddings``, derived from the scaling; Dream's ``trained_length``, the length the scaling law
     reads).
 
-    Validated by building the family's config class from it and by the model class's architecture check.
+    Validated by building the family's config class from it and by the model class's architecture check. A family
+    with hooks (a native one) converts with its own ``convert_config``: no ``auto_map``, and the scaling written in
+    the form transformers itself reads.
     """
     family = family_of(source_config)
     family.check_transformers()
+    hooks = family.tool_hooks()
+    if hooks is not None:  # a native family: its hooks write transformers' own config, RoPE scaled in it
+        try:
+            return hooks.convert_config(source_config, choice.rope_scaling, choice.keep_source)
+        except ValueError as err:
+            raise ValueError(err if choice.keep_source else f"--rope-scaling {choice.spec}: {err}") from None
     rope: dict[str, Any] = {"rope_scaling": choice.rope_scaling}
     if choice.keep_source:  # transformers 5's `rope_parameters` also holds the base: the config class reads it
         rope = {
@@ -230,6 +238,18 @@ def convert_config(source_config: dict[str, Any], choice: RopeScalingChoice) -> 
     }
     converted.update({name: getattr(config, name) for name in family.written_fields})
     return converted
+
+
+def published_rope_scaling(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``rope_scaling`` a converted config.json carries: its own field, or what a native family's hooks read
+    from the config (where transformers' own fields hold the scaled base)."""
+    family = family_of(config)
+    hooks = family.tool_hooks()
+    if hooks is None:
+        return config.get("rope_scaling")
+    from hub_upload.model_card import parse_config
+
+    return hooks.rope_summary(parse_config(config))["scaling"]
 
 
 def generation_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -565,7 +585,11 @@ def build_repo_folder(
     dest.mkdir(parents=True, exist_ok=True)
     config = convert_config(source.config, choice)
     _write_json(dest / "config.json", config)
-    _write_json(dest / "generation_config.json", generation_config(config))
+    if source.family.native and (source.path / "generation_config.json").is_file():
+        # transformers' own generation config class reads it: the source's sampler settings, as they are
+        shutil.copyfile(source.path / "generation_config.json", dest / "generation_config.json")
+    else:
+        _write_json(dest / "generation_config.json", generation_config(config))
     for code in [] if source.family.native else remote_code_files():
         shutil.copyfile(code, dest / code.name)
     copy_tokenizer_files(source.path, dest, source.family)
@@ -588,7 +612,9 @@ def build_repo_folder(
         has_chat_template=_has_chat_template(dest),
     )
     (dest / "README.md").write_text(card, encoding="utf-8")
-    return BuiltFolder(path=dest, revision=revision, rope_scaling=config["rope_scaling"], weight_files=weight_files)
+    return BuiltFolder(
+        path=dest, revision=revision, rope_scaling=published_rope_scaling(config), weight_files=weight_files
+    )
 
 
 def _license(source: Source) -> str:

@@ -5,8 +5,8 @@ examples, the prompt rules) comes from the family's entry in ``modeling_longllad
 from the repo's config.
 
 Every fenced block of the card is meant to be run as written (the python ones one after the other, as in a
-notebook); tests/test_hub_upload.py (LLaDA) and tests/test_hub_upload_dream.py (Dream) run them against built
-folders.
+notebook); tests/test_hub_upload.py (LLaDA), tests/test_hub_upload_dream.py (Dream) and
+tests/test_diffusion_gemma_tools.py (DiffusionGemma) run them against built folders.
 """
 
 from __future__ import annotations
@@ -68,17 +68,23 @@ def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the factor table: for each length past the trained one, λ from the scaling law and the base θ·λ.
 
     The trained length is the family's (``config.trained_length``: LLaDA's ``max_sequence_length``, Dream's
-    ``trained_length``, 2048 for Dream-v0)."""
+    ``trained_length``, 2048 for Dream-v0; a native family's hooks read theirs, and give λ by their law)."""
     from modeling_longllada import ntk_scaling_factor
 
     parsed = parse_config(config)
-    head_dim = parsed.head_dim
-    theta = float(parsed.rope_theta)
-    trained = int(parsed.trained_length)
+    hooks = _family(config).tool_hooks()
+    if hooks is not None:  # a native family: its law (the layers it scales, their rotated dimensions)
+        summary = hooks.rope_summary(parsed)
+        theta, trained = float(summary["rope_theta"]), int(summary["trained_length"])
+    else:
+        theta, trained = float(parsed.rope_theta), int(parsed.trained_length)
     lengths = sorted({m * trained for m in TRAINED_LENGTH_MULTIPLES} | {n for n in COMMON_LENGTHS if n > trained})
     rows = []
     for length in lengths:
-        factor = ntk_scaling_factor(head_dim, theta, trained, length)
+        if hooks is not None:
+            factor = hooks.ntk_factor_for_length(parsed, length)
+        else:
+            factor = ntk_scaling_factor(parsed.head_dim, theta, trained, length)
         rows.append({"length": length, "ratio": length / trained, "factor": factor, "base": theta * factor})
     return rows
 
@@ -111,7 +117,9 @@ def render_model_card(
     papers = [(family.title, card.paper), ("LongLLaDA", LONGLLADA_PAPER), *card.papers]
     papers.append(("the RoPE extrapolation scaling law", SCALING_LAW_PAPER))
     usage = (
-        f"Needs `torch` and `transformers` ({family.min_transformers} or newer)"
+        f"Needs `torch` and `transformers` ({family.min_transformers} or newer"
+        + (", which has the model" if family.native else "")
+        + ")"
         + ("" if family.native else " and `trust_remote_code=True`")
         + ". The snippets continue one another, like cells of a notebook."
     )
@@ -121,19 +129,73 @@ def render_model_card(
             f"paper's {family.title} runs."
         )
 
+    if family.native:
+        intro = (
+            f"A LongLLaDA packaging{facts.base_line}: the {card.model} diffusion language model "
+            f"([model]({card.paper})), which transformers implements itself, with NTK scaling of its rotary position "
+            "embeddings for contexts longer than it was trained on, without any training, as in *LongLLaDA: "
+            f"Unlocking Long Context Capabilities in Diffusion LLMs* ([paper]({LONGLLADA_PAPER})). The weights are "
+            f"the base model's, unchanged{card.weights_note}, and no code is shipped: transformers' own classes load "
+            "this repo. What it adds:"
+        )
+    else:
+        intro = (
+            f"A LongLLaDA packaging{facts.base_line}: the {card.model} masked-diffusion language model "
+            f"([paper]({card.paper})) with NTK scaling of its rotary position embeddings, so that it reads contexts "
+            "longer than it was trained on without any training, as in *LongLLaDA: Unlocking Long Context "
+            f"Capabilities in Diffusion LLMs* ([paper]({LONGLLADA_PAPER})). The weights are the base model's, "
+            f"unchanged{card.weights_note}; the remote code ({card.remote_code}) provides:"
+        )
+    if family.likelihood:
+        scoring = ["### Score a continuation", card.score_text, _python(_score(family))]
+        ppl = [
+            "Perplexity versus context length (the LongLLaDA paper's Figure 1), written to a JSON-lines file:",
+            _bash(_ppl_command(repo_id, revision, facts.trained)),
+        ]
+    else:
+        scoring, ppl = [], []
+    if card.ntk_demo:  # transformers alone: the base set in the config before the weights load
+        ntk = [
+            card.ntk_text.format(factor=facts.demo_factor),
+            _python(card.ntk_demo.format(rev=facts.rev, factor=facts.demo_factor)),
+        ]
+    else:
+        ntk = [
+            card.ntk_text.format(factor=facts.demo_factor),
+            _python(_ntk_factor(facts.rev, facts.demo_factor)),
+            "Or by the length to reach (λ from the scaling law below):",
+            _python(_ntk_target(facts.rev, facts.demo_target)),
+        ]
+    if family.native:
+        code_note = (
+            f"- No code is shipped: transformers' own {family.title} classes (transformers {family.min_transformers} "
+            "or newer) load these files; an NTK branch differs from `main` only in its `config.json`."
+        )
+    else:
+        code_note = (
+            f"- The official {family.title} checkpoints' remote code is not used here; these files load the same "
+            f"weights on transformers {family.min_transformers} to 5.x."
+        )
+    if not family.likelihood:
+        code_note += f"\n- {family.likelihood_refusal()}. Perplexity curves and multiple-choice scoring do not apply."
+    # LongLLaDA's finding on masked-diffusion LLMs, which their perplexity curves show
+    perception = (
+        [
+            "Without scaling, a diffusion LLM's perplexity stays flat past its trained length, but it only retrieves "
+            'from the most recent window of about that length (its "local perception"); NTK scaling by the law '
+            "below extends retrieval to the scaled length."
+        ]
+        if family.likelihood
+        else []
+    )
+
     sections = [
         f"---\n{header}\n---",
         f"# {facts.name}",
-        f"A LongLLaDA packaging{facts.base_line}: the {card.model} masked-diffusion language model "
-        f"([paper]({card.paper})) with NTK scaling of its rotary position embeddings, so that it reads contexts "
-        "longer than it was trained on without any training, as in *LongLLaDA: Unlocking Long Context Capabilities "
-        f"in Diffusion LLMs* ([paper]({LONGLLADA_PAPER})). The weights are the base model's, unchanged"
-        f"{card.weights_note}; the remote code ({card.remote_code}) provides:",
+        intro,
         "\n".join(card.features),
         _facts_table(card.facts, facts, revision),
-        "Without scaling, a diffusion LLM's perplexity stays flat past its trained length, but it only retrieves "
-        'from the most recent window of about that length (its "local perception"); NTK scaling by the law '
-        "below extends retrieval to the scaled length.",
+        *perception,
         "## Usage",
         usage,
         "### Load and generate",
@@ -141,26 +203,17 @@ def render_model_card(
         f"### {card.batch_heading}",
         card.batch_text,
         _python(_batched_generate(family)),
-        "### Score a continuation",
-        card.score_text,
-        _python(_score(family)),
+        *scoring,
         "### Longer contexts: NTK scaling",
-        card.ntk_text.format(factor=facts.demo_factor),
-        _python(_ntk_factor(facts.rev, facts.demo_factor)),
-        "Or by the length to reach (λ from the scaling law below):",
-        _python(_ntk_target(facts.rev, facts.demo_target)),
+        *ntk,
         "### NTK factors for common lengths",
-        _ntk_section(facts.parsed, facts.rows),
+        _ntk_section(facts.parsed, facts.rows, facts.summary),
         "## Evaluate",
         card.eval_text,
         _bash(_eval_command(repo_id, revision, facts.trained, card.eval_arguments.format(factor=facts.demo_factor))),
-        "Perplexity versus context length (the LongLLaDA paper's Figure 1), written to a JSON-lines file:",
-        _bash(_ppl_command(repo_id, revision, facts.trained)),
+        *ppl,
         "## Notes",
-        f"{card.notes}\n"
-        f"- The official {family.title} checkpoints' remote code is not used here; these files load the same "
-        f"weights on transformers {family.min_transformers} to 5.x.\n"
-        f"- Papers: {', '.join(f'{name} ({url})' for name, url in papers)}.",
+        f"{card.notes}\n{code_note}\n- Papers: {', '.join(f'{name} ({url})' for name, url in papers)}.",
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -182,9 +235,9 @@ def _bash(code: str) -> str:
 
 
 class _CardFacts(NamedTuple):
-    """What both families' cards say of a revision, read from its config."""
+    """What every family's card says of a revision, read from its config."""
 
-    parsed: Any  # the config as this project's class
+    parsed: Any  # the config as the family's class
     trained: int  # trained context length
     rows: list[dict[str, Any]]  # the NTK table (ntk_table_rows)
     demo_factor: int  # λ for twice the trained length (LLaDA-8B: 4; Dream-v0: 5, the paper's), at least 2
@@ -194,29 +247,39 @@ class _CardFacts(NamedTuple):
     scaling: Any  # the revision's rope_scaling
     effective: str  # the effective RoPE base, in words
     base_line: str  # " of [`base`](link)", or ""
+    summary: dict[str, Any] | None  # a native family's RoPE as its hooks read it (rope_summary), else None
 
 
 def _card_facts(repo_id: str, config: Any, revision: str, base_model: str | None) -> _CardFacts:
     parsed = parse_config(config)
     rows = ntk_table_rows(config)
-    scaling = parsed.rope_scaling
-    if scaling is None:
-        effective = f"{parsed.rope_theta:,.0f} (no scaling)"
-    elif parsed.rope_per_length:
-        effective = "chosen per forward pass from its length"
+    hooks = _family(config).tool_hooks()
+    summary = hooks.rope_summary(parsed) if hooks is not None else None
+    if summary is not None:
+        scaling, trained = summary["scaling"], int(summary["trained_length"])
+        effective = f"{summary['effective_rope_theta']:,.0f}" + (
+            f" (factor {summary['factor']:g} of {summary['rope_theta']:,.0f})" if scaling else " (no scaling)"
+        )
     else:
-        effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
+        scaling, trained = parsed.rope_scaling, int(parsed.trained_length)
+        if scaling is None:
+            effective = f"{parsed.rope_theta:,.0f} (no scaling)"
+        elif parsed.rope_per_length:
+            effective = "chosen per forward pass from its length"
+        else:
+            effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
     return _CardFacts(
         parsed=parsed,
-        trained=parsed.trained_length,
+        trained=trained,
         rows=rows,
         demo_factor=max(2, rows[0]["factor"]),
-        demo_target=4 * parsed.trained_length,
+        demo_target=4 * trained,
         name=repo_id.split("/")[-1],
         rev="" if revision == "main" else f', revision="{revision}"',
         scaling=scaling,
         effective=effective,
         base_line=f" of [`{base_model}`](https://huggingface.co/{base_model})" if base_model else "",
+        summary=summary,
     )
 
 
@@ -253,8 +316,17 @@ def _load_and_generate(family: Family, repo_id: str, rev: str, has_chat_template
         prompt += "torch.manual_seed(0)  # temperature > 0 samples\n"
     else:
         prompt += "\n"
-    imports = ", ".join(sorted({family.card.auto_class, "AutoModelForCausalLM", "AutoTokenizer"}))
     sequences = "output.sequences" if demo.returns_dict else "output"
+    if family.native:  # transformers' own classes: no remote code, and a transformers that knows `dtype=`
+        imports = ", ".join(sorted({family.card.auto_class, "AutoTokenizer"}))
+        loading = f"""tokenizer = AutoTokenizer.from_pretrained(repo{rev})
+model = {family.card.auto_class}.from_pretrained(repo{rev}, dtype=dtype).to(device).eval()"""
+    else:
+        imports = ", ".join(sorted({family.card.auto_class, "AutoModelForCausalLM", "AutoTokenizer"}))
+        loading = f"""tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
+model = {family.card.auto_class}.from_pretrained(
+    repo{rev}, trust_remote_code=True, torch_dtype=dtype  # `dtype=` on transformers >= 4.56
+).to(device).eval()"""
     return f'''
 import torch
 from transformers import {imports}
@@ -262,10 +334,7 @@ from transformers import {imports}
 repo = "{repo_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = torch.bfloat16 if device == "cuda" else torch.float32  # bf16 matmuls are slow on most CPUs
-tokenizer = AutoTokenizer.from_pretrained(repo{rev}, trust_remote_code=True)
-model = {family.card.auto_class}.from_pretrained(
-    repo{rev}, trust_remote_code=True, torch_dtype=dtype  # `dtype=` on transformers >= 4.56
-).to(device).eval()
+{loading}
 
 {prompt}{_call(demo, "input_ids")}
 print(tokenizer.decode({sequences}[0, input_ids.shape[1]:], skip_special_tokens=True))
@@ -282,17 +351,20 @@ def _batched_generate(family: Family) -> str:
         )
     else:
         batch = 'batch = tokenizer(prompts, return_tensors="pt", padding=True).to(device)'
-    call = _call(family.card.batch_generate, "batch.input_ids").replace(
+    demo = family.card.batch_generate
+    call = _call(demo, "batch.input_ids").replace(
         "    batch.input_ids,\n", "    batch.input_ids,\n    attention_mask=batch.attention_mask,\n", 1
     )
+    seed = "torch.manual_seed(0)  # the sampler draws at random\n" if demo.seeded else ""
+    rows = "output.sequences" if demo.returns_dict else "output"
     return f"""
 prompts = ["The capital of France is", "Diffusion language models write text by"]
 tokenizer.padding_side = "left"
 if tokenizer.pad_token is None:
     tokenizer.pad_token = tokenizer.eos_token
 {batch}
-{call}
-for row in output:
+{seed}{call}
+for row in {rows}:
     print(tokenizer.decode(row[batch.input_ids.shape[1]:], skip_special_tokens=True))
 """
 
@@ -336,7 +408,9 @@ print("factor", model.config.rope_scaling_factor, "-> context", model.config.max
 """
 
 
-def _ntk_section(parsed: Any, rows: list[dict[str, Any]]) -> str:
+def _ntk_section(parsed: Any, rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
+    if summary is not None:
+        return _native_ntk_section(summary, rows)
     from modeling_longllada import critical_dimension
 
     d_extra = critical_dimension(parsed.head_dim, parsed.rope_theta, parsed.trained_length)
@@ -355,6 +429,40 @@ def _ntk_section(parsed: Any, rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {_length_label(row['length'])} | {row['ratio']:g} | {row['factor']} | {row['base']:,.0f} | "
             f'`{{"type": "ntk", "factor": {row["factor"]}}}` |'
+        )
+    return intro + "\n\n" + "\n".join(lines)
+
+
+def _native_ntk_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The NTK table of a native family, from its hooks' reading of the config: the law over the layers NTK
+    scales, whose RoPE may rotate only part of each head (p-RoPE)."""
+    from modeling_longllada import critical_dimension
+
+    width, rotated = summary["frequency_dim"], summary["rotary_dim"]
+    theta, trained = float(summary["rope_theta"]), int(summary["trained_length"])
+    d_extra = critical_dimension(width, theta, trained)
+    intro = (
+        f"From this model's config, for its `{summary['layers']}` layers (the ones that see the whole context, "
+        f"whose base NTK scales): frequencies over d = {width} dimensions, {rotated} of them rotated, "
+        f"θ = {theta:,.0f}, trained window {trained:,}. The critical dimension is d_extra = "
+        f"2·⌈(d/2)·log_θ(T_train / 2π)⌉ = {d_extra} ([scaling law]({SCALING_LAW_PAPER}))"
+    )
+    if d_extra >= rotated:
+        intro += (
+            f", beyond the {rotated} rotated dimensions: each of them completes its period within the trained "
+            "window, none meets an angle it was not trained on at any length, and the law asks for no scaling "
+            "(λ = 1). An explicit factor still moves the base."
+        )
+    else:
+        intro += "; covering T tokens needs the base θ' = (T / 2π)^(d / d_extra), and λ = ⌈θ' / θ⌉."
+    lines = [
+        "| Context length T | × trained | λ | RoPE base θ·λ | `ntk_factor` / `--rope-scaling` |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {_length_label(row['length'])} | {row['ratio']:g} | {row['factor']} | {row['base']:,.0f} | "
+            f"`{row['factor']}` / `ntk:{row['factor']}` |"
         )
     return intro + "\n\n" + "\n".join(lines)
 

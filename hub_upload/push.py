@@ -139,5 +139,7 @@ def upload_revision(
 def _scaling_text(folder: Path) -> str:
     import json
 
-    scaling = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("rope_scaling")
+    from hub_upload.build import published_rope_scaling
+
+    scaling = published_rope_scaling(json.loads((folder / "config.json").read_text(encoding="utf-8")))
     return "no RoPE scaling" if scaling is None else f"rope_scaling={json.dumps(scaling)}"

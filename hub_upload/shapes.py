@@ -52,14 +52,16 @@ def expected_shapes(config: dict[str, Any]) -> tuple[dict[str, tuple[int, ...]],
     """The state dict's shapes of the model class a (converted) config.json names, built on the meta device, and
     the groups of names that share one tensor (tied weights: a checkpoint holds any one of them)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    import transformers
+    from transformers import AutoConfig
 
     import modeling_longllada  # noqa: F401  (registers our model types with the Auto classes)
 
     fields = {key: value for key, value in config.items() if key not in ("model_type", "auto_map", "architectures")}
     model_config = AutoConfig.for_model(config["model_type"], **fields)
+    auto_class = getattr(transformers, family_of(config).auto_classes[-1])  # ours: AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config)
+        model = auto_class.from_config(model_config)
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict(keep_vars=True).items()}
     shared: dict[int, set[str]] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():

@@ -14,6 +14,8 @@ FAMILY_EXAMPLES = (
      "pretrained=GSAI-ML/LLaDA-8B-Base,ntk_target=16384,cache=prefix"),
     ("Dream-v0 7B Base/Instruct", "our classes, Dream's sampler, the BOS prepended",
      "pretrained=Dream-org/Dream-v0-Base-7B,ntk_factor=5,alg=entropy,temperature=0.2,top_p=0.95,steps=32"),
+    ("DiffusionGemma 26B-A4B (transformers 5.25+)", "transformers' classes and sampler, prompts encoded in chunks",
+     "pretrained=google/diffusiongemma-26B-A4B-it,max_denoising_steps=48"),
     ("any transformers causal LM (the LLaMA-3 baseline)", "lm-eval's hf model, RoPE base θ·λ",
      "pretrained=meta-llama/Meta-Llama-3-8B,ntk_factor=4,max_length=32800"),
 )  # fmt: skip
@@ -51,7 +53,7 @@ def eval_help() -> str:
         "",
         "--model longllada arguments (--model_args), besides lm-eval's hf model arguments (pretrained, dtype,",
         "device, max_length, tokenizer, revision, trust_remote_code, ...):",
-        " diffusion sampler (LLaDA, Dream):",
+        " diffusion samplers (LLaDA, Dream; DiffusionGemma with transformers' names):",
         *_arguments(SAMPLER_ARGS),
         " likelihoods (LLaDA, Dream):",
         *_arguments(LIKELIHOOD_ARGS),

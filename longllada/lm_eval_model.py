@@ -38,6 +38,12 @@ Families (read from ``config.json`` before anything loads; ``modeling_longllada.
   ``bos_prefix`` (Dream) start with the tokenizer's BOS, as the LongLLaDA paper's Dream runs do (added once: not
   when the tokenizer or the prompt already puts it first). Sampler arguments the family does not take (its
   entry's ``sampler_arguments``) are refused before the model loads.
+- A family that transformers implements (DiffusionGemma): loaded with transformers' own classes; its entry's hooks
+  (``Family.hooks``) check its sampler's arguments (transformers' names) over its generation_config.json, apply
+  the RoPE override to its config, and answer each batch: left-padded, the prompt encoded in chunks, each answer
+  cut at its first EOS and to the task's ``max_gen_toks``, seeded per batch with ``mc_seed`` (the sampler draws at
+  random; the task's ``temperature``/``do_sample`` do not apply to it). It has no likelihood: loglikelihood
+  requests are refused with the entry's reason.
 - Any other transformers causal LM (the paper's LLaMA-3 baseline): lm-eval's ``hf`` model unchanged (next-token
   likelihoods, HF ``generate``), with the RoPE override applied to the config (NTK: base θ·λ). Scaling a causal
   LM also widens lm-eval's context window: without ``max_length`` it is the scaled one (``ntk_target``, else
@@ -223,6 +229,12 @@ def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None
     check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, parts, **location)
     if sampler_args:
         check_sampler_args(family, sampler_args, pretrained, location["revision"], location["subfolder"])
+    override, scaling = rope_scaling_from_args(
+        model_args.get("ntk_factor"), model_args.get("ntk_target"), model_args.get("rope_scaling")
+    )
+    if override and family.tool_hooks() is not None:  # what a native family's layers refuse, from its config
+        config = load_config(pretrained, revision=location["revision"], subfolder=location["subfolder"])
+        apply_rope_scaling(config, scaling or "none")
     return family, model_type
 
 
@@ -244,9 +256,10 @@ def check_sampler_args(
     subfolder: str | None = None,
 ) -> None:  # fmt: skip
     """The sampler options of ``--model_args`` checked by the sampler's own validation
-    (``DiffusionGenerationConfig``) over what generation will start from: the family's defaults and the
-    model's generation_config.json (when it can be read without downloading). A task's generation kwargs come
-    between the two at run time, but the options here override them."""
+    (``DiffusionGenerationConfig``; a native family's hooks, ``check_sampler_arguments``) over what generation
+    will start from: the family's defaults and the model's generation_config.json (when it can be read without
+    downloading). A task's generation kwargs come between the two at run time, but the options here override
+    them."""
     from modeling_longllada.generation_longllada import DiffusionGenerationConfig
 
     def as_remasking(settings: dict[str, Any]) -> dict[str, Any]:  # Dream's name for it
@@ -255,7 +268,7 @@ def check_sampler_args(
             del settings["alg"]
         return settings
 
-    saved: dict[str, Any] = {}
+    data: dict[str, Any] = {}
     try:
         from transformers.utils import cached_file
 
@@ -263,9 +276,13 @@ def check_sampler_args(
                            local_files_only=True, _raise_exceptions_for_missing_entries=False)  # fmt: skip
         if path:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-            saved = {key: value for key, value in data.items() if key in SAMPLER_KEYS and value is not None}
     except (OSError, ValueError):
-        saved = {}
+        data = {}
+    hooks = family.tool_hooks()
+    if hooks is not None:  # a native family's sampler, checked by its own rules over the saved file
+        hooks.check_sampler_arguments(dict(sampler_args), data if isinstance(data, dict) else {})
+        return
+    saved = {key: value for key, value in data.items() if key in SAMPLER_KEYS and value is not None}
     settings = {**_sampler_class_defaults(family), **as_remasking(saved), **as_remasking(dict(sampler_args))}
     DiffusionGenerationConfig(**settings)
 
@@ -337,6 +354,13 @@ class LongLLaDALM(HFLM):
         cfg_scale: float | None = None,
         cache: str | None = None,
         threshold: float | None = None,
+        max_denoising_steps: int | None = None,
+        t_min: float | None = None,
+        t_max: float | None = None,
+        entropy_bound: float | None = None,
+        stability_threshold: int | None = None,
+        confidence_threshold: float | None = None,
+        canvas_length: int | None = None,
         mc_num: int | None = None,
         mc_batch_size: int | None = None,
         mc_seed: int | None = None,
@@ -350,8 +374,8 @@ class LongLLaDALM(HFLM):
         batch_size: int | str = 1,
         **kwargs: Any,
     ) -> None:
-        given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
-                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
+        parameters = locals()  # first: only the arguments are bound yet
+        given = {key: parameters[key] for key in SAMPLER_KEYS}
         own = {"mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed, "greedy_check": greedy_check,
                "rolling_chunk": rolling_chunk, "batch_classes": batch_classes, "ntk_factor": ntk_factor,
                "ntk_target": ntk_target, "rope_scaling": rope_scaling, "trust_remote_code": trust_remote_code}  # fmt: skip
@@ -421,13 +445,17 @@ class LongLLaDALM(HFLM):
             )  # fmt: skip
             return
         config = self.model.config
+        hooks = self._family.tool_hooks()
+        summary = hooks.rope_summary(config) if hooks is not None else {}  # a native family's config, read by it
         logger.info(
             "longllada: %s, trained length %s, rope_scaling %s, window %s; sampler overrides %s; "
             "likelihood mc_num=%s; truncation %s%s",
             type(self.model).__name__,
-            getattr(config, "trained_length", getattr(config, "max_sequence_length", None)),
-            getattr(config, "rope_scaling", None),
-            getattr(config, "max_position_embeddings", None),
+            summary.get(
+                "trained_length", getattr(config, "trained_length", getattr(config, "max_sequence_length", None))
+            ),
+            summary.get("scaling", getattr(config, "rope_scaling", None)),
+            summary.get("context_window", getattr(config, "max_position_embeddings", None)),
             self._sampler_args or "none (generation_config)",
             self.mc_num,
             f"to {self._max_length} tokens" if self._max_length else "none",
@@ -494,10 +522,15 @@ class LongLLaDALM(HFLM):
         (``longllada_context_window``) and the NTK target length (None without one)."""
         info = super().get_model_info()
         config = self.model.config
+        hooks = self._family.tool_hooks() if self._family is not None else None
         if is_ours(config):
             loaded = apply_rope_scaling(config, None)
             trained, window = int(config.trained_length), int(config.rope_supported_length)
             target = (config.rope_scaling or {}).get("target_length")
+        elif hooks is not None:  # a native family: its hooks read the config
+            loaded = apply_rope_scaling(config, None)
+            summary = hooks.rope_summary(config)
+            trained, window, target = summary["trained_length"], summary["context_window"], summary["target_length"]
         else:
             loaded = {"rope_theta": causal_rope_theta(config), **apply_rope_scaling(config, None)}
             trained = causal_trained_length(config)
@@ -741,12 +774,16 @@ class LongLLaDALM(HFLM):
         placement = getattr(self.model, "hf_device_map", None) or {}
         if self.device.type != "cuda" or len(set(placement.values())) > 1:
             return None
-        settings = {**self.model.generation_config.to_dict(), **self._sampler_args}
-        cached = settings.get("cache") not in (None, "none")
-        rows_per_prompt = 2 if (settings.get("cfg_scale") or 0) > 0 else 1  # guidance runs a doubled batch
-        per_row = rows_per_prompt * generation_bytes_per_row(
-            self.model.config, length, cached, self.model.dtype.itemsize
-        )
+        hooks = self._family.tool_hooks()
+        if hooks is not None:  # a native family's own estimate
+            per_row = hooks.generation_bytes_per_row(self.model.config, length, self.model.dtype.itemsize)
+        else:
+            settings = {**self.model.generation_config.to_dict(), **self._sampler_args}
+            cached = settings.get("cache") not in (None, "none")
+            rows_per_prompt = 2 if (settings.get("cfg_scale") or 0) > 0 else 1  # guidance runs a doubled batch
+            per_row = rows_per_prompt * generation_bytes_per_row(
+                self.model.config, length, cached, self.model.dtype.itemsize
+            )
         free = torch.cuda.mem_get_info(self.device)[0]
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         return max(1, int(0.9 * free) // per_row)
@@ -755,6 +792,16 @@ class LongLLaDALM(HFLM):
         self, context: torch.Tensor, attention_mask: torch.Tensor, max_length: int, stop: list[str],
         generation_kwargs: dict[str, Any],
     ) -> torch.Tensor:  # fmt: skip
+        hooks = self._family.tool_hooks()
+        if hooks is not None:
+            # A native family's sampler (its arguments from --model_args; the task's temperature and do_sample do
+            # not apply to it), seeded per batch since it draws at random; the task's stop strings cut the decoded
+            # answers afterwards, as HFLM does for every model.
+            answers = hooks.generate_answers(
+                self.model, context, attention_mask, max_length - context.shape[1], self._sampler_args,
+                self.tokenizer.pad_token_id, self.mc_seed,
+            )  # fmt: skip
+            return torch.cat([context, answers.to(context.device)], dim=1)
         settings = dict(generation_kwargs)
         temperature = float(settings.pop("temperature", 0.0) or 0.0)
         do_sample = settings.pop("do_sample", None)
@@ -785,8 +832,8 @@ class LongLLaDALM(HFLM):
     def _require_likelihood(self) -> None:
         if not self._family.likelihood:
             raise ValueError(
-                f"{self._family.title} models have no likelihood, so loglikelihood tasks cannot score them; "
-                "allowed: generation tasks (longllada_niah, longllada_ruler, longllada_longbench)"
+                f"{self._family.likelihood_refusal()}; so loglikelihood tasks cannot score them; allowed: generation "
+                "tasks (longllada_niah, longllada_ruler, longllada_longbench)"
             )
 
     def _generator(self) -> torch.Generator:

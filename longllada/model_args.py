@@ -20,6 +20,17 @@ SAMPLER_ARGS: dict[str, tuple[str, str]] = {
     "cfg_scale": ("0", "classifier-free guidance scale (0: off)"),
     "cache": ("none", "none (exact) | prefix | dual: Fast-dLLM's key/value caches"),
     "threshold": ("none", "commit every token above this confidence, at least one a step (Fast-dLLM)"),
+    # DiffusionGemma: transformers' names (DiffusionGemmaGenerationConfig; canvas_length is the model config's)
+    "max_denoising_steps": ("generation_config", "DiffusionGemma: decoder passes a canvas at most"),
+    "t_min": ("generation_config", "DiffusionGemma: temperature at a canvas's last step"),
+    "t_max": ("generation_config", "DiffusionGemma: temperature at its first step (> t_min)"),
+    "entropy_bound": ("generation_config", "DiffusionGemma: entropy budget of the tokens a step accepts"),
+    "stability_threshold": (
+        "generation_config",
+        "DiffusionGemma: steps a canvas's argmax stays unchanged before it may stop",
+    ),
+    "confidence_threshold": ("generation_config", "DiffusionGemma: mean entropy below which a stable canvas stops"),
+    "canvas_length": ("config", "DiffusionGemma: tokens a canvas (the checkpoint's 256)"),
 }
 LIKELIHOOD_ARGS: dict[str, tuple[str, str]] = {
     "mc_num": ("128", "Monte-Carlo samples of each loglikelihood (1 is enough for one-token answers)"),

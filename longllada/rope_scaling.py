@@ -5,6 +5,8 @@ such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``yarn:4``, ``longr
 This module applies a parsed request:
 
 - to our diffusion configs (LLaDA, Dream), which take the canonical dict as their ``rope_scaling``;
+- to a native family's config (DiffusionGemma: transformers' per-layer-type RoPE), through its entry's hooks
+  (``Family.hooks``: ``apply_rope_scaling``), which know which layers see the whole context;
 - to a transformers causal LM (the LLaMA-3 baseline), where transformers computes the tables itself:
   ``ntk`` (and UltraLLaDA's ``diffusion_ntk``) multiply its RoPE base by λ, as LongLLaDA does for its
   autoregressive baselines (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``), with λ from
@@ -48,6 +50,9 @@ def apply_rope_scaling(config: Any, request: str | dict[str, Any] | None, traine
 
     ``trained_length``: a causal LM's trained context (default: its ``max_position_embeddings``), which the
     scaling law reads for ``ntk-target``."""
+    hooks = _family_hooks(config)
+    if hooks is not None:  # a native family's config: its hooks apply and describe it
+        return hooks.apply_rope_scaling(config, request)
     if request is None:  # no request: describe what the checkpoint's config carries
         return (
             _describe_ours(config, explicit=False) if is_ours(config) else {"scaling": _causal_config_scaling(config)}
@@ -57,6 +62,14 @@ def apply_rope_scaling(config: Any, request: str | dict[str, Any] | None, traine
         config.rope_scaling = spec
         return _describe_ours(config, explicit=True)
     return _apply_to_causal_lm(config, spec, trained_length or causal_trained_length(config))
+
+
+def _family_hooks(config: Any) -> Any:
+    """The hooks of the family whose model type ``config`` has (None: ours, or a model of no family)."""
+    from modeling_longllada.families import family_of_model_type
+
+    family = family_of_model_type(getattr(config, "model_type", None))
+    return None if family is None else family.tool_hooks()
 
 
 def _describe_ours(config: Any, explicit: bool) -> dict[str, Any]:

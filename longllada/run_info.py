@@ -81,8 +81,8 @@ def _number(value: Any) -> int | None:
 def model_facts(path: str | Path, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """``trained_length``, ``context_window``, ``factor``, ``target`` and ``scaling`` of the model in the local
     folder ``path`` with the RoPE arguments of ``model_args`` applied (a config is read, no weights): our
-    diffusion families through their config classes, any other model as a transformers causal LM. Empty when
-    ``path`` holds no readable config."""
+    diffusion families through their config classes, a native family through its hooks, any other model as a
+    transformers causal LM. Empty when ``path`` holds no readable config."""
     from modeling_longllada import rope_scaling_from_args
     from modeling_longllada.rope_longllada import spec_label
 
@@ -110,6 +110,20 @@ def model_facts(path: str | Path, model_args: dict[str, Any] | None = None) -> d
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError):
         return {}
+    from modeling_longllada.families import family_of_model_type
+
+    family = family_of_model_type(getattr(config, "model_type", None))
+    hooks = family.tool_hooks() if family is not None else None
+    if hooks is not None:  # a native family: its hooks apply the RoPE arguments and read the config
+        applied = apply_rope_scaling(config, (spec or "none") if override else None)
+        summary = hooks.rope_summary(config)
+        return {
+            "trained_length": summary["trained_length"],
+            "context_window": summary["context_window"],
+            "factor": summary["factor"],
+            "target": summary["target_length"],
+            "scaling": spec_label(summary["scaling"]) if override else applied.get("scaling"),
+        }
     if is_ours(config):
         if override:
             apply_rope_scaling(config, spec or "none")

@@ -5,8 +5,11 @@ The folder holds what the released ``google/diffusiongemma-26B-A4B-it`` holds, s
 a MoE in every layer, and a small Gemma 4 vision tower), ``model.safetensors`` written by transformers' own
 ``DiffusionGemmaForBlockDiffusion`` (so the official key names and ties), ``generation_config.json`` with the
 checkpoint's sampler settings, and a byte-level BPE tokenizer with Gemma 4's special tokens and turn format
-(:mod:`longllada.tokenizer`, family ``diffusion_gemma``). ``AutoModelForImageTextToText.from_pretrained`` and
+(:mod:`longllada.tokenizer`, from the family entry ``diffusion_gemma``). ``AutoModelForImageTextToText.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` load it; ``generate`` runs on it.
+
+``longllada tiny-model --arch diffusion_gemma`` builds it through the family entry (``tiny_builder``), its generic
+sizes mapped by :func:`builder_sizes`.
 
 As for the other families' tiny models, a folder is only ever written by this builder or ``tiny-model``: anything
 else already there is refused (the marker file ``.longllada_tiny_model.json`` lists the files written).
@@ -62,6 +65,51 @@ def tiny_layer_types(n_layers: int) -> list[str]:
         FULL_ATTENTION if (i + 1) % FULL_ATTENTION_EVERY == 0 or i == n_layers - 1 else SLIDING_ATTENTION
         for i in range(n_layers)
     ]
+
+
+def builder_sizes(
+    *,
+    n_layers: int,
+    d_model: int,
+    n_heads: int,
+    n_kv_heads: int,
+    mlp_hidden_size: int,
+    vocab_size: int,
+    trained_length: int,
+    rope_theta: float | None = None,
+    rope_scaling: str | dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``longllada tiny-model``'s generic sizes as :func:`build_tiny_diffusion_gemma`'s keywords (the entry's
+    ``tiny_config_fields``): the sliding layers' head ``d_model / n_heads`` wide and the full-attention layers'
+    twice that (as the released 256 and 512), the MoE experts' inner size a third of the MLP's (as 704 of 2112),
+    the sliding window a sixteenth of the trained window (at least 4). ``rope_theta`` must be None: the model has
+    two bases (sliding-window layers and full-attention layers), both from its config."""
+    if rope_theta is not None:
+        raise ValueError(
+            f"rope_theta={rope_theta!r} (--rope-theta) is not allowed for DiffusionGemma: it has two RoPE bases "
+            "(sliding-window layers 10,000, full-attention layers 1,000,000, as released); allowed: leave it out"
+        )
+    for name, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
+                        ("n_kv_heads", n_kv_heads), ("mlp_hidden_size", mlp_hidden_size),
+                        ("trained_length", trained_length)):  # fmt: skip
+        check_number(name, value, minimum=1, integer=True)
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
+    head_dim = d_model // n_heads
+    return {
+        "n_layers": n_layers,
+        "d_model": d_model,
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv_heads,
+        "head_dim": head_dim,
+        "global_head_dim": 2 * head_dim,
+        "intermediate_size": mlp_hidden_size,
+        "moe_intermediate_size": max(1, mlp_hidden_size // 3),
+        "sliding_window": max(4, trained_length // 16),
+        "max_position_embeddings": trained_length,
+        "vocab_size": vocab_size,
+        "rope_scaling": rope_scaling,
+    }
 
 
 def build_tiny_diffusion_gemma(
@@ -123,15 +171,14 @@ def build_tiny_diffusion_gemma(
     from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
 
     from longllada.tiny_model import _files_we_may_replace, _install, default_texts
-    from longllada.tokenizer import (
+    from longllada.tokenizer import build_tokenizer, save_tokenizer
+    from modeling_longllada.diffusion_gemma import DiffusionGemmaSamplerArgs
+    from modeling_longllada.families import (
         GEMMA_IMAGE_END_TOKEN,
         GEMMA_IMAGE_START_TOKEN,
         GEMMA_IMAGE_TOKEN,
         GEMMA_TURN_END_TOKEN,
-        build_tokenizer,
-        save_tokenizer,
     )
-    from modeling_longllada.diffusion_gemma import DiffusionGemmaSamplerArgs
 
     out = Path(out_dir)
     ours = _files_we_may_replace(out)

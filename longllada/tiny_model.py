@@ -7,7 +7,8 @@ chat template, and ``generation_config.json`` with the sampler's defaults.
 
 ``--arch`` names a family of ``modeling_longllada.families`` (``llada``, the default, or ``dream``, ...): its entry
 gives the config fields for the generic sizes, the official tensor names and shapes, and the tokenizer's special
-tokens. LLaDA's keys are ``model.transformer.*`` with its special tokens; Dream-v0's are Qwen2's
+tokens; a family whose weights transformers' own class writes (``diffusion_gemma``) has a builder of its own in the
+entry (``tiny_builder``), given the generic sizes through ``tiny_config_fields``. LLaDA's keys are ``model.transformer.*`` with its special tokens; Dream-v0's are Qwen2's
 (``model.layers.N.self_attn.*`` with q/k/v biases, untied ``lm_head``) with ``<|mask|>``, ``<|beginoftext|>`` as
 BOS and ``<|endoftext|>`` as EOS/PAD.
 
@@ -120,7 +121,7 @@ def build_tiny_model(
     mlp_hidden_size: int | None = None,
     vocab_size: int = 512,
     max_sequence_length: int = 256,
-    rope_theta: float = 10000.0,
+    rope_theta: float | None = None,
     rope_scaling: dict[str, Any] | None = None,
     seed: int = 0,
     texts: Iterable[str] | None = None,
@@ -138,7 +139,8 @@ def build_tiny_model(
         vocab_size: BPE vocabulary size to train; the embedding has it rounded up to a multiple of 64.
         max_sequence_length: the "trained" length written to the config (the family's field for it: LLaDA's
             ``max_sequence_length``, Dream's ``trained_length``).
-        rope_theta, rope_scaling: RoPE base and optional NTK scaling (validated by the config class).
+        rope_theta, rope_scaling: RoPE base (None: 10000, or the family's own bases; a family with several refuses
+            one) and optional NTK scaling (validated by the config class).
         seed: seeds the weights (the tokenizer is deterministic in ``texts``).
         texts: tokenizer training text; default the shipped report ``longllada/data/gov_report_001.txt``.
     """
@@ -162,15 +164,30 @@ def build_tiny_model(
         raise ValueError(f"head_dim=d_model/n_heads={d_model // n_heads} must be even for RoPE")
     if n_heads % n_kv_heads:
         raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
-    if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) or not 1 < rope_theta < math.inf:
+    if rope_theta is not None and (
+        isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) or not 1 < rope_theta < math.inf
+    ):
         raise ValueError(f"rope_theta must be a finite number > 1, got {rope_theta!r}")
+    builder_keywords = None
+    if family.tiny_builder is not None:  # the family's own builder, its keywords from the generic sizes
+        from modeling_longllada.families import import_object
+
+        builder_keywords = import_object(family.tiny_config_fields)(
+            n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
+            mlp_hidden_size=mlp_hidden_size, vocab_size=vocab_size, trained_length=max_sequence_length,
+            rope_theta=rope_theta, rope_scaling=rope_scaling,
+        )  # fmt: skip
     out = Path(out_dir)
     _files_we_may_replace(out)  # a folder of someone else's is refused as such, before locking
     from longllada.output_lock import OutputLock
 
     with OutputLock(out, "longllada tiny-model", "OUT_DIR"):  # one writer at a time
-        _build_into(out, arch, n_layers, d_model, n_heads, n_kv_heads, mlp_hidden_size, vocab_size,
-                    max_sequence_length, rope_theta, rope_scaling, seed, texts)  # fmt: skip
+        if builder_keywords is not None:
+            import_object(family.tiny_builder)(out, **builder_keywords, seed=seed, texts=texts)
+        else:
+            _build_into(out, arch, n_layers, d_model, n_heads, n_kv_heads, mlp_hidden_size, vocab_size,
+                        max_sequence_length, 10000.0 if rope_theta is None else rope_theta, rope_scaling, seed,
+                        texts)  # fmt: skip
     return out
 
 
@@ -309,7 +326,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--train-length", type=int, default=256, help="trained length: max_sequence_length / trained_length (256)"
     )
-    parser.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (default 10000)")
+    parser.add_argument(
+        "--rope-theta", type=float, default=None, help="RoPE base (default 10000; a family with several: its own)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     parser.set_defaults(func=_run)
 

@@ -72,6 +72,7 @@ from typing import Any
 import torch
 import transformers
 
+from .families import DIFFUSION_GEMMA
 from .rope_longllada import (
     check_number,
     critical_dimension,
@@ -80,9 +81,9 @@ from .rope_longllada import (
     spec_label,
 )
 
-MODEL_TYPE = "diffusion_gemma"
-# The transformers this module is written and tested against (per-layer configs, the `cache` keyword).
-MIN_TRANSFORMERS_VERSION = "5.25.0"
+MODEL_TYPE = DIFFUSION_GEMMA.model_type
+# The transformers this module is written and tested against (per-layer configs, the `cache` keyword): the entry's.
+MIN_TRANSFORMERS_VERSION = DIFFUSION_GEMMA.min_transformers
 
 FULL_ATTENTION = "full_attention"
 SLIDING_ATTENTION = "sliding_attention"
@@ -134,19 +135,21 @@ NO_LIKELIHOOD_REASON = (
 
 
 def transformers_version_ok() -> bool:
-    """True when the installed transformers is at least :data:`MIN_TRANSFORMERS_VERSION`."""
-    from packaging.version import Version
-
-    return Version(transformers.__version__) >= Version(MIN_TRANSFORMERS_VERSION)
+    """True when the installed transformers is at least :data:`MIN_TRANSFORMERS_VERSION` and ships the model."""
+    return DIFFUSION_GEMMA.is_supported() and hasattr(transformers, "DiffusionGemmaForBlockDiffusion")
 
 
 def require_diffusion_gemma() -> None:
-    """ImportError, one line, unless the installed transformers ships DiffusionGemma at a version this module
-    supports."""
-    if not transformers_version_ok() or not hasattr(transformers, "DiffusionGemmaForBlockDiffusion"):
+    """ImportError, one line (the family entry's :meth:`~.families.Family.check_transformers`), unless the installed
+    transformers ships DiffusionGemma at a version this module supports."""
+    try:
+        DIFFUSION_GEMMA.check_transformers()
+    except ValueError as err:
+        raise ImportError(str(err)) from None
+    if not hasattr(transformers, "DiffusionGemmaForBlockDiffusion"):
         raise ImportError(
-            f"DiffusionGemma needs transformers >= {MIN_TRANSFORMERS_VERSION} (installed: "
-            f"{transformers.__version__}); upgrade with: pip install 'transformers>={MIN_TRANSFORMERS_VERSION}'"
+            f"DiffusionGemma needs transformers >= {MIN_TRANSFORMERS_VERSION}; installed: {transformers.__version__} "
+            "has no DiffusionGemmaForBlockDiffusion"
         )
 
 
@@ -515,6 +518,14 @@ def encode_prompt(
     return cache
 
 
+def encoded_first(length: int, prefill_chunk_size: int | None) -> int:
+    """How many of a prompt's ``length`` tokens :func:`generate` encodes into the cache before transformers'
+    ``generate`` runs (all but the last chunk; 0 with one chunk or None)."""
+    if prefill_chunk_size is None or length <= prefill_chunk_size:
+        return 0
+    return prefill_chunk_size * (math.ceil(length / prefill_chunk_size) - 1)
+
+
 def generate(
     model: Any,
     input_ids: torch.Tensor,
@@ -528,17 +539,61 @@ def generate(
     rest (None: one call, as transformers does it). ``generate_kwargs`` are ``generate``'s (``max_new_tokens``,
     ``max_denoising_steps``, ...). Returns what ``generate`` returns; its ``sequences`` hold the last chunk and
     the answer (``[:, -answer_length:]`` is the answer either way)."""
-    length = input_ids.shape[-1]
     if prefill_chunk_size is not None:
         check_number("prefill_chunk_size", prefill_chunk_size, minimum=1, integer=True)
     if attention_mask is not None:  # transformers' generate reads a mask only when the keyword is given
         generate_kwargs["attention_mask"] = attention_mask
-    if prefill_chunk_size is None or length <= prefill_chunk_size:
+    cut = encoded_first(input_ids.shape[-1], prefill_chunk_size)
+    if cut == 0:
         return model.generate(input_ids, **generate_kwargs)
-    cut = prefill_chunk_size * (math.ceil(length / prefill_chunk_size) - 1)
     head_mask = None if attention_mask is None else attention_mask[:, :cut]
     cache = encode_prompt(model, input_ids[:, :cut], head_mask, chunk_size=prefill_chunk_size)
     return model.generate(input_ids[:, cut:], cache=cache, **generate_kwargs)
+
+
+def generate_answers(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    max_new_tokens: int,
+    sampler: DiffusionGemmaSamplerArgs | None = None,
+    *,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+    prefill_chunk_size: int | None = DEFAULT_PREFILL_CHUNK,
+) -> torch.Tensor:
+    """The answers to a (left-padded) batch, [B, ``max_new_tokens``]: :func:`generate` with the ``sampler``
+    settings over the model's generation config, each answer cut at its first EOS (the EOS and what follows
+    become ``pad_token_id``: the generation config's, else the model's) and truncated or padded to
+    ``max_new_tokens`` (``generate`` denoises whole canvases). ``seed``: the sampler draws from torch's global
+    generator; with a seed it draws from a forked one seeded so (the caller's random state is left as it was)."""
+    check_number("max_new_tokens", max_new_tokens, minimum=1, integer=True)
+    sampler = sampler or DiffusionGemmaSamplerArgs()
+    generation_config = sampler.generation_config(getattr(model, "generation_config", None))
+    if sampler.canvas_length is not None:
+        model.config.canvas_length = sampler.canvas_length  # a model-config field, read on each call
+    if pad_token_id is None:
+        pad_token_id = generation_config.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = model.config.get_text_config().pad_token_id
+    devices = [input_ids.device] if input_ids.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        output = generate(
+            model, input_ids, attention_mask, prefill_chunk_size=prefill_chunk_size,
+            generation_config=generation_config, max_new_tokens=max_new_tokens, pad_token_id=pad_token_id,
+        )  # fmt: skip
+    sequences = getattr(output, "sequences", output)
+    answers = sequences[:, input_ids.shape[-1] - encoded_first(input_ids.shape[-1], prefill_chunk_size) :]
+    answers = answers[:, :max_new_tokens]
+    eos = generation_config.eos_token_id
+    if eos is not None:
+        eos_ids = torch.tensor(eos if isinstance(eos, (list, tuple)) else [eos], device=answers.device)
+        answers = answers.masked_fill(torch.isin(answers, eos_ids).cumsum(dim=-1) > 0, pad_token_id)
+    if answers.shape[-1] < max_new_tokens:  # every row ended before the last canvas
+        answers = torch.nn.functional.pad(answers, (0, max_new_tokens - answers.shape[-1]), value=pad_token_id)
+    return answers
 
 
 # -- likelihood ------------------------------------------------------------------------------------------------
@@ -548,3 +603,173 @@ def chunk_perplexity(model: Any, context_ids: Any, chunk_ids: Any, **kwargs: Any
     """LongLLaDA's per-chunk score (``LongLLaDAModelLM.chunk_perplexity``'s contract) for DiffusionGemma: there
     is none; ValueError with the reason (:data:`NO_LIKELIHOOD_REASON`)."""
     raise ValueError(NO_LIKELIHOOD_REASON)
+
+
+# -- checkpoint layout -----------------------------------------------------------------------------------------
+
+
+def official_weight_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a DiffusionGemma checkpoint for ``config``, name to shape, as ``save_pretrained`` writes it:
+    the model built on the meta device, without the tensors that share another's (the encoder's, tied to the
+    decoder's, and the LM head)."""
+    require_diffusion_gemma()
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    with torch.device("meta"):
+        model = DiffusionGemmaForBlockDiffusion(config)
+    tied = set(model.all_tied_weights_keys)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items() if name not in tied}
+
+
+# -- the tools' hooks --------------------------------------------------------------------------------------------
+
+
+def rope_summary(config: Any) -> dict[str, Any]:
+    """What a DiffusionGemma config's RoPE is, for records and model cards: the trained window, the scaling it
+    carries (its record), and for the layers NTK scales (``layers``: the full-attention ones) λ, the trained and
+    the scaled base and the law's dimensions; ``rope_theta_by_layer_type``: every layer type's base in use.
+    ``context_window``: the scaling's ``target_length`` when it names one, else the trained window (for p-RoPE
+    layers whose rotated pairs all turn within the window, the scaling law bounds no length)."""
+    text_config = _text_config(config)
+    trained_length, trained_thetas = trained_rope(text_config)
+    record = _scaling_record(text_config)
+    spec = dict(record["rope_scaling"]) if record else None
+    target = spec.get("target_length") if spec else None
+    frequency_dim, rotary_dim = rope_dimensions(text_config, FULL_ATTENTION)
+    in_use = rope_theta_by_layer_type(config)
+    return {
+        "trained_length": trained_length,
+        "context_window": int(target) if target else trained_length,
+        "target_length": target,
+        "scaling": spec,
+        "factor": float(record["factor"][FULL_ATTENTION]) if record else 1.0,
+        "rope_theta": trained_thetas[FULL_ATTENTION],
+        "effective_rope_theta": in_use[FULL_ATTENTION],
+        "rope_theta_by_layer_type": in_use,
+        "layers": FULL_ATTENTION,
+        "frequency_dim": frequency_dim,
+        "rotary_dim": rotary_dim,
+    }
+
+
+class DiffusionGemmaHooks:
+    """What the project's tools ask of DiffusionGemma in place of a config class of ours (``Family.hooks``; the
+    protocol is in ``modeling_longllada.families``' docstring). Stateless: every hook is a static method."""
+
+    likelihood_reason = NO_LIKELIHOOD_REASON
+    # Where a record says the scaling went (the full-attention entry of the text config's per-type RoPE).
+    CONFIG_FIELD = f"text_config.rope_parameters.{FULL_ATTENTION}.rope_theta"
+
+    @staticmethod
+    def apply_rope_scaling(config: Any, request: str | Mapping[str, Any] | None) -> dict[str, Any]:
+        """:func:`apply_rope_scaling` for a request (None: the config described, unchanged), as a run's record:
+        λ and the trained and scaled base of the full-attention layers, and every layer type's base in use."""
+        if request is not None:
+            apply_rope_scaling(config, request)
+        summary = rope_summary(config)
+        spec = summary["scaling"]
+        label = spec_label(spec) if request is not None else (f"config:{spec_label(spec)}" if spec else None)
+        return {
+            "scaling": label,
+            "factor": summary["factor"],
+            "rope_theta": summary["rope_theta"],
+            "effective_rope_theta": summary["effective_rope_theta"],
+            "rope_theta_by_layer_type": summary["rope_theta_by_layer_type"],
+            "config_field": DiffusionGemmaHooks.CONFIG_FIELD,
+        }
+
+    rope_summary = staticmethod(rope_summary)
+
+    @staticmethod
+    def ntk_factor_for_length(config: Any, length: int) -> int:
+        """λ by the scaling law for ``length`` tokens (the largest over the context layer types)."""
+        return max(ntk_factors_for_length(config, length).values())
+
+    @staticmethod
+    def convert_config(
+        source_config: Mapping[str, Any], rope_scaling: Mapping[str, Any] | None, keep_source: bool
+    ) -> dict[str, Any]:
+        """A published ``config.json``: the source's fields, transformers' model type and class, no ``auto_map``
+        (no code is shipped), and unless ``keep_source`` the full-attention layers' base θ scaled by
+        ``rope_scaling`` (None: the trained θ) in ``text_config.rope_parameters`` with the record beside it, so
+        that transformers alone reads the scaled base. Checked by building transformers' config from it."""
+        require_diffusion_gemma()
+        from transformers import DiffusionGemmaConfig
+
+        fields = {k: v for k, v in source_config.items() if k not in ("auto_map", "architectures", "model_type")}
+        try:
+            config = DiffusionGemmaConfig(**copy.deepcopy(fields))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config.json is not a DiffusionGemma config: {' '.join(str(err).split())}") from None
+        text = dict(fields.get("text_config") or {})
+        if not keep_source:
+            apply_rope_scaling(config, rope_scaling)
+            text["rope_parameters"] = copy.deepcopy(dict(config.text_config.rope_parameters))
+            record = _scaling_record(config.text_config)
+            if record is None:
+                text.pop(ROPE_SCALING_RECORD, None)
+            else:
+                text[ROPE_SCALING_RECORD] = json_ready(record)
+        check_layer_types(config.text_config)
+        return {
+            "architectures": [DIFFUSION_GEMMA.architecture],
+            "model_type": MODEL_TYPE,
+            **fields,
+            "text_config": text,
+        }
+
+    @staticmethod
+    def check_sampler_arguments(arguments: Mapping[str, Any], generation_config: Mapping[str, Any]) -> None:
+        """Sampler arguments checked as :class:`DiffusionGemmaSamplerArgs` does, over the checkpoint's saved
+        ``generation_config.json`` (a dict; empty: transformers' defaults)."""
+        require_diffusion_gemma()
+        from transformers import DiffusionGemmaGenerationConfig
+
+        sampler = DiffusionGemmaSamplerArgs.from_mapping(arguments)
+        base = DiffusionGemmaGenerationConfig.from_dict(dict(generation_config)) if generation_config else None
+        sampler.generation_config(base)
+
+    @staticmethod
+    def generate_answers(
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        max_new_tokens: int,
+        arguments: Mapping[str, Any],
+        pad_token_id: int | None,
+        seed: int | None,
+    ) -> torch.Tensor:
+        """:func:`generate_answers` with the sampler arguments (transformers' names) of ``arguments``."""
+        sampler = DiffusionGemmaSamplerArgs.from_mapping(arguments)
+        return generate_answers(
+            model, input_ids, attention_mask, max_new_tokens, sampler, pad_token_id=pad_token_id, seed=seed
+        )
+
+    @staticmethod
+    def generation_bytes_per_row(config: Any, length: int, itemsize: int) -> int:
+        """An estimate of one batch row's memory at ``length`` positions (prompt and answer): the full-attention
+        layers' keys and values at every position, the sliding layers' within their window and a prefill chunk,
+        one chunk's attention scores (float32), and the decoder's float32 logits over a canvas (the sampler keeps
+        a few tensors of that size: logits, probabilities, self-conditioning)."""
+        text_config = _text_config(config)
+        layer_types = check_layer_types(text_config)
+        per_layer = text_config.per_layer_config
+        total = 0
+        for kind in set(layer_types):
+            layers = layer_types.count(kind)
+            kv_width = per_layer[kind].num_key_value_heads * per_layer[kind].head_dim
+            positions = length if kind in CONTEXT_LAYER_TYPES else min(length, text_config.sliding_window)
+            total += layers * 2 * (positions + DEFAULT_PREFILL_CHUNK) * kv_width * itemsize
+        chunk = min(length, DEFAULT_PREFILL_CHUNK)
+        total += chunk * length * text_config.num_attention_heads * 4
+        total += 4 * int(config.canvas_length) * text_config.vocab_size * 4
+        return total
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with tuples as lists and mappings as dicts, as ``config.json`` holds it."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

@@ -56,6 +56,10 @@ Checkpoint format (``longllada upload``, ``longllada tiny-model``):
 ``weight_shapes``
     Dotted path of a callable ``(config) -> dict[str, tuple[int, ...]]``: every tensor of an official-format
     checkpoint for ``config``, name to shape, in the official order (``LongLLaDAConfig.official_weight_shapes``).
+``tiny_builder``
+    Dotted path of a callable ``(out_dir, **keywords) -> Path`` that writes a tiny folder itself, for a family whose
+    weights transformers' own class writes (a native family); ``tiny_config_fields`` then maps the generic sizes to
+    its keywords. None: ``longllada tiny-model`` writes the config and ``weight_shapes``' random tensors.
 ``tokenizer``
     A :class:`TokenizerSpec`: the special tokens (names and order), the chat template and the BOS rule of the
     small tokenizers that ``longllada tiny-model`` trains, as the family's real tokenizer has them.
@@ -82,7 +86,33 @@ Sampler and scoring:
     ``maskgit_plus``): the greedy decoding that lm-eval's ``is_greedy`` check runs.
 ``likelihood``
     Whether the model scores continuations (``log_likelihood``, ``chunk_perplexity``): ``longllada ppl`` and
-    lm-eval's likelihood requests need it.
+    lm-eval's likelihood requests need it; without, they refuse with :meth:`Family.likelihood_refusal`.
+
+Hooks (``hooks``): for a family whose config and model classes are not this project's (a native one), the
+dotted path of an object that does for the tools what our config and model classes do for ours; None otherwise.
+Its attributes (DiffusionGemma's: ``modeling_longllada.diffusion_gemma.DiffusionGemmaHooks``):
+
+``apply_rope_scaling(config, request) -> dict``
+    ``request`` (any form of ``parse_rope_scaling``; ``"none"`` restores the trained RoPE) applied to the config in
+    place before the weights load; None only describes the config. Returns the run's record (``scaling``,
+    ``factor``, ``rope_theta``, ``effective_rope_theta``, ``config_field``). ``longllada.rope_scaling`` calls it.
+``rope_summary(config) -> dict``
+    ``trained_length``, ``context_window``, ``target_length``, ``rope_theta`` (trained), ``effective_rope_theta``,
+    ``factor``, ``scaling`` (the spec or None) and, for the law, ``layers`` (which layers it scales), ``frequency_dim``
+    and ``rotary_dim``: lm-eval's results record and the model card.
+``ntk_factor_for_length(config, length) -> int``
+    λ by the scaling law (the model card's NTK table).
+``convert_config(source_config, rope_scaling, keep_source) -> dict``
+    ``longllada upload``'s ``config.json`` (``rope_scaling``: a parsed spec or None; ``keep_source``: the
+    source's own RoPE).
+``check_sampler_arguments(arguments, generation_config) -> None``
+    lm-eval's sampler arguments checked with the saved ``generation_config.json`` (a dict, maybe empty).
+``generate_answers(model, input_ids, attention_mask, max_new_tokens, arguments, pad_token_id, seed) -> Tensor``
+    lm-eval's ``generate_until``: [B, ``max_new_tokens``] answer ids, padded after the first EOS.
+``generation_bytes_per_row(config, length, itemsize) -> int``
+    What one row of a batch needs on the GPU at ``length`` positions (lm-eval splits batches by it).
+``likelihood_reason``
+    Without ``likelihood``: why (a sentence), for the tools' refusals.
 
 The model card (``card``, a :class:`CardText`; every string is Markdown, copied into the card as it is):
 
@@ -115,6 +145,9 @@ The model card (``card``, a :class:`CardText`; every string is Markdown, copied 
     The sampler part of the card's ``longllada eval --model_args`` (``{factor}`` as above).
 ``notes``
     The family's first bullet of the card's Notes (its sampler's behaviour).
+``ntk_demo``
+    A native family's example of scaling RoPE at load time with transformers alone (``{rev}``, ``{factor}`` filled
+    as above), in place of the ``rope_scaling=`` examples our classes take.
 ``papers``
     ``(name, address)`` of further papers cited among the card's references (Fast-dLLM), after LongLLaDA's.
 
@@ -124,7 +157,8 @@ The config class: ``trained_length``, ``head_dim``, ``rope_theta``, ``rope_scali
 ``rope_longllada.RopeScalingMixin`` (the card's NTK table, ``ppl``, lm-eval's RoPE overrides). The model class:
 ``sampler_defaults`` (a dict, written to ``generation_config.json``), ``check_config(config)`` (refuses an
 architecture it cannot run; upload calls it), ``generate`` with the entry's ``sampler_arguments``, and, with
-``likelihood``, ``log_likelihood`` and ``chunk_perplexity``. A native family's classes may lack the first two.
+``likelihood``, ``log_likelihood`` and ``chunk_perplexity``. A native family's classes may lack the first two; with
+``hooks``, the tools ask the hooks instead of the config class.
 
 Lookups: :func:`family_by_name` (an ``--arch`` value), :func:`family_of_model_type` (a ``config.json``'s
 ``model_type``, ours or official; None for any other model), :func:`model_types` (every type, official first).
@@ -232,6 +266,7 @@ class CardText:
     eval_arguments: str
     notes: str
     papers: tuple[tuple[str, str], ...] = ()
+    ntk_demo: str = ""
 
 
 @dataclass(frozen=True)
@@ -262,6 +297,8 @@ class Family:
     official_tokenizer_classes: tuple[str, ...] = ()
     stock_tokenizer_class: str | None = None
     likelihood: bool = True
+    hooks: str | None = None
+    tiny_builder: str | None = None
 
     @property
     def model_types(self) -> tuple[str, ...]:
@@ -289,6 +326,17 @@ class Family:
     def model_cls(self) -> type:
         """The model class (imports torch and transformers)."""
         return import_object(self.model_class)
+
+    def tool_hooks(self) -> Any:
+        """The object named by ``hooks`` (imported on use), or None for a family whose config and model classes
+        are this project's."""
+        return None if self.hooks is None else import_object(self.hooks)
+
+    def likelihood_refusal(self) -> str:
+        """Why a model of this family cannot be scored (``likelihood`` False), in one line: the tools' refusal
+        for ``longllada ppl`` and lm-eval's likelihood requests, with the reason its hooks give."""
+        reason = getattr(self.tool_hooks(), "likelihood_reason", None)
+        return f"{self.title} models have no likelihood" + (f": {reason}" if reason else "")
 
     def is_supported(self) -> bool:
         """Whether the installed transformers is recent enough for this family."""
@@ -609,7 +657,192 @@ DREAM = Family(
     ),
 )
 
-FAMILIES: tuple[Family, ...] = (LLADA, DREAM)
+# -- DiffusionGemma (Google DeepMind 2026; transformers' own classes) ---------------------------------------------
+
+# Gemma 4's special tokens: Gemma's first five at their ids (pad 0, eos 1, bos 2, unk 3, mask 4), then the chat
+# and image tokens (the config's image token ids name the last three).
+GEMMA_TURN_END_TOKEN = "<turn|>"  # ends a chat turn; an EOS of the checkpoint's generation config
+GEMMA_IMAGE_START_TOKEN = "<|image>"
+GEMMA_IMAGE_END_TOKEN = "<image|>"
+GEMMA_IMAGE_TOKEN = "<|image|>"
+
+# Gemma 4's turn format, as DiffusionGemma's instruction-tuned checkpoint uses it: BOS, then
+# "<|turn>role\ncontent<turn|>\n" per turn (assistant as "model"); the generation prompt opens a model turn and,
+# unless enable_thinking is set, closes an empty thought channel so that the answer follows directly.
+GEMMA_CHAT_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{- '<|turn>' + role + '\n' + (message['content'] | trim) + '<turn|>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '<|turn>model\n' -}}"
+    "{%- if not (enable_thinking | default(false)) -%}{{- '<|channel>thought\n<channel|>' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+# Scaling a native model's RoPE at load time, with transformers alone: the full-attention layers' base, from the
+# trained one this revision records if it is an NTK branch (``{rev}``, ``{factor}``: filled by the card).
+GEMMA_NTK_DEMO = """
+from transformers import AutoConfig
+
+config = AutoConfig.from_pretrained(repo{rev})
+text_config = config.text_config
+full = text_config.rope_parameters["full_attention"]
+record = getattr(text_config, "longllada_rope_scaling", None) or {{}}  # an NTK branch records its trained base
+trained = record.get("trained_rope_theta", {{}}).get("full_attention", full["rope_theta"])
+full["rope_theta"] = trained * {factor}  # NTK on the full-attention layers; sliding-window layers keep theirs
+model = AutoModelForImageTextToText.from_pretrained(repo{rev}, config=config, dtype=dtype).to(device).eval()
+print({{kind: p["rope_theta"] for kind, p in model.config.text_config.rope_parameters.items()}})
+"""
+
+DIFFUSION_GEMMA = Family(
+    name="diffusion_gemma",
+    title="DiffusionGemma",
+    # transformers' own model type, which the official checkpoints carry too (nothing of ours is registered)
+    model_type="diffusion_gemma",
+    official_model_types=(),
+    config_class="transformers.DiffusionGemmaConfig",
+    model_class="transformers.DiffusionGemmaForBlockDiffusion",
+    auto_classes=("AutoModelForImageTextToText",),
+    native=True,
+    min_transformers="5.25",
+    required_fields=("text_config",),
+    # save_pretrained keeps the decoder's copy of the weights the encoder shares (the ties' sources)
+    embedding_key="model.decoder.embed_tokens.weight",
+    key_prefixes=("model.", "lm_head."),
+    tiny_config_fields="longllada.tiny_diffusion_gemma.builder_sizes",
+    weight_shapes="modeling_longllada.diffusion_gemma.official_weight_shapes",
+    tiny_builder="longllada.tiny_diffusion_gemma.build_tiny_diffusion_gemma",
+    hooks="modeling_longllada.diffusion_gemma.DiffusionGemmaHooks",
+    tokenizer=TokenizerSpec(
+        special_tokens=(
+            "<pad>",
+            "<eos>",
+            "<bos>",
+            "<unk>",
+            "<mask>",
+            "<|turn>",
+            GEMMA_TURN_END_TOKEN,
+            "<|channel>",
+            "<channel|>",
+            GEMMA_IMAGE_START_TOKEN,
+            GEMMA_IMAGE_END_TOKEN,
+            GEMMA_IMAGE_TOKEN,
+        ),
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        mask_token="<mask>",  # Gemma's vocabulary has one; DiffusionGemma's sampler never uses it
+        chat_template=GEMMA_CHAT_TEMPLATE,
+        add_bos=True,
+    ),
+    # transformers' names (DiffusionGemmaGenerationConfig; canvas_length is the model config's); max_new_tokens
+    # is the task's
+    sampler_arguments=(
+        "max_denoising_steps",
+        "t_min",
+        "t_max",
+        "entropy_bound",
+        "stability_threshold",
+        "confidence_threshold",
+        "canvas_length",
+    ),
+    greedy_remasking="",  # no greedy setting: the sampler draws every canvas (and there is no likelihood to check)
+    likelihood=False,
+    card=CardText(
+        tag="diffusion-gemma",
+        model="DiffusionGemma",
+        paper="https://huggingface.co/google/diffusiongemma-26B-A4B-it",
+        official_repos=("google/diffusiongemma-26B-A4B-it",),
+        weights_note="",
+        remote_code="",
+        features=(
+            "- NTK scaling of the full-attention layers only: on an NTK branch, `config.json`'s "
+            '`text_config.rope_parameters["full_attention"]["rope_theta"]` is the scaled base θ·λ, so transformers '
+            "alone reads the branch as it is; the sliding-window layers keep their base (they never see a distance "
+            "beyond their window), and `text_config.longllada_rope_scaling` records the request, λ and the trained "
+            "base;",
+            "- `model.generate()`: transformers' DiffusionGemma sampler (the prompt encoded once, then canvases of "
+            "`canvas_length` tokens denoised with entropy-bounded acceptance, a falling temperature and an early "
+            "stop per canvas), with the checkpoint's `generation_config.json`;",
+            "- left-padded batches with their attention mask: each prompt gets the answer it gets alone.",
+        ),
+        facts=(
+            (
+                "Layers, hidden size, experts (active per token)",
+                "{config.text_config.num_hidden_layers}, {config.text_config.hidden_size}, "
+                "{config.text_config.num_experts} ({config.text_config.top_k_experts})",
+            ),
+            (
+                "Trained window (`text_config.max_position_embeddings`)",
+                "{config.text_config.max_position_embeddings:,} tokens",
+            ),
+            (
+                "Sliding-window layers: window, RoPE base",
+                "{config.text_config.sliding_window} tokens, "
+                "{config.text_config.rope_parameters[sliding_attention][rope_theta]:,.0f}",
+            ),
+            ("Full-attention layers: RoPE type", "{config.text_config.rope_parameters[full_attention][rope_type]}"),
+            ("`rope_scaling` of this revision (`{revision}`)", "{scaling}"),
+            ("Full-attention layers' RoPE base", "{effective}"),
+            ("Canvas (`canvas_length`)", "{config.canvas_length} tokens"),
+        ),
+        auto_class="AutoModelForImageTextToText",
+        generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "256", "rounded up to whole canvases"),
+                ("max_denoising_steps", "48", "decoder passes per canvas at most"),
+                ("t_max", "0.8", "temperature at the first step ..."),
+                ("t_min", "0.4", "... falling linearly to this one at the last"),
+            ),
+            returns_dict=True,
+            seeded=True,
+        ),
+        batch_heading="Batches",
+        batch_text=(
+            "Left-padded batches need the attention mask; each prompt then gets the answer it gets alone. The sampler "
+            "draws its starting canvas and its tokens at random: seed torch for repeatable answers."
+        ),
+        batch_generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "256", ""),
+                ("max_denoising_steps", "24", "fewer passes per canvas: faster, rougher"),
+            ),
+            returns_dict=True,
+            seeded=True,
+        ),
+        score_text="",
+        ntk_text=(
+            "transformers reads the RoPE bases from the config, so a scaled base is set there before the weights "
+            "load; only the full-attention layers' base changes (LongLLaDA multiplies it by λ; here λ = {factor}):"
+        ),
+        eval_text=(
+            "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model "
+            "longllada` (transformers' sampler, the prompt encoded in chunks, batches left-padded, answers cut at the "
+            "first EOS) and the toolkit's tasks: `longllada_niah` (needle in a haystack, its grid set by "
+            "`--metadata`), `longllada_ruler`, `longllada_longbench`. In `--model_args`, `ntk_factor=λ` or "
+            "`ntk_target=T` scale the full-attention layers' base at load time, and the sampler's arguments keep "
+            "transformers' names (`max_denoising_steps`, `t_min`, `t_max`, `entropy_bound`, `stability_threshold`, "
+            "`confidence_threshold`, `canvas_length`):"
+        ),
+        eval_arguments="max_denoising_steps=48",
+        notes=(
+            "- `generate` denoises whole canvases: `max_new_tokens` is rounded up to a multiple of `canvas_length`, "
+            "and an answer ends at its first EOS (padding follows). The sampler is random (there is no greedy "
+            "setting): seed torch for repeatable answers."
+        ),
+        papers=(
+            ("p-RoPE", "https://arxiv.org/abs/2410.06205"),
+            ("the entropy-bounded sampler", "https://arxiv.org/abs/2505.24857"),
+        ),
+        ntk_demo=GEMMA_NTK_DEMO,
+    ),
+)
+
+FAMILIES: tuple[Family, ...] = (LLADA, DREAM, DIFFUSION_GEMMA)
 
 
 # -- lookups -----------------------------------------------------------------------------------------------------

@@ -98,6 +98,20 @@ def tiny_dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random DiffusionGemma folder (``build_tiny_diffusion_gemma``'s defaults: 2 layers, canvas 8, trained
+    window 256), read-only like ``tiny_model_dir``; skips where transformers has no DiffusionGemma."""
+    from modeling_longllada.families import family_by_name
+
+    family = family_by_name("diffusion_gemma")
+    if not family.is_supported():
+        pytest.skip(f"DiffusionGemma needs transformers >= {family.min_transformers}")
+    from longllada.tiny_diffusion_gemma import build_tiny_diffusion_gemma
+
+    return build_tiny_diffusion_gemma(tmp_path_factory.mktemp("tiny_gemma") / "tiny-diffusion-gemma")
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir: Path):
     """The tiny model's tokenizer, loaded with ``AutoTokenizer`` from its folder."""
     from transformers import AutoTokenizer

@@ -26,7 +26,13 @@ TEXT = [
 ]
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+# Families whose classes are this project's (remote code, registered); a native family's entry is checked against
+# transformers' own classes below.
+OURS = tuple(family for family in FAMILIES if not family.native)
+NATIVE_FAMILIES = tuple(family for family in FAMILIES if family.native)
+
+
+@pytest.mark.parametrize("family", OURS, ids=lambda f: f.name)
 def test_entry_matches_its_classes(family):
     config_class, model_class = family.config_cls(), family.model_cls()
     assert config_class.model_type == family.model_type and family.architecture == model_class.__name__
@@ -43,7 +49,33 @@ def test_entry_matches_its_classes(family):
     assert family.is_supported() and family.card.auto_class in family.auto_classes
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+@pytest.mark.parametrize("family", NATIVE_FAMILIES, ids=lambda f: f.name)
+def test_native_entry_matches_transformers_classes(family):
+    """A native family: transformers' own classes under its Auto class, nothing of ours registered, no auto_map,
+    hooks for what its config class lacks; on an older transformers only the one-line refusal."""
+    if not family.is_supported():
+        with pytest.raises(ValueError, match=rf"^{family.title} needs transformers >= {family.min_transformers}; "):
+            family.check_transformers()
+        return
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config_class, model_class = family.config_cls(), family.model_cls()
+    assert config_class.__module__.startswith("transformers.") and model_class.__module__.startswith("transformers.")
+    assert family.model_types == (family.model_type,) and CONFIG_MAPPING[family.model_type] is config_class
+    for auto_name in family.auto_classes:
+        assert getattr(transformers, auto_name)._model_mapping[config_class] is model_class
+    assert family.auto_map == {} and family.card.auto_class in family.auto_classes
+    assert set(family.sampler_arguments) <= set(SAMPLER_KEYS)
+    hooks = family.tool_hooks()
+    for name in ("apply_rope_scaling", "rope_summary", "ntk_factor_for_length", "convert_config",
+                 "check_sampler_arguments", "generate_answers", "generation_bytes_per_row"):  # fmt: skip
+        assert callable(getattr(hooks, name)), name
+    assert callable(import_object(family.tiny_builder)) and callable(import_object(family.weight_shapes))
+    assert family.likelihood or family.likelihood_refusal().startswith(f"{family.title} models have no likelihood: ")
+
+
+@pytest.mark.parametrize("family", OURS, ids=lambda f: f.name)
 def test_auto_map_is_what_the_model_class_saves(family, tmp_path):
     """The entry's auto_map (written by tiny-model and upload) equals the one save_pretrained writes."""
     folder = build_tiny_model(tmp_path / "tiny", arch=family.name, n_layers=1, d_model=32, vocab_size=300, texts=TEXT)

@@ -18,6 +18,7 @@ from longllada.perplexity.loading import (
     DTYPES,
     LoadedModel,
     check_device,
+    check_likelihood,
     check_model_source,
     load_model,
     load_tokenizer,
@@ -134,6 +135,7 @@ def perplexity_curve(
 
         device = check_device(device)
         check_model_source(model)
+        check_likelihood(model)
         check_remote_code(model, trust_remote_code)
     results = ResultsFile(out, overwrite) if out is not None else None
     content, text_label = load_text(text)

@@ -41,6 +41,19 @@ def check_model_source(model: str | Path, flag: str = "--model") -> None:
         )
 
 
+def check_likelihood(model: str | Path, flag: str = "--model") -> None:
+    """Refuse a model of a family without a likelihood (its entry's ``likelihood``), saying why, from its
+    ``config.json`` alone: there is no perplexity curve to draw for it."""
+    from longllada.loading import model_family
+
+    family, _ = model_family(_load_path(model))
+    if family is not None and not family.likelihood:
+        raise ValueError(
+            f"{flag} {str(model)!r}: {family.likelihood_refusal()}; allowed: a model of a family that defines one, "
+            "or a causal LM"
+        )
+
+
 def check_device(device: str | None, flag: str = "--device") -> str:
     """The torch device to run on ("auto"/None: cuda when available, else cpu), refused when it cannot be used."""
     import torch
@@ -146,9 +159,8 @@ def load_model(
     load_from = _load_path(model)
     parts = ("config",) if tokenizer is not None else ("config", "tokenizer")
     check_remote_code(load_from, trust_remote_code, parts=parts)  # before any file of the model is used
+    check_likelihood(model)
     family, model_type = model_family(load_from)
-    if family is not None and not family.likelihood:
-        raise ValueError(f"model {name!r} ({family.title}) has no likelihood, which perplexity needs")
 
     # An official checkpoint of our families loads into our classes (its model type is registered); its own remote
     # code is never run: it breaks on transformers 5 and lacks our scorers.
