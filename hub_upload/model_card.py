@@ -59,7 +59,7 @@ def _family(config: dict[str, Any]) -> Family:
 
 
 def parse_config(config: dict[str, Any]) -> Any:
-    """The family's config object for a config.json dict (the family found by its ``model_type``)."""
+    """The family's config object for a config.json dict (the family found by its ``model_type`` or fields)."""
     cls = _family(config).config_cls()
     return cls(**{k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")})
 
@@ -72,13 +72,13 @@ def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     from modeling_longllada import ntk_scaling_factor
 
     parsed = parse_config(config)
-    head_dim = parsed.head_dim
+    rotary_dim = parsed.rotary_dim  # the law counts the rotated dimensions of a head (all of them for most)
     theta = float(parsed.rope_theta)
     trained = int(parsed.trained_length)
     lengths = sorted({m * trained for m in TRAINED_LENGTH_MULTIPLES} | {n for n in COMMON_LENGTHS if n > trained})
     rows = []
     for length in lengths:
-        factor = ntk_scaling_factor(head_dim, theta, trained, length)
+        factor = ntk_scaling_factor(rotary_dim, theta, trained, length)
         rows.append({"length": length, "ratio": length / trained, "factor": factor, "base": theta * factor})
     return rows
 
@@ -322,7 +322,7 @@ model = AutoModelForCausalLM.from_pretrained(
     repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "factor": {factor}}},
 ).to(device).eval()
-print(model.config.rope_scaling, "-> context", model.config.max_position_embeddings)
+print(model.config.rope_scaling, "-> context", model.config.rope_supported_length)
 """
 
 
@@ -332,16 +332,21 @@ model = AutoModelForCausalLM.from_pretrained(
     repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "target_length": {target}}},
 ).to(device).eval()
-print("factor", model.config.rope_scaling_factor, "-> context", model.config.max_position_embeddings)
+print("factor", model.config.rope_scaling_factor, "-> context", model.config.rope_supported_length)
 """
 
 
 def _ntk_section(parsed: Any, rows: list[dict[str, Any]]) -> str:
     from modeling_longllada import critical_dimension
 
-    d_extra = critical_dimension(parsed.head_dim, parsed.rope_theta, parsed.trained_length)
+    d_extra = critical_dimension(parsed.rotary_dim, parsed.rope_theta, parsed.trained_length)
+    dims = (
+        f"head dim d = {parsed.head_dim}"
+        if parsed.rotary_dim == parsed.head_dim
+        else f"rotated dims of a head d = {parsed.rotary_dim} of {parsed.head_dim}"
+    )
     intro = (
-        f"From this model's config (head dim d = {parsed.head_dim}, θ = {parsed.rope_theta:,.0f}, trained length "
+        f"From this model's config ({dims}, θ = {parsed.rope_theta:,.0f}, trained length "
         f"{parsed.trained_length:,}): the critical dimension is d_extra = 2·⌈(d/2)·log_θ(T_train / 2π)⌉ = "
         f"{d_extra}; covering T tokens needs the base θ' = (T / 2π)^(d / d_extra), and λ = ⌈θ' / θ⌉ "
         "([scaling law](" + SCALING_LAW_PAPER + "); LongLLaDA rounds up to an integer). "
