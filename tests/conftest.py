@@ -98,6 +98,25 @@ def tiny_dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_family_dir(
+    tiny_model_dir: Path, tiny_dream_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """A function from a family's name (``modeling_longllada.families``) to its tiny random model folder
+    (``build_tiny_model(arch=name)``), built once per session; LLaDA's and Dream's are ``tiny_model_dir`` and
+    ``tiny_dream_dir``. Read-only, like them."""
+    folders = {"llada": tiny_model_dir, "dream": tiny_dream_dir}
+
+    def folder(name: str) -> Path:
+        if name not in folders:
+            from longllada.tiny_model import build_tiny_model
+
+            folders[name] = build_tiny_model(tmp_path_factory.mktemp(f"tiny_{name}") / f"tiny-{name}", arch=name)
+        return folders[name]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir: Path):
     """The tiny model's tokenizer, loaded with ``AutoTokenizer`` from its folder."""
     from transformers import AutoTokenizer
