@@ -5,8 +5,8 @@ examples, the prompt rules) comes from the family's entry in ``modeling_longllad
 from the repo's config.
 
 Every fenced block of the card is meant to be run as written (the python ones one after the other, as in a
-notebook); tests/test_hub_upload.py (LLaDA) and tests/test_hub_upload_dream.py (Dream) run them against built
-folders.
+notebook); tests/test_hub_upload.py runs them against a built folder of every family, and
+tests/test_hub_upload_dream.py against one converted from an official-format Dream checkpoint.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the factor table: for each length past the trained one, λ from the scaling law and the base θ·λ.
 
     The trained length is the family's (``config.trained_length``: LLaDA's ``max_sequence_length``, Dream's
-    ``trained_length``, 2048 for Dream-v0)."""
+    ``trained_length``, LLaDA-MoE's ``max_position_embeddings``), and the law counts the rotated dimensions of a
+    head (``config.rotary_dim``)."""
     from modeling_longllada import ntk_scaling_factor
 
     parsed = parse_config(config)
@@ -182,7 +183,7 @@ def _bash(code: str) -> str:
 
 
 class _CardFacts(NamedTuple):
-    """What both families' cards say of a revision, read from its config."""
+    """What every family's card says of a revision, read from its config."""
 
     parsed: Any  # the config as this project's class
     trained: int  # trained context length

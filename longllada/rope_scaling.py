@@ -4,7 +4,7 @@ Every front-end parses requests with ``modeling_longllada.parse_rope_scaling`` (
 such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``yarn:4``, ``longrope:FILE.json``; see its module).
 This module applies a parsed request:
 
-- to our diffusion configs (LLaDA, Dream), which take the canonical dict as their ``rope_scaling``;
+- to the diffusion configs of our families, which take the canonical dict as their ``rope_scaling``;
 - to a transformers causal LM (the LLaMA-3 baseline), where transformers computes the tables itself:
   ``ntk`` (and UltraLLaDA's ``diffusion_ntk``) multiply its RoPE base by λ, as LongLLaDA does for its
   autoregressive baselines (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``), with λ from

@@ -118,6 +118,9 @@ The model card (``card``, a :class:`CardText`; every string is Markdown, copied 
     evaluation paragraph.
 ``eval_arguments``
     The sampler part of the card's ``longllada eval --model_args`` (``{factor}`` as above).
+``eval_example``
+    The ``--model_args`` after ``pretrained=`` of the family's example in ``longllada eval --help``, which runs
+    the first of ``official_repos``.
 ``notes``
     The family's first bullet of the card's Notes (its sampler's behaviour).
 ``papers``
@@ -243,6 +246,7 @@ class CardText:
     eval_arguments: str
     notes: str
     papers: tuple[tuple[str, str], ...] = ()
+    eval_example: str = ""
 
 
 @dataclass(frozen=True)
@@ -478,6 +482,7 @@ LLADA = Family(
             "the fast sampler:"
         ),
         eval_arguments="steps=32,block_length=32",
+        eval_example="ntk_target=16384,cache=prefix",
         notes=(
             "- `generate` is a diffusion sampler: `max_new_tokens` is rounded up to a multiple of `block_length`, "
             "`steps` is capped at the output length, and HF options such as `top_p` or beams are ignored."
@@ -635,6 +640,7 @@ DREAM = Family(
             "`ntk_target=T` override this revision's RoPE scaling:"
         ),
         eval_arguments="steps=32,ntk_factor={factor}",
+        eval_example="ntk_factor=5,alg=entropy,temperature=0.2,top_p=0.95,steps=32",
         notes=(
             "- `diffusion_generate` decodes the whole answer as one span with `steps` denoising steps (default "
             '512, `alg="origin"`); greedy settings (`temperature=0.0` and `alg` `maskgit_plus`, `topk_margin` or '
@@ -736,6 +742,7 @@ LLADAMOE = Family(
             *ROPE_FACTS,
         ),
         papers=(("Fast-dLLM", FAST_DLLM_PAPER),),
+        eval_example="ntk_target=8192,cache=prefix,threshold=0.9",
     ),
 )
 
