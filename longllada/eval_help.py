@@ -12,9 +12,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from longllada.model_args import BATCH_ARGS, LIKELIHOOD_ARGS, LOADING_ARGS, ROPE_ARGS, SAMPLER_ARGS
+from longllada.model_args import BATCH_ARGS, LIKELIHOOD_ARGS, LOADING_ARGS, MODEL_ARGS, ROPE_ARGS, SAMPLER_ARGS
 
 WIDTH = 100
+NAME_WIDTH = max(len(name) for name in MODEL_ARGS)
 REGISTRY = "modeling_longllada.families"
 
 
@@ -70,9 +71,9 @@ def _arguments(group: dict[str, tuple[str, str]], sampler: bool = False) -> list
     lines = []
     for name, (default, meaning) in group.items():
         text = f"{meaning} (default: {default}{_takers(name) if sampler else ''})"
-        wrapped = textwrap.wrap(text, WIDTH - 20)
-        lines.append(f"  {name:<16}  {wrapped[0]}")
-        lines += [f"  {'':<16}  {line}" for line in wrapped[1:]]
+        wrapped = textwrap.wrap(text, WIDTH - NAME_WIDTH - 4)
+        lines.append(f"  {name:<{NAME_WIDTH}}  {wrapped[0]}")
+        lines += [f"  {'':<{NAME_WIDTH}}  {line}" for line in wrapped[1:]]
     return lines
 
 
