@@ -41,11 +41,12 @@ def source_model_types() -> tuple[str, ...]:
 
 
 def family_of(config: dict[str, Any], where: str = "config.json") -> Family:
-    """The family of a config.json (by ``model_type``); ValueError naming the allowed types otherwise."""
-    from modeling_longllada.families import FAMILIES, family_of_model_type
+    """The family of a config.json (by ``model_type``, or the fields by which a family claims it); ValueError
+    naming the allowed types otherwise."""
+    from modeling_longllada.families import FAMILIES, family_of_config
 
     model_type = config.get("model_type")
-    family = family_of_model_type(model_type)
+    family = family_of_config(config)
     if family is None:
         examples = ", ".join(f.card.official_repos[0] for f in FAMILIES if f.card.official_repos)
         raise ValueError(
@@ -92,7 +93,7 @@ class Source:
 
     @property
     def is_official(self) -> bool:
-        return self.config.get("model_type") in self.family.official_model_types
+        return self.family.is_official(self.config)
 
 
 @dataclass

@@ -24,8 +24,8 @@ from hub_upload.options import (
 
 DESCRIPTION = (
     "Build a LongLLaDA model repo (our remote code, converted config, generation defaults, tokenizer, "
-    "safetensors weights, model card) from an LLaDA or Dream-v0 checkpoint (official or ours) and push it to the "
-    "Hugging Face Hub."
+    "safetensors weights, model card) from a checkpoint of one of the model families (official or ours) and push it "
+    "to the Hugging Face Hub."
 )
 EPILOG = (
     "Several --rope-scaling values publish one branch each (ntk:4 -> ntk-4, ntk-target:16384 -> ntk-target-16384, "

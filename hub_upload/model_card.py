@@ -5,8 +5,8 @@ examples, the prompt rules) comes from the family's entry in ``modeling_longllad
 from the repo's config.
 
 Every fenced block of the card is meant to be run as written (the python ones one after the other, as in a
-notebook); tests/test_hub_upload.py (LLaDA), tests/test_hub_upload_dream.py (Dream) and
-tests/test_diffusion_gemma_tools.py (DiffusionGemma) run them against built folders.
+notebook); tests/test_hub_upload.py runs them against a built folder of every family, and
+tests/test_hub_upload_dream.py against one converted from an official-format Dream checkpoint.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _family(config: dict[str, Any]) -> Family:
 
 
 def parse_config(config: dict[str, Any]) -> Any:
-    """The family's config object for a config.json dict (the family found by its ``model_type``)."""
+    """The family's config object for a config.json dict (the family found by its ``model_type`` or fields)."""
     cls = _family(config).config_cls()
     return cls(**{k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")})
 
@@ -68,7 +68,8 @@ def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the factor table: for each length past the trained one, λ from the scaling law and the base θ·λ.
 
     The trained length is the family's (``config.trained_length``: LLaDA's ``max_sequence_length``, Dream's
-    ``trained_length``, 2048 for Dream-v0; a native family's hooks read theirs, and give λ by their law)."""
+    ``trained_length``, LLaDA-MoE's ``max_position_embeddings``; a native family's hooks read theirs, and give λ
+    by their law); the law counts the rotated dimensions of a head (``config.rotary_dim``)."""
     from modeling_longllada import ntk_scaling_factor
 
     parsed = parse_config(config)
@@ -84,7 +85,7 @@ def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
         if hooks is not None:
             factor = hooks.ntk_factor_for_length(parsed, length)
         else:
-            factor = ntk_scaling_factor(parsed.head_dim, theta, trained, length)
+            factor = ntk_scaling_factor(parsed.rotary_dim, theta, trained, length)
         rows.append({"length": length, "ratio": length / trained, "factor": factor, "base": theta * factor})
     return rows
 
@@ -394,7 +395,7 @@ model = AutoModelForCausalLM.from_pretrained(
     repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "factor": {factor}}},
 ).to(device).eval()
-print(model.config.rope_scaling, "-> context", model.config.max_position_embeddings)
+print(model.config.rope_scaling, "-> context", model.config.rope_supported_length)
 """
 
 
@@ -404,7 +405,7 @@ model = AutoModelForCausalLM.from_pretrained(
     repo{rev}, trust_remote_code=True, torch_dtype=dtype,
     rope_scaling={{"type": "ntk", "target_length": {target}}},
 ).to(device).eval()
-print("factor", model.config.rope_scaling_factor, "-> context", model.config.max_position_embeddings)
+print("factor", model.config.rope_scaling_factor, "-> context", model.config.rope_supported_length)
 """
 
 
@@ -413,9 +414,14 @@ def _ntk_section(parsed: Any, rows: list[dict[str, Any]], summary: dict[str, Any
         return _native_ntk_section(summary, rows)
     from modeling_longllada import critical_dimension
 
-    d_extra = critical_dimension(parsed.head_dim, parsed.rope_theta, parsed.trained_length)
+    d_extra = critical_dimension(parsed.rotary_dim, parsed.rope_theta, parsed.trained_length)
+    dims = (
+        f"head dim d = {parsed.head_dim}"
+        if parsed.rotary_dim == parsed.head_dim
+        else f"rotated dims of a head d = {parsed.rotary_dim} of {parsed.head_dim}"
+    )
     intro = (
-        f"From this model's config (head dim d = {parsed.head_dim}, θ = {parsed.rope_theta:,.0f}, trained length "
+        f"From this model's config ({dims}, θ = {parsed.rope_theta:,.0f}, trained length "
         f"{parsed.trained_length:,}): the critical dimension is d_extra = 2·⌈(d/2)·log_θ(T_train / 2π)⌉ = "
         f"{d_extra}; covering T tokens needs the base θ' = (T / 2π)^(d / d_extra), and λ = ⌈θ' / θ⌉ "
         "([scaling law](" + SCALING_LAW_PAPER + "); LongLLaDA rounds up to an integer). "

@@ -1,9 +1,9 @@
 """`longllada eval ...`: lm-evaluation-harness's own command line with ``--model longllada`` registered and this
 project's tasks (``longllada_niah``, ``longllada_ruler``, ``longllada_longbench``) on the include path.
 
-``--model longllada`` takes every family of the LongLLaDA paper: LLaDA and Dream-v0 (ours or official checkpoints,
-run by this package's classes and diffusion sampler) and any transformers causal LM (run as lm-eval's ``hf`` model
-does), each with the same RoPE arguments (``ntk_factor``, ``ntk_target``, ``rope_scaling``); see
+``--model longllada`` takes every family of the registry (``modeling_longllada.families``; ours or official
+checkpoints, run by this package's classes and diffusion sampler) and any transformers causal LM (run as lm-eval's
+``hf`` model does), each with the same RoPE arguments (``ntk_factor``, ``ntk_target``, ``rope_scaling``); see
 ``longllada.lm_eval_model``.
 
 Everything after ``eval`` is lm-eval's (``run``, ``ls``, ``validate``, or the legacy form without a

@@ -1,4 +1,4 @@
-"""`--model longllada`: lm-evaluation-harness driving a LLaDA-architecture diffusion LM the way it is meant to run.
+"""`--model longllada`: lm-evaluation-harness driving a diffusion LM of the family registry the way it is meant to run.
 
 lm-eval's ``hf`` model scores multiple choice with next-token log-probabilities, which a masked diffusion model
 does not have; this class keeps everything of lm-eval's ``HFLM`` (loading, tokenisation, batching with left
@@ -31,19 +31,18 @@ padding, stop sequences, accelerate data parallelism) and replaces what differs:
 
 Families (read from ``config.json`` before anything loads; ``modeling_longllada.families``):
 
-- Every family of this project (LLaDA: ``longllada``, official ``llada``; Dream-v0: ``longllada_dream``, official
-  ``Dream``; ...): the diffusion path above. Their checkpoints, official ones included, load with this project's
-  classes, never their remote code (whose attention ignores the padding mask). Dream's logits are shifted (Dream,
-  Ye et al. 2025), which the sampler and the likelihood handle; the prompts of a family whose entry says
-  ``bos_prefix`` (Dream) start with the tokenizer's BOS, as the LongLLaDA paper's Dream runs do (added once: not
-  when the tokenizer or the prompt already puts it first). Sampler arguments the family does not take (its
-  entry's ``sampler_arguments``) are refused before the model loads.
-- A family that transformers implements (DiffusionGemma): loaded with transformers' own classes; its entry's hooks
-  (``Family.hooks``) check its sampler's arguments (transformers' names) over its generation_config.json, apply
-  the RoPE override to its config, and answer each batch: left-padded, the prompt encoded in chunks, each answer
-  cut at its first EOS and to the task's ``max_gen_toks``, seeded per batch with ``mc_seed`` (the sampler draws at
-  random; the task's ``temperature``/``do_sample`` do not apply to it). It has no likelihood: loglikelihood
-  requests are refused with the entry's reason.
+- Every family of the registry whose classes are ours (our ``model_type`` and the official ones, and the configs an
+  entry claims by their fields): the diffusion path above. Their checkpoints, official ones included, load with
+  this project's classes, never their remote code (whose attention ignores the padding mask). A model class with
+  shifted logits (position i predicting token i + 1) says so, and the sampler and the likelihood handle it; the
+  prompts of a family whose entry says ``bos_prefix`` start with the tokenizer's BOS, as the LongLLaDA paper's
+  runs of that family do (added once: not when the tokenizer or the prompt already puts it first). Sampler
+  arguments the family does not take (its entry's ``sampler_arguments``) are refused before the model loads.
+- A family that transformers implements (the entry says ``native``): loaded with transformers' own classes; its
+  entry's hooks (``Family.hooks``) check its sampler's arguments (transformers' names) over its
+  generation_config.json, apply the RoPE override to its config, and answer each batch: left-padded, the prompt
+  encoded in chunks, each answer cut at its first EOS and to the task's ``max_gen_toks``, seeded per batch with
+  ``mc_seed``. A family without a likelihood has its loglikelihood requests refused with the entry's reason.
 - Any other transformers causal LM (the paper's LLaMA-3 baseline): lm-eval's ``hf`` model unchanged (next-token
   likelihoods, HF ``generate``), with the RoPE override applied to the config (NTK: base θ·λ). Scaling a causal
   LM also widens lm-eval's context window: without ``max_length`` it is the scaled one (``ntk_target``, else
@@ -77,7 +76,13 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
 from lm_eval_tasks.longllada_niah.utils import encode_many, tokenizer_fingerprint
-from longllada.loading import MODEL_ARGS_FLAG, check_remote_code, load_config, load_tokenizer, model_family
+from longllada.loading import (
+    MODEL_ARGS_FLAG,
+    check_remote_code,
+    load_config,
+    load_tokenizer,
+    read_json_file,
+)
 from longllada.model_args import DIFFUSION_ONLY, SAMPLER_ARGS
 from longllada.rope_scaling import (
     apply_rope_scaling,
@@ -201,10 +206,16 @@ def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None
     _integer("mc_seed", model_args.get("mc_seed"))
     location = model_location(model_args)
     try:
-        family, model_type = model_family(pretrained, **location)
-    except OSError as err:  # no such folder, no such repo, no access, offline
+        config = read_json_file(pretrained, "config.json", **location)
+    except OSError as err:  # no such folder, no such repo, no access
         reason = " ".join(str(err).split())
         raise ValueError(f"pretrained={pretrained!r}: its config.json could not be read ({reason})") from None
+    if config is None:  # a folder without one, or a repo not downloaded while offline
+        raise ValueError(
+            f"pretrained={pretrained!r}: its config.json could not be read (not in the folder, or not downloaded "
+            "and the Hub unreachable); allowed: a model folder or Hub id with a config.json"
+        )
+    family, model_type = families.family_of_config(config), config.get("model_type")
     trust_remote_code = bool(model_args.get("trust_remote_code"))
     if family is None:
         misplaced = sorted(key for key in DIFFUSION_ONLY_KEYS if model_args.get(key) is not None)
@@ -219,11 +230,11 @@ def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None
         return family, model_type
     family.check_transformers()
     sampler_args = {key: model_args[key] for key in SAMPLER_KEYS if model_args.get(key) is not None}
-    misplaced = sorted(key for key in sampler_args if key not in family.sampler_arguments)
+    misplaced = [f"{key}={sampler_args[key]!r}" for key in sampler_args if key not in family.sampler_arguments]
     if misplaced:
         raise ValueError(
-            f"--model_args {misplaced} do not apply to {family.title} ({pretrained!r}); its sampler "
-            f"takes: {', '.join(family.sampler_arguments)}"
+            f"{', '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to {family.title}'s sampler "
+            f"({pretrained!r}); allowed: {', '.join(family.sampler_arguments)}"
         )
     parts = () if model_args.get("tokenizer") else ("tokenizer",)
     check_remote_code(pretrained, trust_remote_code, MODEL_ARGS_FLAG, parts, **location)
@@ -400,7 +411,7 @@ class LongLLaDALM(HFLM):
         self.greedy_check = True if greedy_check is None else greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
         self.batch_classes = _positive_int("batch_classes", PROCESS_CLASSES if batch_classes is None else batch_classes)
-        # Dream's prompts start with BOS (the LongLLaDA paper's Dream runs prepend it).
+        # A family whose entry says so gets its prompts with BOS first (the LongLLaDA paper's runs prepend it).
         self._bos_prefix = self._family is not None and self._family.bos_prefix
         self._rope_record: dict[str, Any] = {}
         self._scaled_window: int | None = None
@@ -620,7 +631,7 @@ class LongLLaDALM(HFLM):
         return super().tok_encode(string) if encoding is None else encoding.tolist()
 
     def _with_bos(self, ids: list[int], left_truncate_len: int | None) -> list[int]:
-        """Dream: ``ids`` with the tokenizer's BOS first (once), cut from the left to ``left_truncate_len``
+        """``bos_prefix`` families: ``ids`` with the tokenizer's BOS first (once), cut from the left to ``left_truncate_len``
         keeping the BOS."""
         bos = self.tokenizer.bos_token_id
         if bos is not None and (not ids or ids[0] != bos):

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modeling_longllada.families import Family, family_of_model_type
+from modeling_longllada.families import Family, family_of_config
 
 # How the commands spell the opt-in; lm-eval's models and tasks take the --model_args key.
 COMMAND_FLAG = "--trust-remote-code"
@@ -75,10 +75,10 @@ def read_json_file(model: str | Path, name: str, **location: Any) -> dict[str, A
 
 
 def model_family(model: str | Path, **location: Any) -> tuple[Family | None, str | None]:
-    """``(family, model_type)`` of a model from its ``config.json`` alone; family None for any other model."""
+    """``(family, model_type)`` of a model from its ``config.json`` alone (its ``model_type``, or the fields by
+    which a family claims it); family None for any other model."""
     config = read_json_file(model, "config.json", **location) or {}
-    model_type = config.get("model_type")
-    return family_of_model_type(model_type), model_type
+    return family_of_config(config), config.get("model_type")
 
 
 def _auto_map_entry(auto_map: Any, key: str) -> str | None:
@@ -107,7 +107,7 @@ def remote_code_needed(
 
     needed = []
     config = read_json_file(model, "config.json", **location) or {}
-    family = family_of_model_type(config.get("model_type"))
+    family = family_of_config(config)
     if "config" in parts:
         entry = _auto_map_entry(config.get("auto_map"), "AutoConfig")
         if entry and family is None and config.get("model_type") not in CONFIG_MAPPING:

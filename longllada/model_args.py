@@ -6,17 +6,18 @@ instant.
 
 from __future__ import annotations
 
-# name -> (default, meaning). Grouped as the help prints them.
+# name -> (default, meaning). Grouped as the help prints them; the help adds, from the family registry, the families
+# that take a sampler argument where not all do.
 SAMPLER_ARGS: dict[str, tuple[str, str]] = {
-    "steps": ("generation_config", "denoising steps in all (LLaDA repos: one token per step)"),
+    "steps": ("generation_config", "denoising steps in all"),
     "block_length": ("generation_config", "tokens a block; blocks are decoded left to right"),
-    "remasking": ("generation_config", "LLaDA: low_confidence | random"),
-    "alg": ("generation_config", "Dream: origin | maskgit_plus | topk_margin | entropy"),
-    "alg_temp": ("generation_config", "Dream: temperature of the confidence order"),
+    "remasking": ("generation_config", "which masks are committed first: low_confidence | random (or an alg value)"),
+    "alg": ("generation_config", "origin | maskgit_plus | topk_margin | entropy"),
+    "alg_temp": ("generation_config", "temperature of the confidence order"),
     "temperature": ("the task's", "sampling temperature, 0 greedy; beats the task's do_sample/temperature"),
-    "top_p": ("generation_config", "Dream: nucleus filter"),
-    "top_k": ("generation_config", "Dream: top-k filter"),
-    "eps": ("generation_config", "Dream: the last time step"),
+    "top_p": ("generation_config", "nucleus filter"),
+    "top_k": ("generation_config", "top-k filter"),
+    "eps": ("generation_config", "the last time step"),
     "cfg_scale": ("0", "classifier-free guidance scale (0: off)"),
     "cache": ("none", "none (exact) | prefix | dual: Fast-dLLM's key/value caches"),
     "threshold": ("none", "commit every token above this confidence, at least one a step (Fast-dLLM)"),

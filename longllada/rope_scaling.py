@@ -4,8 +4,9 @@ Every front-end parses requests with ``modeling_longllada.parse_rope_scaling`` (
 such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``yarn:4``, ``longrope:FILE.json``; see its module).
 This module applies a parsed request:
 
-- to our diffusion configs (LLaDA, Dream), which take the canonical dict as their ``rope_scaling``;
-- to a native family's config (DiffusionGemma: transformers' per-layer-type RoPE), through its entry's hooks
+- to the diffusion configs of the families whose classes are ours, which take the canonical dict as their
+  ``rope_scaling``;
+- to a native family's config (transformers' per-layer-type RoPE), through its entry's hooks
   (``Family.hooks``: ``apply_rope_scaling``), which know which layers see the whole context;
 - to a transformers causal LM (the LLaMA-3 baseline), where transformers computes the tables itself:
   ``ntk`` (and UltraLLaDA's ``diffusion_ntk``) multiply its RoPE base by λ, as LongLLaDA does for its

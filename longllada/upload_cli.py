@@ -1,4 +1,4 @@
-"""`longllada upload`: build a LongLLaDA model repo from an LLaDA checkpoint and push it (see hub_upload)."""
+"""`longllada upload`: build a LongLLaDA model repo from a checkpoint of a model family and push it (see hub_upload)."""
 
 from __future__ import annotations
 

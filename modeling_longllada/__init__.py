@@ -5,6 +5,8 @@ transformers' Auto classes, so saved folders and official checkpoints load witho
 package is installed.
 """
 
+# The registry first, as a package attribute too: a tool may have run families.py alone before (longllada.eval_help).
+from . import families
 from .configuration_dream import DreamConfig
 from .configuration_lladamoe import LLaDAMoEConfig
 from .configuration_longllada import LongLLaDAConfig
@@ -42,6 +44,7 @@ __all__ = [
     "SAMPLER_DEFAULTS",
     "FAMILIES",
     "Family",
+    "families",
     "family_by_name",
     "family_of_model_type",
     "registered_config_class",

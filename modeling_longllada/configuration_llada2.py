@@ -122,10 +122,10 @@ class LLaDA2Config(RopeScalingMixin, PretrainedConfig):
         eos_token_id: int | None = LLADA2_EOS_TOKEN_ID,
         **kwargs: Any,
     ):
-        # transformers 5 names the field `rope_parameters`; accept it for configs written by its tooling.
+        # transformers 5 names the field `rope_parameters` (with the trained base in it); accept it for configs
+        # written by its tooling.
         rope_parameters = kwargs.pop("rope_parameters", None)
-        if rope_scaling is None and rope_parameters is not None:
-            rope_scaling = dict(rope_parameters)
+        rope_theta_given = "rope_theta" in kwargs
         fields = {name: kwargs.pop(name, default) for name, default in OFFICIAL_DEFAULTS.items()}
         if (
             fields["head_dim"] is None
@@ -145,6 +145,8 @@ class LLaDA2Config(RopeScalingMixin, PretrainedConfig):
             setattr(self, name, value)
         self.mask_token_id = mask_token_id
         self._check_architecture()
+        if rope_scaling is None and rope_parameters is not None:
+            rope_scaling = self._rope_scaling_from_parameters(rope_parameters, rope_theta_given)
         self.rope_scaling = rope_scaling
 
     # -- derived sizes -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Identity and classes:
 
 ``name``
     The family's short name: the ``--arch`` value of ``longllada tiny-model`` and the ``longllada_family`` label
-    of lm-eval results (``llada``, ``dream``).
+    of lm-eval results (``llada``, ``dream``, ``lladamoe``).
 ``title``
     Its name in prose and error messages (``LLaDA``, ``Dream``).
 ``model_type``
@@ -22,6 +22,11 @@ Identity and classes:
     The ``model_type`` values of the official checkpoints, read by the same classes (``("llada",)``). They are
     registered with transformers' Auto classes too, so an official checkpoint loads with our classes without
     ``trust_remote_code``.
+``claims``
+    :class:`ConfigClaim` entries: configs of another family's official ``model_type`` that are this family's,
+    told apart by their fields (LLaDA-MoE's first releases say ``"llada"``, LLaDA's type, but have expert fields
+    and no ``d_model``). :func:`family_of_config` honours them, and so do transformers' Auto classes after
+    registration: the config class registered for the claimed type hands such a ``config.json`` to this family's.
 ``config_class``, ``model_class``
     Dotted paths of the config and model classes (``modeling_longllada.configuration_longllada.LongLLaDAConfig``).
     For a remote-code family the last two parts name the file and the class of the ``auto_map`` (see
@@ -143,6 +148,9 @@ The model card (``card``, a :class:`CardText`; every string is Markdown, copied 
     evaluation paragraph.
 ``eval_arguments``
     The sampler part of the card's ``longllada eval --model_args`` (``{factor}`` as above).
+``eval_example``
+    The ``--model_args`` after ``pretrained=`` of the family's example in ``longllada eval --help``, which runs
+    the first of ``official_repos``.
 ``notes``
     The family's first bullet of the card's Notes (its sampler's behaviour).
 ``ntk_demo``
@@ -153,15 +161,17 @@ The model card (``card``, a :class:`CardText`; every string is Markdown, copied 
 
 What the tools ask of a family's classes
 ----------------------------------------
-The config class: ``trained_length``, ``head_dim``, ``rope_theta``, ``rope_scaling`` and the NTK properties of
+The config class: ``trained_length``, ``head_dim``, ``rotary_dim`` (the rotated dimensions of a head, which the
+scaling law counts), ``rope_theta``, ``rope_scaling`` and the NTK properties of
 ``rope_longllada.RopeScalingMixin`` (the card's NTK table, ``ppl``, lm-eval's RoPE overrides). The model class:
 ``sampler_defaults`` (a dict, written to ``generation_config.json``), ``check_config(config)`` (refuses an
 architecture it cannot run; upload calls it), ``generate`` with the entry's ``sampler_arguments``, and, with
 ``likelihood``, ``log_likelihood`` and ``chunk_perplexity``. A native family's classes may lack the first two; with
 ``hooks``, the tools ask the hooks instead of the config class.
 
-Lookups: :func:`family_by_name` (an ``--arch`` value), :func:`family_of_model_type` (a ``config.json``'s
-``model_type``, ours or official; None for any other model), :func:`model_types` (every type, official first).
+Lookups: :func:`family_by_name` (an ``--arch`` value), :func:`family_of_config` (a ``config.json``'s fields:
+its ``model_type``, ours or official, and the entries' ``claims``; None for any other model),
+:func:`family_of_model_type` (a ``model_type`` alone), :func:`model_types` (every type, official first).
 """
 
 from __future__ import annotations
@@ -169,17 +179,21 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = [
     "FAMILIES",
     "ROPE_FACTS",
     "CardText",
+    "ConfigClaim",
     "Family",
     "SamplerDemo",
     "TokenizerSpec",
+    "claiming_family",
     "family_by_name",
+    "family_of_config",
     "family_of_model_type",
     "import_object",
     "model_types",
@@ -267,6 +281,25 @@ class CardText:
     notes: str
     papers: tuple[tuple[str, str], ...] = ()
     ntk_demo: str = ""
+    eval_example: str = ""
+
+
+@dataclass(frozen=True)
+class ConfigClaim:
+    """A ``config.json`` that says another family's ``model_type`` but is the claiming family's: it has every field
+    of ``present`` and none of ``absent``."""
+
+    model_type: str
+    present: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+
+    def matches(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` (a ``config.json`` as a dict) is one this claim takes."""
+        return (
+            config.get("model_type") == self.model_type
+            and all(name in config for name in self.present)
+            and not any(name in config for name in self.absent)
+        )
 
 
 @dataclass(frozen=True)
@@ -289,6 +322,7 @@ class Family:
     greedy_remasking: str
     card: CardText
     auto_classes: tuple[str, ...] = ("AutoModel", "AutoModelForCausalLM")
+    claims: tuple[ConfigClaim, ...] = ()
     native: bool = False
     min_transformers: str = "4.46"
     derived_fields: tuple[str, ...] = ()
@@ -304,6 +338,11 @@ class Family:
     def model_types(self) -> tuple[str, ...]:
         """Every ``model_type`` of the family, the official ones first."""
         return (*self.official_model_types, self.model_type)
+
+    def is_official(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` (a ``config.json`` as a dict) is an official checkpoint's: an official
+        ``model_type``, or another family's type that one of this family's ``claims`` takes."""
+        return config.get("model_type") in self.official_model_types or any(c.matches(config) for c in self.claims)
 
     @property
     def architecture(self) -> str:
@@ -491,6 +530,7 @@ LLADA = Family(
             "the fast sampler:"
         ),
         eval_arguments="steps=32,block_length=32",
+        eval_example="ntk_target=16384,cache=prefix",
         notes=(
             "- `generate` is a diffusion sampler: `max_new_tokens` is rounded up to a multiple of `block_length`, "
             "`steps` is capped at the output length, and HF options such as `top_p` or beams are ignored."
@@ -648,6 +688,7 @@ DREAM = Family(
             "`ntk_target=T` override this revision's RoPE scaling:"
         ),
         eval_arguments="steps=32,ntk_factor={factor}",
+        eval_example="ntk_factor=5,alg=entropy,temperature=0.2,top_p=0.95,steps=32",
         notes=(
             "- `diffusion_generate` decodes the whole answer as one span with `steps` denoising steps (default "
             '512, `alg="origin"`); greedy settings (`temperature=0.0` and `alg` `maskgit_plus`, `topk_margin` or '
@@ -839,10 +880,107 @@ DIFFUSION_GEMMA = Family(
             ("the entropy-bounded sampler", "https://arxiv.org/abs/2505.24857"),
         ),
         ntk_demo=GEMMA_NTK_DEMO,
+        eval_example="max_denoising_steps=48",
     ),
 )
 
-FAMILIES: tuple[Family, ...] = (LLADA, DREAM, DIFFUSION_GEMMA)
+# -- LLaDA-MoE-7B-A1B (Zhu et al. 2025) ----------------------------------------------------------------------------
+
+# The role format of the Ling 2.0 tokenizer that LLaDA-MoE shares (<role>SYSTEM</role>, <role>HUMAN</role>,
+# <role>ASSISTANT</role>, each turn closed by <|role_end|>, the turn dllm and the official inference stop at); the
+# generation prompt opens an assistant turn. No BOS: the official inference code encodes prompts without one.
+LLADAMOE_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}{%- set role = 'HUMAN' -%}"
+    "{%- else -%}{%- set role = message['role'] | upper -%}{%- endif -%}"
+    "{{ '<role>' + role + '</role>' + message['content'] + '<|role_end|>' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<role>ASSISTANT</role>' }}{%- endif -%}"
+)
+
+LLADAMOE = Family(
+    name="lladamoe",
+    title="LLaDA-MoE",
+    model_type="longllada_lladamoe",
+    official_model_types=("lladamoe",),
+    # The first releases' config.json (and the official configuration_lladamoe.py, class LLaDAConfig) say "llada",
+    # LLaDA's type: their expert fields, and no d_model, tell them apart.
+    claims=(
+        ConfigClaim(model_type="llada", present=("expert_intermediate_size", "moe_layer_freq"), absent=("d_model",)),
+    ),
+    config_class="modeling_longllada.configuration_lladamoe.LLaDAMoEConfig",
+    model_class="modeling_longllada.modeling_lladamoe.LLaDAMoEModelLM",
+    required_fields=(
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "vocab_size",
+        "rope_theta",
+        "partial_rotary_factor",
+        "moe_layer_freq",
+    ),
+    embedding_key="model.embed_tokens.weight",
+    key_prefixes=("model.", "lm_head."),
+    # The official config has no field for the mask token: ours is written, so that the tokenizer's id travels.
+    written_fields=("mask_token_id",),
+    tiny_config_fields="modeling_longllada.configuration_lladamoe.LLaDAMoEConfig.fields_from_sizes",
+    weight_shapes="modeling_longllada.configuration_lladamoe.LLaDAMoEConfig.official_weight_shapes",
+    tokenizer=TokenizerSpec(
+        # Ling 2.0's: <|endoftext|> EOS and PAD (156892), <|mask|> MASK (156895), the role tokens; a BOS that
+        # prompts do not carry.
+        special_tokens=("<|startoftext|>", "<|endoftext|>", "<|mask|>", "<role>", "</role>", "<|role_end|>"),
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        mask_token="<|mask|>",
+        chat_template=LLADAMOE_CHAT_TEMPLATE,
+        add_bos=False,
+    ),
+    sampler_arguments=LLADA.sampler_arguments,
+    greedy_remasking=LLADA.greedy_remasking,
+    card=replace(
+        LLADA.card,
+        tag="llada-moe",
+        model="LLaDA-MoE-7B-A1B",
+        paper="https://arxiv.org/abs/2509.24389",
+        official_repos=("inclusionAI/LLaDA-MoE-7B-A1B-Base", "inclusionAI/LLaDA-MoE-7B-A1B-Instruct"),
+        weights_note=" (the official keys)",
+        remote_code="`configuration_lladamoe.py`, `modeling_lladamoe.py` and the LongLLaDA files they share",
+        features=(
+            '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
+            '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law over the rotated '
+            "dimensions of each head, `head_dim × partial_rotary_factor`, and the trained length "
+            '`max_position_embeddings`) or `{"type": "ntk_per_length"}` (λ chosen from each input\'s length);',
+            "- the mixture of experts as the official model routes it (softmax router in float32, the expert bias "
+            "added to its weights, top-k unnormalised, the shared expert beside), every expert of a layer computed "
+            "at once by grouped matrix products;",
+            "- `model.generate()`: LLaDA's diffusion sampler (blocks decoded left to right, low-confidence or "
+            "random remasking, temperature, classifier-free guidance), with Fast-dLLM's prefix/dual key-value "
+            f"caches and confidence-threshold decoding ([paper]({FAST_DLLM_PAPER})) as options;",
+            "- `model.log_likelihood()`: the Monte-Carlo bound on log p(continuation | context) that LLaDA uses for "
+            "multiple-choice evaluation;",
+            "- attention masks honoured (left-padded batches give the same results as single prompts), and the LM "
+            "head computed only where logits are needed.",
+        ),
+        facts=(
+            (
+                "Layers, hidden size, heads / key-value heads (head dim, rotated dims)",
+                "{config.num_hidden_layers}, {config.hidden_size}, {config.num_attention_heads} / "
+                "{config.num_key_value_heads} ({config.head_dim}, {config.rotary_dim})",
+            ),
+            (
+                "Experts (per token), expert width",
+                "{config.num_experts} ({config.num_experts_per_tok}), {config.expert_intermediate_size}",
+            ),
+            ("Trained context (`max_position_embeddings`)", "{config.trained_length:,} tokens"),
+            *ROPE_FACTS,
+        ),
+        papers=(("Fast-dLLM", FAST_DLLM_PAPER),),
+        eval_example="ntk_target=8192,cache=prefix,threshold=0.9",
+    ),
+)
+
+FAMILIES: tuple[Family, ...] = (LLADA, DREAM, LLADAMOE, DIFFUSION_GEMMA)
 
 
 # -- lookups -----------------------------------------------------------------------------------------------------
@@ -857,11 +995,26 @@ def family_by_name(name: str) -> Family:
 
 
 def family_of_model_type(model_type: str | None) -> Family | None:
-    """The family whose ``config.json`` says ``model_type`` (ours or an official one), or None."""
+    """The family whose ``config.json`` says ``model_type`` (ours or an official one), or None. A config of a type
+    that another family claims by its fields (:class:`ConfigClaim`) needs :func:`family_of_config`."""
     for family in FAMILIES:
         if model_type in family.model_types:
             return family
     return None
+
+
+def claiming_family(config: Mapping[str, Any]) -> Family | None:
+    """The family one of whose ``claims`` takes ``config`` (a ``config.json`` as a dict), or None."""
+    for family in FAMILIES:
+        if any(claim.matches(config) for claim in family.claims):
+            return family
+    return None
+
+
+def family_of_config(config: Mapping[str, Any]) -> Family | None:
+    """The family of a ``config.json`` (as a dict): the one that claims it by its fields, else the one of its
+    ``model_type``; None for any other model."""
+    return claiming_family(config) or family_of_model_type(config.get("model_type"))
 
 
 def model_types() -> tuple[str, ...]:

@@ -5,16 +5,19 @@ registered with ``AutoConfig`` and the family's Auto model classes, so that a fo
 with this project's classes and without ``trust_remote_code``: a registered model type is "local code" to
 transformers. An official model type gets a config class of its own (a subclass of the family's, differing only in
 ``model_type``), because transformers maps each model type to one config class and each config class to one model
-class.
+class. Such a class also honours the families' ``claims``: a ``config.json`` of its type that another family claims
+by its fields (LLaDA-MoE's first releases say ``"llada"``) is read by that family's config class, so the Auto
+classes load it with that family's model.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import transformers
 
-from .families import FAMILIES, Family
+from .families import FAMILIES, Family, claiming_family
 
 __all__ = ["register_family", "register_families", "registered_config_class"]
 
@@ -26,11 +29,21 @@ def _config_class_for(config_class: type, model_type: str) -> type:
     def __init__(self, **kwargs):  # explicit: transformers 5 would generate one that skips the family's own
         config_class.__init__(self, **kwargs)
 
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        claimant = claiming_family(config_dict)
+        if claimant is not None and not issubclass(cls, claimant.config_cls()):
+            claimant.check_transformers()
+            # Read as the claimant's first type, so that the config object says which family it is.
+            model_type = claimant.model_types[0]
+            return registered_config_class(model_type).from_dict({**config_dict, "model_type": model_type}, **kwargs)
+        return super(subclass, cls).from_dict(config_dict, **kwargs)
+
     name = f"{config_class.__name__}As{''.join(part.title() for part in model_type.split('_'))}"
     subclass = type(
         name,
         (config_class,),
-        {"model_type": model_type, "__init__": __init__, "__module__": __name__, "__qualname__": name,
+        {"model_type": model_type, "__init__": __init__, "from_dict": classmethod(from_dict), "__module__": __name__,
+         "__qualname__": name,
          "__doc__": f"A ``config.json`` with ``model_type: {model_type!r}`` read by ``{config_class.__name__}``."},
     )  # fmt: skip
     globals()[name] = subclass  # importable by name, so that configs pickle (data-loader workers, deepcopy)

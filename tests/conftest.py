@@ -112,6 +112,31 @@ def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_family_dir(
+    tiny_model_dir: Path, tiny_dream_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """A function from a family's name (``modeling_longllada.families``) to its tiny random model folder
+    (``build_tiny_model(arch=name)``), built once per session; LLaDA's and Dream's are ``tiny_model_dir`` and
+    ``tiny_dream_dir``. Read-only, like them. Skips the calling test for a family the installed transformers
+    cannot run."""
+    from modeling_longllada.families import family_by_name
+
+    folders = {"llada": tiny_model_dir, "dream": tiny_dream_dir}
+
+    def folder(name: str) -> Path:
+        family = family_by_name(name)
+        if not family.is_supported():
+            pytest.skip(f"{family.title} needs transformers >= {family.min_transformers}")
+        if name not in folders:
+            from longllada.tiny_model import build_tiny_model
+
+            folders[name] = build_tiny_model(tmp_path_factory.mktemp(f"tiny_{name}") / f"tiny-{name}", arch=name)
+        return folders[name]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir: Path):
     """The tiny model's tokenizer, loaded with ``AutoTokenizer`` from its folder."""
     from transformers import AutoTokenizer

@@ -130,8 +130,8 @@ def test_sampler_arguments_are_its_own_and_checked_before_loading(tiny_gemma_dir
                                 "confidence_threshold": 0.01, "canvas_length": 16, "ntk_factor": 4})  # fmt: skip
     assert family is DIFFUSION_GEMMA and model_type == "diffusion_gemma"
     refused = {
-        "steps": ("--model_args ['steps'] do not apply to DiffusionGemma", "its sampler takes: max_denoising_steps"),
-        "max_denoising_steps": ("--model_args ['max_denoising_steps'] do not apply to LLaDA", "takes: steps"),
+        "steps": ("steps=8 does not apply to DiffusionGemma's sampler", "allowed: max_denoising_steps"),
+        "max_denoising_steps": ("max_denoising_steps=8 does not apply to LLaDA's sampler", "allowed: steps"),
     }
     for key, words in refused.items():
         pretrained = tiny_gemma_dir if key == "steps" else tiny_model_dir
@@ -151,7 +151,7 @@ def test_sampler_arguments_are_its_own_and_checked_before_loading(tiny_gemma_dir
     # The command line: one line, before the model loads.
     assert main(["eval", "--model", "longllada", "--model_args", f"pretrained={tiny_gemma_dir},steps=8",
                  "--tasks", "longllada_niah", "--output_path", str(tmp_path / "out")]) == 2  # fmt: skip
-    assert "do not apply to DiffusionGemma" in one_error_line(capsys, "eval") and not (tmp_path / "out").exists()
+    assert "does not apply to DiffusionGemma" in one_error_line(capsys, "eval") and not (tmp_path / "out").exists()
 
 
 @needs_diffusion_gemma

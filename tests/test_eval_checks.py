@@ -39,8 +39,8 @@ def refused(argv: list[str], out: Path) -> str:
         ("block_length=2.5", "block_length=2.5 is not allowed"),
         ("temperature=nan", "temperature=nan is not allowed"),
         ("remasking=random,threshold=0.5", "threshold=0.5 needs a confidence in [0, 1]"),
-        ("top_p=0.9", "top_p=0.9 applies to Dream's algorithms"),
-        ("alg=maskgit_plus,remasking=random", "disagree"),
+        ("top_p=0.9", "top_p=0.9 does not apply to LLaDA's sampler"),
+        ("alg=maskgit_plus,remasking=random", "alg='maskgit_plus' does not apply to LLaDA's sampler"),
         ("mc_num=0", "mc_num=0 is not allowed"),
         ("greedy_check=maybe", "greedy_check='maybe' is not allowed"),
     ],
@@ -64,6 +64,8 @@ def test_sampler_options_are_checked_with_the_family_defaults(tiny_dream_dir):
     with pytest.raises(ValueError, match="threshold=0.9 needs a confidence in \\[0, 1\\], which remasking='origin'"):
         check_model_args({"pretrained": str(tiny_dream_dir), "threshold": 0.9})
     check_model_args({"pretrained": str(tiny_dream_dir), "threshold": 0.9, "alg": "maskgit_plus"})
+    with pytest.raises(ValueError, match="alg='maskgit_plus' and remasking='random' disagree"):
+        check_model_args({"pretrained": str(tiny_dream_dir), "alg": "maskgit_plus", "remasking": "random"})
     with pytest.raises(ValueError, match="pretrained='/no/such/model': its config.json could not be read"):
         check_model_args({"pretrained": "/no/such/model"})
 

@@ -1,11 +1,12 @@
-"""`longllada eval --model longllada` on every family of the LongLLaDA paper, each with NTK scaling.
+"""`longllada eval --model longllada` on every family of the registry and a causal LM, each with NTK scaling.
 
 The real CLI (``longllada.cli.main(["eval", ...])``, in-process) runs ``longllada_niah`` on a small grid for a tiny
-Dream, a tiny LLaDA and a tiny causal LM (a ``LlamaForCausalLM``, standing in for the LLaMA-3 baseline). Each run
-must report every cell of the grid, and the results JSON must record the RoPE scaling of the loaded model: the
-requested factor on the diffusion configs, the base θ·λ on the causal LM (with lm-eval's context window widened to
-what the scaled base covers, so the 512-token prompts are not cut to the trained 256). For Dream, every prompt the
-sampler sees starts with the tokenizer's BOS, once.
+model of every family of the registry (Dream also with the paper's sampler settings) and a tiny causal LM (a
+``LlamaForCausalLM``, standing in for the LLaMA-3 baseline). Each run must report every cell of the grid, and the
+results JSON must record the RoPE scaling of the loaded model: the requested factor on the diffusion configs, the
+base θ·λ on the causal LM (with lm-eval's context window widened to what the scaled base covers, so the 512-token
+prompts are not cut to the trained 256). For Dream, every prompt the sampler sees starts with the tokenizer's BOS,
+once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch  # noqa: E402
 
 from longllada.cli import main  # noqa: E402
 from modeling_longllada import ntk_supported_length  # noqa: E402
+from modeling_longllada.families import FAMILIES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_LLAMA = REPO / "longllada" / "models" / "tiny-llama-ar"
@@ -99,11 +101,17 @@ def test_dream_with_ntk_and_the_papers_sampler_settings(tiny_dream_dir, tmp_path
     assert any("prompts start with BOS" in message for message in records.messages)
 
 
-def test_llada_with_ntk(tiny_model_dir, tmp_path):
-    results, _ = run_niah(tmp_path, f"pretrained={tiny_model_dir},ntk_factor=4")
+# A short run whatever the sampler: its step count under each name a family's sampler uses for it.
+FEW_STEPS = {"steps": 8, "max_denoising_steps": 8}
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_every_family_with_ntk(tiny_family_dir, tmp_path, family):
+    few_steps = ",".join(f"{name}={value}" for name, value in FEW_STEPS.items() if name in family.sampler_arguments)
+    results, _ = run_niah(tmp_path, f"pretrained={tiny_family_dir(family.name)},ntk_factor=4,{few_steps}")
     check_cells(results)
     config = results["config"]
-    assert config["longllada_family"] == "llada" and config["longllada_bos_prefix"] is False
+    assert config["longllada_family"] == family.name and config["longllada_bos_prefix"] is family.bos_prefix
     assert config["longllada_rope_applied"]["scaling"] == "ntk:4"
     loaded = config["longllada_rope_loaded"]
     assert loaded["factor"] == 4 and loaded["effective_rope_theta"] == pytest.approx(4 * loaded["rope_theta"])

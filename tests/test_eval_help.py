@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 
 from longllada import cli
 from longllada.eval_help import FAMILY_EXAMPLES
 from longllada.model_args import MODEL_ARGS, SAMPLER_ARGS
+from modeling_longllada.families import FAMILIES
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("argv", [["eval", "--help"], ["eval", "-h"], ["eval"], ["eval", "--model", "longllada", "-h"]])
@@ -22,8 +27,10 @@ def test_eval_help_is_ours(argv, capsys):
     for name in MODEL_ARGS:
         assert f"\n  {name} " in text, name
     assert "--model_args once per setting" in text and "longllada_settings.json" in text and "--use_cache" in text
-    for family, _, model_args in FAMILY_EXAMPLES:
+    for _, family, _, model_args in FAMILY_EXAMPLES:
         assert family in text and model_args in text
+    names = [name for name, *_ in FAMILY_EXAMPLES]
+    assert names == [family.name for family in FAMILIES if family.card.official_repos] + [None]
     assert "longllada eval run --help" in text
 
 
@@ -31,22 +38,24 @@ def test_the_model_args_are_those_the_model_takes():
     lm_eval_model = pytest.importorskip("longllada.lm_eval_model")
     from lm_eval.models.huggingface import HFLM
 
+    hflm = inspect.signature(HFLM.__init__).parameters
     ours = [name for name in inspect.signature(lm_eval_model.LongLLaDALM.__init__).parameters
-            if name not in inspect.signature(HFLM.__init__).parameters and name not in ("self", "kwargs")]  # fmt: skip
-    assert ours == list(MODEL_ARGS)  # the same names, in the signature's order
+            if name in MODEL_ARGS or (name not in hflm and name not in ("self", "kwargs"))]  # fmt: skip
+    assert ours == list(MODEL_ARGS)  # the same names, in the signature's order (HFLM's trust_remote_code too)
     assert lm_eval_model.SAMPLER_KEYS == tuple(SAMPLER_ARGS)
 
 
-def test_every_example_is_a_setting_model_longllada_takes():
+def test_every_example_is_a_setting_model_longllada_takes(tiny_family_dir):
+    """Each example's arguments, on a tiny model of its family (the causal LM's on the shipped tiny LLaMA)."""
     pytest.importorskip("lm_eval")
+    from lm_eval.utils import simple_parse_args_string
+
     from longllada.eval_cli import check_settings
 
-    for _, _, model_args in FAMILY_EXAMPLES:
-        parsed = dict(item.split("=", 1) for item in model_args.split(","))
-        for key in ("ntk_factor", "ntk_target"):  # lm-eval hands numbers over as numbers
-            if key in parsed:
-                parsed[key] = int(parsed[key])
-        check_settings([(model_args, parsed)], "longllada")
+    for name, _, _, model_args in FAMILY_EXAMPLES:
+        local = tiny_family_dir(name) if name else REPO / "longllada" / "models" / "tiny-llama-ar"
+        model_args = re.sub(r"^pretrained=[^,]*", f"pretrained={local}", model_args)
+        check_settings([(model_args, simple_parse_args_string(model_args))], "longllada")  # parsed as lm-eval does
 
 
 def test_lm_eval_help_is_one_command_away(capsys):

@@ -12,6 +12,7 @@ import filecmp
 import fnmatch
 import inspect
 import json
+import math
 import re
 import shlex
 import shutil
@@ -22,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_isolated
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from safetensors.torch import load_file, save_file
 
@@ -33,7 +35,7 @@ from hub_upload.push import REPLACED_PATTERNS
 from longllada import cli
 from modeling_longllada import REMOTE_CODE_FILES, LongLLaDAConfig, LongLLaDAModelLM, ntk_scaling_factor
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
-from modeling_longllada.families import LLADA
+from modeling_longllada.families import FAMILIES, LLADA
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "longllada-tests/Tiny-LongLLaDA"
@@ -281,9 +283,10 @@ def test_model_card_ntk_table_comes_from_the_config(built):
     assert rows[8192] == 4 and rows[16384] > 4 and min(rows) == 8192
 
 
-# -- every code block of the card runs against the built folder ------------------------------------------------
+# -- every code block of the card runs against the built folder, for every family --------------------------------
 
-# Runs the card's python blocks one after the other in one namespace, as a reader runs a notebook.
+# Runs the card's python blocks one after the other in one namespace, as a reader runs a notebook; reports the
+# first block's model and shapes, and the shape of the batched example's output.
 CARD_DRIVER = """
 import json
 namespace = {{"__name__": "__main__"}}
@@ -292,17 +295,21 @@ for i, code in enumerate(json.loads({blocks!r})):
     exec(compile(code, f"<model card block {{i}}>", "exec"), namespace)
     if i == 0:
         model, output, prompt = namespace["model"], namespace["output"], namespace["input_ids"]
-        report = {{"module": type(model).__module__, "class": type(model).__name__, "prompt": prompt.shape[1],
-                  "output": list(output.shape)}}
+        sequences = output.sequences if hasattr(output, "sequences") else output
+        report = {{"module": type(model).__module__, "class": type(model).__name__, "prompt": prompt[0].tolist(),
+                  "output": list(sequences.shape), "bos": namespace["tokenizer"].bos_token_id}}
         print("REPORT", json.dumps(report))
+    if "batch" in namespace and "batch_output" not in namespace:
+        namespace["batch_output"] = namespace["output"]
+        print("BATCH", json.dumps(list(namespace["output"].shape)), flush=True)
 print("=== all blocks ran")
 """
-# Small lengths for the tiny model on two CPU cores; each must be found in the card.
+# Small lengths for the tiny models on two CPU cores; each must be found in the card.
 SMALL_LENGTHS = {
-    "max_new_tokens=64": "max_new_tokens=16",
-    "steps=64": "steps=16",
-    "block_length=32": "block_length=8",
-    "mc_num=128, batch_size=32": "mc_num=8, batch_size=4",
+    "max_new_tokens=64": "max_new_tokens=8",
+    "steps=64": "steps=8",
+    "block_length=32": "block_length=4",
+    "mc_num=128, batch_size=32": "mc_num=4, batch_size=4",
 }
 
 
@@ -310,60 +317,105 @@ def card_blocks(readme: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```$", readme, re.M | re.S)
 
 
-def test_every_card_block_is_python_or_bash(built):
+def run_card_blocks(folder: Path, blocks: list[str], cwd: Path, repo_id: str) -> tuple[str, dict]:
+    """Run the card's python ``blocks`` on ``folder`` (the repo id ``repo_id`` replaced, lengths made small) where
+    this project is not importable; returns the stdout and the first block's report."""
+    local = []
+    for block in blocks:
+        block = block.replace(f'"{repo_id}"', repr(str(folder)))
+        for old, new in SMALL_LENGTHS.items():
+            block = block.replace(old, new)
+        local.append(block)
+    stdout = run_isolated(CARD_DRIVER.format(blocks=json.dumps(local)), cwd=cwd)
+    assert "=== all blocks ran" in stdout
+    return stdout, json.loads(stdout.split("REPORT ", 1)[1].splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def family_built(tiny_family_dir, tmp_path_factory):
+    """A function: the tiny model of a family (``tiny-model --arch NAME``) published with NTK factor 2 (dry run),
+    built once a module; returns the folder and its repo id."""
+    folders: dict[str, tuple[Path, str]] = {}
+
+    def build(family) -> tuple[Path, str]:
+        if family.name not in folders:
+            repo_id = f"longllada-tests/Tiny-{family.name}"
+            out = tmp_path_factory.mktemp(f"built-{family.name}") / repo_id.split("/")[1]
+            argv = [tiny_family_dir(family.name), "--repo-id", repo_id, "--rope-scaling", "ntk:2", "--dry-run"]
+            assert upload([*argv, "--out", out]) == 0
+            folders[family.name] = (out, repo_id)
+        return folders[family.name]
+
+    return build
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_every_card_block_is_python_or_bash(family_built, family):
+    built, _ = family_built(family)
     readme = (built / "README.md").read_text()
     fences = re.findall(r"^```(\w*)$", readme, re.M)
     languages = fences[0::2]
     assert set(languages) == {"python", "bash"} and len(fences) % 2 == 0
     assert len(card_blocks(readme, "python")) + len(card_blocks(readme, "bash")) == len(languages)
+    assert ModelCard.load(built / "README.md").data.tags[0] == family.card.tag
 
 
-def test_card_python_blocks_run_where_our_package_is_not_importable(built, tmp_path, run_isolated):
-    readme = (built / "README.md").read_text()
-    blocks = card_blocks(readme, "python")
+# A native family's card (transformers' classes and RoPE fields) is run by its own tests.
+@pytest.mark.parametrize("family", [f for f in FAMILIES if not f.native], ids=lambda f: f.name)
+def test_card_python_blocks_run_where_our_package_is_not_importable(family_built, family, tmp_path):
+    built, repo_id = family_built(family)
+    blocks = card_blocks((built / "README.md").read_text(), "python")
     assert len(blocks) >= 5
     joined = "\n".join(blocks)
-    assert f'"{REPO_ID}"' in joined and "rope_scaling={" in joined and '"target_length"' in joined
-    assert "log_likelihood(" in joined and ".generate(" in joined
+    assert f'"{repo_id}"' in joined and "rope_scaling={" in joined and '"target_length"' in joined
+    assert "log_likelihood(" in joined and f".{family.card.generate.method}(" in joined
     for old in SMALL_LENGTHS:
         assert old in joined, old
-    local = []
-    for block in blocks:
-        block = block.replace(f'"{REPO_ID}"', repr(str(built)))
-        for old, new in SMALL_LENGTHS.items():
-            block = block.replace(old, new)
-        local.append(block)
-    stdout = run_isolated(CARD_DRIVER.format(blocks=json.dumps(local)), cwd=tmp_path)
-    assert "=== all blocks ran" in stdout
-    report = json.loads(stdout.split("REPORT ", 1)[1].splitlines()[0])
-    assert report["module"].startswith("transformers_modules") and report["class"] == "LongLLaDAModelLM"
-    assert report["output"] == [1, report["prompt"] + 16]
+    stdout, report = run_card_blocks(built, blocks, tmp_path, repo_id)
+    assert report["class"] == family.architecture
+    assert family.native or report["module"].startswith("transformers_modules")
+    assert report["output"] == [1, len(report["prompt"]) + 8]
+    # the prompt starts with the BOS where the family's prompts do (the tokenizer or the card's code adds it)
+    assert (report["prompt"][0] == report["bos"]) == (family.bos_prefix or family.tokenizer.add_bos)
+    assert json.loads(stdout.split("BATCH ", 1)[1].splitlines()[0])[0] == 2
+    assert "log p(continuation | context) >=" in stdout
 
 
-def test_card_ppl_command_runs(built, tmp_path, capsys):
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f.likelihood], ids=lambda f: f.name)
+def test_card_ppl_command_runs(family_built, family, tmp_path):
+    built, repo_id = family_built(family)
+    trained = family.config_cls().from_pretrained(built).trained_length
     (command,) = [b for b in card_blocks((built / "README.md").read_text(), "bash") if "longllada ppl" in b]
     argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[:2] == ["longllada", "ppl"] and argv[argv.index("--model") + 1] == REPO_ID
-    small = {"--model": str(built), "--max-length": "128", "--mc": "2", "--out": str(tmp_path / "ppl.jsonl")}
+    assert argv[:2] == ["longllada", "ppl"] and argv[argv.index("--model") + 1] == repo_id
+    assert argv[argv.index("--max-length") + 1] == str(4 * trained)
+    small = {"--model": str(built), "--max-length": "64", "--chunk": "32", "--mc": "2",
+             "--out": str(tmp_path / "ppl.jsonl")}  # fmt: skip
     for flag, value in small.items():
         argv[argv.index(flag) + 1] = value
     assert cli.main([*argv[1:], "--no-progress"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "ppl.jsonl").read_text().splitlines()]
-    assert rows[0]["kind"] == "diffusion" and [r["length"] for r in rows[1:]] == [64, 128]
+    assert rows[0]["kind"] == "diffusion" and [r["length"] for r in rows[1:]] == [32, 64]
+    assert all(math.isfinite(r["ppl"]) for r in rows[1:])
 
 
 @pytest.mark.e2e
-def test_card_lm_eval_command_runs(built, tmp_path):
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_card_lm_eval_command_runs(family_built, family, tmp_path):
+    built, repo_id = family_built(family)
     (command,) = [b for b in card_blocks((built / "README.md").read_text(), "bash") if "longllada eval" in b]
     argv = shlex.split(command.replace("\\\n", " "))
     assert argv[:4] == ["longllada", "eval", "--model", "longllada"]
     model_args = argv[argv.index("--model_args") + 1]
-    assert model_args.startswith(f"pretrained={REPO_ID},")
-    argv[argv.index("--model_args") + 1] = model_args.replace(REPO_ID, str(built))
+    assert model_args.startswith(f"pretrained={repo_id},")
+    argv[argv.index("--model_args") + 1] = model_args.replace(repo_id, str(built))
     argv[argv.index("--output_path") + 1] = str(tmp_path / "results")
-    assert cli.main([*argv[1:], "--limit", "2"]) == 0
+    metadata = json.loads(argv[argv.index("--metadata") + 1])
+    argv[argv.index("--metadata") + 1] = json.dumps({**metadata, "context_lengths": [128], "depths": [50]})
+    assert cli.main([*argv[1:], "--limit", "1"]) == 0
     (results,) = (tmp_path / "results").rglob("results_*.json")
-    assert "score,none" in json.loads(results.read_text())["results"]["longllada_niah"]
+    data = json.loads(results.read_text())
+    assert "score,none" in data["results"]["longllada_niah"] and data["config"]["longllada_family"] == family.name
 
 
 # -- sources: official safetensors, .bin, Hub id -----------------------------------------------------------------

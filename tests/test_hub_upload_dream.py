@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import shlex
 import shutil
 from pathlib import Path
 
@@ -18,12 +17,11 @@ import torch
 from conftest import run_isolated
 from huggingface_hub import ModelCard
 from oracles import dream_reference as ref
-from test_hub_upload import card_blocks, read_json
+from test_hub_upload import SMALL_LENGTHS, card_blocks, read_json, run_card_blocks
 
 import hub_upload
 from hub_upload.build import source_model_types
 from hub_upload.model_card import ntk_table_rows
-from longllada import cli
 from longllada.tiny_model import build_tiny_model
 from modeling_longllada import REMOTE_CODE_FILES, DreamModel, ntk_scaling_factor
 from modeling_longllada.configuration_dream import OFFICIAL_DEFAULTS
@@ -300,45 +298,6 @@ def test_hub_id_source_from_the_hub_cache(official, tmp_path, monkeypatch):
 
 # -- the model card's demos run on the built repo ------------------------------------------------------------------
 
-# Runs the card's python blocks one after the other in one namespace, as a reader runs a notebook.
-CARD_DRIVER = """
-import json
-namespace = {{"__name__": "__main__"}}
-for i, code in enumerate(json.loads({blocks!r})):
-    print(f"=== block {{i}}", flush=True)
-    exec(compile(code, f"<model card block {{i}}>", "exec"), namespace)
-    if i == 0:
-        model, output, prompt = namespace["model"], namespace["output"], namespace["input_ids"]
-        report = {{"module": type(model).__module__, "class": type(model).__name__, "prompt": prompt[0].tolist(),
-                  "output": list(output.sequences.shape), "bos": namespace["tokenizer"].bos_token_id}}
-        print("REPORT", json.dumps(report))
-    if "batch" in namespace and "batch_output" not in namespace:
-        namespace["batch_output"] = namespace["output"]
-        print("BATCH", json.dumps(list(namespace["output"].shape)), flush=True)
-print("=== all blocks ran")
-"""
-# Small lengths for the tiny model on two CPU cores; each must be found in the card.
-SMALL_LENGTHS = {
-    "max_new_tokens=64": "max_new_tokens=8",
-    "steps=64": "steps=8",
-    "block_length=32": "block_length=4",
-    "mc_num=128, batch_size=32": "mc_num=4, batch_size=4",
-}
-
-
-def run_card_blocks(folder: Path, blocks: list[str], cwd: Path) -> tuple[str, dict]:
-    """Run the card's python ``blocks`` on ``folder`` (its repo id replaced, lengths made small) in an isolated
-    process; returns its stdout and the report of the first block."""
-    local = []
-    for block in blocks:
-        block = block.replace(f'"{REPO_ID}"', repr(str(folder)))
-        for old, new in SMALL_LENGTHS.items():
-            block = block.replace(old, new)
-        local.append(block)
-    stdout = run_isolated(CARD_DRIVER.format(blocks=json.dumps(local)), cwd=cwd)
-    assert "=== all blocks ran" in stdout
-    return stdout, json.loads(stdout.split("REPORT ", 1)[1].splitlines()[0])
-
 
 def test_card_python_blocks_run_where_our_package_is_not_importable(official, built_ntk, tmp_path):
     config = official[1]
@@ -351,7 +310,7 @@ def test_card_python_blocks_run_where_our_package_is_not_importable(official, bu
     assert '"target_length": 8192' in joined  # four times Dream's trained length
     for old in SMALL_LENGTHS:
         assert old in joined, old
-    stdout, report = run_card_blocks(built_ntk, blocks, tmp_path)
+    stdout, report = run_card_blocks(built_ntk, blocks, tmp_path, REPO_ID)
     assert report["module"].startswith("transformers_modules") and report["class"] == "DreamModel"
     assert report["prompt"][0] == report["bos"] == config["bos_token_id"]  # the BOS is prepended
     assert report["output"] == [1, len(report["prompt"]) + 8]
@@ -370,7 +329,7 @@ def test_card_for_a_base_model_without_chat_template_runs(official, tmp_path):
     out = convert(source, tmp_path / "Tiny-LongDream")
     first = card_blocks((out / "README.md").read_text(), "python")[0]
     assert "apply_chat_template" not in first and 'text = "The sky is blue because"' in first
-    _, report = run_card_blocks(out, [first], tmp_path)
+    _, report = run_card_blocks(out, [first], tmp_path, REPO_ID)
     assert report["class"] == "DreamModel" and report["prompt"][0] == config["bos_token_id"]
     assert report["output"] == [1, len(report["prompt"]) + 8]
 
@@ -384,51 +343,6 @@ def test_card_states_the_dream_scaling_law(built_ntk):
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     factor = max(2, ntk_scaling_factor(head_dim, config["rope_theta"], 2048, 4096))
     assert f'rope_scaling={{"type": "ntk", "factor": {factor}}}' in readme
-
-
-def test_card_ppl_command_runs(built, tmp_path):
-    (command,) = [b for b in card_blocks((built / "README.md").read_text(), "bash") if "longllada ppl" in b]
-    argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[:2] == ["longllada", "ppl"] and argv[argv.index("--model") + 1] == REPO_ID
-    assert argv[argv.index("--max-length") + 1] == str(4 * 2048)
-    small = {
-        "--model": str(built),
-        "--max-length": "64",
-        "--chunk": "32",
-        "--mc": "2",
-        "--out": str(tmp_path / "p.jsonl"),
-    }
-    for flag, value in small.items():
-        argv[argv.index(flag) + 1] = value
-    assert cli.main([*argv[1:], "--no-progress"]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [r["length"] for r in rows[1:]] == [32, 64]
-
-
-@pytest.mark.e2e
-def test_card_lm_eval_command_runs(built_ntk, tmp_path):
-    (command,) = [b for b in card_blocks((built_ntk / "README.md").read_text(), "bash") if "longllada eval" in b]
-    argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[:4] == ["longllada", "eval", "--model", "longllada"]
-    model_args = argv[argv.index("--model_args") + 1]
-    config = read_json(built_ntk / "config.json")
-    factor = max(
-        2, ntk_scaling_factor(config["hidden_size"] // config["num_attention_heads"], config["rope_theta"], 2048, 4096)
-    )
-    assert model_args.startswith(f"pretrained={REPO_ID},") and f"ntk_factor={factor}" in model_args
-    argv[argv.index("--model_args") + 1] = model_args.replace(REPO_ID, str(built_ntk))
-    argv[argv.index("--output_path") + 1] = str(tmp_path / "results")
-    metadata = json.loads(argv[argv.index("--metadata") + 1])
-    assert metadata["context_lengths"] == [1024, 2048, 4096]
-    argv[argv.index("--metadata") + 1] = json.dumps({**metadata, "context_lengths": [128], "depths": [50]})
-    try:
-        assert cli.main([*argv[1:], "--limit", "1"]) == 0
-    except ValueError as err:  # the lm-eval model that takes Dream lands separately; until then, its refusal
-        if "evaluates LLaDA-architecture" in str(err) and "'longllada_dream'" in str(err):
-            pytest.skip(f"--model longllada does not take Dream yet: {err}")
-        raise
-    (results,) = (tmp_path / "results").rglob("results_*.json")
-    assert "score,none" in json.loads(results.read_text())["results"]["longllada_niah"]
 
 
 def test_official_slow_tokenizer_loads_as_qwen2_tokenizer(official, tiny_dream, tmp_path):

@@ -16,8 +16,13 @@ from conftest import run_isolated
 from oracles import lladamoe_reference as ref
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-import modeling_longllada
-from modeling_longllada import LLaDAMoEConfig, LLaDAMoEModelLM, critical_dimension, ntk_scaling_factor
+from modeling_longllada import (
+    LLaDAMoEConfig,
+    LLaDAMoEModelLM,
+    critical_dimension,
+    ntk_scaling_factor,
+    registered_config_class,
+)
 from modeling_longllada.configuration_lladamoe import OFFICIAL_DEFAULTS
 
 CONFIG = ref.official_config()
@@ -59,7 +64,7 @@ def test_official_config_fields_round_trip(tmp_path):
 
 def test_official_folder_loads_with_our_classes_and_the_official_keys(model):
     for auto in (AutoModel, AutoModelForCausalLM):
-        assert auto._model_mapping[modeling_longllada.OfficialLLaDAMoEConfig] is LLaDAMoEModelLM
+        assert auto._model_mapping[registered_config_class("lladamoe")] is LLaDAMoEModelLM
     assert type(model) is LLaDAMoEModelLM and model.config.model_type == "lladamoe"
     state = model.state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in STATE.items()}
@@ -72,8 +77,24 @@ def test_official_folder_loads_with_our_classes_and_the_official_keys(model):
 def test_a_llada_moe_config_that_says_llada_is_read_as_llada_moe(tmp_path):
     """Checkpoints of LLaDA-MoE's first code release say model_type "llada": their expert fields tell them apart."""
     folder = ref.write_official_folder(tmp_path / "moe-as-llada", {**CONFIG, "model_type": "llada"}, STATE)
-    assert type(AutoConfig.from_pretrained(folder)) is modeling_longllada.OfficialLLaDAMoEConfig
+    assert type(AutoConfig.from_pretrained(folder)) is registered_config_class("lladamoe")
     assert type(AutoModelForCausalLM.from_pretrained(folder)) is LLaDAMoEModelLM
+
+
+def test_the_tools_read_a_llada_typed_folder_as_llada_moe(tmp_path):
+    """The loading path of ppl and lm-eval and the upload's source check use the registry's claim too."""
+    from hub_upload.build import family_of
+    from longllada.loading import load_model, model_family
+    from modeling_longllada.families import LLADA, LLADAMOE
+
+    official = {**CONFIG, "model_type": "llada"}
+    folder = ref.write_official_folder(tmp_path / "moe-as-llada", official, STATE)
+    assert model_family(folder) == (LLADAMOE, "llada") and family_of(official) is LLADAMOE
+    assert LLADAMOE.is_official(official)
+    model = load_model(folder)
+    assert type(model) is LLaDAMoEModelLM and model.config.mask_token_id == MASK_ID
+    # LLaDA's own official config (d_model, no expert fields) stays LLaDA's
+    assert family_of({"model_type": "llada", "d_model": 64, "n_heads": 4}) is LLADA
 
 
 @pytest.mark.parametrize(
@@ -153,6 +174,14 @@ def test_ntk_scaling_reads_the_rotary_dimension_and_multiplies_the_base(official
                                atol=ATOL, rtol=0)  # fmt: skip
 
 
+def test_the_model_card_s_ntk_table_counts_the_rotated_dimensions():
+    from hub_upload.model_card import ntk_table_rows
+
+    sizes = dict(hidden_size=256, num_attention_heads=4, max_position_embeddings=4096)  # head 64, rotary 32
+    rows = {row["length"]: row["factor"] for row in ntk_table_rows({**CONFIG, **sizes})}
+    assert rows[32768] == ntk_scaling_factor(32, 10000.0, 4096, 32768) == 10  # the whole head would give 15
+
+
 # -- the sampler and the likelihood --------------------------------------------------------------------------------------
 
 
@@ -211,3 +240,57 @@ def test_saved_folder_loads_as_remote_code_where_the_project_is_not_importable(m
     with torch.no_grad():
         expected = model.generate(torch.tensor(ids)[:, :4], max_new_tokens=4, block_length=4, steps=4)
     assert result["tokens"] == expected.tolist()
+
+
+# -- published with `longllada upload`, loaded where the project is not importable ---------------------------------
+
+LOAD_UPLOADED = """
+import json, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained({folder!r}, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained({folder!r}, trust_remote_code=True)
+ids = torch.tensor({ids!r})
+with torch.no_grad():
+    logits = model(ids).logits
+    tokens = model.generate(ids, max_new_tokens=8, block_length=4, steps=8)
+print("RESULT " + json.dumps({{"class": type(model).__name__, "module": type(model).__module__,
+                               "mask": [tokenizer.mask_token, model.config.mask_token_id],
+                               "logits": logits.tolist(), "tokens": tokens.tolist()}}))
+"""
+
+
+def test_an_official_folder_uploaded_runs_as_remote_code_like_the_reference(tmp_path):
+    """`longllada upload --dry-run` of an official-format folder (model_type "llada", as the releases' config.json
+    says; the tokenizer of `tiny-model --arch lladamoe`), NTK factor 4: the repo's remote code, where the project
+    is not importable, gives the reference's logits at base 4θ and the official sampler's greedy tokens. A copy
+    that says "lladamoe" converts to the same repo."""
+    from hub_upload import main as upload
+    from longllada.tiny_model import default_texts
+    from longllada.tokenizer import build_tokenizer, save_tokenizer
+
+    tokenizer = build_tokenizer(default_texts(), vocab_size=300, family="lladamoe")
+    ids = {"mask_token_id": tokenizer.mask_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    config = ref.official_config(vocab_size=320, model_type="llada", **ids)
+    state = ref.random_state_dict(config, seed=5)
+    built = {}
+    for model_type in ("llada", "lladamoe"):
+        source = ref.write_official_folder(tmp_path / f"official-{model_type}", {**config, "model_type": model_type},
+                                           state)  # fmt: skip
+        save_tokenizer(tokenizer, source)
+        out = built[model_type] = tmp_path / model_type / "Tiny-LongLLaDA-MoE"
+        assert upload([str(source), "--repo-id", "me/Tiny-LongLLaDA-MoE", "--rope-scaling", "ntk:4", "--dry-run",
+                       "--out", str(out)]) == 0  # fmt: skip
+    converted = json.loads((built["llada"] / "config.json").read_text())
+    assert converted == json.loads((built["lladamoe"] / "config.json").read_text())
+    assert converted["model_type"] == "longllada_lladamoe" and converted["mask_token_id"] == ids["mask_token_id"]
+    assert converted["rope_scaling"] == {"type": "ntk", "factor": 4}
+    assert converted["moe_layer_freq"] == config["moe_layer_freq"]
+    prompt = torch.randint(3, 320, (1, 7), generator=torch.Generator().manual_seed(6))
+    stdout = run_isolated(LOAD_UPLOADED.format(folder=str(built["llada"]), ids=prompt.tolist()))
+    result = json.loads(next(line[7:] for line in stdout.splitlines()[::-1] if line.startswith("RESULT ")))
+    assert result["class"] == "LLaDAMoEModelLM" and result["module"].startswith("transformers_modules.")
+    assert result["mask"] == ["<|mask|>", ids["mask_token_id"]]
+    reference = {**config, "rope_theta": 4 * config["rope_theta"]}
+    torch.testing.assert_close(torch.tensor(result["logits"]), ref.forward(reference, state, prompt), atol=ATOL, rtol=0)
+    assert result["tokens"] == ref.llada_generate(reference, state, prompt, 8, 4, 8).tolist()

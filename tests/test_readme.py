@@ -147,6 +147,23 @@ def test_the_readme_numbers():
     assert "514 s on one H200 and 286 s on two" in text and "285.9 s" in benchmarks and "513.8 s" in benchmarks
 
 
+def test_the_lambda_table_is_the_law_s():
+    """Each row of the README's λ table (one per family): λ at 2×, 4× and 8× the trained length, by the law over
+    the rotated dimensions; the half-rotated LLaDA-MoE alternative too."""
+    from modeling_longllada import ntk_scaling_factor
+
+    rows = re.findall(
+        r"^\| ([^|]+?) \| (\d+) \((\d+)\) \| ([\d,]+) \| ([\d,]+) \| (\d+) \| (\d+) \| (\d+) \|$", README, re.M
+    )
+    assert [row[0] for row in rows][:3] == ["LLaDA-8B", "Dream-v0-7B", "LLaDA-MoE-7B-A1B †"]
+    for _, rotary, _, theta, trained, *factors in rows:
+        theta, trained = float(theta.replace(",", "")), int(trained.replace(",", ""))
+        law = [ntk_scaling_factor(int(rotary), theta, trained, k * trained) for k in (2, 4, 8)]
+        assert law == [int(f) for f in factors]
+    assert "would give 2 / 6 / 18" in README
+    assert [ntk_scaling_factor(64, 50000.0, 4096, k * 4096) for k in (2, 4, 8)] == [2, 6, 18]
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_example_runs(index, stand_ins, tmp_path):
     code = substitute(blocks("python")[index], stand_ins)

@@ -24,7 +24,7 @@ from longllada.tiny_model import MARKER, build_tiny_model, official_state_dict
 from longllada.tokenizer import build_tokenizer, save_tokenizer
 from modeling_longllada import REMOTE_CODE_FILES, LongLLaDAConfig, LongLLaDAModelLM
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
-from modeling_longllada.families import DREAM, LLADA
+from modeling_longllada.families import FAMILIES, LLADA, import_object
 
 OUR_CODE = sorted(REMOTE_CODE_FILES)
 TEXT = (REPO / "longllada" / "data" / "gov_report_001.txt").read_text(encoding="utf-8")
@@ -187,42 +187,48 @@ def test_official_format_folder_loads_with_our_code(tiny_model_dir, tmp_path):
     assert loaded["finite"] and loaded["logits_sum"] == pytest.approx(reference["logits_sum"], rel=1e-6)
 
 
-def test_cli_writes_a_dream_folder_that_loads_as_remote_code(tmp_path):
-    from modeling_longllada import DreamConfig, DreamModel
-    from modeling_longllada.configuration_dream import OFFICIAL_DEFAULTS as DREAM_FIELDS
+# The chat template each family's tokenizer renders for one user turn with the generation prompt.
+CHATS = {
+    "dream": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    "<|im_start|>assistant\n",
+    "lladamoe": "<role>HUMAN</role>Hi<|role_end|><role>ASSISTANT</role>",
+}
 
-    out = tmp_path / "cli-dream"
-    result = cli("tiny-model", str(out), "--arch", "dream", "--layers", "1", "--d-model", "32", "--heads", "4",
+
+# A native family's folder is written by transformers' own class (tests/test_diffusion_gemma_tools.py runs it).
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f is not LLADA and not f.native], ids=lambda f: f.name)
+def test_cli_writes_a_folder_of_every_other_family_that_loads_as_remote_code(tmp_path, family):
+    """Every family of the registry besides LLaDA (the default, above): the entry's config fields for the sizes,
+    its official keys and shapes, its tokenizer's special tokens and chat template, loaded as remote code."""
+    out = tmp_path / f"cli-{family.name}"
+    result = cli("tiny-model", str(out), "--arch", family.name, "--layers", "2", "--d-model", "32", "--heads", "4",
                  "--kv-heads", "2", "--vocab-size", "300", "--train-length", "128", "--rope-theta", "1e6")  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
-    assert config["architectures"] == ["DreamModel"] and config["auto_map"] == DREAM.auto_map
-    assert set(DREAM_FIELDS) <= set(config) and config["trained_length"] == 128 and config["rope_theta"] == 1e6
-    assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"]) == (32, 4, 2)
-    for name in OUR_CODE:
+    assert config["architectures"] == [family.architecture] and config.get("auto_map", {}) == family.auto_map
+    parsed = family.config_cls().from_pretrained(out)
+    assert (parsed.head_dim, parsed.trained_length, parsed.rope_theta) == (8, 128, 1e6)
+    for name in [] if family.native else OUR_CODE:
         assert (out / name).read_bytes() == (REPO / "modeling_longllada" / name).read_bytes()
 
-    tokenizer = AutoTokenizer.from_pretrained(out)
+    spec, tokenizer = family.tokenizer, AutoTokenizer.from_pretrained(out)
     assert (tokenizer.mask_token, tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
-        "<|mask|>", "<|beginoftext|>", "<|endoftext|>", "<|endoftext|>")  # fmt: skip
+        spec.mask_token, spec.bos_token, spec.eos_token, spec.pad_token)  # fmt: skip
     assert (config["mask_token_id"], config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (
         tokenizer.mask_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)  # fmt: skip
-    for token in DREAM.tokenizer.special_tokens:
+    for token in spec.special_tokens:
         assert tokenizer(token, add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids(token)]
-    assert tokenizer("Hello there")["input_ids"][0] != tokenizer.bos_token_id  # callers prepend the BOS
+    assert (tokenizer("Hello there")["input_ids"][0] == tokenizer.bos_token_id) == spec.add_bos
     chat = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
     )
-    assert (
-        chat == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+    assert chat == CHATS[family.name]
 
     state = load_file(out / "model.safetensors")
-    assert set(state) == set(DreamModel(DreamConfig.from_pretrained(out)).state_dict())
-    assert "model.layers.0.self_attn.q_proj.bias" in state and "lm_head.weight" in state
+    assert {k: tuple(v.shape) for k, v in state.items()} == import_object(family.weight_shapes)(parsed)
+    assert set(state) == set(family.model_cls()(parsed).state_dict())
     loaded = load_in_isolation(out)
-    assert loaded["module"].startswith("transformers_modules.") and loaded["class"] == "DreamModel"
+    assert loaded["class"] == family.architecture and (family.native or loaded["module"].startswith("transformers_"))
     assert loaded["missing"] == [] and loaded["unexpected"] == [] and loaded["mismatched"] == []
     assert loaded["finite"] and loaded["shape"][-1] == config["vocab_size"]
 

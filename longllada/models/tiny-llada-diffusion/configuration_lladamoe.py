@@ -92,10 +92,10 @@ class LLaDAMoEConfig(RopeScalingMixin, PretrainedConfig):
         mask_token_id: int | None = LLADAMOE_MASK_TOKEN_ID,
         **kwargs: Any,
     ):
-        # transformers 5 names the field `rope_parameters`; accept it for configs written by its tooling.
+        # transformers 5 names the field `rope_parameters` (with the trained base in it); accept it for configs
+        # written by its tooling.
         rope_parameters = kwargs.pop("rope_parameters", None)
-        if rope_scaling is None and rope_parameters is not None:
-            rope_scaling = dict(rope_parameters)
+        rope_theta_given = "rope_theta" in kwargs
         fields = {name: kwargs.pop(name, default) for name, default in OFFICIAL_DEFAULTS.items()}
         if fields["num_key_value_heads"] is None:  # as the official class: one key/value head per query head
             fields["num_key_value_heads"] = fields["num_attention_heads"]
@@ -105,6 +105,8 @@ class LLaDAMoEConfig(RopeScalingMixin, PretrainedConfig):
         for name, value in fields.items():
             setattr(self, name, value)
         self.mask_token_id = mask_token_id
+        if rope_scaling is None and rope_parameters is not None:
+            rope_scaling = self._rope_scaling_from_parameters(rope_parameters, rope_theta_given)
         self.rope_scaling = rope_scaling
 
     @property
@@ -135,3 +137,93 @@ class LLaDAMoEConfig(RopeScalingMixin, PretrainedConfig):
         output["rope_scaling"] = self.rope_scaling
         output.pop("rope_parameters", None)
         return output
+
+    # -- the family registry's hooks (modeling_longllada/families.py) ------------------------------------------
+
+    @classmethod
+    def fields_from_sizes(
+        cls,
+        *,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        mlp_hidden_size: int,
+        vocab_size: int,
+        trained_length: int,
+        rope_theta: float,
+        rope_scaling: str | dict[str, Any] | None = None,
+        num_experts: int = 8,
+        num_experts_per_tok: int = 2,
+        expert_intermediate_size: int | None = None,
+        **token_ids: int | None,
+    ) -> dict[str, Any]:
+        """The official config fields of a model of these sizes (``longllada tiny-model``), with every part of
+        the architecture present: ``num_experts`` experts of ``expert_intermediate_size`` (default a quarter of
+        ``mlp_hidden_size``, a multiple of 4 so that expert rows are 16-byte aligned in float32), the top
+        ``num_experts_per_tok`` per token, the expert bias and a shared expert of the experts' width; the first
+        layer dense (``mlp_hidden_size``) when there are two or more; q/k norms; RoPE over half of each head where
+        that is an even number of dimensions (else the whole head); the trained length as
+        ``max_position_embeddings``."""
+        expert = expert_intermediate_size or max(4, mlp_hidden_size // 4 // 4 * 4)
+        head_dim = d_model // n_heads
+        partial = 0.5 if head_dim % 4 == 0 else 1.0
+        return {
+            "num_hidden_layers": n_layers,
+            "hidden_size": d_model,
+            "num_attention_heads": n_heads,
+            "num_key_value_heads": n_kv_heads,
+            "dense_intermediate_size": mlp_hidden_size,
+            "expert_intermediate_size": expert,
+            "shared_expert_intermediate_size": expert,
+            "num_experts": num_experts,
+            "num_experts_per_tok": num_experts_per_tok,
+            "moe_layer_freq": [0 if i == 0 and n_layers > 1 else 1 for i in range(n_layers)],
+            "moe_router_enable_expert_bias": True,
+            "moe_router_score_function": "softmax",
+            "norm_topk_prob": False,
+            "qk_layernorm": True,
+            "partial_rotary_factor": partial,
+            "vocab_size": vocab_size,
+            "max_position_embeddings": trained_length,
+            "rope_theta": rope_theta,
+            "rope_scaling": rope_scaling,
+            **token_ids,
+        }
+
+    def official_weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor of an official LLaDA-MoE checkpoint of this config, name to shape, in the official
+        modules' order (per layer: attention with its biases and q/k norms, the feed-forward, the two norms, the
+        shared expert)."""
+        d, vocab, head_dim = int(self.hidden_size), int(self.vocab_size), int(self.head_dim)
+        q_dim, kv_dim = int(self.num_attention_heads) * head_dim, int(self.num_key_value_heads) * head_dim
+
+        def swiglu(prefix: str, inner: int) -> dict[str, tuple[int, ...]]:
+            return {f"{prefix}gate_proj.weight": (inner, d), f"{prefix}up_proj.weight": (inner, d),
+                    f"{prefix}down_proj.weight": (d, inner)}  # fmt: skip
+
+        shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, d)}
+        for i in range(int(self.num_hidden_layers)):
+            prefix = f"model.layers.{i}."
+            for name, rows in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim), ("o_proj", d)):
+                shapes[f"{prefix}self_attn.{name}.weight"] = (rows, q_dim if name == "o_proj" else d)
+                if self.attention_bias:
+                    shapes[f"{prefix}self_attn.{name}.bias"] = (rows,)
+            if self.qk_layernorm:
+                shapes.update({f"{prefix}self_attn.q_norm.weight": (head_dim,),
+                               f"{prefix}self_attn.k_norm.weight": (head_dim,)})  # fmt: skip
+            moe = self.is_moe_layer(i)
+            if not moe:
+                shapes.update(swiglu(f"{prefix}mlp.", int(self.dense_intermediate_size)))
+            else:
+                if self.moe_router_enable_expert_bias:
+                    shapes[f"{prefix}mlp.expert_bias"] = (int(self.num_experts),)
+                shapes[f"{prefix}mlp.gate.weight"] = (int(self.num_experts), d)
+                for e in range(int(self.num_experts)):
+                    shapes.update(swiglu(f"{prefix}mlp.experts.{e}.", int(self.expert_intermediate_size)))
+            shapes[f"{prefix}input_layernorm.weight"] = (d,)
+            shapes[f"{prefix}post_attention_layernorm.weight"] = (d,)
+            if moe and self.shared_expert_intermediate_size is not None:
+                shapes.update(swiglu(f"{prefix}shared_expert.", int(self.shared_expert_intermediate_size)))
+        shapes.update({"model.norm.weight": (d,), "lm_head.weight": (vocab, d)})
+        return shapes
