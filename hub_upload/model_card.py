@@ -72,13 +72,13 @@ def ntk_table_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     from modeling_longllada import ntk_scaling_factor
 
     parsed = parse_config(config)
-    head_dim = parsed.head_dim
+    rotary_dim = parsed.rotary_dim  # the rotated dimensions of a head (all of it but for partial rotary)
     theta = float(parsed.rope_theta)
     trained = int(parsed.trained_length)
     lengths = sorted({m * trained for m in TRAINED_LENGTH_MULTIPLES} | {n for n in COMMON_LENGTHS if n > trained})
     rows = []
     for length in lengths:
-        factor = ntk_scaling_factor(head_dim, theta, trained, length)
+        factor = ntk_scaling_factor(rotary_dim, theta, trained, length)
         rows.append({"length": length, "ratio": length / trained, "factor": factor, "base": theta * factor})
     return rows
 
@@ -99,12 +99,22 @@ def render_model_card(
     base_model: str | None = None,
     source_metadata: dict[str, Any] | None = None,
     has_chat_template: bool = False,
+    variant: Any = None,
 ) -> str:
-    """README.md for the repo ``repo_id`` at ``revision``, from its converted ``config`` (config.json as a dict)."""
+    """README.md for the repo ``repo_id`` at ``revision``, from its converted ``config`` (config.json as a dict);
+    ``variant`` (a ``families.SamplerVariant``) names the release the card is about, with its paper."""
+    import dataclasses
+
     import yaml
 
     family = _family(config)
     card = family.card
+    if variant is not None:
+        card = dataclasses.replace(
+            card, model=variant.title, paper=variant.paper,
+            papers=((card.model, card.paper), *((name, url) for name, url in card.papers if url != variant.paper)),
+        )  # fmt: skip
+        family = dataclasses.replace(family, title=variant.title, card=card)
     metadata = card_metadata(license, base_model, source_metadata, tags=card_tags(family))
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
     facts = _card_facts(repo_id, config, revision, base_model)
@@ -339,9 +349,11 @@ print("factor", model.config.rope_scaling_factor, "-> context", model.config.max
 def _ntk_section(parsed: Any, rows: list[dict[str, Any]]) -> str:
     from modeling_longllada import critical_dimension
 
-    d_extra = critical_dimension(parsed.head_dim, parsed.rope_theta, parsed.trained_length)
+    rotary_dim = parsed.rotary_dim
+    d_extra = critical_dimension(rotary_dim, parsed.rope_theta, parsed.trained_length)
+    rotated = "head dim" if rotary_dim == parsed.head_dim else f"rotated dims of a {parsed.head_dim}-dim head"
     intro = (
-        f"From this model's config (head dim d = {parsed.head_dim}, θ = {parsed.rope_theta:,.0f}, trained length "
+        f"From this model's config ({rotated} d = {rotary_dim}, θ = {parsed.rope_theta:,.0f}, trained length "
         f"{parsed.trained_length:,}): the critical dimension is d_extra = 2·⌈(d/2)·log_θ(T_train / 2π)⌉ = "
         f"{d_extra}; covering T tokens needs the base θ' = (T / 2π)^(d / d_extra), and λ = ⌈θ' / θ⌉ "
         "([scaling law](" + SCALING_LAW_PAPER + "); LongLLaDA rounds up to an integer). "

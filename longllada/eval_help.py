@@ -14,6 +14,8 @@ FAMILY_EXAMPLES = (
      "pretrained=GSAI-ML/LLaDA-8B-Base,ntk_target=16384,cache=prefix"),
     ("Dream-v0 7B Base/Instruct", "our classes, Dream's sampler, the BOS prepended",
      "pretrained=Dream-org/Dream-v0-Base-7B,ntk_factor=5,alg=entropy,temperature=0.2,top_p=0.95,steps=32"),
+    ("LLaDA2.0 / LLaDA2.1 mini, flash", "our block-diffusion classes, the official samplers on an exact key/value "
+     "cache", "pretrained=inclusionAI/LLaDA2.1-mini,ntk_target=65536,editing_threshold=0.9"),
     ("any transformers causal LM (the LLaMA-3 baseline)", "lm-eval's hf model, RoPE base θ·λ",
      "pretrained=meta-llama/Meta-Llama-3-8B,ntk_factor=4,max_length=32800"),
 )  # fmt: skip
@@ -51,9 +53,9 @@ def eval_help() -> str:
         "",
         "--model longllada arguments (--model_args), besides lm-eval's hf model arguments (pretrained, dtype,",
         "device, max_length, tokenizer, revision, trust_remote_code, ...):",
-        " diffusion sampler (LLaDA, Dream):",
+        " diffusion sampler (LLaDA, Dream, LLaDA2):",
         *_arguments(SAMPLER_ARGS),
-        " likelihoods (LLaDA, Dream):",
+        " likelihoods (LLaDA, Dream, LLaDA2):",
         *_arguments(LIKELIHOOD_ARGS),
         " batches (--batch_size N batches prompts within 5% of each other's length):",
         *_arguments(BATCH_ARGS),

@@ -337,6 +337,11 @@ class LongLLaDALM(HFLM):
         cfg_scale: float | None = None,
         cache: str | None = None,
         threshold: float | None = None,
+        minimal_topk: int | None = None,
+        eos_early_stop: bool | None = None,
+        editing_threshold: float | None = None,
+        max_post_steps: int | None = None,
+        num_to_transfer: int | None = None,
         mc_num: int | None = None,
         mc_batch_size: int | None = None,
         mc_seed: int | None = None,
@@ -351,7 +356,8 @@ class LongLLaDALM(HFLM):
         **kwargs: Any,
     ) -> None:
         given = dict(zip(SAMPLER_KEYS, (steps, block_length, remasking, alg, alg_temp, temperature, top_p, top_k,
-                                        eps, cfg_scale, cache, threshold)))  # fmt: skip
+                                        eps, cfg_scale, cache, threshold, minimal_topk, eos_early_stop,
+                                        editing_threshold, max_post_steps, num_to_transfer)))  # fmt: skip
         own = {"mc_num": mc_num, "mc_batch_size": mc_batch_size, "mc_seed": mc_seed, "greedy_check": greedy_check,
                "rolling_chunk": rolling_chunk, "batch_classes": batch_classes, "ntk_factor": ntk_factor,
                "ntk_target": ntk_target, "rope_scaling": rope_scaling, "trust_remote_code": trust_remote_code}  # fmt: skip

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 # name -> (default, meaning). Grouped as the help prints them.
 SAMPLER_ARGS: dict[str, tuple[str, str]] = {
-    "steps": ("generation_config", "denoising steps in all (LLaDA repos: one token per step)"),
+    "steps": ("generation_config", "denoising steps in all (LLaDA repos: one token per step; LLaDA2: a block)"),
     "block_length": ("generation_config", "tokens a block; blocks are decoded left to right"),
     "remasking": ("generation_config", "LLaDA: low_confidence | random"),
     "alg": ("generation_config", "Dream: origin | maskgit_plus | topk_margin | entropy"),
     "alg_temp": ("generation_config", "Dream: temperature of the confidence order"),
     "temperature": ("the task's", "sampling temperature, 0 greedy; beats the task's do_sample/temperature"),
-    "top_p": ("generation_config", "Dream: nucleus filter"),
-    "top_k": ("generation_config", "Dream: top-k filter"),
+    "top_p": ("generation_config", "Dream, LLaDA2: nucleus filter"),
+    "top_k": ("generation_config", "Dream, LLaDA2: top-k filter"),
     "eps": ("generation_config", "Dream: the last time step"),
     "cfg_scale": ("0", "classifier-free guidance scale (0: off)"),
-    "cache": ("none", "none (exact) | prefix | dual: Fast-dLLM's key/value caches"),
-    "threshold": ("none", "commit every token above this confidence, at least one a step (Fast-dLLM)"),
-}
+    "cache": ("none", "none (exact) | prefix | dual: Fast-dLLM's key/value caches (LLaDA2: prefix, its exact "
+              "block cache, by default)"),
+    "threshold": ("none", "commit every token above this confidence, at least one a step (Fast-dLLM; LLaDA2: at "
+                  "least the schedule's count, 0.95 by default)"),
+    "minimal_topk": ("generation_config", "LLaDA2: steps capped at max_new_tokens // minimal_topk"),
+    "eos_early_stop": ("generation_config", "LLaDA2: stop a row at the step that commits its EOS"),
+    "editing_threshold": ("generation_config", "LLaDA2.1's token editing above this confidence (LLaDA2: none)"),
+    "max_post_steps": ("generation_config", "LLaDA2.1: editing steps after a block is filled"),
+    "num_to_transfer": ("generation_config", "LLaDA2.1: masks filled at least a step"),
+}  # fmt: skip
 LIKELIHOOD_ARGS: dict[str, tuple[str, str]] = {
     "mc_num": ("128", "Monte-Carlo samples of each loglikelihood (1 is enough for one-token answers)"),
     "mc_batch_size": ("32", "samples a forward pass"),
