@@ -1,6 +1,7 @@
-"""The masked-diffusion sampler of LLaDA and Dream as ``model.generate()``, with Fast-dLLM's caches.
+"""The masked-diffusion sampler of LLaDA, Dream and LLaDA2 as ``model.generate()``, with Fast-dLLM's caches and the
+exact block-diffusion cache.
 
-One loop serves both families and every mode. The answer starts as masks and is filled block by block, left to
+One loop serves every family and every mode. The answer starts as masks and is filled block by block, left to
 right; within a block each step predicts every masked position and commits some of the predictions:
 
 - LLaDA (Nie et al. 2025, arXiv 2502.09992, §2.4): ``n // s`` tokens a step (the first ``n % s`` steps one more),
@@ -10,16 +11,22 @@ right; within a block each step predicts every masked position and commits some 
   are shifted (position i predicts token i + 1); the model says so with ``logits_shifted``.
 - Fast-dLLM (Wu et al. 2025, arXiv 2505.22618): ``cache="prefix"``/``"dual"`` reuse the block's first pass for
   its later steps; ``threshold`` commits every prediction above it (at least one a step).
+- LLaDA2.0 (arXiv 2512.15745) and LLaDA2.1 (arXiv 2602.08676), block diffusion (Arriola et al. 2025, arXiv
+  2503.09573): blocks counted from each prompt's first token, attention block-causal; each step commits every
+  prediction above ``threshold``, at least the schedule's count; LLaDA2.1 also edits placed tokens. A block never
+  sees later ones, so its keys and values are final once it is: ``cache="prefix"`` keeps them, exactly.
 
-Each family's rule is a small object (:class:`LLaDARule`, :class:`DreamRule`: predictions, confidences, which
-masks a step commits), chosen once per call from the model class (``sampler_rule``) and the settings, with its
-schedule injected (:class:`TransferSchedule`, :class:`TimestepSchedule`, or :class:`ThresholdSchedule` when a
-threshold is set). One loop runs every rule and cache mode.
+Each family's rule is a small object (:class:`LLaDARule`, :class:`DreamRule`, :class:`LLaDA2Rule`: predictions,
+confidences, which masks a step commits), chosen once per call from the model class (``sampler_rule``) and the
+settings, with its schedule injected (:class:`TransferSchedule`, :class:`TimestepSchedule`, or
+:class:`ThresholdSchedule` when a threshold is set). A rule also lays out the sequence it denoises (its canvas:
+:class:`AnswerCanvas`, the answer after the prompts; :class:`BlockAlignedCanvas` for block diffusion) and says
+what computes its logits. One loop runs every rule and cache mode.
 
 Only the active block's logits are computed (``logits_to_keep``); nothing of size [B, L, V] exists (except for
 Dream's hooks, which see every position, as in its official sampler). Settings and their validation live in
 :class:`DiffusionGenerationConfig`; the forward passes, caches and CUDA graphs behind one object,
-:class:`BlockDenoiser`.
+:class:`BlockDenoiser` (:class:`BlockCausalDenoiser` for block diffusion).
 
 Copied flat into Hub model repos: imports only torch and transformers.
 """
@@ -1211,7 +1218,9 @@ class DiffusionSamplerMixin:
             generation_config / keyword arguments: :class:`DiffusionGenerationConfig` fields. The output length
                 (``max_new_tokens``, or ``max_length`` counting the prompt) is rounded up to whole blocks for
                 sampling and the extra trimmed; LLaDA's ``steps`` are capped at that length and split evenly over
-                the blocks, rounded up.
+                the blocks, rounded up. LLaDA2 (block diffusion): blocks counted from each prompt's first token,
+                ``steps`` per block, each answer cut after its first EOS (EOS after it), as the official
+                ``generate``; ``editing_threshold`` runs LLaDA2.1's editing sampler.
             stopping_criteria: HF-style callables ``(input_ids, scores) -> BoolTensor[B]``; with EOS they end
                 generation after a block once every row has stopped (the rest is EOS).
             generator: makes sampling and random remasking reproducible.
