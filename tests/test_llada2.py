@@ -447,3 +447,75 @@ def test_upload_dry_run_repos_match_the_official_code_as_remote_code(built, expe
         for cache in ("prefix", "none"):
             assert [r[len(p) :] for r, p in zip(entry[cache]["rows"], rows)] == want, (version, cache)
             assert [r[batch.shape[1] :] for r in entry[cache]["batch"]] == want, (version, cache)
+
+
+# Runs the card's python blocks one after the other in one namespace, as a reader runs a notebook.
+CARD_DRIVER = """
+import json
+namespace = {{"__name__": "__main__"}}
+for i, code in enumerate(json.loads({blocks!r})):
+    exec(compile(code, f"<model card block {{i}}>", "exec"), namespace)
+    if i == 0:
+        model, output = namespace["model"], namespace["output"]
+        print("REPORT " + json.dumps({{"module": type(model).__module__, "class": type(model).__name__,
+                                      "prompt": namespace["input_ids"].shape[1], "output": list(output.shape)}}))
+print("=== all blocks ran")
+"""
+# Small lengths for the tiny model on two CPU cores; each must be found in the card.
+SMALL_LENGTHS = {"max_new_tokens=64": "max_new_tokens=8", "block_length=32": "block_length=4", "steps=32": "steps=4",
+                 "mc_num=128, batch_size=32": "mc_num=2, batch_size=2"}  # fmt: skip
+
+
+def test_card_of_a_llada21_repo_names_it_and_its_demos_run(tmp_path):
+    """tiny-model --variant 2.1, published: generation_config.json keeps the editing sampler, the card says LLaDA2.1,
+    and its python blocks run where the project is not importable."""
+    from test_hub_upload import card_blocks
+
+    source = build_tiny_model(tmp_path / "tiny21", arch="llada2", n_layers=2, d_model=32, vocab_size=300,
+                              variant="2.1")  # fmt: skip
+    out = tmp_path / "Tiny-LongLLaDA21"
+    assert hub_upload.main([str(source), "--repo-id", "t/Tiny", "--dry-run", "--out", str(out)]) == 0
+    assert json.loads((out / "generation_config.json").read_text())["editing_threshold"] == 0.9
+    readme = (out / "README.md").read_text()
+    assert "the LLaDA2.1 masked-diffusion language model ([paper](https://arxiv.org/abs/2602.08676))" in readme
+    assert "(rotated dims of a 8-dim head d = 4," in readme  # λ from the rotated part of the head
+    blocks = card_blocks(readme, "python")
+    joined = "\n".join(blocks)
+    for old in SMALL_LENGTHS:
+        assert old in joined, old
+    local = []
+    for block in blocks:
+        block = block.replace('"t/Tiny"', repr(str(out)))
+        for old, new in SMALL_LENGTHS.items():
+            block = block.replace(old, new)
+        local.append(block)
+    stdout = run_isolated(CARD_DRIVER.format(blocks=json.dumps(local)), cwd=tmp_path)
+    assert "=== all blocks ran" in stdout and "log p(continuation | context) >=" in stdout
+    report = json.loads(stdout.split("REPORT ", 1)[1].splitlines()[0])
+    assert report["class"] == "LLaDA2ModelLM" and report["module"].startswith("transformers_modules")
+    assert report["output"] == [1, report["prompt"] + 8]
+
+
+def test_longllada_ppl_draws_the_llada2_curve(tmp_path):
+    from longllada import cli
+
+    folder = build_tiny_model(tmp_path / "tiny-llada2", arch="llada2", n_layers=2, d_model=32, vocab_size=300)
+    argv = ["ppl", "--model", str(folder), "--max-length", "64", "--chunk", "32", "--mc", "2",
+            "--out", str(tmp_path / "p.jsonl"), "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["length"] for r in rows[1:]] == [32, 64] and all(math.isfinite(r["ppl"]) for r in rows[1:])
+
+
+def test_longllada_eval_runs_niah_on_a_tiny_llada2_with_ntk(tmp_path):
+    pytest.importorskip("lm_eval")
+    from test_eval_families import check_cells, run_niah
+
+    folder = build_tiny_model(tmp_path / "tiny-llada2", arch="llada2")
+    results, records = run_niah(tmp_path / "results", f"pretrained={folder},ntk_factor=4")
+    check_cells(results)
+    config = results["config"]
+    assert config["longllada_family"] == "llada2" and config["longllada_rope_applied"]["scaling"] == "ntk:4"
+    loaded = config["longllada_rope_loaded"]
+    assert loaded["factor"] == 4 and loaded["effective_rope_theta"] == pytest.approx(4 * loaded["rope_theta"])
+    assert sum(batch["rows"] for batch in records.timing("batch")) == 4
