@@ -53,6 +53,8 @@ GiB = 2**30
 ANSWER = 32  # new tokens; block length and steps a block too
 INIT_STD = 0.02
 NIAH_LENGTHS = (32768, 65536)
+SHAPE_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "rotary_dim", "num_experts", "num_experts_per_tok", "moe_intermediate_size", "vocab_size")  # fmt: skip
 TINY_SIZES = dict(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, mlp_hidden_size=128, vocab_size=512,
                   trained_length=256, rope_theta=10000.0)  # fmt: skip
 
@@ -60,8 +62,9 @@ TINY_SIZES = dict(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, mlp_hidden_si
 def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, seed: int) -> LLaDA2ModelLM:
     """The random model on ``device``: built on meta (no memory), given storage on the device, then filled there."""
     if tiny:
-        config = LLaDA2Config(**LLaDA2Config.fields_from_sizes(**TINY_SIZES), mask_token_id=511, eos_token_id=1,
-                              pad_token_id=1)
+        config = LLaDA2Config(
+            **LLaDA2Config.fields_from_sizes(**TINY_SIZES), mask_token_id=511, eos_token_id=1, pad_token_id=1
+        )
     else:
         config = LLaDA2Config()  # LLaDA2.0-mini's shape
     with torch.device("meta"):
@@ -224,11 +227,14 @@ def main() -> int:
         "transformers": transformers.__version__,
         "dtype": str(dtype),
         "parameters": parameters,
-        "shape": {k: getattr(config, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
-                                                 "num_key_value_heads", "head_dim", "rotary_dim", "num_experts",
-                                                 "num_experts_per_tok", "moe_intermediate_size", "vocab_size")},  # fmt: skip
-        "sampler": {"max_new_tokens": ANSWER, "block_length": ANSWER, "steps": ANSWER, "threshold": 0.95,
-                    "prefill_tokens": generation.PREFILL_TOKENS},  # fmt: skip
+        "shape": {name: getattr(config, name) for name in SHAPE_FIELDS},
+        "sampler": dict(
+            max_new_tokens=ANSWER,
+            block_length=ANSWER,
+            steps=ANSWER,
+            threshold=0.95,
+            prefill_tokens=generation.PREFILL_TOKENS,
+        ),  # fmt: skip
         "runs": runs,
         "comparisons": comparisons,
     }
