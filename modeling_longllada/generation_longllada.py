@@ -101,8 +101,6 @@ LLADA2_DEFAULTS: dict[str, Any] = {
     "max_post_steps": 16,
     "num_to_transfer": 1,
 }
-# LLaDA2.1's official editing settings (its `generate` defaults).
-LLADA21_SETTINGS: dict[str, Any] = {"editing_threshold": 0.9, "max_post_steps": 16, "num_to_transfer": 1}
 # Dream's diffusion_generate(): the whole answer as one block, Dream's defaults.
 DREAM_DEFAULTS: dict[str, Any] = {"steps": 512, "block_length": None, "remasking": "origin", "eps": 1e-3}
 # HF generate() arguments with no meaning for a diffusion sampler, accepted and ignored (lm-eval passes some).
@@ -393,12 +391,13 @@ class BlockAlignedCanvas:
     row's first token (the blocks wholly inside the prompt are never denoised; the one holding the prompt's tail
     is).
 
-    Left-padded rows are re-padded by whole blocks: row i (P_i real tokens) starts at column B·(K − ⌊P_i/B⌋), K the
-    most whole prompt blocks of any row, so that every row's first block with an answer position starts at column
-    K·B, and each row keeps its own block boundaries and positions (0 at its first token). Rows may need different
-    numbers of blocks; a row past its last block is frozen. Padding columns are masked keys.
+    Left-padded rows are re-padded by whole blocks: with blocks of b positions, row i (P_i real tokens) starts at
+    column b·(K − ⌊P_i/b⌋), K the most whole prompt blocks of any row, so that every row's first block with an answer
+    position starts at column K·b, and each row keeps its own block boundaries and positions (0 at its first
+    token). Rows may need different numbers of blocks; a row past its last block is frozen. Padding columns are
+    masked keys.
 
-    x, attention_mask, position_ids: [B, W], W = B·(K + num_blocks); answer_start [B]: each row's first answer
+    x, attention_mask, position_ids: [B, W], W = b·(K + num_blocks); answer_start [B]: each row's first answer
     column."""
 
     def __init__(
