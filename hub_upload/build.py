@@ -95,6 +95,17 @@ class Source:
     def is_official(self) -> bool:
         return self.family.is_official(self.config)
 
+    @property
+    def variant(self) -> Any:
+        """The family's sampler variant this checkpoint is (``Family.variant_of``: by its Hub id, or the settings
+        its own ``generation_config.json`` states), or None."""
+        path = self.path / "generation_config.json"
+        try:
+            stated = _read_json(path) if path.is_file() else {}
+        except ValueError:
+            stated = {}
+        return self.family.variant_of(self.hub_id, stated if isinstance(stated, dict) else {})
+
 
 @dataclass
 class BuiltFolder:
@@ -253,13 +264,15 @@ def published_rope_scaling(config: dict[str, Any]) -> dict[str, Any] | None:
     return hooks.rope_summary(parse_config(config))["scaling"]
 
 
-def generation_config(config: dict[str, Any]) -> dict[str, Any]:
-    """generation_config.json: the family's sampler defaults and the special-token ids.
+def generation_config(config: dict[str, Any], variant: Any = None) -> dict[str, Any]:
+    """generation_config.json: the family's sampler defaults, those of its ``variant`` (a
+    ``families.SamplerVariant``) over them, and the special-token ids.
 
     ``do_sample: false`` is what makes the sampler greedy (temperature 0); a ``temperature`` key is left out
     because transformers warns about a temperature without sampling every time the file is loaded.
     """
     data: dict[str, Any] = {"do_sample": False, **sampler_defaults(family_of(config))}
+    data.update(variant.settings if variant is not None else ())
     for name in ("mask_token_id", "eos_token_id", "pad_token_id", "bos_token_id"):
         if config.get(name) is not None:
             data[name] = config[name]
@@ -585,12 +598,13 @@ def build_repo_folder(
         raise ValueError(f"output folder {dest} is not empty; allowed: a new or empty folder")
     dest.mkdir(parents=True, exist_ok=True)
     config = convert_config(source.config, choice)
+    variant = source.variant
     _write_json(dest / "config.json", config)
     if source.family.native and (source.path / "generation_config.json").is_file():
         # transformers' own generation config class reads it: the source's sampler settings, as they are
         shutil.copyfile(source.path / "generation_config.json", dest / "generation_config.json")
     else:
-        _write_json(dest / "generation_config.json", generation_config(config))
+        _write_json(dest / "generation_config.json", generation_config(config, variant))
     for code in [] if source.family.native else remote_code_files():
         shutil.copyfile(code, dest / code.name)
     copy_tokenizer_files(source.path, dest, source.family)
@@ -611,6 +625,7 @@ def build_repo_folder(
         base_model=base_model,
         source_metadata=source.card_metadata,
         has_chat_template=_has_chat_template(dest),
+        variant=variant,
     )
     (dest / "README.md").write_text(card, encoding="utf-8")
     return BuiltFolder(

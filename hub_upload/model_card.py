@@ -106,12 +106,22 @@ def render_model_card(
     base_model: str | None = None,
     source_metadata: dict[str, Any] | None = None,
     has_chat_template: bool = False,
+    variant: Any = None,
 ) -> str:
-    """README.md for the repo ``repo_id`` at ``revision``, from its converted ``config`` (config.json as a dict)."""
+    """README.md for the repo ``repo_id`` at ``revision``, from its converted ``config`` (config.json as a dict);
+    ``variant`` (a ``families.SamplerVariant``) names the release the card is about, with its paper."""
+    import dataclasses
+
     import yaml
 
     family = _family(config)
     card = family.card
+    if variant is not None:
+        card = dataclasses.replace(
+            card, model=variant.title, paper=variant.paper,
+            papers=((card.model, card.paper), *((name, url) for name, url in card.papers if url != variant.paper)),
+        )  # fmt: skip
+        family = dataclasses.replace(family, title=variant.title, card=card)
     metadata = card_metadata(license, base_model, source_metadata, tags=card_tags(family))
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
     facts = _card_facts(repo_id, config, revision, base_model)
@@ -414,14 +424,11 @@ def _ntk_section(parsed: Any, rows: list[dict[str, Any]], summary: dict[str, Any
         return _native_ntk_section(summary, rows)
     from modeling_longllada import critical_dimension
 
-    d_extra = critical_dimension(parsed.rotary_dim, parsed.rope_theta, parsed.trained_length)
-    dims = (
-        f"head dim d = {parsed.head_dim}"
-        if parsed.rotary_dim == parsed.head_dim
-        else f"rotated dims of a head d = {parsed.rotary_dim} of {parsed.head_dim}"
-    )
+    rotary_dim = parsed.rotary_dim
+    d_extra = critical_dimension(rotary_dim, parsed.rope_theta, parsed.trained_length)
+    rotated = "head dim" if rotary_dim == parsed.head_dim else f"rotated dims of a {parsed.head_dim}-dim head"
     intro = (
-        f"From this model's config ({dims}, θ = {parsed.rope_theta:,.0f}, trained length "
+        f"From this model's config ({rotated} d = {rotary_dim}, θ = {parsed.rope_theta:,.0f}, trained length "
         f"{parsed.trained_length:,}): the critical dimension is d_extra = 2·⌈(d/2)·log_θ(T_train / 2π)⌉ = "
         f"{d_extra}; covering T tokens needs the base θ' = (T / 2π)^(d / d_extra), and λ = ⌈θ' / θ⌉ "
         "([scaling law](" + SCALING_LAW_PAPER + "); LongLLaDA rounds up to an integer). "

@@ -9,7 +9,7 @@ from __future__ import annotations
 # name -> (default, meaning). Grouped as the help prints them; the help adds, from the family registry, the families
 # that take a sampler argument where not all do.
 SAMPLER_ARGS: dict[str, tuple[str, str]] = {
-    "steps": ("generation_config", "denoising steps in all"),
+    "steps": ("generation_config", "denoising steps in all (one block's with block diffusion)"),
     "block_length": ("generation_config", "tokens a block; blocks are decoded left to right"),
     "remasking": ("generation_config", "which masks are committed first: low_confidence | random (or an alg value)"),
     "alg": ("generation_config", "origin | maskgit_plus | topk_margin | entropy"),
@@ -19,20 +19,25 @@ SAMPLER_ARGS: dict[str, tuple[str, str]] = {
     "top_k": ("generation_config", "top-k filter"),
     "eps": ("generation_config", "the last time step"),
     "cfg_scale": ("0", "classifier-free guidance scale (0: off)"),
-    "cache": ("none", "none (exact) | prefix | dual: Fast-dLLM's key/value caches"),
-    "threshold": ("none", "commit every token above this confidence, at least one a step (Fast-dLLM)"),
-    # DiffusionGemma: transformers' names (DiffusionGemmaGenerationConfig; canvas_length is the model config's)
-    "max_denoising_steps": ("generation_config", "DiffusionGemma: decoder passes a canvas at most"),
-    "t_min": ("generation_config", "DiffusionGemma: temperature at a canvas's last step"),
-    "t_max": ("generation_config", "DiffusionGemma: temperature at its first step (> t_min)"),
-    "entropy_bound": ("generation_config", "DiffusionGemma: entropy budget of the tokens a step accepts"),
-    "stability_threshold": (
-        "generation_config",
-        "DiffusionGemma: steps a canvas's argmax stays unchanged before it may stop",
-    ),
-    "confidence_threshold": ("generation_config", "DiffusionGemma: mean entropy below which a stable canvas stops"),
-    "canvas_length": ("config", "DiffusionGemma: tokens a canvas (the checkpoint's 256)"),
-}
+    "cache": ("none", "none (exact) | prefix | dual: Fast-dLLM's key/value caches (block diffusion: prefix, its "
+              "exact block cache, by default)"),
+    "threshold": ("none", "commit every token above this confidence, at least one a step (Fast-dLLM; block "
+                  "diffusion: at least the schedule's count, 0.95 by default)"),
+    "minimal_topk": ("generation_config", "steps capped at max_new_tokens // minimal_topk"),
+    "eos_early_stop": ("generation_config", "stop a row at the step that commits its EOS"),
+    "editing_threshold": ("generation_config", "token editing above this confidence (LLaDA2.1's sampler; none: "
+                          "LLaDA2.0's)"),
+    "max_post_steps": ("generation_config", "editing steps after a block is filled"),
+    "num_to_transfer": ("generation_config", "masks filled at least a step"),
+    # transformers' names (DiffusionGemmaGenerationConfig; canvas_length is the model config's)
+    "max_denoising_steps": ("generation_config", "decoder passes a canvas at most"),
+    "t_min": ("generation_config", "temperature at a canvas's last step"),
+    "t_max": ("generation_config", "temperature at its first step (> t_min)"),
+    "entropy_bound": ("generation_config", "entropy budget of the tokens a step accepts"),
+    "stability_threshold": ("generation_config", "steps a canvas's argmax stays unchanged before it may stop"),
+    "confidence_threshold": ("generation_config", "mean entropy below which a stable canvas stops"),
+    "canvas_length": ("config", "tokens a canvas (the checkpoint's 256)"),
+}  # fmt: skip
 LIKELIHOOD_ARGS: dict[str, tuple[str, str]] = {
     "mc_num": ("128", "Monte-Carlo samples of each loglikelihood (1 is enough for one-token answers)"),
     "mc_batch_size": ("32", "samples a forward pass"),

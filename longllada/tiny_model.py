@@ -7,8 +7,10 @@ chat template, and ``generation_config.json`` with the sampler's defaults.
 
 ``--arch`` names a family of ``modeling_longllada.families`` (``llada``, the default, or ``dream``, ...): its entry
 gives the config fields for the generic sizes, the official tensor names and shapes, and the tokenizer's special
-tokens; a family whose weights transformers' own class writes (``diffusion_gemma``) has a builder of its own in the
-entry (``tiny_builder``), given the generic sizes through ``tiny_config_fields``. LLaDA's keys are ``model.transformer.*`` with its special tokens; Dream-v0's are Qwen2's
+tokens; ``--variant`` one of its sampler variants (LLaDA2.1 for ``llada2``: the same model, its editing sampler's
+settings in ``generation_config.json``); a family whose weights transformers' own class writes (``diffusion_gemma``)
+has a builder of its own in the entry (``tiny_builder``), given the generic sizes through ``tiny_config_fields``.
+LLaDA's keys are ``model.transformer.*`` with its special tokens; Dream-v0's are Qwen2's
 (``model.layers.N.self_attn.*`` with q/k/v biases, untied ``lm_head``) with ``<|mask|>``, ``<|beginoftext|>`` as
 BOS and ``<|endoftext|>`` as EOS/PAD.
 
@@ -87,14 +89,20 @@ def copy_remote_code(out_dir: str | Path) -> list[Path]:
     return copied
 
 
-def write_generation_config(out_dir: str | Path, token_ids: dict[str, int | None], arch: str = "llada") -> Path:
+def write_generation_config(
+    out_dir: str | Path, token_ids: dict[str, int | None], arch: str = "llada", variant: str | None = None
+) -> Path:
     """``generation_config.json``: the sampler defaults of the family's model class (LLaDA: block 32, steps null =
-    one token per step, low-confidence remasking; Dream: one block, 512 steps, "origin"), greedy via
-    ``do_sample: false``, no cache, and the special token ids."""
+    one token per step, low-confidence remasking; Dream: one block, 512 steps, "origin"), those of the family's
+    ``variant`` over them (LLaDA2.1's editing settings), greedy via ``do_sample: false``, and the special token
+    ids."""
     from modeling_longllada.families import family_by_name
 
+    family = family_by_name(arch)
     # (a family that transformers implements may have none of ours: its model's own defaults then apply)
-    settings: dict[str, Any] = dict(getattr(family_by_name(arch).model_cls(), "sampler_defaults", {}))
+    settings: dict[str, Any] = dict(getattr(family.model_cls(), "sampler_defaults", {}))
+    chosen = family.variant(variant)
+    settings.update(chosen.settings if chosen is not None else ())
     # Greedy (temperature 0) is said by do_sample=false alone: an explicit "temperature": 0.0 beside it makes
     # transformers warn that the file is mis-parameterised, and 4.46 then refuses to save_pretrained the model.
     settings["do_sample"] = False
@@ -125,6 +133,7 @@ def build_tiny_model(
     rope_scaling: dict[str, Any] | None = None,
     seed: int = 0,
     texts: Iterable[str] | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Write a tiny random model folder (see the module docstring) and return its path.
 
@@ -143,6 +152,8 @@ def build_tiny_model(
             one) and optional NTK scaling (validated by the config class).
         seed: seeds the weights (the tokenizer is deterministic in ``texts``).
         texts: tokenizer training text; default the shipped report ``longllada/data/gov_report_001.txt``.
+        variant: a sampler variant of the family (its entry's ``variants``, e.g. LLaDA2.1 of ``llada2``): its
+            settings go into ``generation_config.json``; None: the family's own.
     """
     from modeling_longllada.families import family_by_name
 
@@ -151,6 +162,7 @@ def build_tiny_model(
     except ValueError:
         raise ValueError(f"arch={arch!r} is not allowed; allowed: {list(archs())}") from None
     family.check_transformers()
+    family.variant(variant)  # an unknown variant is refused here, naming the allowed ones
     for name, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
                         ("vocab_size", vocab_size), ("max_sequence_length", max_sequence_length)):  # fmt: skip
         _check_positive_int(name, value)
@@ -187,13 +199,14 @@ def build_tiny_model(
         else:
             _build_into(out, arch, n_layers, d_model, n_heads, n_kv_heads, mlp_hidden_size, vocab_size,
                         max_sequence_length, 10000.0 if rope_theta is None else rope_theta, rope_scaling, seed,
-                        texts)  # fmt: skip
+                        texts, variant)  # fmt: skip
     return out
 
 
 def _build_into(out: Path, arch: str, n_layers: int, d_model: int, n_heads: int, n_kv_heads: int,
                 mlp_hidden_size: int, vocab_size: int, max_sequence_length: int, rope_theta: float,
-                rope_scaling: dict[str, Any] | None, seed: int, texts: Iterable[str] | None) -> None:  # fmt: skip
+                rope_scaling: dict[str, Any] | None, seed: int, texts: Iterable[str] | None,
+                variant: str | None = None) -> None:  # fmt: skip
     ours = _files_we_may_replace(out)
 
     from longllada.tokenizer import build_tokenizer, save_tokenizer
@@ -223,7 +236,7 @@ def _build_into(out: Path, arch: str, n_layers: int, d_model: int, n_heads: int,
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
         if not family.native:  # transformers' own classes need no code beside the weights
             copy_remote_code(staging)
-        write_generation_config(staging, token_ids, arch)
+        write_generation_config(staging, token_ids, arch, variant)
         _install(staging, out, ours, arch)
 
 
@@ -330,6 +343,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rope-theta", type=float, default=None, help="RoPE base (default 10000; a family with several: its own)"
     )
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    parser.add_argument(
+        "--variant", default=None, metavar="NAME",
+        help="a release of the family that differs only in its sampler's defaults (its registry entry's variants: "
+        "2.1 for llada2), written into generation_config.json",
+    )  # fmt: skip
     parser.set_defaults(func=_run)
 
 
@@ -351,6 +369,7 @@ def _run(args: argparse.Namespace) -> int:
         max_sequence_length=args.train_length,
         rope_theta=args.rope_theta,
         seed=args.seed,
+        variant=args.variant,
     )
     print(f"wrote {out}")
     return 0

@@ -1,4 +1,4 @@
-"""LongLLaDA remote-code models: LLaDA, Dream and LLaDA-MoE, with NTK RoPE scaling and a diffusion `generate()`.
+"""LongLLaDA remote-code models: LLaDA, Dream, LLaDA-MoE and LLaDA2, with NTK RoPE scaling and a diffusion `generate()`.
 
 Importing this package registers every family of ``families.FAMILIES`` (our model types and the official ones) with
 transformers' Auto classes, so saved folders and official checkpoints load without ``trust_remote_code`` when the
@@ -8,11 +8,13 @@ package is installed.
 # The registry first, as a package attribute too: a tool may have run families.py alone before (longllada.eval_help).
 from . import families
 from .configuration_dream import DreamConfig
+from .configuration_llada2 import LLaDA2Config
 from .configuration_lladamoe import LLaDAMoEConfig
 from .configuration_longllada import LongLLaDAConfig
 from .families import FAMILIES, Family, family_by_name, family_of_model_type
 from .generation_longllada import SAMPLER_DEFAULTS, DiffusionGenerateOutput, DiffusionGenerationConfig
 from .modeling_dream import DreamModel
+from .modeling_llada2 import LLaDA2ModelLM
 from .modeling_lladamoe import LLaDAMoEModelLM
 from .modeling_longllada import REMOTE_CODE_FILES, LongLLaDAModelLM
 from .registration import register_families, registered_config_class
@@ -39,6 +41,8 @@ __all__ = [
     "DreamModel",
     "LLaDAMoEConfig",
     "LLaDAMoEModelLM",
+    "LLaDA2Config",
+    "LLaDA2ModelLM",
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "SAMPLER_DEFAULTS",

@@ -245,6 +245,88 @@ class LLaDA2Config(RopeScalingMixin, PretrainedConfig):
             integer=True,
         )  # fmt: skip
 
+    # -- the family registry's hooks (modeling_longllada/families.py) ------------------------------------------
+
+    @classmethod
+    def fields_from_sizes(
+        cls,
+        *,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        mlp_hidden_size: int,
+        vocab_size: int,
+        trained_length: int,
+        rope_theta: float,
+        rope_scaling: str | dict[str, Any] | None = None,
+        **token_ids: int | None,
+    ) -> dict[str, Any]:
+        """The official config fields of a model of these sizes (``longllada tiny-model``): LLaDA2.0-mini's shape
+        scaled down. The first layer is dense (SwiGLU of ``mlp_hidden_size``), the others route each token to 2 of
+        8 experts (4 groups, the best 2 kept) of a quarter of that width, plus one shared expert of the same width;
+        ``head_dim`` is ``d_model / n_heads`` and RoPE turns half of it, as LLaDA2's does."""
+        return {
+            "num_hidden_layers": n_layers,
+            "hidden_size": d_model,
+            "num_attention_heads": n_heads,
+            "num_key_value_heads": n_kv_heads,
+            "head_dim": d_model // n_heads,
+            "intermediate_size": mlp_hidden_size,
+            "first_k_dense_replace": 1,
+            "num_experts": 8,
+            "n_group": 4,
+            "topk_group": 2,
+            "num_experts_per_tok": 2,
+            "num_shared_experts": 1,
+            # a multiple of 4 (16-byte rows in float32), as the grouped expert products need
+            "moe_intermediate_size": max(4, mlp_hidden_size // 16 * 4),
+            "vocab_size": vocab_size,
+            "max_position_embeddings": trained_length,
+            "rope_theta": rope_theta,
+            "rope_scaling": rope_scaling,
+            **token_ids,
+        }
+
+    def official_weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor of an official LLaDA2 checkpoint of this config, name to shape, in the official order
+        (the official module tree: embeddings; per layer the attention, the MLP — experts, gate with its
+        ``expert_bias`` buffer, shared experts — and the two norms; final norm, ``lm_head``)."""
+        d, vocab, head_dim = int(self.hidden_size), int(self.vocab_size), int(self.head_dim)
+        heads, kv_heads = int(self.num_attention_heads), int(self.num_key_value_heads)
+
+        def swiglu(prefix: str, inner: int) -> dict[str, tuple[int, ...]]:
+            return {f"{prefix}gate_proj.weight": (inner, d), f"{prefix}up_proj.weight": (inner, d),
+                    f"{prefix}down_proj.weight": (d, inner)}  # fmt: skip
+
+        shapes: dict[str, tuple[int, ...]] = {"model.word_embeddings.weight": (vocab, d)}
+        for i in range(int(self.num_hidden_layers)):
+            prefix = f"model.layers.{i}."
+            qkv_rows = (heads + 2 * kv_heads) * head_dim
+            shapes[f"{prefix}attention.query_key_value.weight"] = (qkv_rows, d)
+            if self.use_qkv_bias:
+                shapes[f"{prefix}attention.query_key_value.bias"] = (qkv_rows,)
+            if self.use_qk_norm:
+                shapes[f"{prefix}attention.query_layernorm.weight"] = (head_dim,)
+                shapes[f"{prefix}attention.key_layernorm.weight"] = (head_dim,)
+            shapes[f"{prefix}attention.dense.weight"] = (d, heads * head_dim)
+            if self.use_bias:
+                shapes[f"{prefix}attention.dense.bias"] = (d,)
+            if i < self.num_dense_layers:
+                shapes.update(swiglu(f"{prefix}mlp.", int(self.intermediate_size)))
+            else:
+                for e in range(int(self.num_experts)):
+                    shapes.update(swiglu(f"{prefix}mlp.experts.{e}.", int(self.moe_intermediate_size)))
+                shapes[f"{prefix}mlp.gate.weight"] = (int(self.num_experts), d)
+                shapes[f"{prefix}mlp.gate.expert_bias"] = (int(self.num_experts),)
+                if self.shared_expert_intermediate_size:
+                    shapes.update(swiglu(f"{prefix}mlp.shared_experts.", self.shared_expert_intermediate_size))
+            shapes[f"{prefix}input_layernorm.weight"] = (d,)
+            shapes[f"{prefix}post_attention_layernorm.weight"] = (d,)
+        shapes["model.norm.weight"] = (d,)
+        shapes["lm_head.weight"] = (vocab, d)
+        return shapes
+
     # -- serialisation -------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

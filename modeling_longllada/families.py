@@ -92,6 +92,12 @@ Sampler and scoring:
 ``likelihood``
     Whether the model scores continuations (``log_likelihood``, ``chunk_perplexity``): ``longllada ppl`` and
     lm-eval's likelihood requests need it; without, they refuse with :meth:`Family.likelihood_refusal`.
+``variants``
+    :class:`SamplerVariant` entries: releases of the family that share its architecture, checkpoint format and
+    ``model_type`` and differ only in their sampler's defaults (LLaDA2.1 beside LLaDA2.0), which
+    ``generation_config.json`` carries. ``longllada tiny-model --variant NAME`` writes them; ``longllada upload``
+    picks one for a source among the variant's official repos, or whose ``generation_config.json`` states its
+    settings, and names it on the card.
 
 Hooks (``hooks``): for a family whose config and model classes are not this project's (a native one), the
 dotted path of an object that does for the tools what our config and model classes do for ours; None otherwise.
@@ -190,6 +196,7 @@ __all__ = [
     "ConfigClaim",
     "Family",
     "SamplerDemo",
+    "SamplerVariant",
     "TokenizerSpec",
     "claiming_family",
     "family_by_name",
@@ -303,6 +310,25 @@ class ConfigClaim:
 
 
 @dataclass(frozen=True)
+class SamplerVariant:
+    """A release of a family that differs from it only in its sampler's defaults (module docstring, ``variants``).
+
+    ``settings``: ``(name, value)`` pairs written into ``generation_config.json`` over the family's defaults; the
+    first is the one that selects the variant (LLaDA2.1: ``editing_threshold``)."""
+
+    name: str
+    title: str
+    paper: str
+    settings: tuple[tuple[str, Any], ...]
+    official_repos: tuple[str, ...] = ()
+
+    def is_stated_by(self, generation_config: dict[str, Any]) -> bool:
+        """Whether a ``generation_config.json`` (as a dict) selects this variant: it states the variant's first
+        setting (not None)."""
+        return bool(self.settings) and generation_config.get(self.settings[0][0]) is not None
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family: see the module docstring for every field."""
 
@@ -333,6 +359,7 @@ class Family:
     likelihood: bool = True
     hooks: str | None = None
     tiny_builder: str | None = None
+    variants: tuple[SamplerVariant, ...] = ()
 
     @property
     def model_types(self) -> tuple[str, ...]:
@@ -376,6 +403,24 @@ class Family:
         for ``longllada ppl`` and lm-eval's likelihood requests, with the reason its hooks give."""
         reason = getattr(self.tool_hooks(), "likelihood_reason", None)
         return f"{self.title} models have no likelihood" + (f": {reason}" if reason else "")
+
+    def variant(self, name: str | None) -> SamplerVariant | None:
+        """The variant called ``name`` (None for None); ValueError naming the allowed ones otherwise."""
+        if name is None:
+            return None
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        allowed = [variant.name for variant in self.variants]
+        raise ValueError(f"variant {name!r} is not one of {self.title}'s; allowed: {allowed or 'none'}")
+
+    def variant_of(self, hub_id: str | None, generation_config: dict[str, Any] | None) -> SamplerVariant | None:
+        """The variant of a checkpoint: one whose official repos hold ``hub_id``, or whose settings its
+        ``generation_config.json`` states; None for the family's own release."""
+        for variant in self.variants:
+            if hub_id in variant.official_repos or variant.is_stated_by(generation_config or {}):
+                return variant
+        return None
 
     def is_supported(self) -> bool:
         """Whether the installed transformers is recent enough for this family."""
@@ -980,7 +1025,186 @@ LLADAMOE = Family(
     ),
 )
 
-FAMILIES: tuple[Family, ...] = (LLADA, DREAM, LLADAMOE, DIFFUSION_GEMMA)
+# -- LLaDA2.0 / LLaDA2.1 (inclusionAI 2025, 2026) -----------------------------------------------------------------
+
+# Ling 2.0's chat format, as LLaDA2's tokenizer renders it: each turn "<role>ROLE</role>content<|role_end|>" with
+# the roles SYSTEM, HUMAN and ASSISTANT; a default system turn "detailed thinking off" when none is given (as
+# the official examples send); the generation prompt opens an assistant turn.
+LLADA2_CHAT_TEMPLATE = (
+    "{%- set names = {'system': 'SYSTEM', 'user': 'HUMAN', 'assistant': 'ASSISTANT'} -%}"
+    "{%- if messages[0]['role'] != 'system' -%}"
+    "{{ '<role>SYSTEM</role>detailed thinking off<|role_end|>' }}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{ '<role>' + names.get(message['role'], message['role'] | upper) + '</role>' + message['content']"
+    " + '<|role_end|>' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<role>ASSISTANT</role>' }}{%- endif -%}"
+)
+
+LLADA2_PAPER = "https://arxiv.org/abs/2512.15745"
+LLADA21_PAPER = "https://arxiv.org/abs/2602.08676"
+BLOCK_DIFFUSION_PAPER = "https://arxiv.org/abs/2503.09573"
+
+LLADA2 = Family(
+    name="llada2",
+    title="LLaDA2",
+    model_type="longllada_llada2",
+    official_model_types=("llada2_moe",),
+    config_class="modeling_longllada.configuration_llada2.LLaDA2Config",
+    model_class="modeling_longllada.modeling_llada2.LLaDA2ModelLM",
+    required_fields=(
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "rope_theta",
+        "max_position_embeddings",
+        "num_experts",
+        "num_experts_per_tok",
+        "moe_intermediate_size",
+        "first_k_dense_replace",
+    ),
+    embedding_key="model.word_embeddings.weight",
+    key_prefixes=("model.", "lm_head."),
+    tiny_config_fields="modeling_longllada.configuration_llada2.LLaDA2Config.fields_from_sizes",
+    weight_shapes="modeling_longllada.configuration_llada2.LLaDA2Config.official_weight_shapes",
+    tokenizer=TokenizerSpec(
+        # <|startoftext|> BOS (not added when encoding), <|endoftext|> EOS and PAD, <|mask|> MASK, then the chat
+        # tokens of the role headers and turn ends.
+        special_tokens=("<|startoftext|>", "<|endoftext|>", "<|mask|>", "<role>", "</role>", "<|role_end|>"),
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        mask_token="<|mask|>",
+        chat_template=LLADA2_CHAT_TEMPLATE,
+        add_bos=False,
+    ),
+    sampler_arguments=(
+        "steps",
+        "block_length",
+        "temperature",
+        "top_p",
+        "top_k",
+        "cache",
+        "threshold",
+        "minimal_topk",
+        "eos_early_stop",
+        "editing_threshold",
+        "max_post_steps",
+        "num_to_transfer",
+    ),
+    greedy_remasking="confidence_threshold",
+    variants=(
+        SamplerVariant(
+            name="2.1",
+            title="LLaDA2.1",
+            paper=LLADA21_PAPER,
+            settings=(("editing_threshold", 0.9), ("max_post_steps", 16), ("num_to_transfer", 1)),
+            official_repos=("inclusionAI/LLaDA2.1-mini", "inclusionAI/LLaDA2.1-flash"),
+        ),
+    ),
+    card=CardText(
+        tag="llada2",
+        model="LLaDA2.0",
+        paper=LLADA2_PAPER,
+        official_repos=("inclusionAI/LLaDA2.0-mini", "inclusionAI/LLaDA2.0-flash"),
+        weights_note=" (the official keys)",
+        remote_code="`configuration_llada2.py`, `modeling_llada2.py` and the LongLLaDA files they share",
+        features=(
+            '- `rope_scaling` in the config: `{"type": "ntk", "factor": λ}` (RoPE base θ·λ), '
+            '`{"type": "ntk", "target_length": T}` (λ from the extrapolation scaling law on the rotated part of each '
+            "head, `head_dim × partial_rotary_factor` dimensions, and the trained length `max_position_embeddings`) "
+            'or `{"type": "ntk_per_length"}` (λ chosen from each input\'s length);',
+            "- `model.generate()`: the official block-diffusion samplers, token-identical to the official `generate` "
+            "at temperature 0: LLaDA2.0's (`block_length`, `steps`, `threshold`, `minimal_topk`, `eos_early_stop`, "
+            "`temperature`, `top_k`, `top_p`) and, with `editing_threshold`, LLaDA2.1's token editing "
+            "(`max_post_steps`, `num_to_transfer`); HF names for the rest (`max_new_tokens`, `eos_token_id`, "
+            "`mask_token_id`);",
+            '- an exact key/value cache for block diffusion (the default, `cache="prefix"`): the prompt\'s blocks '
+            "are encoded once, in chunks, and each step runs only the active block, where the official code "
+            f"recomputes the whole sequence ([block diffusion]({BLOCK_DIFFUSION_PAPER}): a block never sees later "
+            "ones, so the kept keys and values are exact);",
+            "- batches with left padding and their attention mask, each row as it would be alone (the official "
+            "`generate` takes one prompt);",
+            "- `model.log_likelihood()`: the block-diffusion bound on log p(continuation | context) that LLaDA2.0 "
+            "trains on (each block predicted from the clean blocks before it);",
+            "- the experts run batched (grouped matrix products), the LM head only where logits are needed.",
+        ),
+        facts=(
+            (
+                "Layers, hidden size, heads / key-value heads (head dim, rotated dims)",
+                "{config.num_hidden_layers}, {config.hidden_size}, {config.num_attention_heads} / "
+                "{config.num_key_value_heads} ({config.head_dim}, {config.rotary_dim})",
+            ),
+            (
+                "Experts (per token, shared), dense layers",
+                "{config.num_experts} ({config.num_experts_per_tok}, {config.num_shared_experts}), "
+                "{config.num_dense_layers}",
+            ),
+            ("Trained context (`max_position_embeddings`)", "{config.trained_length:,} tokens"),
+            *ROPE_FACTS,
+        ),
+        auto_class="AutoModelForCausalLM",
+        generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "64", "output length"),
+                ("block_length", "32", "blocks decoded left to right"),
+                ("steps", "32", "at most 32 steps a block"),
+                ("threshold", "0.95", "commit every token above 0.95, at least the schedule's count"),
+                ("temperature", "0.0", "greedy"),
+            ),
+        ),
+        batch_heading="Batches, the cache and LLaDA2.1's editing",
+        batch_text=(
+            'Left-padded batches need the attention mask. `cache="prefix"` (the default) keeps every finished '
+            'block\'s keys and values and gives the tokens of `cache="none"`, the official recompute. '
+            "`editing_threshold` turns on LLaDA2.1's token editing: already placed tokens of the block are replaced "
+            "where the model's new prediction exceeds it (the default of LLaDA2.1 repos)."
+        ),
+        batch_generate=SamplerDemo(
+            method="generate",
+            arguments=(
+                ("max_new_tokens", "64", ""),
+                ("block_length", "32", ""),
+                ("threshold", "0.9", ""),
+                ("cache", '"prefix"', '"prefix" (exact key/value cache) or "none" (recompute)'),
+                ("editing_threshold", "0.9", "LLaDA2.1's editing; None: LLaDA2.0's sampler"),
+            ),
+        ),
+        score_text=(
+            "`log_likelihood` returns a Monte-Carlo lower bound of log p(continuation | context) under block "
+            "diffusion (blocks of `generation_config.block_length`) and its standard error; the context is encoded "
+            "once and each sample runs only the noised blocks."
+        ),
+        ntk_text=(
+            "Any `rope_scaling` can be set at load time, whatever this revision's config holds. By factor "
+            "(LongLLaDA multiplies the RoPE base by λ):"
+        ),
+        eval_text=(
+            "With the `longllada` toolkit installed. Long-context benchmarks run through lm-eval with `--model "
+            "longllada` (the block-diffusion sampler with its key/value cache for generation, the block-diffusion "
+            "bound for likelihoods) and the toolkit's tasks: `longllada_niah` (needle in a haystack, its grid set "
+            "by `--metadata`), `longllada_ruler`, `longllada_longbench`. In `--model_args`, `ntk_factor=λ`, "
+            "`ntk_target=T` or `rope_scaling=ntk-per-length` override this revision's RoPE scaling, and "
+            "`editing_threshold=0.9` selects LLaDA2.1's sampler:"
+        ),
+        eval_arguments="block_length=32,steps=32,threshold=0.95,ntk_factor={factor}",
+        notes=(
+            "- `generate` is a block-diffusion sampler: blocks are counted from each prompt's first token (the "
+            "official layout; a batch is re-padded by whole blocks), `steps` is per block, the answer ends at its "
+            "first EOS (the rest of the row is EOS), and HF options such as beams are ignored."
+        ),
+        papers=(("LLaDA2.1", LLADA21_PAPER), ("Block diffusion", BLOCK_DIFFUSION_PAPER)),
+        eval_example="ntk_target=65536",
+    ),
+)
+
+FAMILIES: tuple[Family, ...] = (LLADA, DREAM, LLADAMOE, LLADA2, DIFFUSION_GEMMA)
 
 
 # -- lookups -----------------------------------------------------------------------------------------------------

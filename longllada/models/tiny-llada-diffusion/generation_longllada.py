@@ -1,6 +1,7 @@
-"""The masked-diffusion sampler of LLaDA and Dream as ``model.generate()``, with Fast-dLLM's caches.
+"""The masked-diffusion sampler of LLaDA, Dream and LLaDA2 as ``model.generate()``, with Fast-dLLM's caches and the
+exact block-diffusion cache.
 
-One loop serves both families and every mode. The answer starts as masks and is filled block by block, left to
+One loop serves every family and every mode. The answer starts as masks and is filled block by block, left to
 right; within a block each step predicts every masked position and commits some of the predictions:
 
 - LLaDA (Nie et al. 2025, arXiv 2502.09992, §2.4): ``n // s`` tokens a step (the first ``n % s`` steps one more),
@@ -10,16 +11,22 @@ right; within a block each step predicts every masked position and commits some 
   are shifted (position i predicts token i + 1); the model says so with ``logits_shifted``.
 - Fast-dLLM (Wu et al. 2025, arXiv 2505.22618): ``cache="prefix"``/``"dual"`` reuse the block's first pass for
   its later steps; ``threshold`` commits every prediction above it (at least one a step).
+- LLaDA2.0 (arXiv 2512.15745) and LLaDA2.1 (arXiv 2602.08676), block diffusion (Arriola et al. 2025, arXiv
+  2503.09573): blocks counted from each prompt's first token, attention block-causal; each step commits every
+  prediction above ``threshold``, at least the schedule's count; LLaDA2.1 also edits placed tokens. A block never
+  sees later ones, so its keys and values are final once it is: ``cache="prefix"`` keeps them, exactly.
 
-Each family's rule is a small object (:class:`LLaDARule`, :class:`DreamRule`: predictions, confidences, which
-masks a step commits), chosen once per call from the model class (``sampler_rule``) and the settings, with its
-schedule injected (:class:`TransferSchedule`, :class:`TimestepSchedule`, or :class:`ThresholdSchedule` when a
-threshold is set). One loop runs every rule and cache mode.
+Each family's rule is a small object (:class:`LLaDARule`, :class:`DreamRule`, :class:`LLaDA2Rule`: predictions,
+confidences, which masks a step commits), chosen once per call from the model class (``sampler_rule``) and the
+settings, with its schedule injected (:class:`TransferSchedule`, :class:`TimestepSchedule`, or
+:class:`ThresholdSchedule` when a threshold is set). A rule also lays out the sequence it denoises (its canvas:
+:class:`AnswerCanvas`, the answer after the prompts; :class:`BlockAlignedCanvas` for block diffusion) and says
+what computes its logits. One loop runs every rule and cache mode.
 
 Only the active block's logits are computed (``logits_to_keep``); nothing of size [B, L, V] exists (except for
 Dream's hooks, which see every position, as in its official sampler). Settings and their validation live in
 :class:`DiffusionGenerationConfig`; the forward passes, caches and CUDA graphs behind one object,
-:class:`BlockDenoiser`.
+:class:`BlockDenoiser` (:class:`BlockCausalDenoiser` for block diffusion).
 
 Copied flat into Hub model repos: imports only torch and transformers.
 """
@@ -64,8 +71,36 @@ _OTHER_FIELDS: dict[str, Any] = {
     "output_history": False,
     "progress": None,
 }
-# Settings whose None means something (one block, one step per token, no threshold): an explicit None counts.
-NULLABLE = frozenset({"steps", "block_length", "threshold", "alg_temp"})
+# The settings of the block-diffusion samplers (LLaDA2.0, LLaDA2.1), the official `generate`'s names; None: not
+# given (the other rules refuse them).
+BLOCK_DIFFUSION_SETTINGS: dict[str, Any] = {
+    "minimal_topk": None,
+    "eos_early_stop": None,
+    "editing_threshold": None,
+    "max_post_steps": None,
+    "num_to_transfer": None,
+}
+_OTHER_FIELDS.update(BLOCK_DIFFUSION_SETTINGS)
+# Settings whose None means something (one block, one step per token, no threshold, no editing): an explicit None
+# counts.
+NULLABLE = frozenset({"steps", "block_length", "threshold", "alg_temp", "editing_threshold"})
+# LLaDA2's sampler defaults, the official `generate`'s (block 32, 32 steps a block, threshold 0.95), with the exact
+# block-diffusion key/value cache; LLaDA2.1's editing sampler runs when editing_threshold is set (its official
+# default 0.9 is written into the generation_config.json of LLaDA2.1 repos).
+LLADA2_DEFAULTS: dict[str, Any] = {
+    "steps": 32,
+    "block_length": 32,
+    "remasking": "confidence_threshold",
+    "cfg_scale": 0.0,
+    "cache": "prefix",
+    "threshold": 0.95,
+    "logits_eos_inf": False,
+    "confidence_eos_eot_inf": False,
+    "minimal_topk": 1,
+    "eos_early_stop": False,
+    "max_post_steps": 16,
+    "num_to_transfer": 1,
+}
 # Dream's diffusion_generate(): the whole answer as one block, Dream's defaults.
 DREAM_DEFAULTS: dict[str, Any] = {"steps": 512, "block_length": None, "remasking": "origin", "eps": 1e-3}
 # HF generate() arguments with no meaning for a diffusion sampler, accepted and ignored (lm-eval passes some).
@@ -80,12 +115,14 @@ PROGRESS_MIN_WORK = 1 << 26
 class DiffusionGenerationConfig(GenerationConfig):
     """Settings of the diffusion sampler: transformers' ``GenerationConfig`` plus
 
-    steps (total denoising steps; None: one per token), block_length (None: one block), remasking (LLaDA's
-    ``low_confidence``/``random`` or Dream's ``origin``/``maskgit_plus``/``topk_margin``/``entropy``; ``alg`` is
-    Dream's name for it), alg_temp, eps (Dream's final timestep), cfg_scale, cache (``none``/``prefix``/
-    ``dual``), threshold, logits_eos_inf, confidence_eos_eot_inf, eot_token_id, mask_token_id, cuda_graph,
-    output_history, progress (None: a bar when the work is long). ``temperature``, ``top_p``, ``top_k``,
-    ``max_new_tokens`` and ``max_length`` are transformers' own fields.
+    steps (total denoising steps; None: one per token; LLaDA2: steps a block), block_length (None: one block),
+    remasking (LLaDA's ``low_confidence``/``random``, Dream's ``origin``/``maskgit_plus``/``topk_margin``/
+    ``entropy``, LLaDA2's ``confidence_threshold``; ``alg`` is Dream's name for it), alg_temp, eps (Dream's final
+    timestep), cfg_scale, cache (``none``/``prefix``/``dual``), threshold, logits_eos_inf,
+    confidence_eos_eot_inf, eot_token_id, mask_token_id, cuda_graph, output_history, progress (None: a bar when
+    the work is long); LLaDA2's minimal_topk, eos_early_stop, editing_threshold (LLaDA2.1's editing sampler when
+    set), max_post_steps and num_to_transfer. ``temperature``, ``top_p``, ``top_k``, ``max_new_tokens`` and
+    ``max_length`` are transformers' own fields.
 
     :meth:`validate` checks every field's type, range and finiteness, naming the field, the value and what is
     allowed; it runs when the config is built.
@@ -129,6 +166,12 @@ class DiffusionGenerationConfig(GenerationConfig):
         check_number("top_k", self.top_k, minimum=0, integer=True, optional=True)
         check_number("alg_temp", self.alg_temp, minimum=0, optional=True)
         check_number("eps", self.eps, minimum=0, maximum=1, inclusive=False)
+        check_number("minimal_topk", self.minimal_topk, minimum=1, integer=True, optional=True)
+        check_number("editing_threshold", self.editing_threshold, minimum=0, maximum=1, optional=True)
+        check_number("max_post_steps", self.max_post_steps, minimum=0, integer=True, optional=True)
+        check_number("num_to_transfer", self.num_to_transfer, minimum=1, integer=True, optional=True)
+        if self.eos_early_stop is not None and not isinstance(self.eos_early_stop, bool):
+            raise ValueError(f"eos_early_stop={self.eos_early_stop!r} is not allowed; allowed: True, False or None")
         for name in ("mask_token_id", "eos_token_id", "pad_token_id", "eot_token_id"):
             value = getattr(self, name, None)
             if not isinstance(value, (list, tuple)):
@@ -179,6 +222,8 @@ class DiffusionGenerationConfig(GenerationConfig):
                 settings[name] = settings[name][0] if settings[name] else None
         if settings.get("mask_token_id") is None:
             raise ValueError("mask_token_id is not set: give it, or set it in the model config")
+        if settings.get("remasking") in REMASKING:  # before the rule's own checks, which would name a symptom
+            _check_rule_kind(model, settings["remasking"])
         return cls(**settings)
 
 
@@ -288,6 +333,150 @@ class ThresholdSchedule:
         return BlockSchedule((1,) * block_length, threshold=self.threshold)
 
 
+# -- the canvas: the sequence a generation denoises, its blocks and its output ------------------------------
+
+
+class AnswerCanvas:
+    """The sequence a bidirectional sampler denoises (LLaDA, Dream): the left-padded prompts, then the answer as masks
+    rounded up to whole blocks. Every row's answer starts at the same column (the prompts' width) and the blocks are
+    counted from there. x [B, P + blocks × block_length]; attention_mask covers it (1 past the prompts)."""
+
+    def __init__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int, gen_length: int,
+        s: DiffusionGenerationConfig,
+    ):  # fmt: skip
+        # A block longer than the answer would only add masks that are never answered: clip it.
+        self.block_length = min(s.block_length or gen_length, gen_length)
+        self.num_blocks = math.ceil(gen_length / self.block_length)
+        rows = input_ids.shape[0]
+        self.x = torch.cat(
+            (input_ids, input_ids.new_full((rows, self.num_blocks * self.block_length), s.mask_token_id)), 1
+        )
+        self.attention_mask = torch.cat(
+            (attention_mask, attention_mask.new_ones(rows, self.x.shape[1] - prompt_len)), 1
+        )
+        self.prompt_len, self.gen_length = prompt_len, gen_length
+
+    def span(self, block: int) -> tuple[int, int]:
+        """The columns [start, end) of ``block``."""
+        return self.prompt_len + block * self.block_length, self.prompt_len + (block + 1) * self.block_length
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """The sequences as ``generate`` returns them (here the canvas itself, blocks' rounding included)."""
+        return x
+
+    def stopped(self, x: torch.Tensor, block: int, s: DiffusionGenerationConfig, stopping_criteria) -> torch.Tensor:
+        """Rows [B] whose answer so far holds EOS or met a stopping criterion at a position of ``block``."""
+        start, end = self.span(block)
+        stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if s.eos_token_id is not None:
+            stopped |= (x[:, self.prompt_len : end] == s.eos_token_id).any(-1)
+        if stopping_criteria is not None:
+            for pos in range(start + 1, end + 1):
+                stopped |= torch.as_tensor(stopping_criteria(x[:, :pos], None), device=x.device).bool()
+        return stopped
+
+    def finish_early(self, x: torch.Tensor, block: int, s: DiffusionGenerationConfig) -> None:
+        """Every row has stopped after ``block``: the rest of the canvas becomes EOS (or PAD)."""
+        x[:, self.span(block)[1] :] = s.eos_token_id if s.eos_token_id is not None else s.pad_token_id
+
+    def output(self, x: torch.Tensor, s: DiffusionGenerationConfig) -> torch.Tensor:
+        """[B, P + gen_length]: the prompts and the answers."""
+        return x[:, : self.prompt_len + self.gen_length]
+
+
+class BlockAlignedCanvas:
+    """The sequence a block-diffusion sampler denoises (LLaDA2), each row as the official ``generate`` lays it out
+    alone: its prompt, then masks up to a whole number of blocks covering prompt + answer, blocks counted from the
+    row's first token (the blocks wholly inside the prompt are never denoised; the one holding the prompt's tail
+    is).
+
+    Left-padded rows are re-padded by whole blocks: with blocks of b positions, row i (P_i real tokens) starts at
+    column b·(K − ⌊P_i/b⌋), K the most whole prompt blocks of any row, so that every row's first block with an answer
+    position starts at column K·b, and each row keeps its own block boundaries and positions (0 at its first
+    token). Rows may need different numbers of blocks; a row past its last block is frozen. Padding columns are
+    masked keys.
+
+    x, attention_mask, position_ids: [B, W], W = b·(K + num_blocks); answer_start [B]: each row's first answer
+    column."""
+
+    def __init__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int, gen_length: int,
+        s: DiffusionGenerationConfig,
+    ):  # fmt: skip
+        block = self.block_length = int(s.block_length)
+        real_prompt = attention_mask.bool()
+        lengths = real_prompt.sum(-1)  # [B]
+        whole = lengths // block
+        prompt_blocks = int(whole.max())
+        self.pad = block * (prompt_blocks - whole)  # [B]
+        self.row_blocks = (lengths + gen_length + block - 1) // block - whole  # [B] blocks each row denoises
+        self.num_blocks = int(self.row_blocks.max())
+        self.first_column = prompt_blocks * block
+        width = block * (prompt_blocks + self.num_blocks)
+        columns = torch.arange(width, device=input_ids.device)[None]
+        self.answer_start = self.pad + lengths
+        real = columns >= self.pad[:, None]
+        x = input_ids.new_full((input_ids.shape[0], width), s.mask_token_id)
+        x[real & (columns < self.answer_start[:, None])] = input_ids[real_prompt]
+        padding = next((t for t in (s.pad_token_id, s.eos_token_id) if t is not None), 0)
+        self.x = x.masked_fill(~real, padding)
+        self.attention_mask = real.long()
+        self.position_ids = (columns - self.pad[:, None]).clamp_min(0)
+        self.input_ids, self.prompt_len, self.gen_length = input_ids, prompt_len, gen_length
+        self._answer_index = self.answer_start[:, None] + torch.arange(gen_length, device=input_ids.device)
+
+    def span(self, block: int) -> tuple[int, int]:
+        """The columns [start, end) of the ``block``-th block denoised (the same for every row)."""
+        start = self.first_column + block * self.block_length
+        return start, start + self.block_length
+
+    def active_rows(self, block: int, done: torch.Tensor) -> torch.Tensor:
+        """Rows [B] that denoise ``block``: not stopped, and not past their last block."""
+        return ~done & (block < self.row_blocks)
+
+    def answer_positions(self, start: int, end: int) -> torch.Tensor:
+        """[B, end - start]: which columns of [start, end) belong to each row's answer (not its prompt)."""
+        return torch.arange(start, end, device=self.x.device)[None] >= self.answer_start[:, None]
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, P + gen_length]: the prompts as given (left-padded), then each row's answer so far."""
+        return torch.cat((self.input_ids, x.gather(1, self._answer_index)), 1)
+
+    def stopped(self, x: torch.Tensor, block: int, s: DiffusionGenerationConfig, stopping_criteria) -> torch.Tensor:
+        """Rows [B] whose answer up to the end of ``block`` holds EOS (the official rule: after a block whose
+        generated part holds an EOS), or met a stopping criterion at an answer position of ``block``."""
+        start, end = self.span(block)
+        stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if s.eos_token_id is not None:
+            columns = torch.arange(end, device=x.device)[None]
+            in_answer = columns >= self.answer_start[:, None]
+            stopped |= ((x[:, :end] == s.eos_token_id) & in_answer).any(-1)
+        if stopping_criteria is not None:
+            before = (start - self.answer_start).clamp(0, self.gen_length)  # [B] answer tokens before the block
+            after = (end - self.answer_start).clamp(0, self.gen_length)
+            view = self.view(x)
+            for n in range(int(before.min()) + 1, int(after.max()) + 1):
+                hit = torch.as_tensor(stopping_criteria(view[:, : self.prompt_len + n], None), device=x.device).bool()
+                stopped |= hit & (before < n) & (n <= after)
+        return stopped
+
+    def finish_early(self, x: torch.Tensor, block: int, s: DiffusionGenerationConfig) -> None:
+        """Every row has stopped: :meth:`output` fills what was left undecoded."""
+
+    def output(self, x: torch.Tensor, s: DiffusionGenerationConfig) -> torch.Tensor:
+        """[B, P + gen_length]: the prompts as given, then each answer as the official ``generate`` returns it (up to
+        its first EOS), filled up with EOS (or PAD) after it and where a stopped row was never decoded."""
+        answer = x.gather(1, self._answer_index)
+        fill = s.eos_token_id if s.eos_token_id is not None else s.pad_token_id
+        if fill is not None:
+            if s.eos_token_id is not None:
+                is_eos = answer == s.eos_token_id
+                answer = answer.masked_fill(is_eos.cumsum(-1) - is_eos.long() > 0, fill)
+            answer = answer.masked_fill(answer == s.mask_token_id, fill)
+        return torch.cat((self.input_ids, answer), 1)
+
+
 # -- the rules: predictions, confidences, and which masks a step commits --------------------------------------
 
 
@@ -343,6 +532,9 @@ class SamplerRule(ABC):
     threshold_algorithms: tuple[str, ...] = ()
     # Settings that belong to another rule, refused here (named with the rule's algorithms in the error).
     foreign_settings: tuple[str, ...] = ()
+    # A block-diffusion rule: the block-aligned canvas and block-causal passes. A model runs the rules of its own
+    # kind only (its ``sampler_rule`` names one): bidirectional models and block-diffusion ones do not mix.
+    block_diffusion: bool = False
 
     def __init__(self, settings: DiffusionGenerationConfig, schedule: Any):
         self.s, self.schedule = settings, schedule
@@ -372,6 +564,29 @@ class SamplerRule(ABC):
                 f"threshold={s.threshold!r} needs a confidence in [0, 1], which remasking={s.remasking!r} does "
                 f"not give; allowed with threshold: {list(THRESHOLD_REMASKING)}"
             )
+
+    # -- the generation's layout, plan and passes (a block-diffusion rule has its own) ---------------------------
+
+    def canvas(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int, gen_length: int):
+        """The sequence this rule denoises: the prompts then the answer (:class:`AnswerCanvas`)."""
+        return AnswerCanvas(input_ids, attention_mask, prompt_len, gen_length, self.s)
+
+    def plan(self, canvas: Any) -> BlockSchedule:
+        """The plan of every block's steps, from the schedule."""
+        return self.schedule.block(canvas.block_length, canvas.num_blocks)
+
+    def denoiser(self, model: Any, canvas: Any) -> Any:
+        """What computes each step's logits (:class:`BlockDenoiser`)."""
+        return BlockDenoiser(model, self.s, canvas.attention_mask, canvas.prompt_len)
+
+    def begin_block(self, canvas: Any, block: int, done: torch.Tensor) -> None:  # noqa: B027 (a hook; no state here)
+        """Called before a block's first step; ``done`` [B]: rows that have stopped (they run on here)."""
+
+    def block_finished(self, x_block: torch.Tensor, plan: BlockSchedule) -> bool:
+        """After a step: whether the block needs no further one (with a threshold, once it has no mask)."""
+        return plan.threshold is not None and not bool((x_block == self.s.mask_token_id).any())
+
+    # -- a step ----------------------------------------------------------------------------------------------
 
     @abstractmethod
     def predict(self, logits: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -425,7 +640,7 @@ class LLaDARule(SamplerRule):
     name = "LLaDA"
     algorithms = ("low_confidence", "random")
     threshold_algorithms = ("low_confidence",)
-    foreign_settings = ("top_p", "top_k", "alg_temp")
+    foreign_settings = ("top_p", "top_k", "alg_temp", *BLOCK_DIFFUSION_SETTINGS)
 
     @classmethod
     def own_schedule(cls, s: DiffusionGenerationConfig) -> TransferSchedule:
@@ -451,6 +666,7 @@ class DreamRule(SamplerRule):
     name = "Dream"
     algorithms = ("origin", "maskgit_plus", "topk_margin", "entropy")
     threshold_algorithms = ("maskgit_plus", "topk_margin")
+    foreign_settings = tuple(BLOCK_DIFFUSION_SETTINGS)
 
     def __init__(self, settings: DiffusionGenerationConfig, schedule: Any, recount: bool = False):
         super().__init__(settings, schedule)
@@ -513,8 +729,204 @@ class DreamRule(SamplerRule):
         return is_masked & torch.zeros_like(is_masked).scatter(1, picked, True)
 
 
+class LLaDA2Rule(SamplerRule):
+    """LLaDA2.0's sampler, as its official ``generate`` (inclusionAI's model file; arXiv 2512.15745), on the
+    block-aligned canvas (:class:`BlockAlignedCanvas`) with block-causal passes (:class:`BlockCausalDenoiser`).
+
+    Each block takes at most ``steps`` steps (capped at ``max_new_tokens // minimal_topk``; ``minimal_topk`` does
+    nothing else); the schedule spreads the block over them (n // s a step, the first n % s one more). A step
+    predicts every position of the block (the argmax at ``temperature`` 0, else a draw after top-k then top-p
+    filtering) and commits every masked prediction whose probability exceeds ``threshold`` if they are at least
+    the schedule's count, else that many of the most probable. A row stops after a block whose answer holds EOS;
+    with ``eos_early_stop``, as soon as a step commits EOS with no mask left before the first EOS of its answer.
+    The mask token is never a prediction (the official code could commit it, and LLaDA2.1's loop would then never
+    end); greedy picks the argmax of the logits (the official LLaDA2.0 code takes that of the probabilities: the
+    same token but for exact ties). In a batch every row takes the steps it would take alone (a row whose block is
+    done is frozen while the others finish theirs).
+
+    ``editing_threshold`` selects LLaDA2.1's editing sampler (:class:`LLaDA21Rule`)."""
+
+    name = "LLaDA2"
+    algorithms = ("confidence_threshold",)
+    threshold_algorithms = ("confidence_threshold",)
+    foreign_settings = ("alg_temp",)
+    block_diffusion = True
+
+    def __init__(self, settings: DiffusionGenerationConfig, schedule: Any = None):
+        super().__init__(settings, schedule)
+        self.active: torch.Tensor | None = None  # [B] rows that take the current block's steps
+        self.answer: torch.Tensor | None = None  # [B, N] the block's answer positions (the others are prompt)
+
+    @classmethod
+    def own_schedule(cls, s: DiffusionGenerationConfig) -> None:
+        """None: the plan comes from the canvas (the output length caps the steps; see :meth:`plan`)."""
+
+    @classmethod
+    def for_settings(cls, s: DiffusionGenerationConfig) -> LLaDA2Rule:
+        """LLaDA2.0's rule, or LLaDA2.1's when ``editing_threshold`` is set; ``threshold`` is part of both (it
+        does not replace their schedules as Fast-dLLM's does)."""
+        return (LLaDA21Rule if s.editing_threshold is not None else LLaDA2Rule)(s)
+
+    @classmethod
+    def validate(cls, s: DiffusionGenerationConfig) -> None:
+        super().validate(s)
+        if s.block_length is None:
+            raise ValueError(
+                "block_length=None is not allowed with LLaDA2's block diffusion; allowed: a positive integer (the "
+                "block the model was trained with: 32 for the official checkpoints)"
+            )
+        if s.cache == "dual":
+            raise ValueError(
+                "cache='dual' is not allowed with LLaDA2's block diffusion (a block never attends to later blocks: "
+                "there is no suffix to cache); allowed: 'prefix' (exact, the default) or 'none' (the official "
+                "recompute)"
+            )
+        if s.cfg_scale:
+            raise ValueError(f"cfg_scale={s.cfg_scale!r} is not allowed with LLaDA2's sampler; allowed: 0")
+        for name in ("logits_eos_inf", "confidence_eos_eot_inf"):
+            if getattr(s, name):
+                raise ValueError(f"{name}=True is not supported by LLaDA2's sampler; allowed: False")
+
+    # -- layout, plan, passes ----------------------------------------------------------------------------------
+
+    def canvas(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int, gen_length: int):
+        return BlockAlignedCanvas(input_ids, attention_mask, prompt_len, gen_length, self.s)
+
+    def plan(self, canvas: BlockAlignedCanvas) -> BlockSchedule:
+        s = self.s
+        steps = min(s.steps or canvas.block_length, canvas.gen_length // (s.minimal_topk or 1))
+        if steps < 1:
+            raise ValueError(
+                f"minimal_topk={s.minimal_topk} leaves no step for max_new_tokens={canvas.gen_length} (steps are "
+                "capped at max_new_tokens // minimal_topk); allowed: minimal_topk <= max_new_tokens"
+            )
+        return BlockSchedule(tuple(transfer_schedule(canvas.block_length, steps)), threshold=s.threshold)
+
+    def denoiser(self, model: Any, canvas: BlockAlignedCanvas) -> BlockCausalDenoiser:
+        return BlockCausalDenoiser(model, self.s, canvas)
+
+    def begin_block(self, canvas: BlockAlignedCanvas, block: int, done: torch.Tensor) -> None:
+        self.active = canvas.active_rows(block, done)
+        self.answer = canvas.answer_positions(*canvas.span(block))
+
+    def block_finished(self, x_block: torch.Tensor, plan: BlockSchedule) -> bool:
+        """No active row has a mask left in the block (the official loop ends at the next step's start)."""
+        return not bool(((x_block == self.s.mask_token_id) & self.active[:, None]).any())
+
+    # -- a step ----------------------------------------------------------------------------------------------
+
+    def predict(self, logits: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predictions, their probabilities): at temperature 0 the argmax and its softmax probability; else logits
+        / temperature, top-k, then top-p (the official order), one draw, and its probability under that filtered
+        distribution. The mask token is never drawn."""
+        s = self.s
+        logits = logits.float()
+        never_mask = torch.full((1,), s.mask_token_id, device=logits.device)
+        if s.temperature == 0:
+            probs = logits.softmax(-1)
+            prediction = logits.index_fill(-1, never_mask, -torch.inf).argmax(-1)
+        else:
+            if s.temperature != 1:
+                logits = logits / s.temperature
+            probs = top_p_top_k(top_p_top_k(logits, None, s.top_k), s.top_p, None).softmax(-1)
+            flat = probs.index_fill(-1, never_mask, 0.0).flatten(0, -2)
+            source = generator.device if generator is not None else flat.device
+            prediction = torch.multinomial(flat.to(source), 1, generator=generator)
+            prediction = prediction.to(logits.device).view(probs.shape[:-1])
+        return prediction, probs.gather(-1, prediction[..., None]).squeeze(-1)
+
+    @staticmethod
+    def commit(confidence: torch.Tensor, is_masked: torch.Tensor, count: int, threshold: float | None) -> torch.Tensor:
+        """[B, N]: the masked positions to fill: every one whose confidence exceeds ``threshold`` if they are at
+        least ``count``, else the ``count`` most confident (all of them where fewer are masked)."""
+        masked = is_masked.sum(-1)
+        n = torch.full_like(masked, count)
+        if threshold is not None:
+            n = torch.maximum(n, (is_masked & (confidence > threshold)).sum(-1))
+        n = torch.minimum(n, masked)
+        rank = torch.argsort(_ranking(confidence, is_masked), dim=-1, descending=True, stable=True).argsort(-1)
+        return is_masked & (rank < n[:, None])
+
+    def step(
+        self, x_block: torch.Tensor, logits: torch.Tensor, plan: BlockSchedule, step: int, generator
+    ) -> torch.Tensor:
+        s = self.s
+        is_masked = (x_block == s.mask_token_id) & self.active[:, None]
+        prediction, confidence = self.predict(logits, generator)
+        chosen = self.commit(confidence, is_masked, plan.counts[step], plan.threshold)
+        out = torch.where(chosen, prediction, x_block)
+        if s.eos_early_stop and s.eos_token_id is not None:
+            self._stop_at_committed_eos(out, chosen & (prediction == s.eos_token_id))
+        return out
+
+    def _stop_at_committed_eos(self, x_block: torch.Tensor, committed_eos: torch.Tensor) -> None:
+        """``eos_early_stop``: a row that committed EOS at this step stops if no mask lies before the first EOS of
+        its answer (earlier blocks are full: a row stops after a block with an EOS)."""
+        rows = committed_eos.any(-1)
+        if not bool(rows.any()):
+            return
+        s = self.s
+        is_eos = (x_block == s.eos_token_id) & self.answer
+        first = is_eos.int().argmax(-1)
+        before = self.answer & (torch.arange(x_block.shape[1], device=x_block.device)[None] < first[:, None])
+        clear = ~((x_block == s.mask_token_id) & before).any(-1)
+        self.active &= ~(rows & is_eos.any(-1) & clear)
+
+
+class LLaDA21Rule(LLaDA2Rule):
+    """LLaDA2.1's editing sampler, as its official ``generate`` (arXiv 2602.08676: token-to-token editing beside
+    mask-to-token decoding), chosen by ``editing_threshold``; ``steps`` and ``minimal_topk`` are not used.
+
+    Each block runs until it is done: at a step's start, a row whose block has no mask counts a post step, and
+    stops before its pass once it has counted more than ``max_post_steps``. A step fills the masked positions
+    whose probability exceeds ``threshold`` if they are at least ``num_to_transfer``, else that many of the most
+    probable (greedy: the argmax of the logits), and replaces every already placed answer token (never a prompt
+    token) where the new prediction differs and its probability exceeds ``editing_threshold``. A row whose block had
+    no mask at the step's start and took no edit is done. Blocks are never edited once left, so a row stops after
+    a block whose answer holds EOS: the answer up to its first EOS is final (the official loop runs its remaining
+    blocks, which the answer cut at the first EOS never shows)."""
+
+    name = "LLaDA2.1"
+
+    def __init__(self, settings: DiffusionGenerationConfig, schedule: Any = None):
+        super().__init__(settings, schedule)
+        self.post_steps: torch.Tensor | None = None  # [B] steps a row's block began without a mask
+
+    def plan(self, canvas: BlockAlignedCanvas) -> BlockSchedule:
+        """At most block_length steps with masks (each fills at least one) and ``max_post_steps`` after."""
+        s = self.s
+        return BlockSchedule((s.num_to_transfer,) * (canvas.block_length + s.max_post_steps), threshold=s.threshold)
+
+    def begin_block(self, canvas: BlockAlignedCanvas, block: int, done: torch.Tensor) -> None:
+        super().begin_block(canvas, block, done)
+        self.post_steps = torch.zeros_like(done, dtype=torch.long)
+
+    def block_finished(self, x_block: torch.Tensor, plan: BlockSchedule) -> bool:
+        """Every active row will stop at the next step's start (no mask, post steps used up), or none is active."""
+        no_mask = ~(x_block == self.s.mask_token_id).any(-1)
+        stops = no_mask & (self.post_steps + 1 > self.s.max_post_steps)
+        return not bool((self.active & ~stops).any())
+
+    def step(
+        self, x_block: torch.Tensor, logits: torch.Tensor, plan: BlockSchedule, step: int, generator
+    ) -> torch.Tensor:
+        s = self.s
+        is_masked = x_block == s.mask_token_id
+        no_mask = ~is_masked.any(-1)
+        self.post_steps += (self.active & no_mask).long()
+        self.active &= self.post_steps <= s.max_post_steps  # the official loop ends here, before its pass
+        prediction, confidence = self.predict(logits, generator)
+        chosen = self.commit(confidence, is_masked & self.active[:, None], s.num_to_transfer, plan.threshold)
+        edited = (
+            self.active[:, None] & ~is_masked & self.answer & (confidence > s.editing_threshold)
+            & (prediction != x_block)
+        )  # fmt: skip
+        self.active &= ~(no_mask & ~edited.any(-1))
+        return torch.where(chosen | edited, prediction, x_block)
+
+
 # The families' rules; a model class names its default with ``sampler_rule``.
-SAMPLER_RULES: dict[str, type[SamplerRule]] = {"llada": LLaDARule, "dream": DreamRule}
+SAMPLER_RULES: dict[str, type[SamplerRule]] = {"llada": LLaDARule, "dream": DreamRule, "llada2": LLaDA2Rule}
 LLADA_REMASKING = LLaDARule.algorithms
 DREAM_ALGS = DreamRule.algorithms
 REMASKING = tuple(alg for rule in SAMPLER_RULES.values() for alg in rule.algorithms)
@@ -532,11 +944,26 @@ def _rule_owning(setting: str) -> type[SamplerRule]:
     return next(rule for rule in SAMPLER_RULES.values() if setting not in rule.foreign_settings)
 
 
+def _check_rule_kind(model: Any, remasking: str) -> None:
+    """A model runs the rules of its own kind only: a bidirectional model (LLaDA, Dream) never a block-diffusion
+    rule, a block-diffusion model (LLaDA2) never a bidirectional one."""
+    own, rule = SAMPLER_RULES[getattr(model, "sampler_rule", "llada")], rule_implementing(remasking)
+    if rule.block_diffusion != own.block_diffusion:
+        kinds = ("a bidirectional", "a block-diffusion")
+        allowed = [alg for other in SAMPLER_RULES.values() if other.block_diffusion == own.block_diffusion
+                   for alg in other.algorithms]  # fmt: skip
+        raise ValueError(
+            f"remasking={remasking!r} is {rule.name}'s rule for {kinds[rule.block_diffusion]} model; "
+            f"{type(model).__name__} is {kinds[own.block_diffusion]} model; allowed: {allowed}"
+        )
+
+
 def rule_for(model: Any, s: DiffusionGenerationConfig, recount: bool = False) -> SamplerRule:
     """The rule of one generate() call: the one implementing ``s.remasking`` (the model's own rule,
     ``model.sampler_rule``, supplies the default), with its schedule or the threshold's."""
     own = SAMPLER_RULES[getattr(model, "sampler_rule", "llada")]
     rule = own if s.remasking in own.algorithms else rule_implementing(s.remasking)
+    _check_rule_kind(model, s.remasking)
     chosen = rule.for_settings(s)
     if isinstance(chosen, DreamRule):
         chosen.recount = recount
@@ -620,6 +1047,77 @@ class BlockDenoiser:
             cache_slot=span, logits_to_keep=slice(keep.start - span.start, keep.stop - span.start),
             rope_seq_len=self.rope_seq_len,
         ).logits  # fmt: skip
+
+
+# Positions a pass of the prompt's encoding covers (whole blocks; divided among the rows of a batch): bounds its
+# activations at long prompts.
+PREFILL_TOKENS = 8192
+
+
+class BlockCausalDenoiser:
+    """The active block's logits [B, N, V] under block diffusion's block-causal attention (LLaDA2), on a
+    :class:`BlockAlignedCanvas`.
+
+    ``cache="none"``: every step runs the window up to the block's end, as the official ``generate`` does (the LM
+    head on the block only). ``cache="prefix"``, exact: the prompt's whole blocks are encoded once, in passes of
+    about :data:`PREFILL_TOKENS` positions, into key/value buffers as long as the canvas; each step then runs only
+    the active block against them (the block holding the prompt's tail is the first active one), and a block's
+    first step also runs the block before it, final by then, so that its keys and values are kept from its final
+    tokens. Under the block-causal mask a block never sees later ones, so the kept keys and values are the
+    recompute's and the logits agree to rounding. One RoPE length for every pass (``ntk_per_length``: the canvas's).
+    """
+
+    def __init__(self, model, s: DiffusionGenerationConfig, canvas: BlockAlignedCanvas):
+        self.model, self.s = model, s
+        self.block_length, self.first_column = canvas.block_length, canvas.first_column
+        self.position_ids = canvas.position_ids
+        self.rope_seq_len = int(canvas.position_ids.max()) + 1
+        # Without padding no mask is passed: the model then never reads it back to the host.
+        self.mask = None if bool(canvas.attention_mask.all()) else canvas.attention_mask
+        self.cache_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.forward_passes = 0  # every pass, the prompt's encoding included
+        self.prompt_passes = 0  # of which the prompt's encoding
+
+    def __call__(self, x: torch.Tensor, start: int, end: int, step: int) -> torch.Tensor:
+        if self.s.cache == "none":
+            logits = self.model(
+                x[:, :end], attention_mask=self.mask[:, :end] if self.mask is not None else None,
+                position_ids=self.position_ids[:, :end], logits_to_keep=slice(start, end),
+                rope_seq_len=self.rope_seq_len, block_causal=self.block_length,
+            ).logits  # fmt: skip
+        else:
+            if self.cache_kv is None:
+                self._encode_prompt(x)
+            # A block's first step also writes the final keys/values of the block before it.
+            low = start - self.block_length if step == 0 and start > self.first_column else start
+            logits = self.model(
+                x[:, low:end], attention_mask=self.mask, position_ids=self.position_ids[:, low:end],
+                past_key_values=self.cache_kv, cache_slot=slice(low, end), logits_to_keep=slice(start - low, end - low),
+                rope_seq_len=self.rope_seq_len, block_causal=self.block_length,
+            ).logits  # fmt: skip
+        self.forward_passes += 1
+        return logits.to(x.device)  # a device_map model's head may sit on another device
+
+    def _encode_prompt(self, x: torch.Tensor) -> None:
+        """Whole-canvas key/value buffers per layer [B, Hkv, W, D] (on the layer's device), the prompt's whole blocks
+        [0, first_column) written into them pass by pass."""
+        model, config = self.model, self.model.config
+        rows, width = x.shape
+        self.cache_kv = []
+        for layer in model.decoder_layers:
+            device = next(layer.parameters()).device
+            shape = (rows, config.num_key_value_heads, width, config.head_dim)
+            self.cache_kv.append(tuple(torch.empty(shape, dtype=model.dtype, device=device) for _ in range(2)))
+        chunk = max(self.block_length, PREFILL_TOKENS // rows // self.block_length * self.block_length)
+        for low in range(0, self.first_column, chunk):
+            high = min(low + chunk, self.first_column)
+            model.encode(
+                x[:, low:high], attention_mask=self.mask, position_ids=self.position_ids[:, low:high],
+                past_key_values=self.cache_kv, cache_slot=slice(low, high), rope_seq_len=self.rope_seq_len,
+                hidden_to_keep=1, block_causal=self.block_length,
+            )  # fmt: skip
+            self.forward_passes += 1
+            self.prompt_passes += 1
 
 
 def _graphs_possible(model, x: torch.Tensor) -> bool:
@@ -719,7 +1217,9 @@ class DiffusionSamplerMixin:
             generation_config / keyword arguments: :class:`DiffusionGenerationConfig` fields. The output length
                 (``max_new_tokens``, or ``max_length`` counting the prompt) is rounded up to whole blocks for
                 sampling and the extra trimmed; LLaDA's ``steps`` are capped at that length and split evenly over
-                the blocks, rounded up.
+                the blocks, rounded up. LLaDA2 (block diffusion): blocks counted from each prompt's first token,
+                ``steps`` per block, each answer cut after its first EOS (EOS after it), as the official
+                ``generate``; ``editing_threshold`` runs LLaDA2.1's editing sampler.
             stopping_criteria: HF-style callables ``(input_ids, scores) -> BoolTensor[B]``; with EOS they end
                 generation after a block once every row has stopped (the rest is EOS).
             generator: makes sampling and random remasking reproducible.
@@ -743,14 +1243,16 @@ class DiffusionSamplerMixin:
                 "allowed: 'none' (the hooks see and may change every position, which a cache would not recompute)"
             )
         x, attention_mask, prompt_len, gen_length = self._start(input_ids, attention_mask, s, generator)
-        # A block longer than the answer would only add masks that are never answered: clip it.
-        block_length = min(s.block_length or gen_length, gen_length)
-        num_blocks = math.ceil(gen_length / block_length)
-        x = torch.cat((x, x.new_full((x.shape[0], num_blocks * block_length), s.mask_token_id)), 1)
-        attention_mask = torch.cat((attention_mask, attention_mask.new_ones(x.shape[0], x.shape[1] - prompt_len)), 1)
         rule = rule_for(self, s, recount=tokens_hook is not None)  # chosen once
-        plan = rule.schedule.block(block_length, num_blocks)
-        denoise = BlockDenoiser(self, s, attention_mask, prompt_len)
+        if hooks and rule.block_diffusion:
+            raise ValueError(
+                f"generation_tokens_hook_func / generation_logits_hook_func are Dream's hooks over every position; "
+                f"{rule.name}'s block diffusion does not take them; allowed: None"
+            )
+        canvas = rule.canvas(x, attention_mask, prompt_len, gen_length)
+        x, num_blocks = canvas.x, canvas.num_blocks
+        plan = rule.plan(canvas)
+        denoise = rule.denoiser(self, canvas)
         history, progress = [], _progress_bar(s, x, num_blocks * plan.steps)
         done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if tokens_hook is not None:
@@ -758,7 +1260,8 @@ class DiffusionSamplerMixin:
         step_index = 0
 
         for block in range(num_blocks):
-            start, end = prompt_len + block * block_length, prompt_len + (block + 1) * block_length
+            start, end = canvas.span(block)
+            rule.begin_block(canvas, block, done)
             for step in range(plan.steps):
                 if hooks:
                     all_logits = denoise.every_position(x)
@@ -771,19 +1274,19 @@ class DiffusionSamplerMixin:
                 if tokens_hook is not None:
                     x = _hooked_tokens(tokens_hook, step_index, x, all_logits)
                 step_index += 1
-                history += [x.clone()] if s.output_history else []
+                history += [canvas.view(x).clone()] if s.output_history else []
                 progress.update()
                 if step_callback is not None:
-                    step_callback(block, step + 1, x)
-                if plan.threshold is not None and not bool((x[:, start:end] == s.mask_token_id).any()):
+                    step_callback(block, step + 1, canvas.view(x))
+                if rule.block_finished(x[:, start:end], plan):
                     break
-            done |= self._stopped(x, prompt_len, start, end, s, stopping_criteria)
+            done |= canvas.stopped(x, block, s, stopping_criteria)
             if block + 1 < num_blocks and bool(done.all()):
-                x[:, end:] = s.eos_token_id if s.eos_token_id is not None else s.pad_token_id
+                canvas.finish_early(x, block, s)
                 break
 
         progress.close()
-        sequences = x[:, : prompt_len + gen_length]
+        sequences = canvas.output(x, s)
         if s.return_dict_in_generate:
             return DiffusionGenerateOutput(sequences, denoise.forward_passes, tuple(history) or None)
         return sequences
@@ -839,17 +1342,6 @@ class DiffusionSamplerMixin:
             )
         _check_fits(self, batch * (2 if s.cfg_scale > 0 else 1), prompt_len + gen_length)
         return input_ids, attention_mask, prompt_len, gen_length
-
-    @staticmethod
-    def _stopped(x, prompt_len, start, end, s, stopping_criteria) -> torch.Tensor:
-        """Rows whose answer so far holds EOS or met a stopping criterion at a position of this block."""
-        stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        if s.eos_token_id is not None:
-            stopped |= (x[:, prompt_len:end] == s.eos_token_id).any(-1)
-        if stopping_criteria is not None:
-            for pos in range(start + 1, end + 1):
-                stopped |= torch.as_tensor(stopping_criteria(x[:, :pos], None), device=x.device).bool()
-        return stopped
 
 
 def _hooked_tokens(hook: Callable, step: int | None, x: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:

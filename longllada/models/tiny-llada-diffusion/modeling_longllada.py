@@ -58,11 +58,13 @@ logger = logging.get_logger(__name__)
 # The remote code of a model repo, copied flat beside config.json (by save_pretrained, tiny-model and upload).
 REMOTE_CODE_FILES = (
     "configuration_dream.py",
+    "configuration_llada2.py",
     "configuration_lladamoe.py",
     "configuration_longllada.py",
     "fast_longllada.py",
     "generation_longllada.py",
     "modeling_dream.py",
+    "modeling_llada2.py",
     "modeling_lladamoe.py",
     "modeling_longllada.py",
     "moe_longllada.py",
@@ -984,6 +986,16 @@ class DiffusionLMMixin:
         all_losses = torch.cat([ce for ce, _ in per_sample])
         return float(all_losses.mean())
 
+    def masked_scorer(
+        self, sequence: torch.Tensor, n_context: int, length: int, shift: int
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """How the likelihoods read a noised batch: a function from token rows [b, n] (``sequence`` [n], context
+        then continuation, with continuation tokens masked) to the final hidden states that score the L
+        continuation tokens [b, L, d]. Here one bidirectional pass over each row (LLaDA, Dream; with shifted logits
+        the hidden state at j - 1 scores token j); a block-diffusion family reads its blocks as its bound says."""
+        keep = slice(n_context - shift, n_context + length - shift)
+        return lambda batch: self.encode(batch, hidden_to_keep=keep)[0]
+
     def _masked_losses(self, context_ids, continuation_ids, mc_num, batch_size, cfg_scale, generator):
         """Per Monte-Carlo sample: (cross-entropies [m] of its masked continuation tokens, mask ratio m / L)."""
         check_number("mc_num", mc_num, minimum=1, integer=True)
@@ -1012,6 +1024,7 @@ class DiffusionLMMixin:
         _check_fits(self, rows_per_pass, n_ctx + length, "ask for a smaller batch_size (samples per pass) or a "
                     "shorter context")  # fmt: skip
         seq = torch.cat((context, target))
+        score = self.masked_scorer(seq, n_ctx, length, shift)
         out = []
         for start in range(0, mc_num, batch_size):
             b = min(batch_size, mc_num - start)
@@ -1027,8 +1040,7 @@ class DiffusionLMMixin:
                 unconditional = noisy.clone()
                 unconditional[:, :n_ctx] = mask_id
                 batch = torch.cat((noisy, unconditional))
-            # Shifted logits: the hidden state at j - 1 scores token j.
-            hidden = self.encode(batch, hidden_to_keep=slice(n_ctx - shift, n_ctx + length - shift))[0]  # [b|2b, L, d]
+            hidden = score(batch)  # [b|2b, L, d]
             is_masked = is_masked.to(hidden.device)  # a device_map model ends on its last GPU
             cond_h = hidden[:b][is_masked]  # [N, d]: masked positions only
             logits = self.lm_head(cond_h).float()
