@@ -22,6 +22,7 @@ from .rope_longllada import (
     parse_rope_scaling,
     rope_scaling_from_args,
     rope_scaling_per_length,
+    supported_length,
 )
 from .rope_tables_longllada import RopeTables, rope_tables
 
@@ -55,4 +56,5 @@ __all__ = [
     "rope_scaling_from_args",
     "rope_scaling_per_length",
     "rope_tables",
+    "supported_length",
 ]
