@@ -27,7 +27,14 @@ from typing import Any
 
 from longllada.cli import int_arg
 from longllada.figure_files import check_figure_out, figure_metadata
-from longllada.run_info import RunSetting, parse_model_args, read_results, run_setting
+from longllada.run_info import (
+    FREQUENCY_METHODS,
+    RunSetting,
+    parse_model_args,
+    read_results,
+    run_setting,
+    scaling_method,
+)
 
 TASK = "longllada_niah"
 TRAINED_MARKER_GID = "trained-length"
@@ -203,7 +210,10 @@ def _markers(grid: NiahGrid, trained_length: int | None, target_length: int | No
     trained = trained_length or setting.trained_length
     scaled = setting.target or setting.factor not in (None, 1, 1.0, "per length")
     target = target_length or (setting.context_window if scaled else None)
-    if target_length or setting.target:
+    method = scaling_method(setting.scaling)
+    if method in FREQUENCY_METHODS and not target_length:
+        target_label = f"{setting.scaling_text()} covers"
+    elif target_length or setting.target:
         target_label = "NTK target"
     else:
         target_label = f"NTK λ={setting.factor:g} covers" if isinstance(setting.factor, (int, float)) else "NTK"

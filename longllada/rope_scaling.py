@@ -4,7 +4,8 @@ Every front-end parses requests with ``modeling_longllada.parse_rope_scaling`` (
 such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``yarn:4``, ``longrope:FILE.json``; see its module).
 This module applies a parsed request:
 
-- to our diffusion configs (LLaDA, Dream), which take the canonical dict as their ``rope_scaling``;
+- to our diffusion configs (every family), which take the canonical dict as their ``rope_scaling`` (every method:
+  their rotary embedding computes its tables with ``modeling_longllada.rope_tables``);
 - to a transformers causal LM (the LLaMA-3 baseline), where transformers computes the tables itself:
   ``ntk`` (and UltraLLaDA's ``diffusion_ntk``) multiply its RoPE base by λ, as LongLLaDA does for its
   autoregressive baselines (transformers 5: ``rope_parameters["rope_theta"]``; 4.x: ``rope_theta``), with λ from
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeling_longllada import ntk_supported_length, parse_rope_scaling
+from modeling_longllada import parse_rope_scaling
 from modeling_longllada.rope_longllada import (
     BASE_SCALING_TYPES,
     base_scaling_factor,
     check_rope_scaling_for_model,
+    method_factor,
     spec_label,
+    supported_length,
 )
 from modeling_longllada.rope_tables_longllada import transformers_rope_parameters
 
@@ -34,6 +37,7 @@ __all__ = [
     "causal_trained_length",
     "is_ours",
     "scaled_context_length",
+    "scaling_factor",
 ]
 
 
@@ -63,14 +67,28 @@ def _describe_ours(config: Any, explicit: bool) -> dict[str, Any]:
     spec = config.rope_scaling
     if spec is None:
         return {"scaling": None, "rope_theta": float(config.rope_theta)}
-    per_length = config.rope_per_length
-    return {
+    record = {
         "scaling": spec_label(spec) if explicit else f"config:{spec_label(spec)}",
-        "factor": "per length" if per_length else config.rope_scaling_factor,
+        "factor": scaling_factor(config),
         "rope_theta": float(config.rope_theta),
-        "effective_rope_theta": "per length" if per_length else config.rope_theta * config.rope_scaling_factor,
+        "effective_rope_theta": config.rope_effective_base,
         "config_field": "rope_scaling",
     }
+    if spec["type"] not in BASE_SCALING_TYPES:
+        record["rope_type"] = spec["type"]
+    return record
+
+
+def scaling_factor(config: Any) -> float | str:
+    """The factor a run records for our config's scaling: ``"per length"`` when the tables follow each pass, λ of
+    the base for the base-multiplying methods, the method's own factor for the frequency-rescaling ones (as the
+    causal path records transformers' ``factor``)."""
+    spec = config.rope_scaling
+    if config.rope_per_length:
+        return "per length"
+    if spec is not None and spec["type"] not in BASE_SCALING_TYPES:
+        return method_factor(spec, config.trained_length)
+    return config.rope_scaling_factor
 
 
 def causal_rope_theta(config: Any) -> float | None:
@@ -129,14 +147,9 @@ def _causal_config_scaling(config: Any) -> str | None:
 
 def scaled_context_length(spec: dict[str, Any] | None, rope_theta: float, rotary_dim: int, trained_length: int) -> int:
     """The context a causal LM covers under ``spec``: its target length; for a factor of the base the scaling law's
-    inverse; for transformers' methods the original (trained) length times the factor."""
-    if spec is None:
-        return trained_length
-    if spec.get("target_length") is not None:
-        return int(spec["target_length"])
-    if spec["type"] in BASE_SCALING_TYPES:
-        return ntk_supported_length(rotary_dim, rope_theta, trained_length, spec["factor"])
-    return int(spec.get("original_max_position_embeddings", trained_length) * spec["factor"])
+    inverse; for transformers' methods the original (trained) length times the factor (the one rule the diffusion
+    configs use too: ``rope_longllada.supported_length``)."""
+    return supported_length(spec, rotary_dim, rope_theta, trained_length)
 
 
 def _apply_to_causal_lm(config: Any, spec: dict[str, Any] | None, trained_length: int) -> dict[str, Any]:

@@ -697,3 +697,55 @@ def test_ultrallada_checkpoint_loads_as_llada(tiny_model_dir, tmp_path):
         logits = model(torch.tensor([[5, 9, 14, 3, 7]])).logits
     assert torch.isfinite(logits).all()
     assert model.rope_base(5) == published["rope_theta"]  # within its 128k: no further scaling
+
+
+# -- the tools: every method reaches the diffusion models, and runs name it ------------------------------------------
+
+
+def test_ppl_and_upload_take_every_method_for_a_diffusion_model(tiny_model_dir, tmp_path, capsys):
+    """``longllada ppl --rope-scaling yarn:4`` scores a diffusion model with YaRN's tables and records the method;
+    ``longllada upload``'s --rope-scaling names every form of the one parser and writes the spec to config.json."""
+    from hub_upload.build import convert_config
+    from hub_upload.options import ROPE_SCALING_FORMS
+    from hub_upload.options import parse_rope_scaling as upload_choice
+    from longllada import cli
+    from modeling_longllada.rope_longllada import ROPE_SCALING_STRINGS
+
+    out = tmp_path / "yarn.jsonl"
+    args = ["ppl", "--model", str(tiny_model_dir), "--out", str(out), "--device", "cpu", "--no-progress",
+            "--rope-scaling", "yarn:4", "--max-length", "128", "--mc", "1", "--batch-size", "1"]  # fmt: skip
+    assert cli.main(args) == 0, capsys.readouterr().err
+    meta = json.loads(out.read_text().splitlines()[0])
+    assert meta["rope_scaling"] == "yarn:4" and meta["rope"]["factor"] == 4.0
+    assert meta["rope"]["rope_type"] == "yarn" and meta["rope"]["effective_rope_theta"] == "per frequency"
+
+    def stem(form: str) -> str:
+        return form.split(":")[0].split("[")[0]
+
+    assert {stem(form) for form in ROPE_SCALING_FORMS} == {stem(form) for form in ROPE_SCALING_STRINGS}
+    choice = upload_choice("yarn:4")
+    assert choice.branch == "yarn-4"
+    source = json.loads((tiny_model_dir / "config.json").read_text())
+    converted = convert_config(source, choice)
+    assert converted["rope_scaling"] == {"type": "yarn", "factor": 4}
+    assert converted["max_position_embeddings"] == 4 * source["max_sequence_length"]
+
+
+def test_runs_name_each_method(tiny_model_dir):
+    """What plots and tables call a setting: NTK by its λ, the frequency-rescaling methods by their label."""
+    from longllada.run_info import RunSetting, model_facts
+
+    facts = model_facts(str(tiny_model_dir), {"rope_scaling": "yarn:4"})
+    assert facts == {"trained_length": 256, "context_window": 1024, "factor": 4.0, "target": None, "scaling": "yarn:4"}
+    assert RunSetting(model="m", **facts).label() == "m, yarn:4"
+    longrope = {"type": "longrope", "long_factor": [1.0 + i for i in range(8)], "target_length": 2048}
+    facts = model_facts(str(tiny_model_dir), {"rope_scaling": json.dumps(longrope)})
+    assert facts["context_window"] == 2048 and facts["factor"] == 8.0
+    assert RunSetting(**facts).scaling_text() == "longrope ×8 (T=2048)"
+    ntk = model_facts(str(tiny_model_dir), {"rope_scaling": "ntk:4"})
+    assert RunSetting(**ntk).scaling_text() == "NTK λ=4" and ntk["context_window"] > 256
+    per_length = model_facts(str(tiny_model_dir), {"rope_scaling": "dynamic:2"})
+    assert per_length["factor"] == "per length" and RunSetting(**per_length).scaling_text() == "dynamic:2"
+    assert RunSetting(**model_facts(str(tiny_model_dir), {"rope_scaling": "ntk-per-length"})).scaling_text() == (
+        "NTK per length"
+    )
