@@ -17,6 +17,7 @@ from .registration import register_families, registered_config_class
 from .rope_longllada import (
     critical_dimension,
     diffusion_ntk_factor,
+    longrope_law_factors,
     ntk_scaling_factor,
     ntk_supported_length,
     parse_rope_scaling,
@@ -50,6 +51,7 @@ __all__ = [
     "RopeTables",
     "critical_dimension",
     "diffusion_ntk_factor",
+    "longrope_law_factors",
     "ntk_scaling_factor",
     "ntk_supported_length",
     "parse_rope_scaling",

@@ -12,7 +12,7 @@ import torch
 from conftest import run_isolated
 from oracles import dream_reference as ref
 
-from modeling_longllada import DreamConfig, DreamModel, LongLLaDAConfig, ntk_scaling_factor
+from modeling_longllada import DreamConfig, DreamModel, ntk_scaling_factor
 from modeling_longllada.configuration_dream import OFFICIAL_DEFAULTS
 
 CONFIG = ref.official_config()

@@ -164,6 +164,24 @@ def diffusion_ntk_factor(
     return _law_factor(head_dim, rope_theta, 2 * train_length, 2 * target_length, field, doubled=True)
 
 
+def longrope_law_factors(rotary_dim: int, rope_theta: float, train_length: int, target_length: int) -> list[float]:
+    """LongRoPE rescale factors (one per rotary frequency, dividing it) taken from the extrapolation scaling law
+    rather than searched: below the critical dimension (frequencies whose period fits in the trained length), NTK's
+    own per-frequency factors λ^(2i/d), λ = :func:`ntk_scaling_factor` for ``target_length``; from the critical
+    dimension on, at least the interpolation factor s = target / trained, so that no frequency's angle over the
+    target exceeds what it reached in training (LongRoPE's non-uniform rescaling, Ding et al. 2024, with the
+    law's λ in place of its evolutionary search). Non-decreasing, as LongRoPE requires; the first factor is 1."""
+    check_number("target_length", target_length, minimum=train_length, maximum=MAX_ROPE_LENGTH, integer=True)
+    factor = ntk_scaling_factor(rotary_dim, rope_theta, train_length, target_length)
+    d_crit = critical_dimension(rotary_dim, rope_theta, train_length)
+    interpolation = target_length / train_length
+    factors = []
+    for i in range(rotary_dim // 2):
+        ntk = float(factor) ** (2 * i / rotary_dim)
+        factors.append(ntk if 2 * i < d_crit else max(interpolation, ntk))
+    return factors
+
+
 def ntk_supported_length(head_dim: int, rope_theta: float, train_length: int, factor: float) -> int:
     """Inverse of the scaling law: the longest length that the base ``rope_theta * factor`` covers."""
     check_number("factor", factor, minimum=1, maximum=MAX_ROPE_FACTOR)
