@@ -10,6 +10,7 @@ import math
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -749,3 +750,38 @@ def test_runs_name_each_method(tiny_model_dir):
     assert RunSetting(**model_facts(str(tiny_model_dir), {"rope_scaling": "ntk-per-length"})).scaling_text() == (
         "NTK per length"
     )
+
+
+REMOTE_CODE_RUN = """
+import json, torch
+from transformers import AutoModelForCausalLM
+for folder in {folders!r}:
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    cos, _ = model.rotary_emb(torch.arange({length})[None], {length})
+    out = model.generate(torch.arange(5, 5 + {length})[None] % 90 + 5, max_new_tokens=4, steps=2, block_length=4)
+    print(json.dumps({{"module": type(model).__module__, "scaling": model.config.rope_scaling,
+                       "cos": cos[0, 0, -1].tolist(), "shape": list(out.shape)}}))
+"""
+
+
+def test_saved_folders_with_a_method_run_as_remote_code(tiny_model_dir, tiny_dream_dir, tmp_path, run_isolated):
+    """A LLaDA and a Dream folder whose config.json carries YaRN / LongRoPE load with their own remote code where
+    the project is not importable (transformers 4.46 copies only the files each module imports: the rotary tables'
+    module is among them) and take the spec's tables."""
+    specs = {"llada": {"type": "yarn", "factor": 4}, "dream": {"type": "longrope", "long_factor": LONG, "factor": 4}}
+    folders = []
+    for name, source in (("llada", tiny_model_dir), ("dream", tiny_dream_dir)):
+        # a name of its own: transformers keeps a folder's copied modules by the folder's name between runs
+        folder = shutil.copytree(source, tmp_path / f"{name}-scaled-{uuid.uuid4().hex[:12]}")
+        config = json.loads((folder / "config.json").read_text())
+        config["rope_scaling"] = specs[name]
+        (folder / "config.json").write_text(json.dumps(config))
+        folders.append(str(folder))
+    length = 300
+    lines = run_isolated(REMOTE_CODE_RUN.format(folders=folders, length=length)).strip().splitlines()
+    for name, line in zip(specs, lines):
+        result = json.loads(line)
+        assert result["module"].startswith("transformers_modules.") and result["shape"] == [1, length + 4]
+        assert result["scaling"] == parse_rope_scaling(specs[name])
+        tables = rope_tables(specs[name], ROTARY, THETA, 256, seq_len=length)
+        torch.testing.assert_close(torch.tensor(result["cos"]), our_cos_sin(tables, length)[0][-1], atol=1e-5, rtol=0)
