@@ -36,6 +36,7 @@ __all__ = [
     "causal_rope_theta",
     "causal_trained_length",
     "is_ours",
+    "rotary_parameters",
     "scaled_context_length",
     "scaling_factor",
 ]
@@ -124,6 +125,16 @@ def causal_context_window(
     (``applied``: its record, which holds the trained base): :func:`scaled_context_length` with the config's rotary
     dimensions."""
     return scaled_context_length(spec, float(applied["rope_theta"]), _rotary_dim(config), trained_length)
+
+
+def rotary_parameters(config: Any) -> tuple[int, float]:
+    """(rotated dimensions per head, trained RoPE base) of any config: our families' or a causal LM's."""
+    if is_ours(config):
+        return int(config.rotary_dim), float(config.rope_theta)
+    theta = causal_rope_theta(config)
+    if theta is None:
+        raise ValueError(f"config of type {config.model_type!r} has no rope_theta (or rope_parameters)")
+    return _rotary_dim(config), theta
 
 
 def _rotary_dim(config: Any) -> int:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import re
 import sys
 import textwrap
@@ -107,7 +108,7 @@ def _number_list(text: str, flag: str, integer: bool, minimum: float) -> list:
             value = int(item, 10) if integer else float(item)
         except ValueError:
             value = None
-        if value is None or value != value or value in (float("inf"), float("-inf")) or value < minimum:
+        if value is None or not math.isfinite(value) or value < minimum:
             kind = "integers" if integer else "finite numbers"
             raise ValueError(
                 f"{flag} {text!r}: {item!r} is not allowed; allowed: {kind} >= {minimum:g}, comma-separated"
@@ -229,29 +230,17 @@ def check_setting_rope(setting: SweepSetting, law_factors: dict[str, list[float]
 
 def law_factor_tables(settings: Sequence[SweepSetting]) -> dict[str, list[float]]:
     """The LongRoPE factors of each ``longrope-law`` setting (slug -> table), from its model's config."""
+    from longllada.rope_scaling import rotary_parameters
     from modeling_longllada import longrope_law_factors
 
     tables = {}
     for setting in settings:
         if setting.method != "longrope-law":
             continue
-        config = _config(setting.model)
-        rotary_dim, theta = _rotary(config)
+        rotary_dim, theta = rotary_parameters(_config(setting.model))
         target = int(round(setting.factor * setting.trained_length))
         tables[setting.slug] = longrope_law_factors(rotary_dim, theta, setting.trained_length, target)
     return tables
-
-
-def _rotary(config: Any) -> tuple[int, float]:
-    from longllada.rope_scaling import causal_rope_theta, is_ours
-
-    if is_ours(config):
-        return int(config.rotary_dim), float(config.rope_theta)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    params = getattr(config, "rope_parameters", None)
-    partial = (params or {}).get("partial_rotary_factor") if isinstance(params, dict) else None
-    partial = partial or getattr(config, "partial_rotary_factor", None) or 1.0
-    return int(head_dim * partial), float(causal_rope_theta(config))
 
 
 # -- the sweep ---------------------------------------------------------------------------------------------------
