@@ -277,6 +277,8 @@ def _card_facts(repo_id: str, config: Any, revision: str, base_model: str | None
             effective = f"{parsed.rope_theta:,.0f} (no scaling)"
         elif parsed.rope_per_length:
             effective = "chosen per forward pass from its length"
+        elif parsed.rope_effective_base == "per frequency":
+            effective = f"{parsed.rope_theta:,.0f}, its frequencies rescaled by `{scaling['type']}`"
         else:
             effective = f"{parsed.rope_theta * parsed.rope_scaling_factor:,.0f} (factor {parsed.rope_scaling_factor:g})"
     return _CardFacts(

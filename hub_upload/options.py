@@ -9,7 +9,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ROPE_SCALING_FORMS = ("ntk:FACTOR", "ntk-target:LENGTH", "ntk-per-length", "diffusion-ntk:LENGTH", "none")
+# The parser's forms (modeling_longllada.rope_longllada.ROPE_SCALING_STRINGS), named here without importing the
+# package (torch), so that --help stays instant.
+ROPE_SCALING_FORMS = (
+    "ntk:FACTOR", "ntk-target:LENGTH", "ntk-per-length", "diffusion-ntk:LENGTH", "linear:FACTOR", "yarn:FACTOR",
+    "dynamic:FACTOR", "llama3:FACTOR", "longrope:FILE.json[:LENGTH]", "longrope:MODEL[:LENGTH]", "a JSON object",
+    "none",
+)  # fmt: skip
 # Decimal units, as the Hub and transformers' `max_shard_size` count them; the binary ones for completeness.
 SIZE_UNITS = {
     "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -36,7 +42,8 @@ KEEP_SOURCE = RopeScalingChoice(spec="(as in SOURCE)", rope_scaling=None, branch
 
 def parse_rope_scaling(text: str) -> RopeScalingChoice:
     """A ``--rope-scaling`` value through the one parser (``ntk:4``, ``ntk-target:16k``, ``ntk-per-length``,
-    ``none``), with the branch it is published on by default (``ntk-4``, ``ntk-target-16384``, ``main``)."""
+    ``yarn:4``, ``none``, ...), with the branch it is published on by default (``ntk-4``, ``ntk-target-16384``,
+    ``yarn-4``, ``main``)."""
     from modeling_longllada.rope_longllada import branch_name
     from modeling_longllada.rope_longllada import parse_rope_scaling as parse_spec
 

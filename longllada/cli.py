@@ -24,6 +24,7 @@ COMMANDS = [
     "ppl_plot",  # ppl-plot
     "niah_plot",  # niah-plot
     "tables",  # table
+    "rope_sweep",  # rope-sweep
     "eval_cli",  # eval
     "upload_cli",  # upload
     "twins.cli",  # train-tiny

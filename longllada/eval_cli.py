@@ -52,7 +52,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -502,11 +502,21 @@ def _collections_skip_survivors() -> Iterator[None]:
         gc.unfreeze()
 
 
-def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[str, dict] | Setting]) -> None:
+# Called after each setting of a sweep: (its position from 1, the number of settings, "finished" or "skipped").
+SettingProgress = Callable[[int, int, str], None]
+
+
+def run_settings(
+    cli: Any,
+    args: argparse.Namespace,
+    settings: Sequence[tuple[str, dict] | Setting],
+    on_setting: SettingProgress | None = None,
+) -> None:
     """lm-eval once per setting, in order, skipping those the progress file records as finished with the same
     model files (a setting whose weights, tokenizer or adapter changed since runs again). Bad settings and a
     progress file we did not write are refused (``ValueError``) before anything runs; so is a second command
-    writing the same progress file (:class:`~longllada.output_lock.OutputLock`)."""
+    writing the same progress file (:class:`~longllada.output_lock.OutputLock`). ``on_setting`` hears of each
+    setting as it is done (a command's progress bar)."""
     logger = logging.getLogger("longllada")
     settings = [setting if isinstance(setting, Setting) else as_setting(*setting) for setting in settings]
     check_settings(
@@ -522,14 +532,14 @@ def run_settings(cli: Any, args: argparse.Namespace, settings: Sequence[tuple[st
     if lock is not None:
         lock.acquire()
     try:
-        _run_settings(cli, args, settings, records, path, writer, logger)
+        _run_settings(cli, args, settings, records, path, writer, logger, on_setting)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _run_settings(cli, args, settings: list[Setting], records: list[dict], path: Path | None, writer: bool,
-                  logger: logging.Logger) -> None:  # fmt: skip
+                  logger: logging.Logger, on_setting: SettingProgress | None = None) -> None:  # fmt: skip
     total = len(settings)
     # Every process of a data-parallel run decides from the file as it is now, before any setting runs: process
     # 0 writes it only after its first setting finished, which needs every process (lm-eval gathers results).
@@ -545,6 +555,8 @@ def _run_settings(cli, args, settings: list[Setting], records: list[dict], path:
             changed = fingerprint_differences(done[record["key"]].get("fingerprint"), fingerprint)
             if not changed:
                 logger.info("setting %d/%d: finished in an earlier run, skipped", position, total)
+                if on_setting is not None:
+                    on_setting(position, total, "skipped")
                 continue
             logger.warning("setting %d/%d: finished in an earlier run, but its model files are not the same now "
                            "(%s): it runs again", position, total, "; ".join(changed))  # fmt: skip
@@ -572,6 +584,8 @@ def _run_settings(cli, args, settings: list[Setting], records: list[dict], path:
                                          "finished_at": finished_at})  # fmt: skip
             write_settings_file(path, progress)
         logger.info("setting %d/%d: finished in %.1f s", position, total, seconds)
+        if on_setting is not None:
+            on_setting(position, total, "finished")
         # for benchmarks/settings_one_process.sh, beside the model adapter's timing lines (at DEBUG, as those)
         timing = {"event": "setting", "position": position, "total": total, "seconds": round(seconds, 3),
                   "t": round(time.time(), 3), "process_cpu_s": round(time.process_time(), 3), "pid": os.getpid()}  # fmt: skip
@@ -616,10 +630,14 @@ def _config_file_secrets(config_path: str | None) -> list[str]:
     return sorted(split_secrets(model_args)[1]) if isinstance(model_args, dict) else []
 
 
-def run_eval(argv: list[str]) -> int:
+def run_eval(argv: list[str], *, on_setting: SettingProgress | None = None, command: str = "longllada eval") -> int:
     """Run lm-eval's CLI on ``argv`` with our model and tasks (once per ``--model_args`` setting); returns the exit
     code. A secret model argument (``token=hf_...``) is taken out of what lm-eval sees and records, and given to
-    the Hub client through ``HF_TOKEN`` while its setting runs; it is scrubbed from every log line and error."""
+    the Hub client through ``HF_TOKEN`` while its setting runs; it is scrubbed from every log line and error.
+
+    For a command built on it (``longllada rope-sweep``): ``on_setting`` hears of each setting as it is done (and
+    even a single setting is recorded in the progress file, so that it resumes), ``command`` names it in the one
+    error line."""
     if wants_our_help(argv):
         from longllada.eval_help import eval_help
 
@@ -643,6 +661,9 @@ def run_eval(argv: list[str]) -> int:
             args = cli.parse_args()
         except SystemExit as stop:  # --help, or a usage error already printed by argparse
             return int(stop.code or 0) if not isinstance(stop.code, str) else 2
+        except ValueError as err:  # lm-eval's own reading of an argument (a --model_args that is no JSON object)
+            print(f"{command}: error: {_parse_error(err, argv)}", file=sys.stderr)
+            return 2
     finally:
         sys.argv = saved_argv
     settings = [as_setting(text, parsed) for text, parsed in vars(args).pop(_SETTINGS_DEST, None) or []]
@@ -667,9 +688,9 @@ def run_eval(argv: list[str]) -> int:
             check_output_path(getattr(args, "output_path", None), settings)
             # the tasks, and so whether lm-eval's built-in index is needed, are the same for every setting
             with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR), _environment_report_once():
-                if len(settings) > 1:
+                if len(settings) > 1 or (on_setting is not None and settings):
                     with _collections_skip_survivors():
-                        run_settings(cli, args, settings)
+                        run_settings(cli, args, settings, on_setting)
                 else:
                     check_settings(settings, getattr(args, "model", None), getattr(args, "tasks", None),
                                    getattr(args, "metadata", None))  # fmt: skip
@@ -679,9 +700,30 @@ def run_eval(argv: list[str]) -> int:
                         cli.execute(args)
     except (ValueError, OSError) as err:  # the user's input or environment (a missing model, a full disk)
         logging.getLogger("longllada").debug("bad input", exc_info=True)
-        print(f"longllada eval: error: {scrub(' '.join(str(err).split()), hidden)}", file=sys.stderr)
+        print(f"{command}: error: {scrub(' '.join(str(err).split()), hidden)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _parse_error(err: ValueError, argv: Sequence[str]) -> str:
+    """One line for an argument lm-eval's parser refused. lm-eval reads a ``--model_args`` holding ``{`` as one JSON
+    object: a dict value inside ``key=value`` pairs (``rope_scaling={...}``) is refused so, and the way to give it is
+    named. The message never echoes a credential of the command line."""
+    message = " ".join(str(err).split())
+    if message.startswith("Invalid JSON"):
+        return (
+            "--model_args: lm-eval reads a --model_args that holds '{' as one JSON object, and this one is not; a "
+            "dict value (rope_scaling={...}) is given by making the whole --model_args one JSON object: "
+            """'{"pretrained": "...", "rope_scaling": {"type": "yarn", "factor": 4}}', or rope_scaling as a string """
+            "form: yarn:4, ntk-target:16k, longrope:FILE.json[:LENGTH], longrope:MODEL[:LENGTH]"
+        )
+    secrets = [
+        value
+        for arg in argv
+        for key, sep, value in (pair.partition("=") for pair in str(arg).split(","))
+        if sep and is_secret_key(key)
+    ]
+    return scrub(message, secret_values(secrets))
 
 
 def _secret_leaves(values: Any) -> list[Any]:

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 MARK = "longllada"
-COMMANDS = ("niah-plot", "ppl-plot")  # whose figures replace one another's
+COMMANDS = ("niah-plot", "ppl-plot", "rope-sweep")  # whose figures replace one another's
 # format -> the metadata field matplotlib writes it under
 METADATA_FIELDS = {"png": "Software", "pdf": "Creator", "svg": "Creator", "ps": "Creator", "eps": "Creator"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

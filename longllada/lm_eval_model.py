@@ -179,6 +179,9 @@ def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None
     None for a causal LM, model_type)``."""
     allowed = known_model_args()
     unknown = sorted(set(model_args) - set(allowed))
+    if unknown and isinstance(model_args.get("rope_scaling"), str):
+        # a JSON spec cut at its commas by lm-eval's key=value parsing leaves pieces of it as keys: name the cause
+        rope_scaling_from_args(rope_scaling=model_args["rope_scaling"])
     if unknown:
         hints = {key: difflib.get_close_matches(key, allowed, n=1) for key in unknown}
         meant = "".join(f" ({key!r}: did you mean {hint[0]!r}?)" for key, hint in hints.items() if hint)

@@ -52,8 +52,10 @@ BATCH_ARGS: dict[str, tuple[str, str]] = {
 ROPE_ARGS: dict[str, tuple[str, str]] = {
     "ntk_factor": ("none", "NTK: RoPE base θ·λ"),
     "ntk_target": ("none", "NTK: λ from the scaling law for this length"),
-    "rope_scaling": ("none", "any spec: ntk:λ, ntk-target:T, ntk-per-length, diffusion-ntk:T, linear:F, yarn:F, "
-                     "longrope:FILE|MODEL, dynamic:F and llama3:F (causal LMs), none (drop a checkpoint's own)"),
+    "rope_scaling": ("none", "any spec, every family: ntk:λ, ntk-target:T, ntk-per-length (diffusion), "
+                     "diffusion-ntk:T, linear:F, yarn:F, dynamic:F, llama3:F, longrope:FILE.json[:T], "
+                     "longrope:MODEL[:T], none (drop a checkpoint's own); a dict (JSON) needs the whole "
+                     "--model_args as one JSON object"),
 }  # fmt: skip
 LOADING_ARGS: dict[str, tuple[str, str]] = {
     "trust_remote_code": ("False", "let a model outside the families, or its tokenizer, run the code of its repo"),

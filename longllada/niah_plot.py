@@ -27,7 +27,14 @@ from typing import Any
 
 from longllada.cli import int_arg
 from longllada.figure_files import check_figure_out, figure_metadata
-from longllada.run_info import RunSetting, parse_model_args, read_results, run_setting
+from longllada.run_info import (
+    FREQUENCY_METHODS,
+    RunSetting,
+    parse_model_args,
+    read_results,
+    run_setting,
+    scaling_method,
+)
 
 TASK = "longllada_niah"
 TRAINED_MARKER_GID = "trained-length"
@@ -203,7 +210,10 @@ def _markers(grid: NiahGrid, trained_length: int | None, target_length: int | No
     trained = trained_length or setting.trained_length
     scaled = setting.target or setting.factor not in (None, 1, 1.0, "per length")
     target = target_length or (setting.context_window if scaled else None)
-    if target_length or setting.target:
+    method = scaling_method(setting.scaling)
+    if method in FREQUENCY_METHODS and not target_length:
+        target_label = f"{setting.scaling_text()} covers"
+    elif target_length or setting.target:
         target_label = "NTK target"
     else:
         target_label = f"NTK λ={setting.factor:g} covers" if isinstance(setting.factor, (int, float)) else "NTK"
@@ -248,6 +258,58 @@ def _draw_panel(axes: Any, grid: NiahGrid, cmap: Any, markers: list[tuple], titl
     return image
 
 
+def heatmaps_size(grids: Sequence[NiahGrid]) -> tuple[float, float]:
+    """(width, height) in inches of the panels of ``grids`` (``PANEL_COLUMNS`` a row) with their colour bar."""
+    columns = min(len(grids), PANEL_COLUMNS)
+    rows = math.ceil(len(grids) / columns)
+    panel_width, panel_height = _panel_size(grids)
+    return panel_width * columns + 1.2, panel_height * rows + 0.5
+
+
+def _panel_size(grids: Sequence[NiahGrid]) -> tuple[float, float]:
+    widest = max(len(grid.lengths) for grid in grids)
+    tallest = max(len(grid.depths) for grid in grids)
+    return max(3.6, 1.3 + 0.6 * widest), max(3.3, 1.7 + 0.3 * tallest)
+
+
+def draw_heatmaps(
+    figure: Any,
+    grids: Sequence[NiahGrid],
+    *,
+    title: str | None = None,
+    trained_length: int | None = None,
+    target_length: int | None = None,
+) -> None:
+    """Draw one heatmap panel per grid into ``figure`` (a matplotlib ``Figure`` or ``SubFigure``), side by side
+    (``PANEL_COLUMNS`` a row) on one colour scale with its colour bar (see :func:`plot_heatmaps`)."""
+    from matplotlib import colormaps
+
+    if not grids:
+        raise ValueError("niah-plot needs at least one run")
+    if len(grids) > MAX_PANELS:
+        raise ValueError(f"{len(grids)} runs given; allowed: at most {MAX_PANELS} in one figure (give fewer)")
+    cmap = colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
+    models = {grid.setting.model for grid in grids}
+    shared_model = models.pop() if len(models) == 1 else None
+    columns = min(len(grids), PANEL_COLUMNS)
+    rows = math.ceil(len(grids) / columns)
+    panel_width, _ = _panel_size(grids)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    image = None
+    fits = int(panel_width * 11)  # characters of a title line that fit above a panel
+    for panel, grid in zip(axes, grids):
+        with_model = len(grids) == 1 or shared_model is None
+        panel_title = grid.title or grid.setting.label(model=with_model)
+        if len(panel_title) > fits and with_model and not grid.title:  # the model on a line of its own
+            panel_title = f"{grid.setting.model}\n{grid.setting.label(model=False)}"
+        image = _draw_panel(panel, grid, cmap, _markers(grid, trained_length, target_length), panel_title)
+    for panel in axes[len(grids) :]:
+        panel.set_visible(False)
+    figure.colorbar(image, ax=list(axes[: len(grids)]), label="score", shrink=0.9)
+    shared = f": {shared_model}" if shared_model and len(grids) > 1 else ""
+    figure.suptitle(title or f"Needle in a haystack{shared}")
+
+
 def plot_heatmaps(
     grids: Sequence[NiahGrid],
     out: str | Path | None = None,
@@ -264,39 +326,14 @@ def plot_heatmaps(
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     if not grids:
         raise ValueError("niah-plot needs at least one run")
-    if len(grids) > MAX_PANELS:
-        raise ValueError(f"{len(grids)} runs given; allowed: at most {MAX_PANELS} in one figure (give fewer)")
     if out is not None:
         out = check_figure_out(out, "niah-plot")
-    cmap = colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
-    models = {grid.setting.model for grid in grids}
-    shared_model = models.pop() if len(models) == 1 else None
-    columns = min(len(grids), PANEL_COLUMNS)
-    rows = math.ceil(len(grids) / columns)
-    widest = max(len(grid.lengths) for grid in grids)
-    tallest = max(len(grid.depths) for grid in grids)
-    panel_width = max(3.6, 1.3 + 0.6 * widest)
-    panel_height = max(3.3, 1.7 + 0.3 * tallest)
-    figure = Figure(figsize=(panel_width * columns + 1.2, panel_height * rows + 0.5), dpi=100, layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    image = None
-    fits = int(panel_width * 11)  # characters of a title line that fit above a panel
-    for panel, grid in zip(axes, grids):
-        with_model = len(grids) == 1 or shared_model is None
-        panel_title = grid.title or grid.setting.label(model=with_model)
-        if len(panel_title) > fits and with_model and not grid.title:  # the model on a line of its own
-            panel_title = f"{grid.setting.model}\n{grid.setting.label(model=False)}"
-        image = _draw_panel(panel, grid, cmap, _markers(grid, trained_length, target_length), panel_title)
-    for panel in axes[len(grids) :]:
-        panel.set_visible(False)
-    figure.colorbar(image, ax=list(axes[: len(grids)]), label="score", shrink=0.9)
-    shared = f": {shared_model}" if shared_model and len(grids) > 1 else ""
-    figure.suptitle(title or f"Needle in a haystack{shared}")
+    figure = Figure(figsize=heatmaps_size(grids), dpi=100, layout="constrained")
+    draw_heatmaps(figure, grids, title=title, trained_length=trained_length, target_length=target_length)
     if out is not None:
         figure.savefig(out, dpi=dpi, metadata=figure_metadata(out, "niah-plot"))
     return figure

@@ -89,16 +89,37 @@ def plot_curves(
     for run, curve in zip(runs, curves):
         if not curve.rows:
             raise ValueError(f"{run}: the run has no finished chunk yet; nothing to plot")
+    labels = [run_label(curve.meta) for curve in curves]
+    for index, (run, label) in enumerate(zip(runs, list(labels))):
+        if labels.count(label) > 1:  # two runs of one setting: tell them apart by their files
+            labels[index] = f"{label} [{Path(str(run)).name if not isinstance(run, PerplexityCurve) else index + 1}]"
 
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
-    axes = figure.add_subplot()
-    labels = [run_label(curve.meta) for curve in curves]
+    note = draw_curves(figure.add_subplot(), curves, labels, log=log, title=title)
+    if note:  # below the axes, in the space the layout keeps for it
+        figure.supxlabel(textwrap.fill(note, width=110), x=0.01, ha="left", fontsize="small")
+    if out is not None:
+        figure.savefig(out, dpi=150, metadata=figure_metadata(out, "ppl-plot"))
+    return figure
+
+
+def draw_curves(
+    axes: Any,
+    curves: Sequence[PerplexityCurve],
+    labels: Sequence[str],
+    *,
+    log: bool = False,
+    title: str | None = None,
+    styles: Sequence[dict[str, Any]] | None = None,
+) -> str | None:
+    """Draw ``curves`` (one line each, labelled ``labels``; ``styles``: matplotlib line keywords per curve) on
+    ``axes`` with a dashed line at each trained length (black when the curves share it, else in the colour of the
+    first curve with it); returns what the figure should say of its diffusion curves (:func:`monte_carlo_note`),
+    None when it has none."""
     trained_lengths: dict[int, str] = {}  # trained length -> colour of the first curve with it
-    for index, (run, curve) in enumerate(zip(runs, curves)):
-        label = labels[index]
-        if labels.count(label) > 1:  # two runs of one setting: tell them apart by their files
-            label = f"{label} [{Path(str(run)).name if not isinstance(run, PerplexityCurve) else index + 1}]"
-        (line,) = axes.plot(curve.lengths, curve.ppl, marker="o", markersize=2.5, label=label)
+    for index, (curve, label) in enumerate(zip(curves, labels)):
+        style = {"marker": "o", "markersize": 2.5, **(styles[index] if styles else {})}
+        (line,) = axes.plot(curve.lengths, curve.ppl, label=label, **style)
         trained = curve.meta.get("trained_length")
         if isinstance(trained, int) and trained > 0:
             trained_lengths.setdefault(trained, line.get_color())
@@ -113,12 +134,7 @@ def plot_curves(
     axes.set_title(title or "Perplexity versus context length (dashed: trained length)")
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small")
-    note = monte_carlo_note([curve.meta for curve in curves])
-    if note:  # below the axes, in the space the layout keeps for it
-        figure.supxlabel(textwrap.fill(note, width=110), x=0.01, ha="left", fontsize="small")
-    if out is not None:
-        figure.savefig(out, dpi=150, metadata=figure_metadata(out, "ppl-plot"))
-    return figure
+    return monte_carlo_note([curve.meta for curve in curves])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ such as ``ntk:4``, ``ntk-target:16384``, ``ntk-per-length``, ``yarn:4``, ``longr
 This module applies a parsed request:
 
 - to the diffusion configs of the families whose classes are ours, which take the canonical dict as their
-  ``rope_scaling``;
+  ``rope_scaling`` (every method: their rotary embedding computes its tables with ``modeling_longllada.rope_tables``);
 - to a native family's config (transformers' per-layer-type RoPE), through its entry's hooks
   (``Family.hooks``: ``apply_rope_scaling``), which know which layers see the whole context;
 - to a transformers causal LM (the LLaMA-3 baseline), where transformers computes the tables itself:
@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeling_longllada import ntk_supported_length, parse_rope_scaling
+from modeling_longllada import parse_rope_scaling
 from modeling_longllada.rope_longllada import (
     BASE_SCALING_TYPES,
     base_scaling_factor,
     check_rope_scaling_for_model,
+    method_factor,
     spec_label,
+    supported_length,
 )
 from modeling_longllada.rope_tables_longllada import transformers_rope_parameters
 
@@ -36,7 +38,9 @@ __all__ = [
     "causal_rope_theta",
     "causal_trained_length",
     "is_ours",
+    "rotary_parameters",
     "scaled_context_length",
+    "scaling_factor",
 ]
 
 
@@ -77,14 +81,28 @@ def _describe_ours(config: Any, explicit: bool) -> dict[str, Any]:
     spec = config.rope_scaling
     if spec is None:
         return {"scaling": None, "rope_theta": float(config.rope_theta)}
-    per_length = config.rope_per_length
-    return {
+    record = {
         "scaling": spec_label(spec) if explicit else f"config:{spec_label(spec)}",
-        "factor": "per length" if per_length else config.rope_scaling_factor,
+        "factor": scaling_factor(config),
         "rope_theta": float(config.rope_theta),
-        "effective_rope_theta": "per length" if per_length else config.rope_theta * config.rope_scaling_factor,
+        "effective_rope_theta": config.rope_effective_base,
         "config_field": "rope_scaling",
     }
+    if spec["type"] not in BASE_SCALING_TYPES:
+        record["rope_type"] = spec["type"]
+    return record
+
+
+def scaling_factor(config: Any) -> float | str:
+    """The factor a run records for our config's scaling: ``"per length"`` when the tables follow each pass, λ of
+    the base for the base-multiplying methods, the method's own factor for the frequency-rescaling ones (as the
+    causal path records transformers' ``factor``)."""
+    spec = config.rope_scaling
+    if config.rope_per_length:
+        return "per length"
+    if spec is not None and spec["type"] not in BASE_SCALING_TYPES:
+        return method_factor(spec, config.trained_length)
+    return config.rope_scaling_factor
 
 
 def causal_rope_theta(config: Any) -> float | None:
@@ -122,6 +140,16 @@ def causal_context_window(
     return scaled_context_length(spec, float(applied["rope_theta"]), _rotary_dim(config), trained_length)
 
 
+def rotary_parameters(config: Any) -> tuple[int, float]:
+    """(rotated dimensions per head, trained RoPE base) of any config: our families' or a causal LM's."""
+    if is_ours(config):
+        return int(config.rotary_dim), float(config.rope_theta)
+    theta = causal_rope_theta(config)
+    if theta is None:
+        raise ValueError(f"config of type {config.model_type!r} has no rope_theta (or rope_parameters)")
+    return _rotary_dim(config), theta
+
+
 def _rotary_dim(config: Any) -> int:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     params = getattr(config, "rope_parameters", None)
@@ -143,14 +171,9 @@ def _causal_config_scaling(config: Any) -> str | None:
 
 def scaled_context_length(spec: dict[str, Any] | None, rope_theta: float, rotary_dim: int, trained_length: int) -> int:
     """The context a causal LM covers under ``spec``: its target length; for a factor of the base the scaling law's
-    inverse; for transformers' methods the original (trained) length times the factor."""
-    if spec is None:
-        return trained_length
-    if spec.get("target_length") is not None:
-        return int(spec["target_length"])
-    if spec["type"] in BASE_SCALING_TYPES:
-        return ntk_supported_length(rotary_dim, rope_theta, trained_length, spec["factor"])
-    return int(spec.get("original_max_position_embeddings", trained_length) * spec["factor"])
+    inverse; for transformers' methods the original (trained) length times the factor (the one rule the diffusion
+    configs use too: ``rope_longllada.supported_length``)."""
+    return supported_length(spec, rotary_dim, rope_theta, trained_length)
 
 
 def _apply_to_causal_lm(config: Any, spec: dict[str, Any] | None, trained_length: int) -> dict[str, Any]:

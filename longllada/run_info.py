@@ -38,14 +38,19 @@ class RunSetting:
     per_cell: int | str | None = None
 
     def scaling_text(self) -> str:
-        """``no scaling``, ``NTK λ=3 (T=512)``, ``NTK λ=4``, ``NTK per length``, ``dynamic:2``, or ``RoPE
-        unknown``."""
+        """``no scaling``, ``NTK λ=3 (T=512)``, ``NTK λ=4``, ``NTK per length``, a frequency-rescaling method by
+        its label (``yarn:4``, ``dynamic:2``, ``longrope:GSAI-ML/LLaDA-8B-Instruct``; a JSON spec as ``yarn
+        ×8``), or ``RoPE unknown``."""
+        method = scaling_method(self.scaling)
         if self.scaling in (None, "none") and self.factor in (None, 1, 1.0):
             return "no scaling" if self.factor is not None or self.scaling == "none" else "RoPE unknown"
-        if self.factor == "per length" or (self.scaling or "").startswith("ntk-per-length"):
-            return "NTK per length" if not (self.scaling or "").startswith("dynamic") else self.scaling
-        if (self.scaling or "").startswith("dynamic"):
-            return self.scaling
+        if method in FREQUENCY_METHODS:
+            if not self.scaling.startswith("{"):
+                return self.scaling
+            factor = f" ×{self.factor:g}" if isinstance(self.factor, (int, float)) else ""
+            return f"{method}{factor}" + (f" (T={self.target})" if self.target else "")
+        if self.factor == "per length" or method == "ntk_per_length":
+            return "NTK per length"
         factor = f"λ={self.factor:g}" if isinstance(self.factor, (int, float)) else "λ=?"
         return f"NTK {factor}" + (f" (T={self.target})" if self.target else "")
 
@@ -56,6 +61,26 @@ class RunSetting:
         if per_cell and self.per_cell is not None:
             parts.append(f"{self.per_cell} needle{'' if self.per_cell == 1 else 's'}/cell")
         return ", ".join(parts)
+
+
+# The methods that keep the base and rescale frequencies (transformers' rope types), named by their label.
+FREQUENCY_METHODS = ("linear", "dynamic", "yarn", "longrope", "llama3")
+
+
+def scaling_method(label: str | None) -> str | None:
+    """The method (``type``) of a scaling label as runs record it (``yarn:4``, ``ntk-target:512``, a JSON spec,
+    ``config:`` first for a checkpoint's own), without reading any file it names; None when there is none."""
+    if not isinstance(label, str) or label in ("", "none"):
+        return None
+    label = label.removeprefix("config:")
+    if label.startswith("{"):
+        try:
+            spec = json.loads(label)
+        except ValueError:
+            return None
+        return spec.get("type", spec.get("rope_type")) if isinstance(spec, dict) else None
+    head = label.split(":", 1)[0].strip().lower().replace("-", "_")
+    return "ntk" if head == "ntk_target" else head
 
 
 def parse_model_args(value: Any) -> dict[str, Any]:
@@ -104,6 +129,7 @@ def model_facts(path: str | Path, model_args: dict[str, Any] | None = None) -> d
         causal_context_window,
         causal_trained_length,
         is_ours,
+        scaling_factor,
     )
 
     try:
@@ -131,7 +157,7 @@ def model_facts(path: str | Path, model_args: dict[str, Any] | None = None) -> d
         return {
             "trained_length": int(config.trained_length),
             "context_window": int(config.rope_supported_length),
-            "factor": "per length" if config.rope_per_length else float(config.rope_scaling_factor),
+            "factor": scaling_factor(config),
             "target": (scaling or {}).get("target_length"),
             "scaling": spec_label(scaling),
         }

@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from longllada.cli import int_arg
+from longllada.owned_files import OwnedFolder
 
 RECORD_FILE = "longllada_tables.json"
 WRITTEN_BY = "longllada table"
@@ -366,7 +364,47 @@ def ppl_tables(settings: Sequence[Setting]) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(lines) + "\n", csv_rows
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
+def comparison_tables(settings: Sequence[Setting], title: str) -> tuple[str, list[dict[str, Any]]]:
+    """Markdown and CSV rows of settings that each hold a needle grid and a perplexity curve (a sweep's settings,
+    ``longllada rope-sweep``): one row per setting with the mean NIAH score at each length (over depths), inside the
+    trained length (lengths up to it) and past it, and the perplexity at the trained length (inside), of the tokens
+    past it (past) and at the longest length."""
+    lengths = sorted({n for s in settings for n, _ in (s.niah or {})})
+    longest = max((s.ppl[0][-1] for s in settings if s.ppl), default=None)
+    lines = [f"# {title}", "",
+             "NIAH: mean score (0–100) at each context length over the depths; *inside*: lengths up to the trained "
+             "length, *past*: longer ones. Perplexity: at the trained length (*inside*), of the tokens past it alone "
+             "(*past*), and over the whole text; diffusion curves are Monte-Carlo bounds (the ELBO's).", ""]  # fmt: skip
+    header = ["setting", "trained", *(f"NIAH {n}" for n in lengths), "NIAH inside", "NIAH past", "ppl inside",
+              "ppl past", f"ppl {longest}" if longest else "ppl"]  # fmt: skip
+    rows, csv_rows = [], []
+    for s in settings:
+        cells = s.niah or {}
+        by_length = {n: _mean([v for (m, _), v in cells.items() if m == n]) for n in {n for n, _ in cells}}
+        niah_inside, niah_past = _split(by_length, s.trained_length)
+        curve = dict(zip(*s.ppl)) if s.ppl else {}
+        ppl_inside = curve.get(s.trained_length) if s.trained_length else None
+        ppl_past = past_perplexity(*s.ppl, s.trained_length) if s.ppl and s.trained_length else None
+        ppl_last = s.ppl[1][-1] if s.ppl else None
+        rows.append([s.label, _trained_text(s.trained_length), *(_fmt(by_length.get(n)) for n in lengths),
+                     _fmt(niah_inside), _fmt(niah_past), _fmt(ppl_inside, 2), _fmt(ppl_past, 2),
+                     _fmt(ppl_last, 2)])  # fmt: skip
+        row = {"setting": s.label, **s.columns, "trained_length": s.trained_length}
+        row.update({f"niah_{n}": _round(by_length.get(n)) for n in lengths})
+        row.update(niah_inside=_round(niah_inside), niah_past=_round(niah_past), ppl_inside=_round(ppl_inside),
+                   ppl_past=_round(ppl_past), ppl_last=_round(ppl_last), ppl_last_length=s.ppl[0][-1] if s.ppl else None,
+                   source=s.source)  # fmt: skip
+        csv_rows.append(row)
+    lines += _markdown_table(header, rows)
+    return "\n".join(lines) + "\n", csv_rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 4)
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV of ``rows``: every key that occurs, in the order first seen; a missing or None value is empty."""
     fields = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
@@ -388,84 +426,23 @@ def render(settings: Sequence[Setting], trained_length: int | None = None) -> di
             markdown, csv_rows = make(members)
             sources = sorted({s.source.split("#")[0] for s in members})  # a demo summary once, not per run
             files[f"{kind}.md"] = markdown + "\nFrom: " + ", ".join(f"`{source}`" for source in sources) + "\n"
-            files[f"{kind}.csv"] = _csv_text(csv_rows)
+            files[f"{kind}.csv"] = csv_text(csv_rows)
     return files
 
 
 # -- files --------------------------------------------------------------------------------------------------------
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_record(out: Path) -> dict[str, str]:
-    """The files this command wrote in ``out`` (name -> SHA-256); ValueError when the record is not ours."""
-    path = out / RECORD_FILE
-    if not path.exists():
-        return {}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        record = None
-    if (
-        not isinstance(record, dict)
-        or record.get("written_by") != WRITTEN_BY
-        or not isinstance(record.get("files"), dict)
-    ):
-        raise ValueError(f"--out {out}: {RECORD_FILE} there was not written by `{WRITTEN_BY}`; it is left untouched: "
-                         "give a new --out")  # fmt: skip
-    return {str(name): str(digest) for name, digest in record["files"].items()}
-
-
-def check_out(out: Path, names: Sequence[str]) -> dict[str, str]:
-    """Refuse ``out`` (ValueError) when it is a file, or when one of ``names`` exists there and is not a file this
-    command wrote, unchanged since; returns the record of the files it wrote."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: is a file; allowed: a folder (created if absent)")
-    record = _read_record(out) if out.is_dir() else {}
-    for name in names:
-        path = out / name
-        if path.exists():
-            ours = path.is_file() and record.get(name) == _sha256(path.read_bytes())
-            if not ours:
-                raise ValueError(
-                    f"--out {out}: {name} exists and was not written by `{WRITTEN_BY}` (or was changed since); it is "
-                    "left untouched: give a new --out"
-                )
-    return record
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_tables(
     paths: Sequence[str | Path], out: str | Path, trained_length: int | None = None
 ) -> dict[str, list[Setting]]:
     """Read every setting among ``paths`` and write their tables into ``out`` (see the module); returns the
     settings of each benchmark written."""
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():  # before reading anything
-        raise ValueError(f"--out {out}: is a file; allowed: a folder (created if absent)")
+    folder = OwnedFolder(out, RECORD_FILE, WRITTEN_BY)  # a file at --out, or a foreign record: before reading
     settings = collect(paths)
     files = render(settings, trained_length)
-    record = check_out(out, list(files))  # the record itself is checked as it is read
-    out.mkdir(parents=True, exist_ok=True)
+    folder.check(files)
     for name, text in files.items():
-        data = text.encode("utf-8")
-        _write_atomically(out / name, data)
-        record[name] = _sha256(data)
-    written = {"written_by": WRITTEN_BY, "files": dict(sorted(record.items()))}
-    _write_atomically(out / RECORD_FILE, (json.dumps(written, indent=1) + "\n").encode("utf-8"))
+        folder.write(name, text.encode("utf-8"))
+    folder.save()
     kinds = {name.split(".")[0] for name in files}
     return {kind: [s for s in settings if getattr(s, kind) is not None] for kind in sorted(kinds)}
 

@@ -21,11 +21,13 @@ from .registration import register_families, registered_config_class
 from .rope_longllada import (
     critical_dimension,
     diffusion_ntk_factor,
+    longrope_law_factors,
     ntk_scaling_factor,
     ntk_supported_length,
     parse_rope_scaling,
     rope_scaling_from_args,
     rope_scaling_per_length,
+    supported_length,
 )
 from .rope_tables_longllada import RopeTables, rope_tables
 
@@ -56,10 +58,12 @@ __all__ = [
     "RopeTables",
     "critical_dimension",
     "diffusion_ntk_factor",
+    "longrope_law_factors",
     "ntk_scaling_factor",
     "ntk_supported_length",
     "parse_rope_scaling",
     "rope_scaling_from_args",
     "rope_scaling_per_length",
     "rope_tables",
+    "supported_length",
 ]

@@ -62,7 +62,9 @@ class DreamConfig(RopeScalingMixin, PretrainedConfig):
       ``{"type": "ntk", "factor": 5}`` multiplies the RoPE base by 5 (the LongLLaDA paper's Dream setting),
       ``{"type": "ntk", "target_length": 4096}`` takes the factor from the scaling law (5 for Dream-v0),
       ``{"type": "ntk_per_length"}`` chooses it at each forward pass from its length,
-      ``{"type": "diffusion_ntk", "target_length": T}`` is UltraLLaDA's diffusion-aware NTK.
+      ``{"type": "diffusion_ntk", "target_length": T}`` is UltraLLaDA's diffusion-aware NTK, and the
+      frequency-rescaling methods (``linear``, ``yarn``, ``longrope``, ``llama3``, ``dynamic``) read the trained
+      length as their original one.
 
     ``rope_theta`` stays the trained base.
     """

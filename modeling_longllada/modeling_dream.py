@@ -39,6 +39,7 @@ from .modeling_longllada import (
     SelfAttention,
     SwiGLUMLP,
 )
+from .rope_tables_longllada import rope_tables  # noqa: F401  (unused here too: for transformers 4.46, as above)
 
 __all__ = ["DreamConfig", "DreamModel"]
 

@@ -46,6 +46,7 @@ from .modeling_longllada import (
     SwiGLUMLP,
 )
 from .moe_longllada import Router, RoutingRule, SparseMoE
+from .rope_tables_longllada import rope_tables  # noqa: F401  (unused here too: for transformers 4.46, as above)
 
 __all__ = ["LLaDAMoEConfig", "LLaDAMoEModelLM"]
 

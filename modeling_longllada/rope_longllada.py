@@ -43,7 +43,7 @@ The keys of each type are :data:`ROPE_SCALING_TYPE_KEYS`; transformers' own name
   paper's as its public summaries give it (T_cap ≈ 2·T_train, T_Ecap ≈ 2·T_target; the paper's own section was
   not readable here); "about 2·T" is taken as exactly 2·T.
 
-``dynamic`` is transformers' ``rope_type`` of that name (causal LMs); our per-length scaling-law rule has its own
+``dynamic`` is transformers' ``rope_type`` of that name (dynamic NTK); our per-length scaling-law rule has its own
 name, ``ntk_per_length``. The old spelling ``{"type": "dynamic"}`` without a factor meant ``ntk_per_length`` and
 still does, with a deprecation warning.
 
@@ -164,6 +164,24 @@ def diffusion_ntk_factor(
     return _law_factor(head_dim, rope_theta, 2 * train_length, 2 * target_length, field, doubled=True)
 
 
+def longrope_law_factors(rotary_dim: int, rope_theta: float, train_length: int, target_length: int) -> list[float]:
+    """LongRoPE rescale factors (one per rotary frequency, dividing it) taken from the extrapolation scaling law
+    rather than searched: below the critical dimension (frequencies whose period fits in the trained length), NTK's
+    own per-frequency factors λ^(2i/d), λ = :func:`ntk_scaling_factor` for ``target_length``; from the critical
+    dimension on, at least the interpolation factor s = target / trained, so that no frequency's angle over the
+    target exceeds what it reached in training (LongRoPE's non-uniform rescaling, Ding et al. 2024, with the
+    law's λ in place of its evolutionary search). Non-decreasing, as LongRoPE requires; the first factor is 1."""
+    check_number("target_length", target_length, minimum=train_length, maximum=MAX_ROPE_LENGTH, integer=True)
+    factor = ntk_scaling_factor(rotary_dim, rope_theta, train_length, target_length)
+    d_crit = critical_dimension(rotary_dim, rope_theta, train_length)
+    interpolation = target_length / train_length
+    factors = []
+    for i in range(rotary_dim // 2):
+        ntk = float(factor) ** (2 * i / rotary_dim)
+        factors.append(ntk if 2 * i < d_crit else max(interpolation, ntk))
+    return factors
+
+
 def ntk_supported_length(head_dim: int, rope_theta: float, train_length: int, factor: float) -> int:
     """Inverse of the scaling law: the longest length that the base ``rope_theta * factor`` covers."""
     check_number("factor", factor, minimum=1, maximum=MAX_ROPE_FACTOR)
@@ -208,6 +226,34 @@ def base_scaling_factor(
         field = "rope_scaling.target_length"
         return diffusion_ntk_factor(rotary_dim, rope_theta, trained_length, spec["target_length"], field)
     return 1.0
+
+
+def method_factor(spec: dict[str, Any], trained_length: int) -> float:
+    """The extension factor s that a frequency-rescaling method names (``linear``, ``dynamic``, ``yarn``,
+    ``llama3``: its ``factor``; ``longrope``: its ``factor`` or target / original length)."""
+    if spec["type"] == "longrope" and spec.get("factor") is None:
+        return spec["target_length"] / spec.get("original_max_position_embeddings", trained_length)
+    return float(spec["factor"])
+
+
+def supported_length(spec: dict[str, Any] | None, rotary_dim: int, rope_theta: float, trained_length: int) -> int:
+    """The context a model trained at ``trained_length`` covers under ``spec``: the trained length without
+    scaling (and for ``ntk_per_length`` without a target, whose factor follows the pass); the target length when
+    the spec names one; for a factor of the base the scaling law's inverse (:func:`ntk_supported_length`); for
+    the frequency-rescaling methods the original length times their factor (:func:`method_factor`), as
+    transformers reads them."""
+    if spec is None:
+        return trained_length
+    if spec.get("target_length") is not None:
+        return int(spec["target_length"])
+    kind = spec["type"]
+    if kind == "ntk_per_length":
+        return trained_length
+    if kind in BASE_SCALING_TYPES:
+        factor = base_scaling_factor(spec, rotary_dim, rope_theta, trained_length)
+        return ntk_supported_length(rotary_dim, rope_theta, trained_length, factor)
+    original = int(spec.get("original_max_position_embeddings", trained_length))
+    return max(trained_length, int(original * method_factor(spec, trained_length)))
 
 
 def rope_scaling_per_length(spec: dict[str, Any] | None) -> bool:
@@ -705,20 +751,32 @@ def rope_scaling_from_args(
             f"rope_scaling={rope_scaling!r} and ntk_factor={ntk_factor!r} / ntk_target={ntk_target!r} both set the "
             "RoPE scaling; give one of them"
         )
+    if isinstance(rope_scaling, (list, tuple)):
+        raise ValueError(
+            f"rope_scaling={list(rope_scaling)!r} is a list, which says no target length; allowed: "
+            f"longrope:FILE.json[:LENGTH] (the list in a JSON file), longrope:MODEL[:LENGTH], or the dict "
+            '{"type": "longrope", "long_factor": [...], "target_length": T}' + MODEL_ARGS_JSON_HINT
+        )
+    if isinstance(rope_scaling, str) and rope_scaling.lstrip().startswith("{"):
+        try:
+            json.loads(rope_scaling)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"rope_scaling={rope_scaling!r} is not a whole JSON object: key=value model arguments end a value "
+                f"at its first comma; allowed: a string form ({', '.join(ROPE_SCALING_STRINGS[:-1])})"
+                + MODEL_ARGS_JSON_HINT
+            ) from None
     return True, parse_rope_scaling(rope_scaling)
 
 
-# -- the configs' side -----------------------------------------------------------------------------------------
+# How a spec that only a dict can say reaches lm-eval: the whole --model_args as one JSON object.
+MODEL_ARGS_JSON_HINT = (
+    "; in lm-eval's --model_args a dict is given by making the whole --model_args one JSON object: "
+    """'{"pretrained": "...", "rope_scaling": {"type": "yarn", "factor": 4, "beta_fast": 16}}'"""
+)
 
-# The types a diffusion model of this package applies: those that multiply the RoPE base.
-DIFFUSION_ROPE_SCALING_TYPES = BASE_SCALING_TYPES
-_TITLES = {
-    "linear": "position interpolation",
-    "dynamic": "transformers' dynamic NTK, for causal LMs",
-    "yarn": "YaRN",
-    "longrope": "LongRoPE",
-    "llama3": "LLaMA-3.1's rule, for causal LMs",
-}
+
+# -- the configs' side -----------------------------------------------------------------------------------------
 
 
 class RopeScalingMixin:
@@ -729,9 +787,10 @@ class RopeScalingMixin:
     among the rotated ones, and its exponent is rotary_dim / critical dimension.
 
     Keeps the user's dict as given (validated, canonical) under its own attribute: transformers 5 turns
-    ``rope_scaling`` into an alias of ``rope_parameters`` that rewrites the dict. Diffusion models apply the types
-    that multiply the base (``ntk``, ``ntk_per_length``, ``diffusion_ntk``); the frequency-rescaling types are
-    refused here until the models' rotary embedding takes their tables.
+    ``rope_scaling`` into an alias of ``rope_parameters`` that rewrites the dict. Every type of the parser applies
+    (the models' rotary embedding takes its tables from ``rope_tables_longllada.rope_tables``); the checks that
+    need the model (a factor table of ``rotary_dim / 2`` numbers, a target at or above the trained length, the
+    scaled base) run when the scaling is set.
     """
 
     @property
@@ -777,11 +836,6 @@ class RopeScalingMixin:
 
     def _check_rope_scaling(self, scaling: dict[str, Any]) -> None:
         kind = scaling["type"]
-        if kind not in DIFFUSION_ROPE_SCALING_TYPES:
-            raise ValueError(
-                f"rope_scaling.type: type {kind!r} ({_TITLES[kind]}) is not supported by a diffusion model of this "
-                "package; allowed: 'ntk' (factor or target_length), 'ntk_per_length', 'diffusion_ntk' (target_length)"
-            )
         check_rope_scaling_for_model(scaling, self.rotary_dim, self.rope_theta, self.trained_length)
         factor, target = scaling.get("factor"), scaling.get("target_length")
         if kind == "ntk" and factor is not None and target is not None:
@@ -794,32 +848,41 @@ class RopeScalingMixin:
 
     @property
     def rope_scaling_factor(self) -> float:
-        """Static factor λ of the RoPE base (1.0 without scaling; for ``ntk_per_length`` see
-        :meth:`rope_factor_for_length`)."""
+        """Static factor λ of the RoPE base: 1.0 without scaling, for ``ntk_per_length`` (see
+        :meth:`rope_factor_for_length`) and for the methods that keep the base and rescale frequencies
+        (``linear``, ``dynamic``, ``yarn``, ``longrope``, ``llama3``: their own factor is
+        ``rope_scaling["factor"]``)."""
         if self.rope_per_length:
             return 1.0
         return base_scaling_factor(self.rope_scaling, self.rotary_dim, self.rope_theta, self.trained_length)
 
     @property
     def rope_per_length(self) -> bool:
-        """True when the factor is chosen at each forward pass from its length (``ntk_per_length``)."""
-        return (self.rope_scaling or {}).get("type") == "ntk_per_length"
+        """True when the rotary tables follow each forward pass's length (``ntk_per_length``, ``dynamic``,
+        ``longrope`` with a ``short_factor``: :func:`rope_scaling_per_length`)."""
+        return rope_scaling_per_length(self.rope_scaling)
+
+    @property
+    def rope_effective_base(self) -> float | str:
+        """What the model's RoPE base is in effect: θ·λ for no scaling and the methods that multiply the base,
+        ``"per length"`` when it follows each pass, ``"per frequency"`` for the methods that rescale frequencies
+        and keep θ."""
+        if self.rope_per_length:
+            return "per length"
+        if self.rope_scaling is not None and self.rope_scaling["type"] not in BASE_SCALING_TYPES:
+            return "per frequency"
+        return self.rope_theta * self.rope_scaling_factor
 
     def rope_factor_for_length(self, seq_len: int) -> float:
-        """The factor of the RoPE base applied to a forward pass over ``seq_len`` positions."""
+        """The factor of the RoPE base applied to a forward pass over ``seq_len`` positions (1.0 for the methods
+        that rescale frequencies)."""
         return base_scaling_factor(self.rope_scaling, self.rotary_dim, self.rope_theta, self.trained_length, seq_len)
 
     @property
     def rope_supported_length(self) -> int:
-        """The context the RoPE base covers: the trained length, the target, or the scaling law's inverse."""
-        scaling = self.rope_scaling
-        if scaling is None:
-            return self.trained_length
-        if scaling.get("target_length") is not None:
-            return int(scaling["target_length"])
-        if scaling["type"] == "ntk_per_length":
-            return self.trained_length
-        return ntk_supported_length(self.rotary_dim, self.rope_theta, self.trained_length, self.rope_scaling_factor)
+        """The context the scaled RoPE covers (:func:`supported_length`): the trained length, the target, the
+        scaling law's inverse for a factor of the base, or the original length times a method's factor."""
+        return supported_length(self.rope_scaling, self.rotary_dim, self.rope_theta, self.trained_length)
 
     @property
     def n_positions(self) -> int:

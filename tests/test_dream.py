@@ -12,7 +12,7 @@ import torch
 from conftest import run_isolated
 from oracles import dream_reference as ref
 
-from modeling_longllada import DreamConfig, DreamModel, LongLLaDAConfig, ntk_scaling_factor
+from modeling_longllada import DreamConfig, DreamModel, ntk_scaling_factor
 from modeling_longllada.configuration_dream import OFFICIAL_DEFAULTS
 
 CONFIG = ref.official_config()
@@ -76,10 +76,10 @@ def test_ntk_scaling_law_reads_the_trained_length_not_max_position_embeddings():
         DreamConfig(rope_scaling={"type": "ntk", "target_length": 1024})
     with pytest.raises(ValueError, match="unknown keys"):
         DreamConfig(rope_scaling={"type": "ntk", "factor": 5, "alpha": 1})
-    with pytest.raises(ValueError, match="type 'dynamic'"):
-        LongLLaDAConfig(rope_scaling="dynamic:2")
-    with pytest.raises(ValueError, match="type 'dynamic'"):
-        DreamConfig(rope_scaling="dynamic:2")
+    with pytest.raises(ValueError, match="long_factor has 2 numbers; allowed: 64"):
+        DreamConfig(rope_scaling={"type": "longrope", "long_factor": [1.0, 2.0], "factor": 2})
+    # transformers' methods read the trained length, not Qwen's 131072, as their original length
+    assert DreamConfig(rope_scaling="yarn:2").rope_supported_length == 4096
 
 
 @pytest.mark.parametrize("value", [0, -1, 2048.0, True, "2048"])

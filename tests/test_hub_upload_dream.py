@@ -17,7 +17,7 @@ import torch
 from conftest import run_isolated
 from huggingface_hub import ModelCard
 from oracles import dream_reference as ref
-from test_hub_upload import SMALL_LENGTHS, card_blocks, read_json, run_card_blocks
+from test_hub_upload import card_blocks, missing_small_lengths, read_json, run_card_blocks
 
 import hub_upload
 from hub_upload.build import source_model_types
@@ -308,8 +308,7 @@ def test_card_python_blocks_run_where_our_package_is_not_importable(official, bu
     assert "AutoModelForCausalLM.from_pretrained(" in joined and ".diffusion_generate(" in joined
     assert 'cache="prefix"' in joined and "tokenizer.bos_token + " in joined and "log_likelihood(" in joined
     assert '"target_length": 8192' in joined  # four times Dream's trained length
-    for old in SMALL_LENGTHS:
-        assert old in joined, old
+    assert missing_small_lengths(joined) == []
     stdout, report = run_card_blocks(built_ntk, blocks, tmp_path, REPO_ID)
     assert report["module"].startswith("transformers_modules") and report["class"] == "DreamModel"
     assert report["prompt"][0] == report["bos"] == config["bos_token_id"]  # the BOS is prepended

@@ -64,14 +64,14 @@ def test_scaling_law_examples():
 @pytest.mark.parametrize(
     "scaling, field",
     [
-        ({"type": "yarn", "factor": 2}, "rope_scaling.type"),
+        ({"type": "longrope", "long_factor": [1.0, 2.0], "factor": 2}, "rope_scaling.long_factor has 2 numbers"),
         ({"type": "ntk", "factor": 0.5}, "rope_scaling.factor"),
         ({"type": "ntk", "factor": "4"}, "rope_scaling.factor"),
         ({"type": "ntk", "target_length": 0}, "rope_scaling.target_length"),
         ({"type": "ntk", "target_length": -8192}, "rope_scaling.target_length"),
         ({"type": "ntk", "factor": 2, "target_length": 8192}, "disagrees"),
         ({"type": "ntk"}, "'factor'"),
-        ({"type": "dynamic", "factor": 2}, "type 'dynamic'"),
+        ({"type": "dynamic", "factor": 2, "beta_fast": 4}, "unknown keys \\['beta_fast'\\] for type 'dynamic'"),
         ({"type": "ntk_per_length", "factor": 2}, "rope_scaling.factor"),
         ({"type": "ntk", "rope_type": "dynamic", "factor": 2}, "rope_type"),
         ({"type": "ntk", "factor": float("nan")}, "rope_scaling.factor"),
@@ -680,7 +680,7 @@ def test_rotary_embedding_is_the_one_place_for_frequencies(monkeypatch):
         ntk = model(ids).logits
 
     def doubled_factor(config, seq_len, device):
-        inv_freq, _ = modeling.scaled_base_frequencies(config, seq_len, device)
+        inv_freq, _ = modeling.spec_frequencies(config, seq_len, device)
         return inv_freq, 2.0
 
     monkeypatch.setitem(modeling.ROPE_FREQUENCY_FUNCTIONS, "ntk", doubled_factor)

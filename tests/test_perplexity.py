@@ -359,7 +359,7 @@ def test_rope_scaling_labels_round_trip_through_the_one_parser():
         (["--max-length", "10000000"], r"--max-length 10000000 is beyond the text: .* has \d+ tokens"),
         (["--estimator", "exact"], r"--estimator must be one of \('longllada', 'elbo'\), got 'exact'"),
         (["--rope-scaling", "bogus:4"], r"--rope-scaling='bogus:4' is not allowed; allowed: none, ntk:FACTOR"),
-        (["--rope-scaling", "yarn:4"], r"type 'yarn' \(YaRN\) is not supported by a diffusion model"),
+        (["--rope-scaling", "longrope:GSAI-ML/LLaDA-8B-Instruct"], r"long_factor has 64 numbers; allowed: 8"),
         (["--rope-scaling", "ntk:inf"], r"--rope-scaling ntk:FACTOR=inf is not allowed"),
         (["--chunk", "0"], "--chunk must be an integer >= 1, got 0"),
         (["--text", "{missing}"], "--text: no such file"),

@@ -10,6 +10,7 @@ import math
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from modeling_longllada import (
     LongLLaDAModelLM,
     diffusion_ntk_factor,
     ntk_scaling_factor,
+    ntk_supported_length,
     parse_rope_scaling,
     rope_scaling_per_length,
     rope_tables,
@@ -40,11 +42,14 @@ LONG = [1.0 + i / 3 for i in range(ROTARY // 2)]
 SHORT = [1.0 + i / 20 for i in range(ROTARY // 2)]
 
 
-def llama_rotary(params: dict | None, theta: float = THETA, max_pos: int = TRAINED, partial: float | None = None):
+def llama_rotary(
+    params: dict | None, theta: float = THETA, max_pos: int = TRAINED, partial: float | None = None,
+    head_dim: int = ROTARY,
+):  # fmt: skip
     """transformers' own LLaMA rotary embedding for ``params`` as transformers names them (the installed version's
-    config shape), head dim ``ROTARY`` (of which ``partial`` rotates)."""
-    kwargs = dict(vocab_size=16, hidden_size=32, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  head_dim=ROTARY, max_position_embeddings=max_pos)  # fmt: skip
+    config shape), head dim ``head_dim`` (of which ``partial`` rotates)."""
+    kwargs = dict(vocab_size=16, hidden_size=2 * head_dim, intermediate_size=16, num_hidden_layers=1,
+                  num_attention_heads=2, head_dim=head_dim, max_position_embeddings=max_pos)  # fmt: skip
     if V5:
         kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": theta, **(params or {})}
         if partial is not None:
@@ -474,10 +479,183 @@ def test_rope_theta_and_partial_rotary_factor_of_transformers_5s_rope_parameters
         LongLLaDAConfig(rope_scaling={"type": "ntk", "factor": 2, "rope_theta": 1e6})
 
 
-@pytest.mark.parametrize("spec", ["linear:2", "yarn:4", "dynamic:2", "llama3:8", "longrope:GSAI-ML/LLaDA-8B-Instruct"])
-def test_diffusion_configs_refuse_the_methods_their_rotary_does_not_take_yet(spec):
-    with pytest.raises(ValueError, match=r"rope_scaling\.type: type '\w+' \(.*\) is not supported by a diffusion"):
-        LongLLaDAConfig(rope_scaling=spec)
+# -- the diffusion families: every method in their one rotary embedding --------------------------------------------
+
+# spec -> (transformers' parameters in the 5.x shape, or None for a base-multiplying method: transformers' default
+# RoPE at the base the papers' formulas give), for a rotary part of ROTARY dimensions trained at TRAINED.
+DIFFUSION_CASES = {
+    "linear:4": {"rope_type": "linear", "factor": 4.0},
+    "dynamic:2": {"rope_type": "dynamic", "factor": 2.0},
+    "yarn:4": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": TRAINED},
+    "yarn-full": TRANSFORMERS_CASES["yarn-full"][1],
+    "llama3:8": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                 "original_max_position_embeddings": TRAINED},
+    "longrope": TRANSFORMERS_CASES["longrope"][1],
+    "longrope-short": {"rope_type": "longrope", "long_factor": LONG, "short_factor": SHORT, "factor": 4.0,
+                       "original_max_position_embeddings": TRAINED},
+    "ntk:4": None,
+    "ntk-target:1024": None,
+    "ntk-per-length": None,
+    "diffusion-ntk:1024": None,
+}  # fmt: skip
+DIFFUSION_SPECS = {
+    "yarn-full": TRANSFORMERS_CASES["yarn-full"][0],
+    "longrope": TRANSFORMERS_CASES["longrope"][0],
+    "longrope-short": {"type": "longrope", "long_factor": LONG, "short_factor": SHORT, "factor": 4},
+}
+
+
+def diffusion_model(family: str, spec):
+    """A tiny random model of ``family`` with ``spec``: LLaDA and Dream rotate whole heads of ROTARY dimensions,
+    LLaDA-MoE half of each 2·ROTARY-dimension head (partial rotary); all trained at TRAINED with base THETA."""
+    from oracles import dream_reference, lladamoe_reference
+
+    from modeling_longllada import DreamModel, LLaDAMoEConfig, LLaDAMoEModelLM
+
+    torch.manual_seed(0)
+    if family == "llada":
+        config = LongLLaDAConfig(
+            d_model=2 * ROTARY, n_heads=2, n_kv_heads=2, n_layers=1, mlp_hidden_size=64, vocab_size=64,
+            embedding_size=64, max_sequence_length=TRAINED, rope_theta=THETA, mask_token_id=63, eos_token_id=1,
+            pad_token_id=1, rope_scaling=spec,
+        )  # fmt: skip
+        return LongLLaDAModelLM(config).eval()
+    if family == "dream":
+        fields = dream_reference.official_config(hidden_size=2 * ROTARY, num_attention_heads=2,
+                                                 num_key_value_heads=2, num_hidden_layers=1, vocab_size=64)  # fmt: skip
+        return DreamModel(DreamConfig(**{**fields, "rope_scaling": spec}, trained_length=TRAINED)).eval()
+    fields = lladamoe_reference.official_config(hidden_size=4 * ROTARY, num_attention_heads=2, num_key_value_heads=2,
+                                                num_hidden_layers=1, max_position_embeddings=TRAINED)  # fmt: skip
+    return LLaDAMoEModelLM(LLaDAMoEConfig(**{**fields, "rope_scaling": spec})).eval()
+
+
+def law_base(spec: str, length: int) -> float:
+    """The base θ·λ of a base-multiplying spec for a pass over ``length`` positions, from the papers' formulas."""
+    target = 1024
+    factors = {
+        "ntk:4": 4.0,
+        "ntk-target:1024": math.ceil(law_factor(ROTARY, THETA, TRAINED, target)),
+        "ntk-per-length": max(1, math.ceil(law_factor(ROTARY, THETA, TRAINED, length))) if length > TRAINED else 1,
+        "diffusion-ntk:1024": law_factor(ROTARY, THETA, 2 * TRAINED, 2 * target),
+    }
+    return THETA * factors[spec]
+
+
+@pytest.mark.parametrize("family", ["llada", "dream", "lladamoe"])
+@pytest.mark.parametrize("case", sorted(DIFFUSION_CASES))
+def test_diffusion_models_cos_sin_equal_transformers_llama_rotary(family, case):
+    """Each method's cos/sin in our diffusion models (full rotary: LLaDA, Dream; partial: LLaDA-MoE) equal those of
+    transformers' LlamaRotaryEmbedding built from an equivalent config, within and past the trained length."""
+    params = DIFFUSION_CASES[case]
+    if not V5 and case == "longrope-short":
+        pytest.skip("transformers 4.x's LLaMA applies long_factor at every length")
+    model = diffusion_model(family, DIFFUSION_SPECS.get(case, case))
+    partial = 0.5 if family == "lladamoe" else None
+    head = ROTARY if partial is None else 2 * ROTARY
+    assert model.config.rotary_dim == ROTARY
+    for length in LENGTHS:
+        if params is None:  # (LLaMA's default RoPE ignores partial_rotary_factor: the rotated part as a head)
+            rotary = llama_rotary(None, theta=law_base(case, length), head_dim=ROTARY)
+        else:
+            original = params.get("original_max_position_embeddings", TRAINED)
+            given, max_pos = (params, TRAINED) if V5 else v4(params, original)
+            rotary = llama_rotary(given, partial=partial, head_dim=head, max_pos=max_pos)
+        positions = torch.arange(length)[None]
+        theirs = rotary(torch.zeros(1, length, rotary.config.head_dim), positions)
+        ours = model.rotary_emb(positions, length)
+        for mine, reference in zip(ours, theirs):
+            assert mine.shape == (1, 1, length, ROTARY)
+            torch.testing.assert_close(mine[:, 0], reference, atol=1e-6, rtol=0, msg=f"{family} {case} {length}")
+
+
+def test_rotary_tables_are_computed_once_per_spec_device_and_length(monkeypatch):
+    """A static spec's tables are computed once for every pass (not per layer or step); a per-length one once per
+    distinct length; a new spec on the config is taken at the next pass."""
+    import modeling_longllada.modeling_longllada as modeling
+
+    calls = []
+
+    def counted(config, seq_len, device):
+        calls.append((config.rope_scaling or {}).get("type"))
+        return modeling.spec_frequencies(config, seq_len, device)
+
+    for kind in ("default", "yarn", "dynamic"):
+        monkeypatch.setitem(modeling.ROPE_FREQUENCY_FUNCTIONS, kind, counted)
+    model = diffusion_model("llada", "yarn:4")
+    ids = torch.randint(3, 60, (1, 12))
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=8, steps=4, block_length=8)
+        model(ids)
+    assert calls == ["yarn"]
+    model.config.rope_scaling = "dynamic:2"
+    with torch.no_grad():
+        for length in (40, 100, 100, 40):
+            model(torch.randint(3, 60, (1, length)))
+    assert calls == ["yarn", "dynamic", "dynamic"]  # lengths 40 and 100, each once
+    model.config.rope_scaling = None
+    with torch.no_grad():
+        model(ids)
+    assert calls[-1] is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["linear:4", "dynamic:2", "yarn:4", "llama3:8", "longrope-file", "ntk:4", "ntk-per-length", "diffusion-ntk:1024"],
+)
+def test_a_model_loaded_with_each_method_generates(tiny_model_dir, tiny_dream_dir, tmp_path, spec):
+    """``from_pretrained(..., rope_scaling=...)`` with every method: the config holds the spec and its window, the
+    model's tables are the spec's, and generate() runs past the trained length."""
+    from transformers import AutoModelForCausalLM
+
+    for folder in (tiny_model_dir, tiny_dream_dir):
+        config = AutoConfig.from_pretrained(folder)
+        rotary_dim, trained = config.rotary_dim, config.trained_length
+        given = spec
+        if spec == "longrope-file":
+            table = tmp_path / "factors.json"
+            table.write_text(json.dumps([1.0 + i / 4 for i in range(rotary_dim // 2)]))
+            given = f"longrope:{table}:{4 * trained}"
+        model = AutoModelForCausalLM.from_pretrained(folder, rope_scaling=given).eval()
+        parsed = parse_rope_scaling(given)
+        assert model.config.rope_scaling == parsed
+        assert model.config.max_position_embeddings >= trained and model.config.n_positions > trained
+        length = trained + 40
+        positions = torch.arange(length)[None]
+        cos, _ = model.rotary_emb(positions, length)
+        tables = rope_tables(parsed, rotary_dim, config.rope_theta, trained, seq_len=length)
+        torch.testing.assert_close(cos[0, 0], our_cos_sin(tables, length)[0], atol=1e-6, rtol=0)
+        prompt = torch.randint(5, 100, (2, trained))
+        out = model.generate(prompt, max_new_tokens=8, steps=4, block_length=8)
+        assert out.shape == (2, trained + 8) and torch.equal(out[:, :trained], prompt)
+        assert int(out[:, trained:].min()) >= 0 and int(out[:, trained:].max()) < model.config.vocab_size
+
+
+def test_diffusion_windows_follow_each_method():
+    """max_position_embeddings / rope_supported_length / n_positions: the target, the law's inverse, or the trained
+    (original) length times a method's factor."""
+
+    def window(spec) -> int:
+        return LongLLaDAConfig(d_model=64, n_heads=4, max_sequence_length=256, rope_theta=THETA,
+                               rope_scaling=spec).max_position_embeddings  # fmt: skip
+
+    assert window(None) == 256 and window("linear:4") == window("yarn:4") == window("dynamic:4") == 1024
+    assert window("llama3:8") == 2048 and window("ntk-target:3000") == 3000 and window("diffusion-ntk:5000") == 5000
+    assert window({"type": "yarn", "factor": 2, "original_max_position_embeddings": 512}) == 1024
+    assert window("ntk:4") == ntk_supported_length(16, THETA, 256, 4) > 256
+    assert window({"type": "longrope", "long_factor": [1.0] * 8, "factor": 8}) == 2048
+    assert window({"type": "longrope", "long_factor": [1.0] * 8, "target_length": 700}) == 700
+    dream = DreamConfig(hidden_size=64, num_attention_heads=4, trained_length=256, rope_scaling="yarn:4")
+    assert dream.rope_supported_length == 1024 and dream.n_positions == 131072 + 256  # its own window is larger
+    assert dream.rope_effective_base == "per frequency" and dream.rope_scaling_factor == 1.0
+    assert DreamConfig(rope_scaling="dynamic:2").rope_effective_base == "per length"
+
+
+def test_a_diffusion_model_refuses_a_factor_table_of_the_wrong_length():
+    with pytest.raises(ValueError, match=r"rope_scaling\.long_factor has 64 numbers; allowed: 8"):
+        diffusion_model("llada", "longrope:GSAI-ML/LLaDA-8B-Instruct")
+    with pytest.raises(ValueError, match=r"long_factor has 8 numbers; allowed: 64"):
+        LongLLaDAConfig(rope_scaling={"type": "longrope", "long_factor": LONG, "factor": 4})
+    assert LongLLaDAConfig(rope_scaling="longrope:GSAI-ML/LLaDA-8B-Instruct").max_position_embeddings == 131072
 
 
 # -- UltraLLaDA: a LLaDA checkpoint post-trained to 128k ----------------------------------------------------------------
@@ -520,3 +698,90 @@ def test_ultrallada_checkpoint_loads_as_llada(tiny_model_dir, tmp_path):
         logits = model(torch.tensor([[5, 9, 14, 3, 7]])).logits
     assert torch.isfinite(logits).all()
     assert model.rope_base(5) == published["rope_theta"]  # within its 128k: no further scaling
+
+
+# -- the tools: every method reaches the diffusion models, and runs name it ------------------------------------------
+
+
+def test_ppl_and_upload_take_every_method_for_a_diffusion_model(tiny_model_dir, tmp_path, capsys):
+    """``longllada ppl --rope-scaling yarn:4`` scores a diffusion model with YaRN's tables and records the method;
+    ``longllada upload``'s --rope-scaling names every form of the one parser and writes the spec to config.json."""
+    from hub_upload.build import convert_config
+    from hub_upload.options import ROPE_SCALING_FORMS
+    from hub_upload.options import parse_rope_scaling as upload_choice
+    from longllada import cli
+    from modeling_longllada.rope_longllada import ROPE_SCALING_STRINGS
+
+    out = tmp_path / "yarn.jsonl"
+    args = ["ppl", "--model", str(tiny_model_dir), "--out", str(out), "--device", "cpu", "--no-progress",
+            "--rope-scaling", "yarn:4", "--max-length", "128", "--mc", "1", "--batch-size", "1"]  # fmt: skip
+    assert cli.main(args) == 0, capsys.readouterr().err
+    meta = json.loads(out.read_text().splitlines()[0])
+    assert meta["rope_scaling"] == "yarn:4" and meta["rope"]["factor"] == 4.0
+    assert meta["rope"]["rope_type"] == "yarn" and meta["rope"]["effective_rope_theta"] == "per frequency"
+
+    def stem(form: str) -> str:
+        return form.split(":")[0].split("[")[0]
+
+    assert {stem(form) for form in ROPE_SCALING_FORMS} == {stem(form) for form in ROPE_SCALING_STRINGS}
+    choice = upload_choice("yarn:4")
+    assert choice.branch == "yarn-4"
+    source = json.loads((tiny_model_dir / "config.json").read_text())
+    converted = convert_config(source, choice)
+    assert converted["rope_scaling"] == {"type": "yarn", "factor": 4}
+    assert converted["max_position_embeddings"] == 4 * source["max_sequence_length"]
+
+
+def test_runs_name_each_method(tiny_model_dir):
+    """What plots and tables call a setting: NTK by its λ, the frequency-rescaling methods by their label."""
+    from longllada.run_info import RunSetting, model_facts
+
+    facts = model_facts(str(tiny_model_dir), {"rope_scaling": "yarn:4"})
+    assert facts == {"trained_length": 256, "context_window": 1024, "factor": 4.0, "target": None, "scaling": "yarn:4"}
+    assert RunSetting(model="m", **facts).label() == "m, yarn:4"
+    longrope = {"type": "longrope", "long_factor": [1.0 + i for i in range(8)], "target_length": 2048}
+    facts = model_facts(str(tiny_model_dir), {"rope_scaling": json.dumps(longrope)})
+    assert facts["context_window"] == 2048 and facts["factor"] == 8.0
+    assert RunSetting(**facts).scaling_text() == "longrope ×8 (T=2048)"
+    ntk = model_facts(str(tiny_model_dir), {"rope_scaling": "ntk:4"})
+    assert RunSetting(**ntk).scaling_text() == "NTK λ=4" and ntk["context_window"] > 256
+    per_length = model_facts(str(tiny_model_dir), {"rope_scaling": "dynamic:2"})
+    assert per_length["factor"] == "per length" and RunSetting(**per_length).scaling_text() == "dynamic:2"
+    assert RunSetting(**model_facts(str(tiny_model_dir), {"rope_scaling": "ntk-per-length"})).scaling_text() == (
+        "NTK per length"
+    )
+
+
+REMOTE_CODE_RUN = """
+import json, torch
+from transformers import AutoModelForCausalLM
+for folder in {folders!r}:
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    cos, _ = model.rotary_emb(torch.arange({length})[None], {length})
+    out = model.generate(torch.arange(5, 5 + {length})[None] % 90 + 5, max_new_tokens=4, steps=2, block_length=4)
+    print(json.dumps({{"module": type(model).__module__, "scaling": model.config.rope_scaling,
+                       "cos": cos[0, 0, -1].tolist(), "shape": list(out.shape)}}))
+"""
+
+
+def test_saved_folders_with_a_method_run_as_remote_code(tiny_model_dir, tiny_dream_dir, tmp_path, run_isolated):
+    """A LLaDA and a Dream folder whose config.json carries YaRN / LongRoPE load with their own remote code where
+    the project is not importable (transformers 4.46 copies only the files each module imports: the rotary tables'
+    module is among them) and take the spec's tables."""
+    specs = {"llada": {"type": "yarn", "factor": 4}, "dream": {"type": "longrope", "long_factor": LONG, "factor": 4}}
+    folders = []
+    for name, source in (("llada", tiny_model_dir), ("dream", tiny_dream_dir)):
+        # a name of its own: transformers keeps a folder's copied modules by the folder's name between runs
+        folder = shutil.copytree(source, tmp_path / f"{name}-scaled-{uuid.uuid4().hex[:12]}")
+        config = json.loads((folder / "config.json").read_text())
+        config["rope_scaling"] = specs[name]
+        (folder / "config.json").write_text(json.dumps(config))
+        folders.append(str(folder))
+    length = 300
+    lines = run_isolated(REMOTE_CODE_RUN.format(folders=folders, length=length)).strip().splitlines()
+    for name, line in zip(specs, lines):
+        result = json.loads(line)
+        assert result["module"].startswith("transformers_modules.") and result["shape"] == [1, length + 4]
+        assert result["scaling"] == parse_rope_scaling(specs[name])
+        tables = rope_tables(specs[name], ROTARY, THETA, 256, seq_len=length)
+        torch.testing.assert_close(torch.tensor(result["cos"]), our_cos_sin(tables, length)[0][-1], atol=1e-5, rtol=0)

@@ -120,7 +120,7 @@ def test_cli_names_a_bad_option(tmp_path):
         (dict(n_kv_heads=3), ["n_heads=4", "n_kv_heads=3"]),
         (dict(vocab_size=100), ["vocab_size", "100", "262"]),
         (dict(rope_theta=1.0), ["rope_theta", "1.0", "> 1"]),
-        (dict(rope_scaling={"type": "yarn", "factor": 2}), ["rope_scaling.type", "yarn", "ntk"]),
+        (dict(rope_scaling={"type": "longrope", "long_factor": [1.0], "factor": 2}), ["rope_scaling.long_factor", "8"]),
     ],
 )
 def test_bad_sizes_raise_named_errors(tmp_path, kwargs, words):

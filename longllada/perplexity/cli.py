@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--rope-scaling",
         metavar="SPEC",
-        help="none, ntk:FACTOR, ntk-target:LENGTH (16384 or 16k), ntk-per-length (diffusion), "
-        "diffusion-ntk:LENGTH (UltraLLaDA); causal LMs also: linear:FACTOR, dynamic:FACTOR, yarn:FACTOR, "
+        help="none, ntk:FACTOR, ntk-target:LENGTH (16384 or 16k), ntk-per-length (diffusion models), "
+        "diffusion-ntk:LENGTH (UltraLLaDA), linear:FACTOR (position interpolation), yarn:FACTOR, dynamic:FACTOR, "
         "llama3:FACTOR, longrope:FILE.json[:LENGTH] or longrope:MODEL[:LENGTH] (LongDLLM's tables); or a JSON object",
     )
     parser.add_argument("--dtype", default="auto", metavar="NAME", help=f"one of {', '.join(DTYPES)} (default auto)")

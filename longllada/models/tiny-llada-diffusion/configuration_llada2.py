@@ -106,8 +106,8 @@ class LLaDA2Config(RopeScalingMixin, PretrainedConfig):
     - ``rope_scaling`` (any form of :func:`rope_longllada.parse_rope_scaling`): ``{"type": "ntk", "factor": 4}``
       multiplies the RoPE base by 4, ``{"type": "ntk", "target_length": 131072}`` takes the factor from the
       scaling law on the rotary part of each head (:attr:`rotary_dim`), ``{"type": "ntk_per_length"}`` chooses it
-      from the length. ``rope_theta`` stays the trained base. transformers' own types (``yarn``, ``linear``, ...)
-      that the official file would accept are refused with an error naming the allowed ones;
+      from the length; every other method of the parser (``yarn``, ``linear``, ``longrope``, ...) applies too, as
+      in the other families. ``rope_theta`` stays the trained base;
     - ``mask_token_id`` / ``eos_token_id``: the sampler's defaults, those of the official ``generate``
       (156895 and 156892) unless the config names others.
     """

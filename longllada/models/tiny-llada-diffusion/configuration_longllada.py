@@ -73,10 +73,13 @@ class LongLLaDAConfig(RopeScalingMixin, PretrainedConfig):
     - ``{"type": "ntk", "factor": 4}``: RoPE base ``rope_theta * 4``, as LongLLaDA does;
     - ``{"type": "ntk", "target_length": 16384}``: the factor from the extrapolation scaling law;
     - ``{"type": "ntk_per_length"}``: the scaling law's factor chosen at each forward pass from its length;
-    - ``{"type": "diffusion_ntk", "target_length": 131072}``: UltraLLaDA's diffusion-aware NTK (base θ·λ').
+    - ``{"type": "diffusion_ntk", "target_length": 131072}``: UltraLLaDA's diffusion-aware NTK (base θ·λ');
+    - the frequency-rescaling methods, as transformers computes them: ``linear`` (position interpolation),
+      ``yarn``, ``longrope``, ``llama3``, ``dynamic``.
 
     ``rope_theta`` stays the trained base. ``max_position_embeddings`` (read by lm-eval and others to decide
-    truncation) is derived: the trained length, or the length the scaled base covers.
+    truncation) is derived: the context the scaling covers (``rope_longllada.supported_length``: the trained
+    length, the target, the scaling law's inverse, or the trained length times a method's factor).
     """
 
     model_type = "longllada"

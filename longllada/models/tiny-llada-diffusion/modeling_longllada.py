@@ -20,6 +20,7 @@ V vocabulary.
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import os
@@ -41,7 +42,8 @@ from .generation_longllada import (
     check_token_ids,
     embedding_rows,
 )
-from .rope_longllada import check_number
+from .rope_longllada import ROPE_SCALING_TYPES, check_number, rope_scaling_per_length
+from .rope_tables_longllada import RopeTables, rope_tables
 
 # attn_implementation="flash_attention_2" runs flash-attn 2 or, without it, flash-attn 4's CuTe kernels
 # (Hopper and newer; the same call by keywords, its output first in a tuple).
@@ -136,52 +138,78 @@ def rotary_cos_sin(
     return rotary_tables(position_ids, default_inverse_frequencies(rotary_dim, base, device))
 
 
-def scaled_base_frequencies(config: Any, seq_len: int, device: torch.device | str | None) -> tuple[torch.Tensor, float]:
-    """No scaling, or LongLLaDA's NTK rule: the base θ·λ with λ from the config's ``rope_scaling`` (1 without
-    it, the scaling law's factor for ``seq_len`` with ``ntk_per_length``); no attention factor."""
-    base = config.rope_theta * config.rope_factor_for_length(seq_len)
-    return default_inverse_frequencies(config.rotary_dim, base, device), 1.0
+def spec_frequencies(config: Any, seq_len: int | None, device: torch.device | str | None) -> RopeTables:
+    """The tables of the config's ``rope_scaling`` (any method of the one parser, or none) over its rotary
+    dimensions: :func:`rope_tables_longllada.rope_tables`, which computes transformers' methods with transformers'
+    ``ROPE_INIT_FUNCTIONS`` and the base-multiplying ones (the paper's NTK, UltraLLaDA's) as θ·λ. ``seq_len`` is
+    read by the per-length methods only."""
+    return rope_tables(
+        config.rope_scaling, config.rotary_dim, config.rope_theta, config.trained_length, seq_len, device
+    )
 
 
 # The one place the models get their RoPE frequencies: ``rope_scaling`` type -> f(config, seq_len, device) ->
-# (inverse frequencies [R/2] float32, attention factor). Another context-extension method plugs in here (with its
-# name in rope_longllada's parser), as transformers' ROPE_INIT_FUNCTIONS do for its models.
-ROPE_FREQUENCY_FUNCTIONS: dict[str, Callable[[Any, int, Any], tuple[torch.Tensor, float]]] = {
-    "default": scaled_base_frequencies,
-    "ntk": scaled_base_frequencies,
-    "ntk_per_length": scaled_base_frequencies,
+# (inverse frequencies [R/2] float32, attention factor). Every method of rope_longllada's parser maps to
+# ``spec_frequencies``; another context-extension method plugs in here (with its name in the parser), as
+# transformers' ROPE_INIT_FUNCTIONS do for its models.
+ROPE_FREQUENCY_FUNCTIONS: dict[str, Callable[[Any, int | None, Any], tuple[torch.Tensor, float]]] = {
+    kind: spec_frequencies for kind in ("default", *ROPE_SCALING_TYPES)
 }
+# Tables kept per RotaryEmbedding: the static one per device, and the last few lengths of a per-length method.
+ROPE_TABLES_KEPT = 8
 
 
 class RotaryEmbedding(nn.Module):
     """cos/sin tables of RoPE for the rotary part of each head: the first ``config.rotary_dim`` dimensions
     (``head_dim * partial_rotary_factor``; the rest of the head passes through unrotated), with the config's
-    ``rope_scaling`` applied through :data:`ROPE_FREQUENCY_FUNCTIONS`.
+    ``rope_scaling`` applied through :data:`ROPE_FREQUENCY_FUNCTIONS`, cos and sin times the method's attention
+    factor (YaRN's temperature, LongRoPE's magnitude scaling) as transformers' rotary embeddings do.
 
-    It holds no buffers: the tables follow the config at every call (so scaling can change per forward length, and
-    nothing is left uninitialised when transformers 5 builds the model on the meta device)."""
+    It holds no buffers (nothing is left uninitialised when transformers 5 builds the model on the meta device).
+    The inverse frequencies are computed once and kept, keyed by the frequency rule, the spec, the base, the
+    rotated dimensions, the trained length, the device and, for the per-length methods only, the pass's length: a static spec costs one
+    computation per device, a per-length one one per distinct length (a generate() call's passes share theirs).
+    A change of ``config.rope_scaling`` (or of the base) changes the key, so it takes effect at the next pass.
+    The tables are float32 whatever the model's dtype (RoPE is applied in float32)."""
 
     def __init__(self, config: Any):
         super().__init__()
         self.config = config
+        self._tables: dict[tuple, tuple[torch.Tensor, float]] = {}
 
     @property
     def rotary_dim(self) -> int:
         return self.config.rotary_dim
 
-    def inverse_frequencies(self, seq_len: int, device: torch.device | str | None) -> tuple[torch.Tensor, float]:
-        """(inverse frequencies [R/2] float32, attention factor) for a forward pass over ``seq_len`` positions."""
-        kind = (self.config.rope_scaling or {}).get("type") or "default"
+    def inverse_frequencies(self, seq_len: int | None, device: torch.device | str | None) -> tuple[torch.Tensor, float]:
+        """(inverse frequencies [R/2] float32 on ``device``, attention factor) for a forward pass over ``seq_len``
+        positions (None or 0: within the trained length), from the kept tables when they are there."""
+        config = self.config
+        spec = config.rope_scaling
+        kind = (spec or {}).get("type") or "default"
         frequencies = ROPE_FREQUENCY_FUNCTIONS.get(kind)
         if frequencies is None:
             raise ValueError(
                 f"rope_scaling type {kind!r} has no frequency rule in this model; known: "
                 f"{sorted(ROPE_FREQUENCY_FUNCTIONS)}"
             )
-        return frequencies(self.config, seq_len, device)
+        length = (seq_len or None) if rope_scaling_per_length(spec) else None
+        key = (
+            frequencies, json.dumps(spec, sort_keys=True), float(config.rope_theta), config.rotary_dim,
+            config.trained_length, str(torch.device(device) if device is not None else "cpu"), length,
+        )  # fmt: skip
+        kept = self._tables.get(key)
+        if kept is None:
+            inv_freq, attention_factor = frequencies(config, length, device)
+            kept = (inv_freq, float(attention_factor))
+            if len(self._tables) >= ROPE_TABLES_KEPT:
+                self._tables.pop(next(iter(self._tables)))
+            self._tables[key] = kept
+        return kept
 
     def forward(self, position_ids: torch.Tensor, seq_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """position_ids [B, L] -> (cos, sin), float32 [B, 1, L, R]. ``seq_len`` picks a per-length scaling factor."""
+        """position_ids [B, L] -> (cos, sin), float32 [B, 1, L, R], times the method's attention factor.
+        ``seq_len`` (the pass's length) is read by the per-length methods."""
         inv_freq, attention_factor = self.inverse_frequencies(seq_len, position_ids.device)
         return rotary_tables(position_ids, inv_freq, attention_factor)
 
@@ -764,7 +792,7 @@ class DiffusionLMMixin:
             config.rope_theta,
             config.trained_length,
             config.rope_scaling,
-            "chosen per length" if config.rope_per_length else config.rope_theta * config.rope_scaling_factor,
+            config.rope_effective_base,
         )
 
     @property
