@@ -856,6 +856,10 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
             return attn_implementation
         return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
 
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:  # transformers 5: every pass reads the switch anew
+        return True
+
     def _initializer_std(self) -> float:
         return self.config.init_std
 

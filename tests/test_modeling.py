@@ -580,6 +580,11 @@ def test_flash_attention_3_by_name_in_from_pretrained(tmp_path, monkeypatch, ref
     with torch.no_grad():
         model(torch.randint(2, 100, (1, 6)))
     assert reference_fa3  # the stand-in ran
+    if hasattr(model, "set_attn_implementation"):  # transformers 5: the switch set on a loaded model
+        model.set_attn_implementation("sdpa")
+        assert model.config._attn_implementation == "sdpa"
+        model.set_attn_implementation("flash_attention_3")
+        assert model.config._attn_implementation == "flash_attention_3"
     monkeypatch.setattr(modeling, "fa3_func", None)
     with pytest.raises(ImportError, match=r"flash_attention_3' needs FlashAttention-3.*longllada\[fa3\]"):
         AutoModelForCausalLM.from_pretrained(tmp_path / "small", attn_implementation="flash_attention_3")

@@ -52,7 +52,7 @@ ROTARY_HALVES_MIN_NUMEL = 1 << 20
 # steps: a block of queries over the whole cache). Flash splits the keys over the multiprocessors; torch's default
 # on Hopper (cuDNN) gives the few query tiles one block each: 32 queries over 8k / 32k / 128k keys took 0.10 /
 # 0.19 / 0.54 ms a layer with flash, 0.14 / 0.46 / 1.72 ms by default (one H200). Provisional from 1024 keys (was
-# 8192): the 4k cached step's attention is to be measured (benchmarks/cached_step_profile.py, "flash_first").
+# 8192): the 4k cached step's attention is to be measured (benchmarks/cached_step_profile.py, before / after).
 FEW_QUERIES, MANY_KEYS = 256, 1024
 # FlashAttention-3 in place of sdpa (attn_implementation="sdpa" on the fast path, a Hopper GPU, a kernel that
 # imports: see modeling_longllada.flash_attention_3) where it was measured faster: more than FEW_QUERIES queries over
@@ -61,7 +61,8 @@ FEW_QUERIES, MANY_KEYS = 256, 1024
 # FEW_QUERIES queries over at least FA3_FEW_QUERIES_MIN_KEYS keys (cached steps, FA3 splitting the keys; None: never).
 # Provisional: 8k and 16k, and FA3's split-KV against sdpa's flash for 32 queries, are measured by
 # benchmarks/fa3_check.py; FA3 without split-KV gave 0.60x / 0.83x / 1.03x of sdpa for 32 queries over 4k / 32k / 128k.
-FA3_MIN_KEYS = 16384
+# 16000: from the NIAH grid's 16k prompts (16,000 tokens and the 32-token answer) on.
+FA3_MIN_KEYS = 16000
 FA3_FEW_QUERIES_MIN_KEYS: int | None = None
 # One product for a layer's q/k/v projections and one for its feed-forward's gate and up where a pass has at most
 # this many rows (batch x positions: the sampler's cached steps, whose products read every weight for a few rows):
