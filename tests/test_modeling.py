@@ -486,6 +486,7 @@ def reference_fa3(monkeypatch, request):
 
     monkeypatch.setattr(modeling, "fa3_func", counted(wrap(reference_fa3_func)))
     monkeypatch.setattr(modeling, "fa3_varlen_func", counted(wrap(reference_fa3_varlen_func)))
+    monkeypatch.setattr(modeling, "_FA3_TAKES_SPLITS", True)
     monkeypatch.setattr(modeling, "FA3_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
     monkeypatch.setattr(modeling, "FA3_DTYPES", (torch.bfloat16, torch.float32))
     return calls

@@ -497,9 +497,9 @@ def attention_by_row(
 def fa3_preferred(q: torch.Tensor, k: torch.Tensor, mask: plain.AttentionMask) -> bool:
     """FlashAttention-3 rather than sdpa for this call (see :data:`FA3_MIN_KEYS`): a kernel that imports and takes
     these inputs (device, dtype, head dim up to 256, no gradients, a Hopper GPU: where it was measured), the shape
-    rule, and no general 4D mask. Not for a padded call while a CUDA graph is recorded, which would gather the
-    keys at every replay."""
-    if plain.fa3_func is None or mask.allowed is not None or q.requires_grad:
+    rule, padding as the only mask (block-causal passes run block by block, a shape not measured). Not for a padded
+    call while a CUDA graph is recorded, which would gather the keys at every replay."""
+    if plain.fa3_func is None or mask.allowed is not None or mask.block_length is not None or q.requires_grad:
         return False
     if q.device.type not in plain.FA3_DEVICE_TYPES or q.dtype not in plain.FA3_DTYPES:
         return False

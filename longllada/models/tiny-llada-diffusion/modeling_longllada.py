@@ -20,6 +20,7 @@ V vocabulary.
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 import os
@@ -393,8 +394,10 @@ FA3_DTYPES: tuple[torch.dtype, ...] = (
 FA3_FORWARD_ONLY = bool(_FA3_FLAGS.get("FLASHATTENTION_DISABLE_BACKWARD"))
 FA3_DEVICE_TYPES = frozenset({"cuda"})  # the tests add "cpu" for a stand-in kernel written from the documentation
 # Calls with at most this many queries let the kernel split the keys over the multiprocessors (num_splits=0: its
-# heuristic; the sampler's cached steps, whose few query tiles cannot fill the GPU); longer query sets run one split.
+# heuristic; the sampler's cached steps, whose few query tiles cannot fill the GPU); longer query sets run one split
+# (the default). FlashAttention-3's early releases take no num_splits: they run their own default.
 FA3_SPLIT_KV_MAX_QUERIES = 256
+_FA3_TAKES_SPLITS = fa3_func is not None and "num_splits" in inspect.signature(fa3_func).parameters
 FA3_INSTALL = (
     "attn_implementation='flash_attention_3' needs FlashAttention-3 (NVIDIA Hopper GPUs): pip install "
     "'longllada[fa3]' (fa3-fwd, the prebuilt forward-only wheel), or flash-attn 3 built from source (its "
@@ -442,14 +445,14 @@ def flash_attention_3(
     if mask.block_length is not None:
         return attention_by_query_block(flash_attention_3, q, k, v, mask, scale)
     _check_fa3_inputs(q)
-    splits = 0 if q.shape[2] <= FA3_SPLIT_KV_MAX_QUERIES else 1
+    splits = {"num_splits": 0} if q.shape[2] <= FA3_SPLIT_KV_MAX_QUERIES and _FA3_TAKES_SPLITS else {}
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, L, H, D]: the layout the model makes, no copy
     if mask.key_padding is None:
-        return _first(fa3_func(q, k, v, softmax_scale=scale, causal=False, num_splits=splits))
+        return _first(fa3_func(q, k, v, softmax_scale=scale, causal=False, **splits))
     return _fa3_padded(q, k, v, mask.key_padding, scale, splits)
 
 
-def _fa3_padded(q, k, v, key_padding, scale, splits):
+def _fa3_padded(q, k, v, key_padding, scale, splits: dict):
     """Padded keys through the varlen call. Row b's queries are q[b] (pad queries included: they attend to their
     row's real keys and stay finite); its keys start at ``cu_seqlens_k[b]`` in the flattened [B·S] keys and number
     ``seqused_k[b]``. Where each row's real keys are one run (one host read to know it), the offsets point into k
@@ -480,7 +483,7 @@ def _fa3_padded(q, k, v, key_padding, scale, splits):
         seqused_k=counts,
         softmax_scale=scale,
         causal=False,
-        num_splits=splits,
+        **splits,
     )
     out = _first(out)
     return out.view(b, lq, *out.shape[1:])
