@@ -20,14 +20,24 @@ measures, with CUDA events (medians of ``--reps``):
   one QKV and one gate-up product), attention of 32 queries over the cache with each of sdpa's kernels (and
   FlashAttention-3's ``fa3_fwd`` if it imports, one split and split-KV), the LM head for 32, 16, 8 and 1 rows, the
   RoPE tables the step recomputes, and the sampler's work on the block's logits (its rule's ``step``);
-- the step with sdpa's flash kernel first for every cached step (``fast_longllada.MANY_KEYS = 0``: today it is
-  first from 8192 keys on), recorded and replayed as above.
+Before and after the changes that bring the step toward its floor, in one process on the same card (the step,
+inside ``generate``, and its kernels, for each of ``--variants``, at each of ``--lengths``):
 
-The last lines printed are the floor, the measured step, the gap and a table of the parts. Everything goes to
-``--out``. ``--tiny`` runs the measurable parts on the CPU with a small model (checks the script; no graphs,
-no device profile).
+- ``before``: the code as it was: sdpa's flash kernel first only from 8192 keys (``MANY_KEYS``), seven separate
+  products a layer (``FUSED_PROJECTIONS_MAX_ROWS = 0``), this step's keys rotated into a new tensor then copied into
+  the cache, the RoPE tables recomputed inside every step;
+- ``after``: the fast path as it now is: flash first from ``MANY_KEYS`` (1024) keys, one q/k/v and one gate-up
+  product a layer over packed weights, keys rotated straight into the cache buffers, one block's RoPE tables made
+  once and handed to its steps (``position_embeddings``);
+- ``after_fa3``: ``after`` with FlashAttention-3's split-KV for the cached steps (``FA3_FEW_QUERIES_MIN_KEYS = 0``),
+  when it imports.
 
-    python benchmarks/cached_step_profile.py --length 4096 --out benchmarks/results/cached_step_profile_h200.json
+Each variant's logits are compared with ``before``'s (the products over packed weights and another attention kernel
+round otherwise in bf16). The last lines printed are the floor, each variant's step and its ratio to the floor, and
+a table of the parts. Everything goes to ``--out``. ``--tiny`` runs the measurable parts on the CPU with a small
+model (checks the script; no graphs, no device profile).
+
+    python benchmarks/cached_step_profile.py --lengths 4096,32768 --out benchmarks/results/cached_step_profile_h200.json
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import math
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -60,12 +70,55 @@ from generate_bench import (  # noqa: E402
 
 from modeling_longllada import LongLLaDAConfig, fast_longllada  # noqa: E402
 from modeling_longllada.generation_longllada import (  # noqa: E402
+    BlockDenoiser,
     CachedStepGraph,
     DiffusionGenerationConfig,
     rule_for,
 )
 
 BLOCK = 32
+VARIANTS = ("before", "after", "after_fa3")
+
+
+@contextmanager
+def variant(name: str):
+    """The fast path as ``name`` describes it (see the module docstring), restored on exit."""
+    saved = (
+        fast_longllada.MANY_KEYS,
+        fast_longllada.FUSED_PROJECTIONS_MAX_ROWS,
+        fast_longllada.FA3_FEW_QUERIES_MIN_KEYS,
+        fast_longllada.FastOps.__dict__["rotary"],
+        BlockDenoiser.__init__,
+    )
+    if name == "before":
+        fast_longllada.MANY_KEYS = 8192
+        fast_longllada.FUSED_PROJECTIONS_MAX_ROWS = 0
+        rotate = fast_longllada.rotary
+
+        def rotate_then_copy(x, cos, sin, out=None):
+            y = rotate(x, cos, sin)
+            return y if out is None else out.copy_(y)
+
+        fast_longllada.FastOps.rotary = staticmethod(rotate_then_copy)
+        init = BlockDenoiser.__init__
+
+        def tables_every_step(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            self.keeps_tables = False
+
+        BlockDenoiser.__init__ = tables_every_step
+    elif name == "after_fa3":
+        fast_longllada.FA3_FEW_QUERIES_MIN_KEYS = 0
+    try:
+        yield
+    finally:
+        (
+            fast_longllada.MANY_KEYS,
+            fast_longllada.FUSED_PROJECTIONS_MAX_ROWS,
+            fast_longllada.FA3_FEW_QUERIES_MIN_KEYS,
+            fast_longllada.FastOps.rotary,
+            BlockDenoiser.__init__,
+        ) = saved
 
 
 def median_ms(times: list[float]) -> float:
@@ -112,16 +165,23 @@ class CachedStep:
         self.span = slice(self.start, total if mode == "prefix" else self.end)
         self.keep = slice(0, BLOCK)
         self.rope_seq_len = total
+        # The block's RoPE tables, made once as the sampler makes them (None: recomputed inside every step).
+        self.tables = None
 
     def tokens(self) -> torch.Tensor:
         return self.x[:, self.span]
 
     @torch.no_grad()
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        tables = {"position_embeddings": self.tables} if self.tables is not None else {}
         return self.model(
             tokens, position_ids=self.positions[:, self.span], past_key_values=self.cache, cache_slot=self.span,
-            logits_to_keep=self.keep, rope_seq_len=self.rope_seq_len,
+            logits_to_keep=self.keep, rope_seq_len=self.rope_seq_len, **tables,
         ).logits  # fmt: skip
+
+    @torch.no_grad()
+    def keep_tables(self, keep: bool) -> None:
+        self.tables = self.model.rotary_emb(self.positions[:, self.span], self.rope_seq_len) if keep else None
 
 
 def step_times(step: CachedStep, clock: Clock, device: torch.device, reps: int) -> dict:
@@ -233,8 +293,9 @@ def kernel_breakdown(step: CachedStep, device: torch.device) -> dict:
 
 
 def projections(model, clock, device, reps) -> dict:
-    """The seven products of every layer for 32 rows, as the model runs them and fused (QKV, gate-up): fused
-    weights are made once for this measurement (each layer's own: no reuse from L2 across layers)."""
+    """The seven products of every layer for 32 rows, as separate products and fused (QKV, gate-up) over the weights
+    packed as the fast path packs them (``fast_longllada.packed_weights``: the parameters become views of one tensor
+    a layer, no copy kept; each layer's own, so no reuse from L2 across layers)."""
     blocks = model.model.transformer.blocks
     x = torch.randn(1, BLOCK, model.config.d_model, device=device, dtype=model.dtype)
     h = torch.randn(1, BLOCK, model.config.intermediate_size, device=device, dtype=model.dtype)
@@ -245,17 +306,16 @@ def projections(model, clock, device, reps) -> dict:
             block.ff_proj(x), block.up_proj(x), block.ff_out(h)
 
     out = {"separate_ms": graph_ms(separate, clock, device, reps), "kernels_per_layer_separate": 7}
-    try:
-        fused = [
-            (
-                torch.cat((b.q_proj.weight, b.k_proj.weight, b.v_proj.weight)),
-                torch.cat((b.ff_proj.weight, b.up_proj.weight)),
-            )
-            for b in blocks
-        ]
-    except torch.OutOfMemoryError:
-        out["fused_error"] = "out of memory making fused copies of the weights"
-        return out
+    before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+    fused = [
+        (
+            fast_longllada.packed_weights((b.q_proj, b.k_proj, b.v_proj))[0],
+            fast_longllada.packed_weights((b.ff_proj, b.up_proj))[0],
+        )
+        for b in blocks
+    ]
+    if before is not None:
+        out["memory_added_by_packing_gib"] = (torch.cuda.memory_allocated(device) - before) / GiB
 
     def together():
         for block, (qkv, gate_up) in zip(blocks, fused):
@@ -351,14 +411,42 @@ def sampler_work(step: CachedStep, clock, device, reps) -> dict:
     return {"eager_ms": median_ms(time_fn(clock, lambda: rule.step(block, logits, plan, 0, None), reps, 2))}
 
 
-def flash_first_step(step: CachedStep, clock, device, reps) -> dict:
-    """The step with sdpa's flash kernel first for every cached step (today from 8192 keys on)."""
-    saved = fast_longllada.MANY_KEYS
-    fast_longllada.MANY_KEYS = 0
-    try:
-        return step_times(step, clock, device, reps)
-    finally:
-        fast_longllada.MANY_KEYS = saved
+def variants_at(model, length: int, answer: int, names: list[str], clock, device, reps, floor_ms: float) -> dict:
+    """Each variant's step (prefix and dual: eager, graph), its logits against ``before``'s, its step inside
+    ``generate`` and (on CUDA) its kernels, at one prompt length."""
+    out: dict = {name: {} for name in names}
+    for mode in ("prefix", "dual"):
+        step = CachedStep(model, length, answer, mode)
+        reference = None
+        for name in names:
+            with variant(name):
+                step.keep_tables(name != "before")
+                row = step_times(step, clock, device, reps)
+                with torch.no_grad():
+                    logits = step(step.tokens()).float()
+                if reference is None:
+                    reference = logits
+                row["logits_max_abs_diff_vs_first"] = float((logits - reference).abs().max())
+                row["argmax_agreement_vs_first"] = float((logits.argmax(-1) == reference.argmax(-1)).float().mean())
+                measured = row.get("graph_ms", row["eager_ms"])
+                row["ratio_to_floor"] = measured / floor_ms
+                if mode == "prefix" and device.type == "cuda":
+                    try:
+                        row["kernels"] = kernel_breakdown(step, device)
+                    except Exception as error:  # noqa: BLE001 - recorded; the rest still runs
+                        row["kernels"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+            out[name][mode] = row
+            print(length, name, mode, json.dumps({k: v for k, v in row.items() if k != "kernels"}), flush=True)
+        del step
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    for name in names:
+        with variant(name):
+            try:
+                out[name]["sampler"] = sampler_steps(model, length, answer, "prefix", clock)
+            except Exception as error:  # noqa: BLE001 - as above
+                out[name]["sampler"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+    return out
 
 
 # -- report ----------------------------------------------------------------------------------------------------
@@ -366,33 +454,27 @@ def flash_first_step(step: CachedStep, clock, device, reps) -> dict:
 
 def summary(results: dict) -> str:
     lines = []
-    floor = results["floor_ms"]
-    for mode in ("prefix", "dual"):
-        r = results["steps"].get(mode, {})
-        measured = r.get("graph_ms", r.get("eager_ms"))
-        if measured is None:
-            continue
-        lines.append(
-            f"{mode}: {r['queries']} queries; eager {r['eager_ms']:.2f} ms, graph {r.get('graph_ms', float('nan')):.2f} ms "
-            f"(input copy {r.get('graph_input_copy_ms', float('nan')):.3f}); floor {floor:.2f} ms; "
-            f"{measured / floor:.2f}x the floor"
-        )
-    if "sampler" in results:
-        s = results["sampler"]
-        lines.append(
-            f"inside generate (prefix): cached step {s['cached_step_ms']:.2f} ms, first step {s['first_step_ms']:.1f} ms"
-        )
-    k = results.get("kernels")
-    if k and "kernel_count" in k:
-        step = results["steps"]["prefix"]
-        lines.append(
-            f"kernels of one step: {k['kernel_count']} kernels, {k['kernels_ms']:.2f} ms; launch gaps: eager "
-            f"{step['eager_ms'] - k['kernels_ms']:.2f} ms, graph {step.get('graph_replay_only_ms', float('nan')) - k['kernels_ms']:.2f} ms"
-        )
-        for family, entry in sorted(k["families"].items(), key=lambda item: -item[1]["ms"]):
-            lines.append(f"  {family:28} {entry['ms']:7.3f} ms  {entry['kernels']:4} kernels")
-    parts = results.get("parts", {})
-    for name, value in parts.items():
+    for length, at in results.get("lengths", {}).items():
+        floor = at["floor_ms"]
+        lines.append(f"prompt {length}: floor {floor:.2f} ms")
+        for name, row in at.get("variants", {}).items():
+            cells = []
+            for mode in ("prefix", "dual"):
+                r = row.get(mode, {})
+                measured = r.get("graph_ms", r.get("eager_ms"))
+                if measured is not None:
+                    cells.append(f"{mode} {measured:.2f} ms ({measured / floor:.2f}x floor, eager {r['eager_ms']:.1f})")
+            sampler = row.get("sampler", {})
+            if "cached_step_ms" in sampler:
+                cells.append(f"inside generate {sampler['cached_step_ms']:.2f} ms")
+            kernels = row.get("prefix", {}).get("kernels", {})
+            if "kernel_count" in kernels:
+                cells.append(f"{kernels['kernel_count']} kernels {kernels['kernels_ms']:.2f} ms")
+            diff = row.get("prefix", {}).get("logits_max_abs_diff_vs_first")
+            if diff is not None:
+                cells.append(f"logits vs before: max |diff| {diff:.3g}")
+            lines.append(f"  {name:10} " + "; ".join(cells))
+    for name, value in results.get("parts", {}).items():
         lines.append(
             f"part {name}: "
             + ", ".join(f"{key} {v:.3f}" if isinstance(v, float) else f"{key} {v}" for key, v in value.items())
@@ -402,8 +484,10 @@ def summary(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--length", type=int, default=4096, help="prompt tokens")
+    parser.add_argument("--lengths", default="4096", help="prompt tokens, comma-separated (the parts: the first)")
     parser.add_argument("--answer", type=int, default=32, help="answer tokens (a multiple of the 32-token block)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--parts", action=argparse.BooleanOptionalAction, default=True, help="the parts alone too")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--tiny", action="store_true", help="small float32 model on the CPU: checks the script")
     parser.add_argument("--seed", type=int, default=0)
@@ -411,17 +495,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.answer % BLOCK or args.answer <= 0:
         parser.error(f"--answer {args.answer} is not allowed; allowed: a positive multiple of {BLOCK}")
+    names = [v for v in args.variants.split(",") if v]
+    if not names or set(names) - set(VARIANTS):
+        parser.error(f"--variants {args.variants!r} is not allowed; allowed: some of {', '.join(VARIANTS)}")
+    lengths = [int(v) for v in args.lengths.split(",") if v]
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     sizes = {}
     if args.tiny:
         sizes = dict(d_model=128, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=256, vocab_size=512,
                      embedding_size=512, mask_token_id=500, eos_token_id=1, pad_token_id=1)  # fmt: skip
-        args.length = min(args.length, 256)
+        lengths = list(dict.fromkeys(min(n, 256) for n in lengths))
         args.reps = min(args.reps, 5)
+    if "after_fa3" in names and _fa3() is None and not args.tiny:
+        names.remove("after_fa3")  # recorded below
     config = LongLLaDAConfig(**sizes)
     clock = Clock(device)
-    results: dict = {"environment": environment(device), "arguments": vars(args), "config": config.to_diff_dict()}
+    results: dict = {"environment": environment(device), "arguments": vars(args), "config": config.to_diff_dict(),
+                     "variants": names, "fa3": "imported" if _fa3() is not None else "fa3_fwd not importable"}  # fmt: skip
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -430,50 +521,41 @@ def main(argv: list[str] | None = None) -> None:
     results["ceilings"] = ceilings(device, clock, small=args.tiny)
     bandwidth = results["ceilings"]["copy_bandwidth_Bps"]
     model = build_model(config, device, dtype, args.seed)
-    total = args.length + args.answer
+    if args.tiny:
+        model.set_fast_path(True)  # as on a GPU by default
     results["weights_gib"] = sum(p.numel() * p.element_size() for p in model.parameters()) / GiB
-    results["floor_bytes"] = cached_step_bytes(config, total)
-    results["floor_ms"] = results["floor_bytes"] / bandwidth * 1e3
-    print(f"copy {bandwidth / 1e12:.2f} TB/s; floor {results['floor_ms']:.2f} ms ({results['floor_bytes'] / GiB:.2f} GiB)",
-          flush=True)  # fmt: skip
-    results["steps"], results["parts"] = {}, {}
-    steps = {}
-    for mode in ("prefix", "dual"):
-        steps[mode] = CachedStep(model, args.length, args.answer, mode)
-        results["steps"][mode] = step_times(steps[mode], clock, device, args.reps)
-        print(mode, json.dumps(results["steps"][mode]), flush=True)
-        save()
-    step = steps["prefix"]
-    for mode in ("dual",):
-        del steps[mode]  # its own caches: one set is enough for the parts
-    measurements = [
-        ("sampler", lambda: sampler_steps(model, args.length, args.answer, "prefix", clock)),
-        ("kernels", lambda: kernel_breakdown(step, device) if device.type == "cuda" else {"skipped": "no CUDA"}),
-    ]
-    for name, run in measurements:
+    results["lengths"] = {}
+    for length in lengths:
+        total = length + args.answer
+        at = {"floor_bytes": cached_step_bytes(config, total)}
+        at["floor_ms"] = at["floor_bytes"] / bandwidth * 1e3
+        print(f"prompt {length}: copy {bandwidth / 1e12:.2f} TB/s; floor {at['floor_ms']:.2f} ms", flush=True)
+        results["lengths"][str(length)] = at
         try:
-            results[name] = run()
-        except Exception as error:  # noqa: BLE001 - a measurement that fails is recorded, the others still run
-            results[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
-        print(name, json.dumps(results[name], default=str)[:2000], flush=True)
+            at["variants"] = variants_at(model, length, args.answer, names, clock, device, args.reps, at["floor_ms"])
+        except Exception as error:  # noqa: BLE001 - recorded; the next length still runs
+            at["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
         save()
-    parts = [
-        ("projections", lambda: projections(model, clock, device, args.reps)),
-        ("attention", lambda: attention_choices(step, clock, device, args.reps)),
-        ("lm_head", lambda: lm_head_rows(model, clock, device, args.reps)),
-        ("rope_tables", lambda: rope_tables(step, clock, device, args.reps)),
-        ("sampler_work", lambda: sampler_work(step, clock, device, args.reps)),
-        ("flash_first_step", lambda: flash_first_step(step, clock, device, args.reps)),
-    ]
-    for name, run in parts:
-        started = time.perf_counter()
-        try:
-            results["parts"][name] = run()
-        except Exception as error:  # noqa: BLE001 - as above
-            results["parts"][name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
-        results["parts"][name]["wall_s"] = time.perf_counter() - started
-        print(name, json.dumps(results["parts"][name], default=str), flush=True)
-        save()
+    results["parts"] = {}
+    if args.parts:
+        step = CachedStep(model, lengths[0], args.answer, "prefix")
+        step.keep_tables(True)
+        parts = [
+            ("projections", lambda: projections(model, clock, device, args.reps)),
+            ("attention", lambda: attention_choices(step, clock, device, args.reps)),
+            ("lm_head", lambda: lm_head_rows(model, clock, device, args.reps)),
+            ("rope_tables", lambda: rope_tables(step, clock, device, args.reps)),
+            ("sampler_work", lambda: sampler_work(step, clock, device, args.reps)),
+        ]
+        for name, run in parts:
+            started = time.perf_counter()
+            try:
+                results["parts"][name] = run()
+            except Exception as error:  # noqa: BLE001 - a measurement that fails is recorded, the others still run
+                results["parts"][name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+            results["parts"][name]["wall_s"] = time.perf_counter() - started
+            print(name, json.dumps(results["parts"][name], default=str), flush=True)
+            save()
     save()
     print(summary(results))
 

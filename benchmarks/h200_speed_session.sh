@@ -11,6 +11,7 @@
 #                   embedding and head (~6-8 min).
 #   fixed:          the per-setting work that grows with the grid, on this host's CPU (~1-2 min).
 # Usage: OUT=$OUT bash benchmarks/h200_speed_session.sh env profile
+# (This release's GPU work runs in two calls instead: benchmarks/gpu_call_a.sh and gpu_call_b.sh.)
 set -u
 OUT=${OUT:-/tmp/out}
 FASTDLLM=${FASTDLLM:-.fastdllm}
@@ -44,7 +45,7 @@ import fa3_fwd_interface; print('fa3_fwd imports')"
         echo "exit $?"; tail -n 6 "$OUT/fastdllm_compare_h200_32k.log"
         ;;
     profile)
-        python3 benchmarks/cached_step_profile.py --length 4096 --out "$OUT/cached_step_profile_h200.json" \
+        python3 benchmarks/cached_step_profile.py --lengths 4096 --out "$OUT/cached_step_profile_h200.json" \
             >"$OUT/cached_step_profile_h200.log" 2>&1
         echo "exit $?"; tail -n 30 "$OUT/cached_step_profile_h200.log"
         ;;

@@ -20,10 +20,12 @@ V vocabulary.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import operator
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -54,6 +56,22 @@ except ImportError:  # pragma: no cover - no flash-attn 2 on CPU machines
         from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
     except ImportError:
         flash_attn_func = flash_attn_varlen_func = None
+
+# attn_implementation="flash_attention_3" runs FlashAttention-3 (Shah et al. 2024; Hopper): flash-attn 3 built from
+# source (flash_attn_interface) or the prebuilt forward-only wheel fa3-fwd (pip install longllada[fa3]), whose
+# interface is the same module renamed and imports its build flags as flash_attn_config, shipped as fa3_fwd_config.
+try:
+    from flash_attn_interface import flash_attn_func as fa3_func
+    from flash_attn_interface import flash_attn_varlen_func as fa3_varlen_func
+except ImportError:  # pragma: no cover - no FlashAttention-3 on CPU machines
+    try:
+        import fa3_fwd_config
+
+        sys.modules.setdefault("flash_attn_config", fa3_fwd_config)
+        from fa3_fwd_interface import flash_attn_func as fa3_func
+        from fa3_fwd_interface import flash_attn_varlen_func as fa3_varlen_func
+    except (ImportError, OSError):  # OSError: a wheel whose CUDA libraries do not load here
+        fa3_func = fa3_varlen_func = None
 
 logger = logging.get_logger(__name__)
 
@@ -277,14 +295,16 @@ class AttentionMask(NamedTuple):
 
 
 # -- attention backends: one switch (config._attn_implementation), as transformers' ALL_ATTENTION_FUNCTIONS ----
-# Each takes q [B, H, L, D], k, v [B, H, S, D] (key/value heads already repeated), an AttentionMask and the
-# softmax scale, and returns [B, L, H, D].
+# Each takes q [B, H, L, D], k, v [B, Hkv, S, D] (grouped-query heads: H a multiple of Hkv; a backend whose kernel
+# needs them repeats them, the flash kernels take them as they are), an AttentionMask and the softmax scale, and
+# returns [B, L, H, D].
 
 
 def eager_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask, scale: float
 ) -> torch.Tensor:
     """Scores, mask, float32 softmax, weighted values: the reference the other backends must match."""
+    k, v = _repeat_kv(k, q.shape[1] // k.shape[1]), _repeat_kv(v, q.shape[1] // v.shape[1])
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
     allowed = mask.dense(q.device, k.shape[-2])
     if allowed is not None:
@@ -299,6 +319,7 @@ def sdpa_attention(
     """torch's scaled_dot_product_attention; a block-causal mask runs block by block (no [L, S] mask exists)."""
     if mask.block_length is not None:
         return attention_by_query_block(sdpa_attention, q, k, v, mask, scale)
+    k, v = _repeat_kv(k, q.shape[1] // k.shape[1]), _repeat_kv(v, q.shape[1] // v.shape[1])
     allowed = mask.dense(q.device, k.shape[-2])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale).transpose(1, 2)
 
@@ -309,13 +330,17 @@ def flash_attention(
     """flash-attn (2, or 4's CuTe kernels): key padding by unpadding the keys (varlen), block-causal block by
     block. The kernel takes no other mask, so any other 4D pattern is refused."""
     if mask.allowed is not None:
-        raise ValueError(
-            "attn_implementation='flash_attention_2' takes a padding mask and the block-causal mask (block_causal=) "
-            "only; a general 4D attention_mask needs attn_implementation='sdpa' or 'eager'"
-        )
+        raise ValueError(_no_general_mask("flash_attention_2"))
     if mask.block_length is not None:
         return attention_by_query_block(flash_attention, q, k, v, mask, scale)
     return _flash_attention(q, k, v, mask.key_padding, scale)
+
+
+def _no_general_mask(backend: str) -> str:
+    return (
+        f"attn_implementation={backend!r} takes a padding mask and the block-causal mask (block_causal=) only; a "
+        "general 4D attention_mask needs attn_implementation='sdpa' or 'eager'"
+    )
 
 
 def attention_by_query_block(
@@ -375,16 +400,148 @@ def _flash_attention(q, k, v, key_padding_mask, scale):
 
 
 def _first(out):
-    """flash-attn 4 returns (output, log-sum-exp); flash-attn 2 the output alone."""
+    """flash-attn 4 (and FlashAttention-3's early releases) return (output, log-sum-exp); the others the output."""
     return out[0] if isinstance(out, tuple) else out
 
 
-# The backends by ``config._attn_implementation``. A faster kernel (e.g. FlashAttention-3) plugs in by adding an
-# entry with the same signature.
+# -- FlashAttention-3 ------------------------------------------------------------------------------------------
+
+
+def _fa3_build_flags() -> dict[str, bool]:
+    """The build flags the installed FlashAttention-3 was compiled with (its setup writes them into the module
+    flash_attn_config, which fa3-fwd ships as fa3_fwd_config); {} when unknown (a full build)."""
+    if fa3_func is None:
+        return {}
+    return dict(getattr(sys.modules.get("flash_attn_config"), "CONFIG", {}).get("build_flags", {}))
+
+
+_FA3_FLAGS = _fa3_build_flags()
+# What the installed kernels take: fa3-fwd has bf16 kernels only (fp16 and the backward pass compiled out); a full
+# source build has fp16 and gradients too. Anything else is refused with the reason, never silently run elsewhere.
+FA3_DTYPES: tuple[torch.dtype, ...] = (
+    (torch.bfloat16,) if _FA3_FLAGS.get("FLASHATTENTION_DISABLE_FP16") else (torch.bfloat16, torch.float16)
+)
+FA3_FORWARD_ONLY = bool(_FA3_FLAGS.get("FLASHATTENTION_DISABLE_BACKWARD"))
+FA3_DEVICE_TYPES = frozenset({"cuda"})  # the tests add "cpu" for a stand-in kernel written from the documentation
+# Calls with at most this many queries let the kernel split the keys over the multiprocessors (num_splits=0: its
+# heuristic; the sampler's cached steps, whose few query tiles cannot fill the GPU); longer query sets run one split
+# (the default). FlashAttention-3's early releases take no num_splits: they run their own default.
+FA3_SPLIT_KV_MAX_QUERIES = 256
+_FA3_TAKES_SPLITS = fa3_func is not None and "num_splits" in inspect.signature(fa3_func).parameters
+FA3_INSTALL = (
+    "attn_implementation='flash_attention_3' needs FlashAttention-3 (NVIDIA Hopper GPUs): pip install "
+    "'longllada[fa3]' (fa3-fwd, the prebuilt forward-only wheel), or flash-attn 3 built from source (its "
+    "flash_attn_interface module)"
+)
+
+
+def check_flash_attention_3() -> None:
+    """Raise ImportError naming the install when no FlashAttention-3 kernel imports here."""
+    if fa3_func is None:
+        raise ImportError(FA3_INSTALL)
+
+
+def _check_fa3_inputs(q: torch.Tensor) -> None:
+    """The installed kernels' limits, checked before the call (their own errors do not name the fix)."""
+    if q.device.type not in FA3_DEVICE_TYPES:
+        raise ValueError(
+            f"attn_implementation='flash_attention_3' got tensors on {q.device.type}; allowed: a CUDA device "
+            "(move the model with .to('cuda'), or choose attn_implementation='sdpa')"
+        )
+    if q.dtype not in FA3_DTYPES:
+        allowed = " or ".join(str(dtype).removeprefix("torch.") for dtype in FA3_DTYPES)
+        raise ValueError(
+            f"attn_implementation='flash_attention_3' got {str(q.dtype).removeprefix('torch.')} inputs; the "
+            f"installed FlashAttention-3 has {allowed} kernels only: load the model with torch_dtype=torch.bfloat16, "
+            "or choose attn_implementation='sdpa'"
+        )
+    if FA3_FORWARD_ONLY and q.requires_grad:
+        raise ValueError(
+            "attn_implementation='flash_attention_3' got inputs that need gradients, and the installed "
+            "FlashAttention-3 (fa3-fwd) has no backward pass: run inference under torch.no_grad(), or train with "
+            "attn_implementation='sdpa'"
+        )
+
+
+def flash_attention_3(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask, scale: float
+) -> torch.Tensor:
+    """FlashAttention-3 (Shah et al. 2024): grouped-query heads as they are; key padding by key offsets into the
+    unpadded layout (varlen with ``seqused_k``: no copy where each row's real keys are one run, as with left
+    padding), block-causal block by block; no other 4D pattern. At most :data:`FA3_SPLIT_KV_MAX_QUERIES` queries
+    split the keys (split-KV)."""
+    if mask.allowed is not None:
+        raise ValueError(_no_general_mask("flash_attention_3"))
+    if mask.block_length is not None:
+        return attention_by_query_block(flash_attention_3, q, k, v, mask, scale)
+    _check_fa3_inputs(q)
+    splits = {"num_splits": 0} if q.shape[2] <= FA3_SPLIT_KV_MAX_QUERIES and _FA3_TAKES_SPLITS else {}
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, L, H, D]: the layout the model makes, no copy
+    if mask.key_padding is None:
+        return _first(fa3_func(q, k, v, softmax_scale=scale, causal=False, **splits))
+    return _fa3_padded(q, k, v, mask.key_padding, scale, splits)
+
+
+def _fa3_padded(q, k, v, key_padding, scale, splits: dict):
+    """Padded keys through the varlen call. Row b's queries are q[b] (pad queries included: they attend to their
+    row's real keys and stay finite); its keys start at ``cu_seqlens_k[b]`` in the flattened [B·S] keys and number
+    ``seqused_k[b]``. Where each row's real keys are one run (one host read to know it), the offsets point into k
+    and v as they are; otherwise (or while a CUDA graph is being recorded, where no host read is possible) each
+    row's real keys are first gathered to its front, in order (a stable sort)."""
+    b, lq, s = q.shape[0], q.shape[1], k.shape[1]
+    device = q.device
+    runs = None if _capturing(device) else _key_runs(key_padding)
+    row_starts = torch.arange(0, (b + 1) * s, s, device=device, dtype=torch.int32)  # [B + 1]
+    if runs is not None:
+        starts, counts, longest = runs
+        cu_k = row_starts.clone()
+        cu_k[:-1] += starts
+    else:
+        counts = key_padding.sum(-1, dtype=torch.int32)
+        order = (~key_padding).to(torch.uint8).argsort(dim=-1, stable=True)  # [B, S]: real keys first, in order
+        order = order[:, :, None, None]
+        k, v = k.gather(1, order.expand(k.shape)), v.gather(1, order.expand(v.shape))
+        cu_k, longest = row_starts, s
+    out = fa3_varlen_func(
+        q.reshape(b * lq, *q.shape[2:]),
+        k.reshape(b * s, *k.shape[2:]),
+        v.reshape(b * s, *v.shape[2:]),
+        cu_seqlens_q=torch.arange(0, (b + 1) * lq, lq, device=device, dtype=torch.int32),
+        cu_seqlens_k=cu_k,
+        max_seqlen_q=lq,
+        max_seqlen_k=longest,
+        seqused_k=counts,
+        softmax_scale=scale,
+        causal=False,
+        **splits,
+    )
+    out = _first(out)
+    return out.view(b, lq, *out.shape[1:])
+
+
+def _capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _key_runs(key_padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """(first real key [B] int32, real keys [B] int32, the most real keys of a row) when every row's real keys
+    are one contiguous run (left or right padding, or none), else None. One read back to the host."""
+    keys = key_padding.shape[-1]
+    position = torch.arange(keys, device=key_padding.device)
+    counts = key_padding.sum(-1, dtype=torch.int32)
+    starts = torch.where(key_padding, position, keys).amin(-1).to(torch.int32)
+    in_run = (position >= starts[:, None]) & (position < (starts + counts)[:, None])
+    one_run, longest = torch.stack(((key_padding == in_run).all().to(torch.int32), counts.max())).tolist()
+    return (starts, counts, int(longest)) if one_run else None
+
+
+# The backends by ``config._attn_implementation`` (transformers' names). Another kernel plugs in by adding an entry
+# with the same signature.
 ATTENTION_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "sdpa": sdpa_attention,
     "eager": eager_attention,
     "flash_attention_2": flash_attention,
+    "flash_attention_3": flash_attention_3,
 }
 
 
@@ -395,7 +552,7 @@ def attention(
     mask: AttentionMask | torch.Tensor | None,
     backend: str,
 ) -> torch.Tensor:
-    """Bidirectional attention by the backend registered under ``backend``. q [B, H, L, D]; k, v [B, H, S, D];
+    """Bidirectional attention by the backend registered under ``backend``. q [B, H, L, D]; k, v [B, Hkv, S, D];
     mask: an :class:`AttentionMask`, a [B, S] key padding mask (True = attend) or None. Returns [B, L, H, D].
     Pad queries attend to real keys only, so their rows stay finite."""
     if not isinstance(mask, AttentionMask):
@@ -415,8 +572,18 @@ class PlainOps:
     def rms_norm(norm: LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
         return norm(x)
 
-    rotary = staticmethod(apply_rotary)
+    @staticmethod
+    def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """apply_rotary(x, cos, sin), copied into ``out`` when given (a cache buffer's slice)."""
+        y = apply_rotary(x, cos, sin)
+        return y if out is None else out.copy_(y)
+
     attention = staticmethod(attention)
+
+    @staticmethod
+    def linears(modules: tuple[nn.Module, ...], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each module applied to x (projections of the same input: q/k/v, or gate and up)."""
+        return tuple(module(x) for module in modules)
 
     @staticmethod
     def add_residual(update: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -508,7 +675,7 @@ class SelfAttention(nn.Module):
             setattr(self, names.q_norm, LongLLaDARMSNorm(head_dim, qk_norm_eps))
             setattr(self, names.k_norm, LongLLaDARMSNorm(head_dim, qk_norm_eps))
 
-    def _projections(self, hidden_states: torch.Tensor, query_keep: Positions | None):
+    def _projections(self, hidden_states: torch.Tensor, query_keep: Positions | None, ops: type[PlainOps] = PlainOps):
         """q [B, Lq, H, D] at the kept positions; k, v [B, L, Hkv, D] at every position (before norms and RoPE)."""
         b, length, _ = hidden_states.shape
         names, d = self.names, self.head_dim
@@ -516,6 +683,9 @@ class SelfAttention(nn.Module):
             q_size, kv_size = self.num_heads * d, self.num_kv_heads * d
             q, k, v = getattr(self, names.qkv)(hidden_states).split((q_size, kv_size, kv_size), dim=-1)
             q = _select_positions(q, query_keep) if query_keep is not None else q
+        elif query_keep is None or _keeps_every_position(query_keep, length):
+            projections = (getattr(self, names.q), getattr(self, names.k), getattr(self, names.v))
+            q, k, v = ops.linears(projections, hidden_states)
         else:
             k = getattr(self, names.k)(hidden_states)
             v = getattr(self, names.v)(hidden_states)
@@ -546,28 +716,34 @@ class SelfAttention(nn.Module):
         (cached positions) are attended before the input positions. return_kv=False: return None for the keys/
         values (two full-size tensors less held). ops: the implementation of norms, RoPE and attention."""
         names = self.names
-        q, k, v = self._projections(hidden_states, query_keep)
+        q, k, v = self._projections(hidden_states, query_keep, ops)
         del hidden_states
         if self.qk_norm:
             q, k = ops.rms_norm(getattr(self, names.q_norm), q), ops.rms_norm(getattr(self, names.k_norm), k)
         if self.clip_qkv is not None:
             q, k, v = (t.clamp(-self.clip_qkv, self.clip_qkv) for t in (q, k, v))
-        k = ops.rotary(k.transpose(1, 2), cos, sin)
+        into_cache = past_kv is not None and cache_slot is not None
         v = v.transpose(1, 2)
+        if into_cache and not return_kv:  # rotated straight into the cache buffers (no copy of this pass's keys)
+            ops.rotary(k.transpose(1, 2), cos, sin, out=past_kv[0][:, :, cache_slot])
+            past_kv[1][:, :, cache_slot] = v
+            k, v = past_kv
+        else:
+            k = ops.rotary(k.transpose(1, 2), cos, sin)
         if query_keep is not None:
             cos, sin = (_select_positions(t[:, 0], query_keep)[:, None] for t in (cos, sin))
             mask = mask.for_queries(query_keep)
         b, n_queries = q.shape[:2]
         q = ops.rotary(q.transpose(1, 2), cos, sin)
         new_kv = (k, v) if return_kv else None
-        if past_kv is not None and cache_slot is not None:
-            past_kv[0][:, :, cache_slot] = k
-            past_kv[1][:, :, cache_slot] = v
+        if into_cache:
+            if return_kv:
+                past_kv[0][:, :, cache_slot] = k
+                past_kv[1][:, :, cache_slot] = v
             k, v = past_kv
         elif past_kv is not None:  # cached positions first: the key order does not matter without a causal mask
             k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
-        n_rep = self.num_heads // self.num_kv_heads
-        h = ops.attention(q, _repeat_kv(k, n_rep), _repeat_kv(v, n_rep), mask, backend)
+        h = ops.attention(q, k, v, mask, backend)  # grouped heads: repeated by the backends that need it
         del q, k, v
         return getattr(self, names.o)(h.reshape(b, n_queries, -1)), new_kv
 
@@ -590,7 +766,7 @@ def swiglu_feed_forward(
     gate_proj: nn.Module, up_proj: nn.Module, down_proj: nn.Module, x: torch.Tensor, ops: type[PlainOps]
 ) -> torch.Tensor:
     """down_proj(silu(gate_proj(x)) * up_proj(x)), for modules held under any names."""
-    gate, up = gate_proj(x), up_proj(x)
+    gate, up = ops.linears((gate_proj, up_proj), x)
     del x
     hidden = ops.swiglu(gate, up)
     del gate, up  # (the fast path's product is gate itself, written in place)
@@ -697,6 +873,25 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True  # transformers 5
     _supports_flash_attn_2 = True  # transformers 4.x
+
+    # attn_implementation="flash_attention_3" is this file's own backend (with the fa3-fwd wheel, which transformers
+    # does not know of): its availability is checked here, whatever transformers' checks would say.
+    @classmethod
+    def _autoset_attn_implementation(cls, config, *args, **kwargs):  # transformers 4.x
+        if getattr(config, "_attn_implementation_internal", None) == "flash_attention_3":
+            check_flash_attention_3()
+            return config
+        return super()._autoset_attn_implementation(config, *args, **kwargs)
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation, *args, **kwargs):  # transformers 5
+        if attn_implementation == "flash_attention_3":
+            check_flash_attention_3()
+            return attn_implementation
+        return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:  # transformers 5: every pass reads the switch anew
+        return True
 
     def _initializer_std(self) -> float:
         return self.config.init_std
@@ -839,6 +1034,7 @@ class DiffusionLMMixin:
         rope_seq_len: int | None = None,
         cache_slot: slice | None = None,
         block_causal: int | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         return_dict: bool = True,
         **kwargs,
     ) -> LongLLaDAOutput:
@@ -868,6 +1064,8 @@ class DiffusionLMMixin:
             block_causal: block diffusion's attention (LLaDA2): with blocks of this many sequence positions, a
                 position attends to its own block and every earlier one (beside ``attention_mask``); exact in every
                 backend. Needs the keys in sequence order: no cache, or ``cache_slot`` buffers.
+            position_embeddings: the RoPE tables (cos, sin) [B, 1, L, R] of ``position_ids``, as ``rotary_emb``
+                makes them, when the caller keeps them (the sampler's cached steps reuse one block's tables).
         Returns:
             :class:`LongLLaDAOutput` with logits [B, kept, V].
         """
@@ -890,6 +1088,7 @@ class DiffusionLMMixin:
             hidden_to_keep=keep,
             cache_slot=cache_slot,
             block_causal=block_causal,
+            position_embeddings=position_embeddings,
         )
         return LongLLaDAOutput(
             logits=self.lm_head(x if keep is not None else _select_positions(x, logits_to_keep)),
@@ -911,6 +1110,7 @@ class DiffusionLMMixin:
         hidden_to_keep: int | slice | torch.Tensor | None = None,
         cache_slot: slice | None = None,
         block_causal: int | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[LayerKV, ...] | None, tuple[torch.Tensor, ...] | None]:
         """The transformer without the LM head (arguments as :meth:`forward`). Returns the final-norm hidden
         states [B, L, d_model], this pass's keys/values per layer (if ``use_cache``) and, if asked, the hidden
@@ -936,9 +1136,23 @@ class DiffusionLMMixin:
                 position_ids = torch.arange(length, device=x.device).expand(b, length)
         if rope_seq_len is not None:
             check_number("rope_seq_len", rope_seq_len, minimum=1, integer=True)
-        if rope_seq_len is None and self.config.rope_per_length:
-            rope_seq_len = int(position_ids.max()) + 1
-        cos, sin = self.rotary_emb(position_ids.to(x.device), rope_seq_len or 0)
+        if position_embeddings is not None:
+            if not (
+                isinstance(position_embeddings, (tuple, list))
+                and len(position_embeddings) == 2
+                and all(
+                    isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[-2] == length for t in position_embeddings
+                )
+            ):
+                raise ValueError(
+                    f"position_embeddings must be the (cos, sin) tables of the {length} input positions, two tensors "
+                    f"[batch or 1, 1, {length}, rotary dims] as model.rotary_emb(position_ids) makes them"
+                )
+            cos, sin = position_embeddings
+        else:
+            if rope_seq_len is None and self.config.rope_per_length:
+                rope_seq_len = int(position_ids.max()) + 1
+            cos, sin = self.rotary_emb(position_ids.to(x.device), rope_seq_len or 0)
 
         backend = self.config._attn_implementation or "sdpa"
         if backend not in ATTENTION_FUNCTIONS:
@@ -949,6 +1163,8 @@ class DiffusionLMMixin:
             raise ValueError(
                 "attn_implementation='flash_attention_2' needs the flash_attn package (pip install longllada[flash])"
             )
+        if backend == "flash_attention_3" and fa3_func is None:
+            raise ValueError(FA3_INSTALL)
 
         ops = self.block_ops(x)
         new_cache, hidden_states = [], []
@@ -1218,6 +1434,13 @@ def _positions_to_keep(logits_to_keep):
     if logits_to_keep is None or (isinstance(logits_to_keep, int) and logits_to_keep == 0):
         return None
     return logits_to_keep
+
+
+def _keeps_every_position(keep: Positions, length: int) -> bool:
+    """``keep`` (as ``logits_to_keep``) selects all ``length`` positions, in order (e.g. a cached step's block)."""
+    if isinstance(keep, int):
+        return keep == length
+    return isinstance(keep, slice) and keep.indices(length) == (0, length, 1)
 
 
 def _select_positions(x: torch.Tensor, keep: Positions | None, dim: int = 1) -> torch.Tensor:

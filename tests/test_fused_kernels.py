@@ -59,7 +59,7 @@ def _child() -> dict:
 
     # RoPE: the block's q/k views ([B, L, H, D] transposed), per-row positions (left padding), a broadcast batch,
     # cos/sin cut to kept positions as the last layer does, D = 128 and 64, odd lengths, bf16 and fp16.
-    def rotary_case(name, b, length, heads, d, dtype, cos_rows, keep=None, contiguous=False):
+    def rotary_case(name, b, length, heads, d, dtype, cos_rows, keep=None, contiguous=False, into=False):
         x = (torch.randn(b, length, heads, d) * 3).to(dtype).transpose(1, 2)
         if contiguous:
             x = x.contiguous()
@@ -69,19 +69,26 @@ def _child() -> dict:
         if keep is not None:
             x = x[:, :, keep]
             cos, sin = (_select_positions(t[:, 0], keep)[:, None] for t in (cos, sin))
-        out = fast.triton_rotary(x, cos, sin)
+        buffer = None
+        if into:  # a cache buffer [B, S, H, D] seen as [B, H, S, D], positions 3.. of it
+            buffer = torch.zeros(x.shape[0], x.shape[2] + 5, x.shape[1], d, dtype=dtype).transpose(1, 2)
+        out = fast.triton_rotary(x, cos, sin, None if buffer is None else buffer[:, :, 3 : 3 + x.shape[2]])
         assert out is not None, name
         expected = apply_rotary(x, cos, sin)
         report["rotary"][name] = {
             "equal": torch.equal(out, expected),
-            "strides_like_torch": out.stride() == expected.stride(),
+            "strides_like_torch": out.stride() == expected.stride() or buffer is not None,
             "elements": out.numel(),
         }
+        if buffer is not None:  # written in place, and nothing else
+            report["rotary"][name]["equal"] &= bool(out.data_ptr() == buffer[:, :, 3:].data_ptr())
+            report["rotary"][name]["equal"] &= bool((buffer[:, :, :3] == 0).all() and (buffer[:, :, -2:] == 0).all())
 
     rotary_case("q view, B=2 per-row cos/sin, D=128, L=37", 2, 37, 4, 128, torch.bfloat16, cos_rows=2)
     rotary_case("k view, B=2 broadcast cos/sin, D=64, L=19", 2, 19, 2, 64, torch.bfloat16, cos_rows=1)
     rotary_case("kept positions 3:9 (cos/sin views), D=128", 2, 21, 4, 128, torch.bfloat16, 2, keep=slice(3, 9))
     rotary_case("contiguous [B, H, L, D], fp16, D=64, L=5", 1, 5, 3, 64, torch.float16, cos_rows=1, contiguous=True)
+    rotary_case("into a cache buffer's slice, B=2, D=128, L=9", 2, 9, 4, 128, torch.bfloat16, cos_rows=2, into=True)
 
     # RMSNorm: LLaDA's 4096 and Dream's 3584 columns, no weight, a strided input, a row longer than one block.
     def norm_case(name, shape, dtype, weight=True, cut=None):
@@ -122,6 +129,19 @@ def _child() -> dict:
 
     swiglu_case("[2, 37, 1000] bf16", (2, 37, 1000), torch.bfloat16)
     swiglu_case("[3, 7, 333] fp16", (3, 7, 333), torch.float16)
+
+    # The halves of one fused gate-up product (rows at a stride of 2I): in place into the gate half only.
+    fused = (torch.randn(2, 13, 2 * 300) * 4).to(torch.bfloat16)
+    gate, up = fused[..., :300], fused[..., 300:]
+    up_before = up.clone()
+    expected = F.silu(gate) * up
+    assert fast.triton_swiglu_(gate, up)
+    distance = ulps(gate, expected)
+    report["swiglu"]["halves of a fused [2, 13, 600] bf16"] = {
+        "differing": int((distance > 0).sum()) + int(not torch.equal(up, up_before)),
+        "max_ulp": int(distance.max()),
+        "elements": gate.numel(),
+    }
 
     # A tiny LongLLaDA in bf16: plain path against the fast path with the kernels, over a padded full pass, a pass
     # returning the cache, a cached step into the buffers and a pass keeping the last 3 logits.

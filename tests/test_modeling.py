@@ -414,6 +414,183 @@ def test_flash_attention_calling_code_matches_sdpa(reference_flash, family):
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
+# -- FlashAttention-3: our calling code against a stand-in of the kernel's documented contract ------------------------
+# fa3-fwd's fa3_fwd_interface (FlashAttention-3's hopper/flash_attn_interface.py renamed): flash_attn_func returns the
+# output alone (early releases: (output, log-sum-exp)); flash_attn_varlen_func reads row b's keys from
+# cu_seqlens_k[b], seqused_k[b] of them when given (else up to cu_seqlens_k[b + 1]), likewise for queries;
+# num_splits=1 one split, 0 the split-KV heuristic, n > 1 that many; grouped-query heads as they are.
+
+
+def _check_fa3_call(q, k, v, softmax_scale, causal, num_splits, kwargs):
+    assert q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1, "the last dimension must be contiguous"
+    assert q.shape[-2] % k.shape[-2] == 0 and k.shape == v.shape, "heads must be a multiple of key/value heads"
+    assert q.dtype == k.dtype == v.dtype and q.shape[-1] in range(8, 257, 8)
+    assert isinstance(num_splits, int) and num_splits >= 0 and causal is False
+    assert not {"dropout_p", "alibi_slopes"} & set(kwargs), "not FlashAttention-3 arguments"
+    return softmax_scale if softmax_scale is not None else q.shape[-1] ** -0.5
+
+
+def reference_fa3_func(q, k, v, softmax_scale=None, causal=False, qv=None, num_splits=1, **kwargs):
+    """flash_attn_func of fa3-fwd: q [B, Lq, H, D], k/v [B, Lk, Hk, D] -> [B, Lq, H, D]."""
+    scale = _check_fa3_call(q, k, v, softmax_scale, causal, num_splits, kwargs)
+    assert qv is None and q.dim() == 4
+    return torch.stack([_reference_attention(q[b], k[b], v[b], scale, False) for b in range(q.shape[0])])
+
+
+def reference_fa3_varlen_func(
+    q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_q=None, seqused_k=None,
+    softmax_scale=None, causal=False, qv=None, num_splits=1, **kwargs,
+):  # fmt: skip
+    """flash_attn_varlen_func of fa3-fwd: q [total_q, H, D], k/v [total_k, Hk, D]; rows by offsets and counts."""
+    scale = _check_fa3_call(q, k, v, softmax_scale, causal, num_splits, kwargs)
+    rows = len(cu_seqlens_q) - 1
+    spans = []
+    for cu, used, total, longest in ((cu_seqlens_q, seqused_q, q.shape[0], max_seqlen_q),
+                                     (cu_seqlens_k, seqused_k, k.shape[0], max_seqlen_k)):  # fmt: skip
+        assert cu.dtype == torch.int32 and cu.shape == (rows + 1,) and cu.device == q.device
+        if used is None:
+            assert int(cu[0]) == 0 and int(cu[-1]) == total and bool((cu[1:] >= cu[:-1]).all())
+            counts = cu[1:] - cu[:-1]
+        else:
+            assert used.dtype == torch.int32 and used.shape == (rows,)
+            counts = used
+        starts = cu[:-1]
+        assert bool((starts >= 0).all()) and bool((starts + counts <= total).all()) and int(counts.max()) <= longest
+        spans.append(list(zip(starts.tolist(), counts.tolist())))
+    out = torch.zeros_like(q)  # a query row with no key: zeros, as documented
+    for (qs, qn), (ks, kn) in zip(*spans):
+        if qn and kn:
+            out[qs : qs + qn] = _reference_attention(q[qs : qs + qn], k[ks : ks + kn], v[ks : ks + kn], scale, False)
+    return out
+
+
+def _as_early_fa3(kernel):
+    """FlashAttention-3's early releases: (output, log-sum-exp) returned."""
+    return lambda *args, **kwargs: (kernel(*args, **kwargs), None)
+
+
+@pytest.fixture(params=["fa3-fwd", "fa3-early"])
+def reference_fa3(monkeypatch, request):
+    """The stand-in kernels in place of the installed ones, taking CPU float32 (the real ones: CUDA, bf16)."""
+    import modeling_longllada.modeling_longllada as modeling
+
+    wrap = _as_early_fa3 if request.param == "fa3-early" else (lambda kernel: kernel)
+    calls = []
+
+    def counted(kernel):
+        def call(*args, **kwargs):
+            calls.append(kwargs.get("num_splits", 1))
+            return kernel(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(modeling, "fa3_func", counted(wrap(reference_fa3_func)))
+    monkeypatch.setattr(modeling, "fa3_varlen_func", counted(wrap(reference_fa3_varlen_func)))
+    monkeypatch.setattr(modeling, "_FA3_TAKES_SPLITS", True)
+    monkeypatch.setattr(modeling, "FA3_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
+    monkeypatch.setattr(modeling, "FA3_DTYPES", (torch.bfloat16, torch.float32))
+    return calls
+
+
+def test_reference_fa3_kernel_agrees_with_plain_attention():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 5, 4, 8), torch.randn(2, 7, 2, 8), torch.randn(2, 7, 2, 8)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.repeat_interleave(2, 2).transpose(1, 2), v.repeat_interleave(2, 2).transpose(1, 2)
+    ).transpose(1, 2)
+    torch.testing.assert_close(reference_fa3_func(q, k, v), expected, atol=1e-5, rtol=1e-5)
+    cu_q = torch.tensor([0, 5, 10], dtype=torch.int32)
+    # Row 1's keys given by an offset and a count (seqused_k), the padded layout left as it is.
+    cu_k, used = torch.tensor([0, 7, 14], dtype=torch.int32), torch.tensor([7, 4], dtype=torch.int32)
+    cu_k_offsets = torch.tensor([0, 10, 14], dtype=torch.int32)
+    packed = reference_fa3_varlen_func(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), cu_q, cu_k_offsets, 5, 7,
+                                       seqused_k=used)  # fmt: skip
+    torch.testing.assert_close(packed.view(2, 5, 4, 8)[0], expected[0], atol=1e-5, rtol=1e-5)
+    row1 = reference_fa3_func(q[1:], k[1:, 3:], v[1:, 3:])
+    torch.testing.assert_close(packed.view(2, 5, 4, 8)[1:], row1, atol=1e-5, rtol=1e-5)
+    whole = reference_fa3_varlen_func(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), cu_q, cu_k, 5, 7)
+    torch.testing.assert_close(whole.view(2, 5, 4, 8), expected, atol=1e-5, rtol=1e-5)
+
+
+def _left_padded_batch():
+    rows = [torch.randint(2, 100, (n,), generator=torch.Generator().manual_seed(n)) for n in (5, 12, 9)]
+    ids = torch.full((3, 12), 1)
+    mask = torch.zeros(3, 12, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, 12 - len(r) :], mask[i, 12 - len(r) :] = r, 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_flash_attention_3_calling_code_matches_sdpa(reference_fa3, family):
+    """Key offsets (no copy) for left padding, real keys gathered where a row has holes, grouped-query heads as they
+    are, the softmax scale, split-KV for few queries, through the model's full passes and cached steps."""
+    model = small_model(n_kv_heads=2) if family == "llada" else _dream_model()
+    ids, mask, positions = _left_padded_batch()
+    holes = mask.clone()
+    holes[1, 6] = 0  # not one run of real keys: the gathering path
+    results = {}
+    for backend in ("sdpa", "flash_attention_3"):
+        model.config._attn_implementation = backend
+        with torch.no_grad():
+            padded = model(ids, attention_mask=mask, position_ids=positions).logits
+            holed = model(ids, attention_mask=holes, position_ids=positions).logits
+            full = model(ids, position_ids=positions, use_cache=True)
+            buffers = [(k.clone(), v.clone()) for k, v in full.present_key_values]
+            step = model(ids[:, 8:12], attention_mask=mask, position_ids=positions[:, 8:12], past_key_values=buffers,
+                         cache_slot=slice(8, 12)).logits  # fmt: skip
+        results[backend] = (padded[mask.bool()], holed[holes.bool()], full.logits, step)
+    model.config._attn_implementation = "sdpa"
+    for ours, expected in zip(results["flash_attention_3"], results["sdpa"]):
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    assert set(reference_fa3) == {0}  # 12 queries or fewer: split-KV every time
+
+
+def test_flash_attention_3_refuses_what_its_kernels_cannot_run(reference_fa3, monkeypatch):
+    import modeling_longllada.modeling_longllada as modeling
+
+    model = small_model()
+    model.config._attn_implementation = "flash_attention_3"
+    ids = torch.randint(2, 100, (1, 6))
+    monkeypatch.setattr(modeling, "FA3_DTYPES", (torch.bfloat16,))
+    with torch.no_grad(), pytest.raises(ValueError, match="got float32 inputs.*bfloat16 kernels only.*torch_dtype"):
+        model(ids)
+    monkeypatch.setattr(modeling, "FA3_DTYPES", (torch.float32,))
+    monkeypatch.setattr(modeling, "FA3_FORWARD_ONLY", True)
+    with pytest.raises(ValueError, match="no backward pass.*torch.no_grad"):
+        model(ids)  # autograd on
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+    monkeypatch.setattr(modeling, "FA3_DEVICE_TYPES", frozenset({"cuda"}))
+    with torch.no_grad(), pytest.raises(ValueError, match="tensors on cpu; allowed: a CUDA device"):
+        model(ids)
+    monkeypatch.setattr(modeling, "fa3_func", None)
+    with torch.no_grad(), pytest.raises(ValueError, match=r"pip install 'longllada\[fa3\]'"):
+        model(ids)
+
+
+def test_flash_attention_3_by_name_in_from_pretrained(tmp_path, monkeypatch, reference_fa3):
+    """transformers' own checks do not know fa3-fwd: the model's classes answer for flash_attention_3 (4.x and 5.x)."""
+    from transformers import AutoModelForCausalLM
+
+    import modeling_longllada.modeling_longllada as modeling
+
+    small_model().save_pretrained(tmp_path / "small")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "small", attn_implementation="flash_attention_3")
+    assert model.config._attn_implementation == "flash_attention_3"
+    with torch.no_grad():
+        model(torch.randint(2, 100, (1, 6)))
+    assert reference_fa3  # the stand-in ran
+    if hasattr(model, "set_attn_implementation"):  # transformers 5: the switch set on a loaded model
+        model.set_attn_implementation("sdpa")
+        assert model.config._attn_implementation == "sdpa"
+        model.set_attn_implementation("flash_attention_3")
+        assert model.config._attn_implementation == "flash_attention_3"
+    monkeypatch.setattr(modeling, "fa3_func", None)
+    with pytest.raises(ImportError, match=r"flash_attention_3' needs FlashAttention-3.*longllada\[fa3\]"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "small", attn_implementation="flash_attention_3")
+
+
 # -- the fast path: the plain path's values, bit for bit on the CPU --------------------------------------------------
 
 
@@ -487,6 +664,113 @@ def test_fast_path_gives_the_plain_paths_values(monkeypatch, family, dtype):
         assert plain.dtype == dtype and torch.equal(plain, fast)
 
 
+def test_fast_path_packs_projections_as_views_of_one_tensor(tmp_path, monkeypatch):
+    """Few-row passes on a GPU compute q/k/v and gate/up with one product each: the weights packed once into one
+    tensor whose row blocks the parameters become (no copy kept, the checkpoint's keys and values unchanged, saved as
+    before), packed again after .to(); long passes keep the separate products. (On the CPU here, switched on.)"""
+    from modeling_longllada import fast_longllada as fast
+
+    monkeypatch.setattr(fast, "FUSED_PROJECTIONS_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
+    model = small_model(n_kv_heads=2)
+    block = model.model.transformer.blocks[0]
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    linears = (block.q_proj, block.k_proj, block.v_proj)
+    assert fast._rows_of_one_tensor([m.weight for m in linears]) is None
+    weight, bias = fast.packed_weights(linears)
+    assert bias is None and weight.shape == (64 + 32 + 32, 64)
+    storage = weight.untyped_storage().data_ptr()
+    assert all(m.weight.untyped_storage().data_ptr() == storage for m in linears)  # views of it: no second copy
+    assert torch.equal(weight, torch.cat([before[f"model.transformer.blocks.0.{n}.weight"] for n in
+                                          ("q_proj", "k_proj", "v_proj")]))  # fmt: skip
+    again, _ = fast.packed_weights(linears)  # found laid out: a view, no new copy
+    assert again.data_ptr() == weight.data_ptr()
+    x = torch.randn(2, 5, 64)
+    fused = fast.FastOps.linears(linears, x)
+    for out, module in zip(fused, linears):
+        torch.testing.assert_close(out, module(x), atol=1e-6, rtol=1e-6)  # (the BLAS may round otherwise)
+    ids = torch.randint(2, 100, (1, 8))
+    with torch.no_grad():
+        plain = model(ids).logits
+        model.set_fast_path(True)
+        torch.testing.assert_close(model(ids).logits, plain, atol=1e-5, rtol=1e-5)  # every layer's products packed
+    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
+    up = (block.ff_proj, block.up_proj)
+    assert fast._rows_of_one_tensor([m.weight for m in up]) is not None
+    model.save_pretrained(tmp_path / "saved")
+    saved = LongLLaDAModelLM.from_pretrained(tmp_path / "saved").state_dict()
+    assert all(torch.equal(saved[name], t) for name, t in before.items())
+    model.to(torch.float64)  # new storage for every parameter: packed again at the next use
+    assert fast._rows_of_one_tensor([m.weight for m in linears]) is None
+    assert fast.packed_weights(linears)[0].dtype == torch.float64
+    long_rows = torch.randn(1, fast.FUSED_PROJECTIONS_MAX_ROWS + 1, 64, dtype=torch.float64)
+    calls = []
+    block.q_proj.register_forward_hook(lambda *args: calls.append(1))
+    fast.FastOps.linears(linears, long_rows)
+    assert calls == [1]  # the separate product
+    model.to(torch.float32)
+    assert fast.packed_weights((block.q_proj, nn_linear_with_bias())) is None  # biases on some only
+
+
+def nn_linear_with_bias():
+    return torch.nn.Linear(64, 8, bias=True)
+
+
+def test_fast_path_picks_flash_attention_3_by_shape(reference_fa3, monkeypatch):
+    """attn_implementation='sdpa' on the fast path: FA3 for many queries over many keys, not for few queries
+    (cached steps) unless FA3_FEW_QUERIES_MIN_KEYS says so, then split-KV; the values of sdpa."""
+    import modeling_longllada.modeling_longllada as modeling
+    from modeling_longllada import fast_longllada as fast
+
+    monkeypatch.setattr(fast, "FEW_QUERIES", 4)
+    monkeypatch.setattr(modeling, "FA3_SPLIT_KV_MAX_QUERIES", 4)
+    monkeypatch.setattr(fast, "FA3_MIN_KEYS", 12)
+    model = small_model(n_kv_heads=2)
+    ids, mask, positions = _left_padded_batch()
+    short = ids[:, :10]
+    results = {}
+    for enabled in (False, True):
+        model.set_fast_path(enabled)
+        reference_fa3.clear()
+        with torch.no_grad():
+            padded = model(ids, attention_mask=mask, position_ids=positions).logits
+            assert reference_fa3 == ([1, 1] if enabled else [])  # 12 queries over 12 keys, both layers
+            below = model(short, position_ids=positions[:, :10]).logits  # 10 keys: under FA3_MIN_KEYS
+            full = model(ids, position_ids=positions, use_cache=True)
+            buffers = [(k.clone(), v.clone()) for k, v in full.present_key_values]
+            reference_fa3.clear()
+            step = model(ids[:, 8:12], attention_mask=mask, position_ids=positions[:, 8:12],
+                         past_key_values=buffers, cache_slot=slice(8, 12)).logits  # fmt: skip
+            assert reference_fa3 == []  # 4 queries: sdpa while FA3_FEW_QUERIES_MIN_KEYS is None
+            monkeypatch.setattr(fast, "FA3_FEW_QUERIES_MIN_KEYS", 12)
+            split = model(ids[:, 8:12], attention_mask=mask, position_ids=positions[:, 8:12],
+                          past_key_values=buffers, cache_slot=slice(8, 12)).logits  # fmt: skip
+            assert reference_fa3 == ([0, 0] if enabled else [])  # split-KV
+            monkeypatch.setattr(fast, "FA3_FEW_QUERIES_MIN_KEYS", None)
+        results[enabled] = (padded[mask.bool()], below, full.logits, step, split)
+    for plain, chosen in zip(results[False], results[True]):
+        torch.testing.assert_close(chosen, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_rope_tables_from_the_caller_and_once_per_block_in_the_sampler():
+    model = small_model()
+    ids = torch.randint(2, 100, (1, 12))
+    positions = torch.arange(12)[None]
+    with torch.no_grad():
+        full = model(ids, use_cache=True)
+        step = dict(position_ids=positions[:, 8:12], cache_slot=slice(8, 12), rope_seq_len=12)
+        buffers = [(k.clone(), v.clone()) for k, v in full.present_key_values]
+        own = model(ids[:, 8:12], past_key_values=buffers, **step).logits
+        tables = model.rotary_emb(positions[:, 8:12], 12)
+        given = model(ids[:, 8:12], past_key_values=buffers, position_embeddings=tables, **step).logits
+        with pytest.raises(ValueError, match="position_embeddings must be the \\(cos, sin\\) tables of the 4 input"):
+            model(ids[:, 8:12], past_key_values=buffers, position_embeddings=tables[:1], **step)
+    assert torch.equal(own, given)
+    made = []
+    model.rotary_emb.register_forward_hook(lambda *args: made.append(1))
+    model.generate(ids[:, :6], max_new_tokens=8, block_length=4, steps=8, cache="prefix")
+    assert len(made) == 2 + 2  # per block: its full pass, then one table for its three cached steps
+
+
 def test_fast_path_switch():
     from modeling_longllada.modeling_longllada import PlainOps
 
@@ -540,6 +824,14 @@ def _block_causal_reference(length: int, block: int) -> torch.Tensor:
 def test_block_causal_attention_is_exact_in_every_backend(reference_flash, backend):
     """block_causal=b equals the dense boolean pattern run by eager, with and without left padding; a position sees
     its own block and every earlier one (a change in a later block moves nothing before it)."""
+    _check_block_causal(backend)
+
+
+def test_block_causal_attention_is_exact_in_flash_attention_3(reference_fa3):
+    _check_block_causal("flash_attention_3")
+
+
+def _check_block_causal(backend: str) -> None:
     model = small_model(n_kv_heads=2)
     ids = torch.randint(2, 100, (2, 13))
     mask = torch.ones_like(ids)
@@ -577,7 +869,7 @@ def test_block_causal_with_cache_buffers_equals_the_full_pass():
     torch.testing.assert_close(kept, full.logits[:, 4:9], atol=1e-5, rtol=0)
 
 
-def test_boolean_4d_masks_in_sdpa_and_eager_and_refused_by_flash(reference_flash):
+def test_boolean_4d_masks_in_sdpa_and_eager_and_refused_by_flash(reference_flash, reference_fa3):
     model = small_model(n_kv_heads=2)
     ids = torch.randint(2, 100, (2, 9))
     allowed = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0)) > 0.4
@@ -588,9 +880,10 @@ def test_boolean_4d_masks_in_sdpa_and_eager_and_refused_by_flash(reference_flash
         with torch.no_grad():
             results[backend] = model(ids, attention_mask=allowed).logits
     torch.testing.assert_close(results["sdpa"], results["eager"], atol=1e-5, rtol=1e-5)
-    model.config._attn_implementation = "flash_attention_2"
-    with pytest.raises(ValueError, match="flash_attention_2' takes a padding mask and the block-causal mask"):
-        model(ids, attention_mask=allowed)
+    for backend in ("flash_attention_2", "flash_attention_3"):
+        model.config._attn_implementation = backend
+        with pytest.raises(ValueError, match=f"{backend}' takes a padding mask and the block-causal mask"):
+            model(ids, attention_mask=allowed)
     model.config._attn_implementation = "sdpa"
     with pytest.raises(ValueError, match="a 4D mask must be boolean"):
         model(ids, attention_mask=allowed.long())

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 # Optional: without triton (or with a broken one) the torch code runs. One flat try block: transformers 4.46 finds a
 # remote-code file's required packages by cutting try...except spans out of its text, and would see an import
@@ -47,8 +49,30 @@ from . import modeling_longllada as plain
 # more numerous ones when launches, not bytes, dominate.
 ROTARY_HALVES_MIN_NUMEL = 1 << 20
 # sdpa's flash kernel first for at most this many queries over at least this many keys (the sampler's cached
-# steps: a block of queries over the whole cache).
-FEW_QUERIES, MANY_KEYS = 256, 8192
+# steps: a block of queries over the whole cache). Flash splits the keys over the multiprocessors; torch's default
+# on Hopper (cuDNN) gives the few query tiles one block each: 32 queries over 8k / 32k / 128k keys took 0.10 /
+# 0.19 / 0.54 ms a layer with flash, 0.14 / 0.46 / 1.72 ms by default (one H200). Provisional from 1024 keys (was
+# 8192): the 4k cached step's attention is to be measured (benchmarks/cached_step_profile.py, before / after).
+FEW_QUERIES, MANY_KEYS = 256, 1024
+# FlashAttention-3 in place of sdpa (attn_implementation="sdpa" on the fast path, a Hopper GPU, a kernel that
+# imports: see modeling_longllada.flash_attention_3) where it was measured faster: more than FEW_QUERIES queries over
+# at least FA3_MIN_KEYS keys (exact mode's long passes: non-causal bf16, 32 heads x 128, one H100, FA3 against sdpa's
+# cuDNN: 0.90x at 4k x 4k, 1.16x at 32k x 32k; flash-attn 4 on an H200 1.05x of the whole pass from 16k), and at most
+# FEW_QUERIES queries over at least FA3_FEW_QUERIES_MIN_KEYS keys (cached steps, FA3 splitting the keys; None: never).
+# Provisional: 8k and 16k, and FA3's split-KV against sdpa's flash for 32 queries, are measured by
+# benchmarks/fa3_check.py; FA3 without split-KV gave 0.60x / 0.83x / 1.03x of sdpa for 32 queries over 4k / 32k / 128k.
+# 16000: from the NIAH grid's 16k prompts (16,000 tokens and the 32-token answer) on.
+FA3_MIN_KEYS = 16000
+FA3_FEW_QUERIES_MIN_KEYS: int | None = None
+# One product for a layer's q/k/v projections and one for its feed-forward's gate and up where a pass has at most
+# this many rows (batch x positions: the sampler's cached steps, whose products read every weight for a few rows):
+# 4 instead of 7 weight-bound products a layer. The weights are packed once into one tensor whose row blocks the
+# separate parameters then are (no memory beyond the weights; see packed_weights). Longer passes (compute-bound)
+# keep the separate products, whose kernels exact mode shares with the official code. 0: never. On CUDA only: a
+# product over the packed weights can round otherwise than the separate ones (a CPU BLAS may pick another kernel for
+# another width), and on the CPU the fast path gives the plain path's values bit for bit (tests add "cpu").
+FUSED_PROJECTIONS_MAX_ROWS = 512
+FUSED_PROJECTIONS_DEVICE_TYPES = frozenset({"cuda"})
 
 logger = logging.getLogger(__name__)
 
@@ -170,20 +194,26 @@ def _rotary_kernel(
 
 @_jit
 def _swiglu_kernel(
-    gate_ptr, up_ptr, out_ptr, n, BLOCK: tl.constexpr, INTERPRET: tl.constexpr, BF16_BY_HAND: tl.constexpr
-):
-    """out = dtype(dtype(silu(gate)) · up) over n contiguous elements, silu as torch's CUDA kernel computes it:
-    x / (1 + expf(-x)) in float32 with IEEE division (libdevice's expf; plain exp under the interpreter)."""
+    gate_ptr, up_ptr, out_ptr, n, n_cols, g_rs, u_rs, o_rs,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, INTERPRET: tl.constexpr, BF16_BY_HAND: tl.constexpr,
+):  # fmt: skip
+    """out = dtype(dtype(silu(gate)) · up) over n elements, silu as torch's CUDA kernel computes it: x / (1 + expf(-x))
+    in float32 with IEEE division (libdevice's expf; plain exp under the interpreter). Contiguous (ROWS false), or
+    rows of n_cols contiguous elements at row strides g_rs, u_rs, o_rs (the halves of a fused gate-up product)."""
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < n
-    g = tl.load(gate_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(up_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    g_at, u_at, o_at = offsets, offsets, offsets
+    if ROWS:
+        row, col = offsets // n_cols, offsets % n_cols
+        g_at, u_at, o_at = row * g_rs + col, row * u_rs + col, row * o_rs + col
+    g = tl.load(gate_ptr + g_at, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(up_ptr + u_at, mask=mask, other=0.0).to(tl.float32)
     if INTERPRET:
         e = tl.exp(-g)
     else:
         e = libdevice.exp(-g)
     silu = _rounded(tl.math.div_rn(g, 1.0 + e), out_ptr, BF16_BY_HAND)
-    tl.store(out_ptr + offsets, _rounded(silu.to(tl.float32) * u, out_ptr, BF16_BY_HAND), mask=mask)
+    tl.store(out_ptr + o_at, _rounded(silu.to(tl.float32) * u, out_ptr, BF16_BY_HAND), mask=mask)
 
 
 # Launch signatures already run once (so compiled and loaded): see _launch.
@@ -268,11 +298,18 @@ def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) ->
     return y if launched else None
 
 
-def triton_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor | None:
+def triton_rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor | None:
     """``plain.apply_rotary`` of x [B, H, L, D] (bf16/fp16, any strides with the head dim contiguous, e.g. the
     transposed view of [B, L, H, D]) by the fused kernel, or None where it does not apply. cos, sin
-    [B or 1, 1, L, D] float32 with the last dim contiguous. The output has x's layout (``empty_like``)."""
+    [B or 1, 1, L, D] float32 with the last dim contiguous. Written into ``out`` (x's shape and dtype, head dim
+    contiguous: a cache buffer's slice) when given, else into a new tensor of x's layout (``empty_like``)."""
     if not _triton_usable(x) or x.dim() != 4 or x.numel() == 0:
+        return None
+    if out is not None and (
+        out.shape != x.shape or out.dtype != x.dtype or out.device != x.device or out.stride(-1) != 1
+    ):
         return None
     b, heads, length, d = x.shape
     for t in (cos, sin):
@@ -287,9 +324,10 @@ def triton_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
             return None
     if d % 2 or x.stride(-1) != 1:
         return None
-    out = torch.empty_like(x)
-    if out.stride(-1) != 1:
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if out is None:
+        out = torch.empty_like(x)
+        if out.stride(-1) != 1:
+            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     half = d // 2
     block_half = triton.next_power_of_2(half)
     block_l = max(1, min(64, 2048 // block_half, triton.next_power_of_2(length)))
@@ -308,22 +346,39 @@ def triton_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
 
 
 def triton_swiglu_(gate: torch.Tensor, up: torch.Tensor) -> bool:
-    """gate <- silu(gate) * up in place (gate, up [..., I], same shape, contiguous, bf16/fp16), with torch's
-    roundings (silu rounded to the dtype, then the product). False where the kernel does not apply (gate untouched)."""
+    """gate <- silu(gate) * up in place (gate, up [..., I], same shape, bf16/fp16: contiguous, or rows of I contiguous
+    elements at one row stride each, as the two halves of a fused gate-up product), with torch's roundings (silu
+    rounded to the dtype, then the product). False where the kernel does not apply (gate untouched)."""
     if (
         not _triton_usable(gate)
         or up.dtype != gate.dtype
         or up.device != gate.device
         or up.shape != gate.shape
-        or not (gate.is_contiguous() and up.is_contiguous())
         or gate.numel() == 0
     ):
         return False
     block = 4096
-    return _launch(
-        _swiglu_kernel, (triton.cdiv(gate.numel(), block),), (gate, up, gate, gate.numel()),
-        num_warps=8, BLOCK=block, INTERPRET=INTERPRET, BF16_BY_HAND=INTERPRET and gate.dtype == torch.bfloat16,
-    )  # fmt: skip
+    grid = (triton.cdiv(gate.numel(), block),)
+    constants = dict(BLOCK=block, INTERPRET=INTERPRET, BF16_BY_HAND=INTERPRET and gate.dtype == torch.bfloat16)
+    if gate.is_contiguous() and up.is_contiguous():
+        return _launch(_swiglu_kernel, grid, (gate, up, gate, gate.numel(), 1, 0, 0, 0), num_warps=8, ROWS=False,
+                       **constants)  # fmt: skip
+    gate_rows, up_rows = _as_rows(gate), _as_rows(up)
+    if gate_rows is None or up_rows is None:
+        return False
+    n_cols = gate.shape[-1]
+    args = (gate, up, gate, gate.numel(), n_cols, gate_rows.stride(0), up_rows.stride(0), gate_rows.stride(0))
+    return _launch(_swiglu_kernel, grid, args, num_warps=8, ROWS=True, **constants)
+
+
+def _as_rows(t: torch.Tensor) -> torch.Tensor | None:
+    """t [..., I] as a view [rows, I] with contiguous rows, or None where no such view exists."""
+    if t.stride(-1) != 1:
+        return None
+    try:
+        return t.view(-1, t.shape[-1])
+    except RuntimeError:
+        return None
 
 
 # -- the fast path's pieces -----------------------------------------------------------------------------------
@@ -345,26 +400,30 @@ def rms_norm(norm: plain.LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
     return x * norm.weight if norm.weight is not None else x
 
 
-def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``plain.apply_rotary`` for large low-precision inputs: the same float32 products and sums, half by half, rounded
     straight into the output (x1·c - x2·s is bit for bit x1·c + (-x2)·s). No float32 copy of x or of rotate(x)
     is written: 15 instead of 24 passes of x's size over memory. The fused kernel, where it applies, makes 2. With
-    partial rotary (cos/sin narrower than the head) the rotary part is rotated this way and the rest copied."""
+    partial rotary (cos/sin narrower than the head) the rotary part is rotated this way and the rest copied.
+    ``out``: write the result there (a cache buffer's slice: the kernel then writes the cache directly)."""
     rotary_dim = cos.shape[-1]
     if rotary_dim < x.shape[-1]:
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        out[..., :rotary_dim] = rotary(x[..., :rotary_dim], cos, sin)
+        if out is None:
+            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        rotary(x[..., :rotary_dim], cos, sin, out=out[..., :rotary_dim])
         out[..., rotary_dim:] = x[..., rotary_dim:]
         return out
     if x.dtype != torch.float32:
-        out = triton_rotary(x, cos, sin)
-        if out is not None:
-            return out
+        done = triton_rotary(x, cos, sin, out)
+        if done is not None:
+            return done
     if x.dtype == torch.float32 or x.numel() < ROTARY_HALVES_MIN_NUMEL:
-        return plain.apply_rotary(x, cos, sin)
+        y = plain.apply_rotary(x, cos, sin)
+        return y if out is None else out.copy_(y)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    out = torch.empty_like(x)
+    if out is None:
+        out = torch.empty_like(x)
     first = x1 * cos[..., :half]
     first -= x2 * sin[..., :half]
     out[..., :half] = first
@@ -435,12 +494,32 @@ def attention_by_row(
     return out
 
 
+def fa3_preferred(q: torch.Tensor, k: torch.Tensor, mask: plain.AttentionMask) -> bool:
+    """FlashAttention-3 rather than sdpa for this call (see :data:`FA3_MIN_KEYS`): a kernel that imports and takes
+    these inputs (device, dtype, head dim up to 256, no gradients, a Hopper GPU: where it was measured), the shape
+    rule, padding as the only mask (block-causal passes run block by block, a shape not measured). Not for a padded
+    call while a CUDA graph is recorded, which would gather the keys at every replay."""
+    if plain.fa3_func is None or mask.allowed is not None or mask.block_length is not None or q.requires_grad:
+        return False
+    if q.device.type not in plain.FA3_DEVICE_TYPES or q.dtype not in plain.FA3_DTYPES:
+        return False
+    if q.shape[-1] > 256 or q.shape[-1] % 8 or (q.is_cuda and _device_major(q.device) != 9):
+        return False
+    least = FA3_MIN_KEYS if q.shape[-2] > FEW_QUERIES else FA3_FEW_QUERIES_MIN_KEYS
+    if least is None or k.shape[-2] < least:
+        return False
+    return mask.key_padding is None or not (q.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
 def attention_with_preference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: plain.AttentionMask | None, backend: str
 ) -> torch.Tensor:
-    """``attention`` under :func:`sdpa_preference` (sdpa only); a left-padded batch of many queries on a GPU
-    (a padded batch's full pass, padding its only mask) row by row, without a mask (:func:`attention_by_row`)."""
+    """``attention`` by FlashAttention-3 where :func:`fa3_preferred`, else under :func:`sdpa_preference` (sdpa only);
+    a left-padded batch of many queries on a GPU (a padded batch's full pass, padding its only mask) row by row,
+    without a mask (:func:`attention_by_row`)."""
     mask = mask if mask is not None else plain.AttentionMask()
+    if backend == "sdpa" and fa3_preferred(q, k, mask):
+        return plain.attention(q, k, v, mask, "flash_attention_3")
     key_padding_mask = mask.key_padding
     padding_only = mask.allowed is None and mask.block_length is None
     if (
@@ -460,12 +539,84 @@ def attention_with_preference(
         return plain.attention(q, k, v, mask, backend)
 
 
+def packed_weights(linears: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The weights [N1 + N2 + ..., K] (and biases) of ``linears`` as one tensor whose consecutive row blocks the
+    linears' own parameters are, so that one product computes them all (None where they cannot be: not plain
+    ``nn.Linear`` modules, accelerate's hooks, meta or mixed tensors, biases on some only).
+
+    The first call copies the weights into one new tensor and makes each parameter a view of its rows (as
+    ``moe_longllada`` stacks its experts): the memory at rest stays that of the weights, the checkpoint's keys and
+    values stay where they were, and a load or an optimiser step writes through the views. Later calls find the
+    parameters already laid out so (their storage and offsets say it, nothing else is kept) and build the view
+    over them; a replaced parameter (``.to()``, a new state) is packed again."""
+    if not all(type(m) is nn.Linear and getattr(m, "_hf_hook", None) is None for m in linears):
+        return None
+    weights = [m.weight for m in linears]
+    biases = [m.bias for m in linears]
+    first = weights[0]
+    if any(b is None for b in biases) != all(b is None for b in biases) or first.is_meta:
+        return None
+    for group in (weights, biases if biases[0] is not None else []):
+        if any(t.device != first.device or t.dtype != first.dtype for t in group):
+            return None
+    if any(w.dim() != 2 or w.shape[1] != first.shape[1] for w in weights):
+        return None
+    weight = _rows_of_one_tensor(weights)
+    bias = _rows_of_one_tensor(biases) if biases[0] is not None else None
+    if weight is None or (biases[0] is not None and bias is None):
+        if first.is_cuda and torch.cuda.is_current_stream_capturing():
+            return None  # never move parameters into a graph's private memory
+        weight = _pack(linears, "weight") if weight is None else weight
+        bias = _pack(linears, "bias") if biases[0] is not None and bias is None else bias
+    return weight, bias
+
+
+def _rows_of_one_tensor(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The tensor of which ``parts`` are consecutive contiguous row blocks, in order (a view over their storage), or
+    None where they are not laid out so."""
+    first = parts[0]
+    offset = first.storage_offset()
+    storage = first.untyped_storage().data_ptr()
+    for part in parts:
+        if not part.is_contiguous() or part.untyped_storage().data_ptr() != storage or part.storage_offset() != offset:
+            return None
+        offset += part.numel()
+    rows = sum(part.shape[0] for part in parts)
+    return torch.as_strided(first, (rows, *first.shape[1:]), first.stride())
+
+
+@torch.no_grad()
+def _pack(modules: Sequence[nn.Module], name: str) -> torch.Tensor:
+    """Copy the modules' parameters ``name`` into one tensor and make each a view of its rows; the tensor. Made
+    outside inference mode, so that the parameters stay ordinary tensors (trainable later)."""
+    parts = [getattr(m, name) for m in modules]
+    with torch.inference_mode(False):
+        packed = torch.cat([p.detach() for p in parts])
+    start = 0
+    for part in parts:
+        part.data = packed[start : start + part.shape[0]]
+        start += part.shape[0]
+    return packed
+
+
 class FastOps(plain.PlainOps):
     """The modules' operations on the fast path (see the module docstring)."""
 
     rms_norm = staticmethod(rms_norm)
     rotary = staticmethod(rotary)
     attention = staticmethod(attention_with_preference)
+
+    @staticmethod
+    def linears(modules: Sequence[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``PlainOps.linears``: for a pass of at most :data:`FUSED_PROJECTIONS_MAX_ROWS` rows, one product with the
+        packed weights (:func:`packed_weights`), split into the modules' outputs (views of one tensor)."""
+        fits = x.numel() <= FUSED_PROJECTIONS_MAX_ROWS * x.shape[-1]
+        if fits and len(modules) > 1 and x.device.type in FUSED_PROJECTIONS_DEVICE_TYPES:
+            packed = packed_weights(modules)
+            if packed is not None:
+                out = F.linear(x, *packed)
+                return out.split([m.out_features for m in modules], dim=-1)
+        return plain.PlainOps.linears(modules, x)
 
     @staticmethod
     def add_residual(update: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

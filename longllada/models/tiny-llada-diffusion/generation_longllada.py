@@ -33,6 +33,7 @@ Copied flat into Hub model repos: imports only torch and transformers.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from abc import ABC, abstractmethod
@@ -981,6 +982,8 @@ class BlockDenoiser:
     or [start, end) (``dual``) and overwrite the buffers there in place (Fast-dLLM); on one CUDA device they are
     replayed from a CUDA graph recorded at step 1. A shifted model's block logits come from one position
     earlier, which the cached span then includes. Classifier-free guidance runs the doubled batch and combines.
+    The RoPE tables of a block's cached span are made once, at its first cached step, and handed to the model
+    (``position_embeddings``) at every later one, outside the graph.
     """
 
     def __init__(self, model, s: DiffusionGenerationConfig, attention_mask: torch.Tensor, prompt_len: int):
@@ -993,7 +996,11 @@ class BlockDenoiser:
         self.position_ids = position_ids
         # Without padding no mask is passed: the model then never reads it back to the host.
         self.mask = None if bool(attention_mask.all()) else attention_mask
-        self.cache_kv = self.graph = None
+        self.cache_kv = self.graph = self.span_tables = None
+        # Models that take their RoPE tables from the caller get one block's once (see the class docstring).
+        self.keeps_tables = callable(getattr(model, "rotary_emb", None)) and (
+            "position_embeddings" in inspect.signature(type(model).forward).parameters
+        )
         self.forward_passes = 0
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -1010,10 +1017,12 @@ class BlockDenoiser:
                 self.inputs(x), attention_mask=self.mask, position_ids=self.position_ids,
                 use_cache=self.s.cache != "none", logits_to_keep=keep, rope_seq_len=self.rope_seq_len,
             )  # fmt: skip
-            self.cache_kv, self.graph, logits = out.present_key_values, None, out.logits
+            self.cache_kv, self.graph, self.span_tables, logits = out.present_key_values, None, None, out.logits
         else:
             span = slice(keep.start, x.shape[1] if self.s.cache == "prefix" else end)
             tokens = self.inputs(x)[:, span]
+            if self.keeps_tables and self.span_tables is None:
+                self.span_tables = self.model.rotary_emb(self.position_ids[:, span], self.rope_seq_len)
             if self.graph is not None:
                 logits = self.graph(tokens)
             elif step == 1 and self.s.cuda_graph and _graphs_possible(self.model, x):
@@ -1042,10 +1051,11 @@ class BlockDenoiser:
         return logits
 
     def _cached_step(self, tokens: torch.Tensor, span: slice, keep: slice) -> torch.Tensor:
+        tables = {"position_embeddings": self.span_tables} if self.span_tables is not None else {}
         return self.model(
             tokens, attention_mask=self.mask, position_ids=self.position_ids[:, span], past_key_values=self.cache_kv,
             cache_slot=span, logits_to_keep=slice(keep.start - span.start, keep.stop - span.start),
-            rope_seq_len=self.rope_seq_len,
+            rope_seq_len=self.rope_seq_len, **tables,
         ).logits  # fmt: skip
 
 
