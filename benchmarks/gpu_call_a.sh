@@ -15,8 +15,9 @@
 #   fastdllm   160     benchmarks/fastdllm_compare.py: Fast-dLLM's prefix and dual caches (threshold off and
 #                      0.9) beside ours at 4k, 16k, 32k, one timed run each (32k: out of memory on 80 GB?)  [130]
 #   moe         70     benchmarks/moe_bench.py: LLaDA-MoE-7B-A1B shape at 4k and 32k                        [45]
-#   llada2      60     hook: benchmarks/llada2_block_cache.py --out FILE.json, when it is in the checkout  [-]
-# Caps sum to 545 s of the 570 s budget (BUDGET_S); a part past what is left is cut to it or skipped.
+#   llada2      90     benchmarks/llada2_block_cache.py: LLaDA2.0-mini shape, 32-token answer at 4k/32k/128k with
+#                      the block cache, the official-style recompute at 4k/32k                            [70]
+# Caps sum to 560 s of the 570 s budget (BUDGET_S); a part past what is left is cut to it or skipped.
 #
 # TINY=1: every part's --tiny form on the CPU (a check of this script's logic; no GPU, no wheels needed).
 # DRY_RUN=1: print the parts and their caps only.
@@ -41,5 +42,5 @@ else
 fi
 run_part moe 70 "$PY" benchmarks/moe_bench.py "$WORK/moe_bench.json" $(tiny --tiny) \
     --lengths "$([ "$TINY" = 1 ] && echo 64,256 || echo 4096,32768)" --repeats 2
-run_hook llada2 60 benchmarks/llada2_block_cache.py $(tiny --tiny)
+run_part llada2 90 "$PY" benchmarks/llada2_block_cache.py "$WORK/llada2_block_cache.json" $(tiny --tiny)
 session_end

@@ -14,7 +14,7 @@ set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GIT_COMMIT=${GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 export GIT_DIRTY=${GIT_DIRTY:-$(if git diff --quiet HEAD 2>/dev/null; then echo 0; else echo 1; fi)}
-PY=${PY:-python3}
+export PY=${PY:-python3}  # hook scripts run as their own processes use the same interpreter
 BUDGET_S=${BUDGET_S:-570}
 RESERVE_S=15  # kept back for packing and the summary
 MIN_PART_S=20  # a part given less than this is skipped
