@@ -14,7 +14,7 @@
 #                      release's changes / after with FA3 split-KV, inside generate, its kernels, the parts  [70]
 #   fastdllm   160     benchmarks/fastdllm_compare.py: Fast-dLLM's prefix and dual caches (threshold off and
 #                      0.9) beside ours at 4k, 16k, 32k, one timed run each (32k: out of memory on 80 GB?)  [130]
-#   moe         70     benchmarks/moe_bench.py: LLaDA-MoE-7B-A1B shape at 4k and 32k                        [45]
+#   moe         70     benchmarks/moe_bench.py: LLaDA-MoE-7B-A1B shape at 4k, 16k and 32k, exact and prefix    [55]
 #   llada2      90     benchmarks/llada2_block_cache.py: LLaDA2.0-mini shape, 32-token answer at 4k/32k/128k with
 #                      the block cache, the official-style recompute at 4k/32k                            [70]
 # Caps sum to 560 s of the 570 s budget (BUDGET_S); a part past what is left is cut to it or skipped.
@@ -41,6 +41,6 @@ else
     record fastdllm - 0 160 "absent: $FASTDLLM"
 fi
 run_part moe 70 "$PY" benchmarks/moe_bench.py "$WORK/moe_bench.json" $(tiny --tiny) \
-    --lengths "$([ "$TINY" = 1 ] && echo 64,256 || echo 4096,32768)" --repeats 2
+    --lengths "$([ "$TINY" = 1 ] && echo 64,256 || echo 4096,16384,32768)" --repeats 2
 run_part llada2 90 "$PY" benchmarks/llada2_block_cache.py "$WORK/llada2_block_cache.json" $(tiny --tiny)
 session_end
