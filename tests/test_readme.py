@@ -155,13 +155,22 @@ def test_the_lambda_table_is_the_law_s():
     rows = re.findall(
         r"^\| ([^|]+?) \| (\d+) \((\d+)\) \| ([\d,]+) \| ([\d,]+) \| (\d+) \| (\d+) \| (\d+) \|$", README, re.M
     )
-    assert [row[0] for row in rows][:3] == ["LLaDA-8B", "Dream-v0-7B", "LLaDA-MoE-7B-A1B †"]
+    assert [row[0] for row in rows][:4] == [
+        "LLaDA-8B",
+        "Dream-v0-7B",
+        "LLaDA-MoE-7B-A1B †",
+        "LLaDA2.0-mini, LLaDA2.1-mini",
+    ]
     for _, rotary, _, theta, trained, *factors in rows:
         theta, trained = float(theta.replace(",", "")), int(trained.replace(",", ""))
         law = [ntk_scaling_factor(int(rotary), theta, trained, k * trained) for k in (2, 4, 8)]
         assert law == [int(f) for f in factors]
     assert "would give 2 / 6 / 18" in README
     assert [ntk_scaling_factor(64, 50000.0, 4096, k * 4096) for k in (2, 4, 8)] == [2, 6, 18]
+    from modeling_longllada.diffusion_gemma import law_ntk_factor
+
+    assert "the critical dimension is 396 > 128" in README and "the law gives λ = 1 at 2×, 4× and 8×" in README
+    assert [law_ntk_factor(512, 128, 1e6, 262144, k * 262144) for k in (2, 4, 8)] == [1, 1, 1]
 
 
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
