@@ -192,6 +192,7 @@ CHATS = {
     "dream": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
     "<|im_start|>assistant\n",
     "lladamoe": "<role>HUMAN</role>Hi<|role_end|><role>ASSISTANT</role>",
+    "llada2": "<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>Hi<|role_end|><role>ASSISTANT</role>",
 }
 
 
