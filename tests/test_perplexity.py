@@ -185,6 +185,25 @@ def test_resume_refuses_a_different_run(diffusion, tmp_path):
     assert read_run(out).meta["seed"] == 1
 
 
+def test_a_run_resumes_from_another_folder_of_the_same_files(tiny_model_dir, tmp_path):
+    """The same model files in another folder (a moved checkout, a committed file whose model path was made
+    relative) continue the run; other files in that folder do not."""
+    first, moved, changed = (tmp_path / name for name in ("first", "moved", "changed"))
+    for folder in (first, moved, changed):
+        shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps({**config, "rope_theta": 20000.0}))
+    out = tmp_path / "run.jsonl"
+    args = dict(out=out, max_length=40, chunk=20, mc=1, seed=0, progress=False)
+    perplexity_curve(str(first), **args)
+    whole = out.read_bytes()
+    out.write_bytes(whole[: whole.rindex(b"\n", 0, len(whole) - 1) + 1])  # the last chunk's row lost
+    perplexity_curve(str(moved), **args)
+    assert out.read_bytes() == whole and read_run(out).meta["model"] == str(first.resolve())
+    with pytest.raises(ValueError, match=r"other weights|different run"):
+        perplexity_curve(str(changed), **args)
+
+
 def test_official_llada_config_loads_into_our_class(diffusion, tiny_model_dir, tmp_path):
     # an official-style folder: model_type "llada", auto_map to remote code that is not there (never run)
     official = tmp_path / "official"
