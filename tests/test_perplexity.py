@@ -232,8 +232,9 @@ def test_diffusion_rope_scaling_overrides(tiny_model_dir):
     per_length = load_model(tiny_model_dir, "ntk-per-length", device="cpu")
     assert per_length.model.config.rope_scaling == {"type": "ntk_per_length"}
     assert per_length.rope["factor"] == "per length"
-    with pytest.raises(ValueError, match="type 'dynamic'"):  # transformers' dynamic NTK is for causal LMs
-        load_model(tiny_model_dir, "dynamic:2", device="cpu")
+    dynamic = load_model(tiny_model_dir, "dynamic:2", device="cpu")  # transformers' dynamic NTK: every family's too
+    assert dynamic.model.config.rope_scaling == {"type": "dynamic", "factor": 2}
+    assert dynamic.rope["rope_type"] == "dynamic" and dynamic.rope["factor"] == "per length"
 
 
 # -- autoregressive models -----------------------------------------------------------------------------------
