@@ -185,6 +185,9 @@ _NOT_RESULTS = ("command", "func", "verbosity", "show_config", "use_cache")
 # Model arguments naming files whose content determines the results (the weights, the tokenizer, an adapter): a
 # finished setting records their fingerprint, and a rerun over changed files runs the setting again.
 MODEL_PATH_KEYS = ("pretrained", "tokenizer", "peft", "delta")
+# Our task folder as the progress file records it: where the package is installed (a checkout, a virtual environment)
+# does not change a setting's results, and a machine's folders do not belong in a file that may be shared.
+OWN_TASKS_LABEL = "<longllada lm_eval_tasks>"
 
 
 class Setting(NamedTuple):
@@ -341,12 +344,21 @@ def setting_record(args: argparse.Namespace, text: str, parsed: dict) -> dict:
     ``--hf_hub_log_args``, say) are neither recorded nor part of the key."""
     run = {key: value for key, value in vars(args).items() if key not in _NOT_RESULTS and not callable(value)}
     run = redact(run)
+    if isinstance(run.get("include_path"), list):
+        run["include_path"] = [_own_tasks_label(path) for path in run["include_path"]]
     run["model_args"] = split_secrets(parsed)[0]
     config = getattr(args, "config", None)
     if config and Path(config).is_file():
         run["config_sha256"] = hashlib.sha256(Path(config).read_bytes()).hexdigest()
     canonical = _canonical(run)
     return {"setting": text, "key": hashlib.sha256(canonical.encode("utf-8")).hexdigest(), "run": json.loads(canonical)}
+
+
+def _own_tasks_label(path: Any) -> Any:
+    from lm_eval_tasks import TASKS_DIR
+
+    same = isinstance(path, str) and Path(path).expanduser().resolve() == Path(TASKS_DIR).resolve()
+    return OWN_TASKS_LABEL if same else path
 
 
 def setting_fingerprint(parsed: dict) -> dict[str, Any]:

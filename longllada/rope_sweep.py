@@ -174,7 +174,9 @@ def build_settings(
             for factor in [None] if method in ONCE else factors:
                 factors_file = None
                 if method == "longrope-law":
-                    factors_file = (out / FACTORS_DIR / f"{_slug(name)}_{int(round(factor * trained))}.json").resolve()
+                    # as --out is given (not resolved): a relative --out keeps the machine's folders out of the spec,
+                    # hence out of every record and results file, and a rerun from the same folder resumes
+                    factors_file = out / FACTORS_DIR / f"{_slug(name)}_{int(round(factor * trained))}.json"
                 chosen.append((method, factor, method_spec(method, factor, trained, factors_file), factors_file))
         for given in specs:
             parsed = parse_rope_scaling(given, field="--rope-scaling")
@@ -413,7 +415,7 @@ def _run(settings: list[SweepSetting], options: SweepOptions, out: Path, folder:
 
 
 def _relative(path: Path, out: Path) -> str:
-    return str(path.relative_to(out.resolve()))
+    return str(path.resolve().relative_to(out.resolve()))
 
 
 class SweepFailed(Exception):

@@ -156,6 +156,26 @@ def test_what_a_finished_setting_is_recorded_with():
     assert setting_record(args, FIRST, {"pretrained": "x", "cache": "dual"})["key"] != key
 
 
+def test_our_task_folder_is_recorded_by_name_not_by_where_it_is_installed(tmp_path, monkeypatch):
+    """The same setting run from another checkout of the package (another folder of our tasks) resumes, and the
+    progress file names no folder of the machine for our tasks; a user's own task folder still counts."""
+    import lm_eval_tasks
+    from lm_eval_tasks import TASKS_DIR
+    from longllada.eval_cli import OWN_TASKS_LABEL, include_paths
+
+    args = argparse.Namespace(model="longllada", tasks=["longllada_niah"], include_path=include_paths(None, TASKS_DIR))
+    record = setting_record(args, FIRST, {"pretrained": "x"})
+    assert record["run"]["include_path"] == [OWN_TASKS_LABEL] and str(Path(TASKS_DIR).resolve()) not in str(record)
+    other_checkout = tmp_path / "checkout" / "lm_eval_tasks"
+    other_checkout.mkdir(parents=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(lm_eval_tasks, "TASKS_DIR", other_checkout)
+        elsewhere = argparse.Namespace(**{**vars(args), "include_path": include_paths(None, other_checkout)})
+        assert setting_record(elsewhere, FIRST, {"pretrained": "x"})["key"] == record["key"]
+    mine = argparse.Namespace(**{**vars(args), "include_path": include_paths(str(tmp_path), TASKS_DIR)})
+    assert setting_record(mine, FIRST, {"pretrained": "x"})["run"]["include_path"] == [OWN_TASKS_LABEL, str(tmp_path)]
+
+
 def test_each_setting_has_a_request_cache_of_its_own(tmp_path):
     """lm-eval's --use_cache keys answers by the request text alone: settings sharing one database would read
     each other's answers. Each gets its own, the same on a rerun (so a killed setting resumes from it)."""

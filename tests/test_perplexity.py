@@ -185,6 +185,25 @@ def test_resume_refuses_a_different_run(diffusion, tmp_path):
     assert read_run(out).meta["seed"] == 1
 
 
+def test_a_run_resumes_from_another_folder_of_the_same_files(tiny_model_dir, tmp_path):
+    """The same model files in another folder (a moved checkout, a committed file whose model path was made
+    relative) continue the run; other files in that folder do not."""
+    first, moved, changed = (tmp_path / name for name in ("first", "moved", "changed"))
+    for folder in (first, moved, changed):
+        shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps({**config, "rope_theta": 20000.0}))
+    out = tmp_path / "run.jsonl"
+    args = dict(out=out, max_length=40, chunk=20, mc=1, seed=0, progress=False)
+    perplexity_curve(str(first), **args)
+    whole = out.read_bytes()
+    out.write_bytes(whole[: whole.rindex(b"\n", 0, len(whole) - 1) + 1])  # the last chunk's row lost
+    perplexity_curve(str(moved), **args)
+    assert out.read_bytes() == whole and read_run(out).meta["model"] == str(first.resolve())
+    with pytest.raises(ValueError, match=r"other weights|different run"):
+        perplexity_curve(str(changed), **args)
+
+
 def test_official_llada_config_loads_into_our_class(diffusion, tiny_model_dir, tmp_path):
     # an official-style folder: model_type "llada", auto_map to remote code that is not there (never run)
     official = tmp_path / "official"
@@ -213,9 +232,9 @@ def test_diffusion_rope_scaling_overrides(tiny_model_dir):
     per_length = load_model(tiny_model_dir, "ntk-per-length", device="cpu")
     assert per_length.model.config.rope_scaling == {"type": "ntk_per_length"}
     assert per_length.rope["factor"] == "per length"
-    dynamic = load_model(tiny_model_dir, "dynamic:2", device="cpu")  # transformers' dynamic NTK: tables per length
-    assert dynamic.model.config.rope_scaling == {"type": "dynamic", "factor": 2.0}
-    assert dynamic.model.config.rope_effective_base == "per length"
+    dynamic = load_model(tiny_model_dir, "dynamic:2", device="cpu")  # transformers' dynamic NTK: every family's too
+    assert dynamic.model.config.rope_scaling == {"type": "dynamic", "factor": 2}
+    assert dynamic.rope["rope_type"] == "dynamic" and dynamic.rope["factor"] == "per length"
 
 
 # -- autoregressive models -----------------------------------------------------------------------------------

@@ -173,6 +173,31 @@ def test_the_lambda_table_is_the_law_s():
     assert [law_ntk_factor(512, 128, 1e6, 262144, k * 262144) for k in (2, 4, 8)] == [1, 1, 1]
 
 
+def test_the_rope_comparison_table_is_the_committed_sweep():
+    """The README's table of context-extension methods on the twins: each number is the committed sweep's mean
+    NIAH score of the method's setting for that target length (docs/rope_comparison/*/rope_comparison.csv)."""
+    import csv
+
+    columns = {"unscaled": "none", "NTK": "ntk ×{s}", "interpolation": "linear ×{s}", "YaRN": "yarn ×{s}",
+               "LongRoPE": "longrope-law ×{s}", "per length": {"diffusion": "ntk-per-length", "causal": "dynamic ×{s}"}}  # fmt: skip
+    rows = {
+        twin: cells.split(" | ")
+        for twin, cells in re.findall(
+            r"^\| (diffusion|causal) \| ((?:[\d.]+ / [\d.]+ / [\d.]+(?: \| )?)+) \|$", README, re.M
+        )
+    }
+    assert set(rows) == {"diffusion", "causal"}
+    for twin, cells in rows.items():
+        folder = REPO / "docs" / "rope_comparison" / twin
+        table = {row["setting"]: row for row in csv.DictReader((folder / "rope_comparison.csv").open(encoding="utf-8"))}
+        assert (folder / "rope_comparison.png").is_file() and len(cells) == len(columns)
+        for cell, setting in zip(cells, columns.values()):
+            setting = setting[twin] if isinstance(setting, dict) else setting
+            for stated, s in zip(cell.split(" / "), (2, 4, 8)):
+                row = table[setting.format(s=s)]
+                assert stated == f"{float(row[f'niah_{256 * s}']):.1f}", (twin, setting, s)
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_example_runs(index, stand_ins, tmp_path):
     code = substitute(blocks("python")[index], stand_ins)

@@ -104,6 +104,18 @@ def read_run(path: str | Path) -> PerplexityCurve:
     return PerplexityCurve(meta=meta, rows=rows)
 
 
+def same_run(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a run described by ``new`` continues the file's (``old``): equal metadata, where the model's folder
+    may differ when its files are the same ones (a moved or another checkout, a copied folder, a committed file
+    with the folder made relative): the fingerprint, not the path, is what the curve depends on."""
+    if old == new:
+        return True
+    fingerprint = old.get("fingerprint")
+    if not isinstance(fingerprint, dict) or not fingerprint.get("files") or fingerprint != new.get("fingerprint"):
+        return False
+    return {k: v for k, v in old.items() if k != "model"} == {k: v for k, v in new.items() if k != "model"}
+
+
 def _meta_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     details = []
@@ -204,7 +216,7 @@ class ResultsFile:
         """Start appending chunk rows for the run described by ``meta``; returns the rows already done."""
         self._inspect()  # again: the file may have changed while the model loaded
         if self.meta is not None and not self.overwrite:
-            if self.meta != meta:
+            if not same_run(self.meta, meta):
                 raise ValueError(
                     f"--out {self.path} holds a different run ({_meta_changes(self.meta, meta)}); give a new --out, "
                     "or pass --overwrite to replace it"
