@@ -709,8 +709,9 @@ class LongLLaDALM(HFLM):
             groups = [list(range(len(requests)))]
         self._timing("requests", count=len(requests), tokens=sum(lengths), groups=len(groups),
                      tokenised=self._tokenised, seconds=round(time.perf_counter() - start, 3))  # fmt: skip
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats(self.device if self.device.type == "cuda" else None)
+        gpus = self._model_gpus()
+        for gpu in gpus:
+            torch.cuda.reset_peak_memory_stats(gpu)
         results: list[str | None] = [None] * len(requests)
         try:
             for group in groups:
@@ -720,10 +721,20 @@ class LongLLaDALM(HFLM):
         finally:
             self._encodings.clear()
             self._prompt_names.clear()
-        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
+        peaks = [round(torch.cuda.max_memory_allocated(gpu) / 2**30, 2) for gpu in gpus]
         self._timing("generated", count=len(requests), seconds=round(time.perf_counter() - start, 3),
-                     peak_gib=round(peak / 2**30, 2) if peak is not None else None)  # fmt: skip
+                     peak_gib=max(peaks, default=None), peak_gib_per_gpu=peaks if len(gpus) > 1 else None)  # fmt: skip
         return results
+
+    def _model_gpus(self) -> list[torch.device]:
+        """The CUDA devices the model runs on: every GPU of its ``device_map`` (``parallelize=True`` or a
+        ``device_map`` model argument), else this process's GPU; none on a CPU."""
+        placement = getattr(self.model, "hf_device_map", None) or {}
+        gpus = {torch.device(place) for place in placement.values() if place not in ("cpu", "disk")}
+        if not gpus and self.device.type == "cuda":
+            gpus = {self.device}
+        gpus = {gpu for gpu in gpus if gpu.type == "cuda"}
+        return sorted(gpus, key=lambda gpu: gpu.index or 0)
 
     def _model_generate(
         self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any
