@@ -445,7 +445,11 @@ class LongLLaDALM(HFLM):
             # HFLM splits the requests over processes only when it sees several GPUs; CPU processes
             # (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N) get their share too.
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
-        self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size)
+        placement: dict[str, int] = {}  # a device_map model (parallelize=True): its entries per device
+        for place in (getattr(self._model, "hf_device_map", None) or {}).values():
+            placement[str(place)] = placement.get(str(place), 0) + 1
+        self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size,
+                     device_map_entries=placement or None)  # fmt: skip
         if self._family is None:
             if self._scaled_window and not self._max_length:
                 scaling = self._rope_override[1]
