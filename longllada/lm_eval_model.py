@@ -445,7 +445,11 @@ class LongLLaDALM(HFLM):
             # HFLM splits the requests over processes only when it sees several GPUs; CPU processes
             # (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N) get their share too.
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
-        self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size)
+        placement: dict[str, int] = {}  # a device_map model (parallelize=True): its entries per device
+        for place in (getattr(self._model, "hf_device_map", None) or {}).values():
+            placement[str(place)] = placement.get(str(place), 0) + 1
+        self._timing("load", seconds=round(load_seconds, 3), device=str(self.device), world_size=self._world_size,
+                     device_map_entries=placement or None)  # fmt: skip
         if self._family is None:
             if self._scaled_window and not self._max_length:
                 scaling = self._rope_override[1]
@@ -709,8 +713,9 @@ class LongLLaDALM(HFLM):
             groups = [list(range(len(requests)))]
         self._timing("requests", count=len(requests), tokens=sum(lengths), groups=len(groups),
                      tokenised=self._tokenised, seconds=round(time.perf_counter() - start, 3))  # fmt: skip
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats(self.device if self.device.type == "cuda" else None)
+        gpus = self._model_gpus()
+        for gpu in gpus:
+            torch.cuda.reset_peak_memory_stats(gpu)
         results: list[str | None] = [None] * len(requests)
         try:
             for group in groups:
@@ -720,10 +725,20 @@ class LongLLaDALM(HFLM):
         finally:
             self._encodings.clear()
             self._prompt_names.clear()
-        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
+        peaks = [round(torch.cuda.max_memory_allocated(gpu) / 2**30, 2) for gpu in gpus]
         self._timing("generated", count=len(requests), seconds=round(time.perf_counter() - start, 3),
-                     peak_gib=round(peak / 2**30, 2) if peak is not None else None)  # fmt: skip
+                     peak_gib=max(peaks, default=None), peak_gib_per_gpu=peaks if len(gpus) > 1 else None)  # fmt: skip
         return results
+
+    def _model_gpus(self) -> list[torch.device]:
+        """The CUDA devices the model runs on: every GPU of its ``device_map`` (``parallelize=True`` or a
+        ``device_map`` model argument), else this process's GPU; none on a CPU."""
+        placement = getattr(self.model, "hf_device_map", None) or {}
+        gpus = {torch.device(place) for place in placement.values() if place not in ("cpu", "disk")}
+        if not gpus and self.device.type == "cuda":
+            gpus = {self.device}
+        gpus = {gpu for gpu in gpus if gpu.type == "cuda"}
+        return sorted(gpus, key=lambda gpu: gpu.index or 0)
 
     def _model_generate(
         self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any

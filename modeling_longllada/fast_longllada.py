@@ -387,8 +387,11 @@ def _as_rows(t: torch.Tensor) -> torch.Tensor | None:
 def rms_norm(norm: plain.LongLLaDARMSNorm, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)``: the fused kernel where it applies (see the module docstring), else torch with the float32 product
     x·scale rounded once to x's dtype as it is stored: the values of ``(x32 * scale).to(dtype)`` without writing
-    and re-reading a float32 copy (a third fewer bytes)."""
-    if x.dtype == torch.float32:
+    and re-reading a float32 copy (a third fewer bytes). A norm whose weight is not beside x (a ``device_map`` that
+    puts it on another GPU, or offloads it to the meta device between passes) runs its own forward, through which
+    accelerate's hook brings x and the weight together."""
+    weight = norm.weight
+    if x.dtype == torch.float32 or (weight is not None and weight.device != x.device):
         return norm(x)
     y = triton_rms_norm(x, norm.weight, norm.eps)
     if y is not None:

@@ -43,7 +43,7 @@ from .configuration_llada2 import LLaDA2Config
 # imports itself (not the files those import), so this names every file that modeling_longllada.py needs.
 from .configuration_longllada import LongLLaDAConfig  # noqa: F401
 from .fast_longllada import FastOps  # noqa: F401
-from .generation_longllada import LLADA2_DEFAULTS, DiffusionSamplerMixin
+from .generation_longllada import LLADA2_DEFAULTS, DiffusionSamplerMixin, canvas_device
 from .modeling_longllada import (
     AttentionNames,
     DecoderLayer,
@@ -54,6 +54,7 @@ from .modeling_longllada import (
     LongLLaDARMSNorm,
     SelfAttention,
     SwiGLUMLP,
+    init_unloaded,
 )
 from .moe_longllada import Router, RoutingRule, SparseMoE
 from .rope_longllada import check_number
@@ -136,10 +137,9 @@ class LLaDA2PreTrainedModel(LongLLaDAPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, Router):
-            module.weight.normal_(0.0, self._initializer_std())
+            init_unloaded(module.weight, std=self._initializer_std())
             # A buffer that a checkpoint may lack: zero, not left as memory (transformers 5 builds on meta).
-            if module.expert_bias is not None:
-                module.expert_bias.zero_()
+            init_unloaded(module.expert_bias, fill=0.0)
 
 
 class LLaDA2ModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LLaDA2PreTrainedModel, GenerationMixin):
@@ -245,7 +245,7 @@ class LLaDA2ModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LLaDA2PreTrainedMod
         block = self.scoring_block_length
         n = sequence.numel()
         first = n_context // block * block  # the first block with a continuation token
-        device = self.device
+        device = canvas_device(self)
         clean = self.encode(sequence[None], use_cache=True, block_causal=block, hidden_to_keep=1)[1]
         query_block = torch.arange(first, n, device=device) // block
         key_block = torch.arange(n, device=device) // block

@@ -44,6 +44,7 @@ from .modeling_longllada import (
     PlainOps,
     SelfAttention,
     SwiGLUMLP,
+    init_unloaded,
 )
 from .moe_longllada import Router, RoutingRule, SparseMoE
 from .rope_tables_longllada import rope_tables  # noqa: F401  (unused here too: for transformers 4.46, as above)
@@ -170,11 +171,11 @@ class LLaDAMoEPreTrainedModel(LongLLaDAPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, Router):
-            module.weight.normal_(0.0, self._initializer_std())
+            init_unloaded(module.weight, std=self._initializer_std())
         # The expert bias is a buffer that a checkpoint may lack: zero, not left as memory (transformers 5 builds
         # modules on the meta device).
-        if isinstance(module, (Router, SparseMoE)) and module.expert_bias is not None:
-            module.expert_bias.zero_()
+        if isinstance(module, (Router, SparseMoE)):
+            init_unloaded(module.expert_bias, fill=0.0)
 
 
 class LLaDAMoEModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LLaDAMoEPreTrainedModel, GenerationMixin):

@@ -1113,10 +1113,10 @@ class BlockCausalDenoiser:
         [0, first_column) written into them pass by pass."""
         model, config = self.model, self.model.config
         rows, width = x.shape
+        shape = (rows, config.num_key_value_heads, width, config.head_dim)
         self.cache_kv = []
         for layer in model.decoder_layers:
-            device = next(layer.parameters()).device
-            shape = (rows, config.num_key_value_heads, width, config.head_dim)
+            device = execution_device(layer, x.device)
             self.cache_kv.append(tuple(torch.empty(shape, dtype=model.dtype, device=device) for _ in range(2)))
         chunk = max(self.block_length, PREFILL_TOKENS // rows // self.block_length * self.block_length)
         for low in range(0, self.first_column, chunk):
@@ -1128,6 +1128,29 @@ class BlockCausalDenoiser:
             )  # fmt: skip
             self.forward_passes += 1
             self.prompt_passes += 1
+
+
+def execution_device(module: torch.nn.Module, default: torch.device) -> torch.device:
+    """The device ``module``'s forward runs on. Under accelerate's dispatch (``device_map``) that is its hook's
+    execution device, which for a layer offloaded to the CPU or disk is not where its weights rest (they are on the
+    meta device between passes); otherwise the device of its weights; ``default`` for a module without either. A
+    layer's cache lives there, so that the hook hands the layer its own buffers and the in-place writes land in them."""
+    for part in module.modules():
+        hook = getattr(part, "_hf_hook", None)
+        for one in getattr(hook, "hooks", (hook,)):  # accelerate's SequentialHook holds several
+            device = getattr(one, "execution_device", None)
+            if device is not None:
+                return torch.device(device)
+        for tensor in part.parameters(recurse=False):
+            if tensor.device.type != "meta":
+                return tensor.device
+    return default
+
+
+def canvas_device(model) -> torch.device:
+    """Where the sampler keeps its tokens and draws its random numbers: the device the input embedding runs on
+    (``model.device``, unless a ``device_map`` offloads the embedding: then its hook's execution device)."""
+    return execution_device(model.get_input_embeddings(), model.device)
 
 
 def _graphs_possible(model, x: torch.Tensor) -> bool:
@@ -1326,12 +1349,13 @@ class DiffusionSamplerMixin:
         """Checked prompts on the model's device, their mask, the prompt length and the output length (every
         input is checked before anything runs: :func:`check_generate_inputs`)."""
         check_generate_inputs(self, input_ids, attention_mask, s, generator)
-        input_ids = input_ids.to(device=self.device, dtype=torch.long)
+        device = canvas_device(self)
+        input_ids = input_ids.to(device=device, dtype=torch.long)
         batch, prompt_len = input_ids.shape
         if attention_mask is None:  # a leading run of pad tokens is left padding
             pad = s.pad_token_id
             attention_mask = torch.ones_like(input_ids) if pad is None else (input_ids != pad).long().cummax(-1).values
-        attention_mask = attention_mask.to(device=self.device, dtype=torch.long)
+        attention_mask = attention_mask.to(device=device, dtype=torch.long)
         real = attention_mask.bool()
         if not bool(real.any(-1).all()):
             raise ValueError("a prompt is empty (all padding); every row needs at least one real token")
@@ -1444,7 +1468,7 @@ def check_generate_inputs(model, input_ids: Any, attention_mask: Any, s: Diffusi
             raise ValueError(
                 f"{name}={value} is not allowed; allowed: a token id in [0, {rows}) (the embedding's rows)"
             )
-    check_generator(generator, model.device)
+    check_generator(generator, canvas_device(model))
     if s.max_new_tokens is not None and s.max_length is not None:
         logger.warning(
             "Both `max_new_tokens` (=%s) and `max_length` (=%s) seem to have been set. `max_new_tokens` will take "

@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
@@ -40,6 +41,7 @@ from .configuration_longllada import LongLLaDAConfig
 from .generation_longllada import (
     DiffusionSamplerMixin,
     _check_fits,
+    canvas_device,
     check_generator,
     check_token_ids,
     embedding_rows,
@@ -74,6 +76,8 @@ except ImportError:  # pragma: no cover - no FlashAttention-3 on CPU machines
         fa3_func = fa3_varlen_func = None
 
 logger = logging.get_logger(__name__)
+
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 # The remote code of a model repo, copied flat beside config.json (by save_pretrained, tiny-model and upload).
 REMOTE_CODE_FILES = (
@@ -893,6 +897,16 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     def _can_set_attn_implementation(cls) -> bool:  # transformers 5: every pass reads the switch anew
         return True
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        # transformers 4.x writes the buffers of the modules that a device_map puts on "disk" to the offload folder
+        # but, unless offload_buffers=True, leaves the modules' own buffers at their initial values (a router's
+        # expert_bias would be zeros); 5.x loads them into the modules. Offloaded with the weights, they cost a few
+        # bytes a pass, and nothing where no module is offloaded.
+        if kwargs.get("device_map") is not None and TRANSFORMERS_MAJOR < 5:
+            kwargs.setdefault("offload_buffers", True)
+        return super().from_pretrained(*args, **kwargs)
+
     def _initializer_std(self) -> float:
         return self.config.init_std
 
@@ -900,13 +914,26 @@ class LongLLaDAPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         std = self._initializer_std()
         if isinstance(module, nn.Linear):
-            module.weight.normal_(0.0, std)
-            if module.bias is not None:
-                module.bias.zero_()
+            init_unloaded(module.weight, std=std)
+            init_unloaded(module.bias, fill=0.0)
         elif isinstance(module, nn.Embedding):
-            module.weight.normal_(0.0, std)
-        elif isinstance(module, LongLLaDARMSNorm) and module.weight is not None:
-            module.weight.fill_(1.0)
+            init_unloaded(module.weight, std=std)
+        elif isinstance(module, LongLLaDARMSNorm):
+            init_unloaded(module.weight, fill=1.0)
+
+
+@torch.no_grad()
+def init_unloaded(tensor: torch.Tensor | None, *, std: float | None = None, fill: float | None = None) -> None:
+    """Fill ``tensor`` with N(0, std²) (``std``) or a constant (``fill``), unless from_pretrained has already
+    loaded it: transformers 5 flags loaded tensors ``_is_hf_initialized`` and calls ``_init_weights`` on any module
+    with an unflagged one, which under a ``device_map`` that offloads a module's weights to disk (they stay on the
+    meta device) is also a module whose buffers were loaded, such as a router's ``expert_bias``."""
+    if tensor is None or getattr(tensor, "_is_hf_initialized", False):
+        return
+    if std is not None:
+        tensor.normal_(0.0, std)
+    else:
+        tensor.fill_(fill)
 
 
 def _check_supported(config: LongLLaDAConfig) -> None:
@@ -1245,7 +1272,7 @@ class DiffusionLMMixin:
         check_number("mc_num", mc_num, minimum=1, integer=True)
         check_number("batch_size", batch_size, minimum=1, integer=True)
         check_number("cfg_scale", cfg_scale, minimum=0)
-        device = self.device
+        device = canvas_device(self)
         rows = embedding_rows(self)
         context = _one_sequence("context_ids", context_ids, rows).to(device)
         target = _one_sequence("continuation_ids", continuation_ids, rows).to(device)
@@ -1414,9 +1441,20 @@ class LongLLaDAModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LongLLaDAPreTrai
         return self.model.transformer.ln_f
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V]."""
-        weight = self.model.transformer.wte.weight if self.config.weight_tying else self.model.transformer.ff_out.weight
-        logits = F.linear(hidden, weight)
+        """Final projection of already-normalised hidden states [..., d_model] -> logits [..., V], on the device
+        of the projection's weight (under a ``device_map``, the untied ``ff_out`` runs its own forward, through
+        accelerate's hook; the tied embedding's rows are read where they sit)."""
+        if not self.config.weight_tying:
+            logits = self.model.transformer.ff_out(hidden)
+        else:
+            weight = self.model.transformer.wte.weight
+            if weight.is_meta:
+                raise ValueError(
+                    "weight_tying=True with model.transformer.wte offloaded (device_map 'cpu' offload or 'disk'): the "
+                    "head reads the embedding's rows outside its forward; allowed: wte on a device (a GPU, or 'cpu' "
+                    "in a CPU-only map)"
+                )
+            logits = F.linear(hidden.to(weight.device), weight)
         if self.config.scale_logits:
             logits = logits * (1.0 / math.sqrt(self.config.d_model))
         return logits
