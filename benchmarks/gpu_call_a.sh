@@ -4,7 +4,7 @@
 #
 #   run(command="OUT=$OUT bash benchmarks/gpu_call_a.sh", carry=[".whl-a", ".fastdllm"], timeout_s=600)
 #
-# Parts, in order of priority, each under its own cap (seconds; expected in brackets, from the earlier H200 runs in
+# Parts, each under its own cap, run in the order fa3, fastdllm, llada2, moe, profile (the order of priority) (seconds; expected in brackets, from the earlier H200 runs in
 # benchmarks/NOTES.md and benchmarks/results):
 #   wheels, versions   fa3-fwd into /tmp/site-a; GPU, torch, transformers, triton, FlashAttention-3       [15]
 #   fa3        120     benchmarks/fa3_check.py: FA3 against sdpa (exactness, TFLOP/s at 4k-128k, 32-query
@@ -30,8 +30,6 @@ FASTDLLM=${FASTDLLM:-.fastdllm}
 if [ "$TINY" != 1 ]; then install_wheels .whl-a /tmp/site-a; fi
 versions
 run_part fa3 120 "$PY" benchmarks/fa3_check.py $(tiny --tiny) --out "$WORK/fa3_check.json"
-run_part profile 80 "$PY" benchmarks/cached_step_profile.py $(tiny --tiny) --lengths 4096,32768 \
-    --out "$WORK/cached_step_profile.json"
 if [ -f "$FASTDLLM/llada/generate.py" ]; then
     run_part fastdllm 150 "$PY" benchmarks/fastdllm_compare.py --fastdllm "$FASTDLLM" $(tiny --tiny) \
         --lengths "$([ "$TINY" = 1 ] && echo 96 || echo 4096,16384,32768)" --repeats 1 --warmup 1 --deadline-s 110 \
@@ -40,7 +38,9 @@ else
     echo "=== fastdllm: no Fast-dLLM files in $FASTDLLM (benchmarks/split_wheels.sh --fastdllm-from CHECKOUT)"
     record fastdllm - 0 160 "absent: $FASTDLLM"
 fi
+run_part llada2 80 "$PY" benchmarks/llada2_block_cache.py "$WORK/llada2_block_cache.json" $(tiny --tiny)
 run_part moe 60 "$PY" benchmarks/moe_bench.py "$WORK/moe_bench.json" $(tiny --tiny) \
     --lengths "$([ "$TINY" = 1 ] && echo 64,256 || echo 4096,16384,32768)" --repeats 2
-run_part llada2 80 "$PY" benchmarks/llada2_block_cache.py "$WORK/llada2_block_cache.json" $(tiny --tiny)
+run_part profile 80 "$PY" benchmarks/cached_step_profile.py $(tiny --tiny) --lengths 4096,32768 \
+    --out "$WORK/cached_step_profile.json"
 session_end
