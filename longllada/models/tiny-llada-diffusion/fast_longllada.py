@@ -56,14 +56,13 @@ ROTARY_HALVES_MIN_NUMEL = 1 << 20
 FEW_QUERIES, MANY_KEYS = 256, 1024
 # FlashAttention-3 in place of sdpa (attn_implementation="sdpa" on the fast path, a Hopper GPU, a kernel that
 # imports: see modeling_longllada.flash_attention_3) where it was measured faster: more than FEW_QUERIES queries over
-# at least FA3_MIN_KEYS keys (exact mode's long passes: non-causal bf16, 32 heads x 128, one H100, FA3 against sdpa's
-# cuDNN: 0.90x at 4k x 4k, 1.16x at 32k x 32k; flash-attn 4 on an H200 1.05x of the whole pass from 16k), and at most
-# FEW_QUERIES queries over at least FA3_FEW_QUERIES_MIN_KEYS keys (cached steps, FA3 splitting the keys; None: never).
-# Provisional: 8k and 16k, and FA3's split-KV against sdpa's flash for 32 queries, are measured by
-# benchmarks/fa3_check.py; FA3 without split-KV gave 0.60x / 0.83x / 1.03x of sdpa for 32 queries over 4k / 32k / 128k.
-# 16000: from the NIAH grid's 16k prompts (16,000 tokens and the 32-token answer) on.
-FA3_MIN_KEYS = 16000
-FA3_FEW_QUERIES_MIN_KEYS: int | None = None
+# at least FA3_MIN_KEYS keys (exact mode's passes), and at most FEW_QUERIES queries over at least
+# FA3_FEW_QUERIES_MIN_KEYS keys (cached steps, FA3 splitting the keys; None: never). Measured on one H200 in the
+# LLaDA-8B model (benchmarks/results/fa3_check_h200.json): the exact step 0.98x sdpa at 2k, 1.03x at 4k, 1.08x at
+# 16k, 1.11x at 32k; 32 queries with split-KV 0.026 / 0.071 / 0.128 ms a layer over 4k / 16k / 32k keys against
+# sdpa-flash's 0.030 / 0.078 / 0.142. 4032: the NIAH grid's 4k prompts (4,000 tokens and the 32-token answer) on.
+FA3_MIN_KEYS = 4032
+FA3_FEW_QUERIES_MIN_KEYS: int | None = 4096
 # One product for a layer's q/k/v projections and one for its feed-forward's gate and up where a pass has at most
 # this many rows (batch x positions: the sampler's cached steps, whose products read every weight for a few rows):
 # 4 instead of 7 weight-bound products a layer. The weights are packed once into one tensor whose row blocks the
