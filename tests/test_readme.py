@@ -202,3 +202,10 @@ def test_shell_commands_run_in_order(stand_ins, tmp_path):
     assert figure_creator(tmp_path / "ppl.png") == "longllada ppl-plot"
     niah_table = (tmp_path / "tables" / "niah.md").read_text()
     assert "tiny-llada-diffusion, no scaling" in niah_table and "tiny-llada-diffusion, NTK λ=3 (T=512)" in niah_table
+    # what the later sections say their commands make
+    assert figure_creator(tmp_path / "heatmap.png") == "longllada niah-plot"
+    assert figure_creator(tmp_path / "figure1.png") == "longllada ppl-plot"
+    ppl_rows = [row for row in (tmp_path / "tables" / "ppl.md").read_text().splitlines() if row.startswith("| ")]
+    assert any("NTK" in row and "T=16384" in row for row in ppl_rows) and len(ppl_rows) >= 2 + 3  # header, 3 runs
+    built = json.loads((tmp_path / "build" / "config.json").read_text())
+    assert built["rope_scaling"] == {"type": "ntk", "target_length": 16384} and "auto_map" in built
