@@ -131,7 +131,7 @@ def test_methods_times_factors_and_the_law_factor_files(tiny_model_dir, tmp_path
         (["--rope-scaling", "yarn:2", "--rope-scaling", "yarn:2"], r"asked for twice"),
         (["--rope-scaling", "bogus:2"], r"--rope-scaling='bogus:2' is not allowed"),
         (["--rope-scaling", "none", "--ppl-max-length", "10000000"], r"--ppl-max-length 10000000 is beyond the text"),
-        (["--rope-scaling", "none", "--depths", "0,150"], r"'150' is not allowed; allowed: finite numbers >= 0 and <= 100"),
+        (["--rope-scaling", "none", "--depths", "0,150"], r"'150' is not allowed.* <= 100"),
     ],
 )
 def test_bad_input_is_one_error_line_before_any_model_loads(tiny_model_dir, tmp_path, capsys, extra, message):
