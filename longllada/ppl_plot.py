@@ -89,9 +89,10 @@ def plot_curves(
     for run, curve in zip(runs, curves):
         if not curve.rows:
             raise ValueError(f"{run}: the run has no finished chunk yet; nothing to plot")
-    labels = [run_label(curve.meta) for curve in curves]
-    for index, (run, label) in enumerate(zip(runs, list(labels))):
-        if labels.count(label) > 1:  # two runs of one setting: tell them apart by their files
+    settings = [run_label(curve.meta) for curve in curves]
+    labels = list(settings)
+    for index, (run, label) in enumerate(zip(runs, settings)):
+        if settings.count(label) > 1:  # two runs of one setting: tell them apart by their files
             labels[index] = f"{label} [{Path(str(run)).name if not isinstance(run, PerplexityCurve) else index + 1}]"
 
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
