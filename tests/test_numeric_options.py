@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -337,3 +340,21 @@ def test_gumbel_scores_stay_finite_at_any_temperature():
         official = (logits.exp() / (-torch.log(u)) ** temperature).argmax(-1)
         ours = add_gumbel_noise(logits, temperature, torch.Generator().manual_seed(2)).argmax(-1)
         assert torch.equal(official, ours)
+
+
+def test_the_installed_entry_prints_one_line_and_nothing_else(tmp_path):
+    """`python -m longllada` as a user runs it: stderr is the one error line (no warning of an import, no log line of
+    lm-eval), exit code 2, for an lm-eval option and a sampler argument of `eval` and an option of `ppl`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cases = [
+        (niah_eval(f"pretrained={TWIN}", "--limit", "nan"), "eval", "--limit"),
+        (niah_eval(f"pretrained={TWIN},temperature=inf"), "eval", "temperature"),
+        (["--model", str(TWIN), "--out", str(tmp_path / "r.jsonl"), "--chunk=-1"], "ppl", "--chunk"),
+    ]
+    for argv, command, name in cases:
+        result = subprocess.run([sys.executable, "-m", "longllada", command, *argv], capture_output=True, text=True,
+                                env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"longllada {command}: error: ") and name in lines[0]
+    assert not any(tmp_path.iterdir())
