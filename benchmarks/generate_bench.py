@@ -1,4 +1,4 @@
-"""Speed and memory of LongLLaDA's forward pass and sampler against the official code's cost (issue 8).
+"""Speed and memory of LongLLaDA's forward pass and sampler against the official code's cost.
 
 Builds an LLaDA-8B-shaped model (LongLLaDAConfig defaults) with random bf16 weights directly on the GPU, then,
 per prompt length, times with CUDA events after warm-up:
@@ -177,7 +177,7 @@ def cached_step_bytes(config: LongLLaDAConfig, cache_length: int, bytes_per_valu
 
 
 def _rope_reference(x, cos, sin):
-    """The RoPE formula as the official model computes it (spec §1): float32 copy, rotate, two products."""
+    """The RoPE formula as the official model computes it: float32 copy, rotate, two products."""
     dtype = x.dtype
     x = x.float()
     x1, x2 = x.chunk(2, dim=-1)
@@ -191,7 +191,7 @@ def _rmsnorm_reference(x, weight, eps):
 
 @torch.no_grad()
 def reference_forward(model, input_ids: torch.Tensor, head_positions: slice | None = None) -> torch.Tensor:
-    """The official modeling file's arithmetic on our model's weights (spec §1): every position through every
+    """The official modeling file's arithmetic on our model's weights: every position through every
     layer, float32 RoPE and RMSNorm as written there, sdpa with torch's own kernel choice, and the LM head on
     every position (or ``head_positions``). This is the baseline's forward pass: it costs what the official
     model costs, whatever our model's own fast paths do. Returns logits [B, L or kept, V]."""
@@ -221,7 +221,7 @@ def reference_forward(model, input_ids: torch.Tensor, head_positions: slice | No
 
 @torch.no_grad()
 def baseline_generate(model, prompt, mask_id, on_step=None):
-    """The official sampler loop (spec §2, temperature 0, low_confidence, one block) over the official forward
+    """The official sampler loop (LLaDA's Appendix B; temperature 0, low_confidence, one block) over the official forward
     pass (:func:`reference_forward`): logits over the whole sequence, argmax and softmax over [B, L, V], confidence −inf after the block, top-k over the
     whole sequence. The one change from the official code: the mask token is never a prediction (its logit is
     set to −inf in place, no copy), as our sampler does, so that tokens can be compared."""

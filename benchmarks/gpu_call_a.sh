@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU call A of this release (one device command, at most 10 minutes; results in three files under $OUT). From the
+# GPU call A of this release (one command, at most 10 minutes; results in three files under $OUT). From the
 # repository root, carrying the FlashAttention-3 wheel and Fast-dLLM's files (benchmarks/split_wheels.sh makes both):
 #
 #   run(command="OUT=$OUT bash benchmarks/gpu_call_a.sh", carry=[".whl-a", ".fastdllm"], timeout_s=600)

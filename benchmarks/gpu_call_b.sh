@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU call B of this release (one device command, at most 10 minutes; results in three files under $OUT). From the
+# GPU call B of this release (one command, at most 10 minutes; results in three files under $OUT). From the
 # repository root, carrying lm-eval's and transformers 5.25's wheels (benchmarks/split_wheels.sh makes .whl-b):
 #
 #   run(command="OUT=$OUT bash benchmarks/gpu_call_b.sh", carry=[".whl-b"], timeout_s=600)

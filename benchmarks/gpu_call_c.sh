@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU call C of this release (one device command; results in three files under $OUT): DiffusionGemma's NIAH cell and
+# GPU call C of this release (one GPU command; results in three files under $OUT): DiffusionGemma's NIAH cell and
 # its longest prompt. From the repository root, carrying the same wheels as call B (transformers 5.25 among them):
 #
 #   run(command="OUT=$OUT bash benchmarks/gpu_call_c.sh", carry=[".whl-b"], timeout_s=480)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared by benchmarks/gpu_call_a.sh and gpu_call_b.sh (sourced, not run): one device command of at most 10 minutes,
+# Shared by benchmarks/gpu_call_a.sh and gpu_call_b.sh (sourced, not run): one command of at most 10 minutes,
 # split into parts that each run under their own time cap, so that one part's failure or overrun loses nothing else.
 #
 # Results: every part writes under $WORK (a scratch folder, /tmp/gpu_call_$CALL); after each part the whole of $WORK
@@ -72,7 +72,7 @@ run_part() {  # run_part NAME CAP_S COMMAND...: COMMAND under min(CAP_S, what is
     pack
 }
 
-run_hook() {  # run_hook NAME CAP_S SCRIPT [ARGS...]: a part another branch provides, run only when its script exists
+run_hook() {  # run_hook NAME CAP_S SCRIPT [ARGS...]: a part whose script may be absent, run only when it exists
     local name=$1 cap=$2 script=$3
     shift 3
     if [ ! -f "$script" ]; then

@@ -1,5 +1,5 @@
 """The short table printed at the end of a GPU call (benchmarks/gpu_call_a.sh, gpu_call_b.sh): per part its exit
-status, seconds and cap, then the figures the issue's targets are judged by, read from the parts' JSON files in the
+status, seconds and cap, then the figures the release's targets are judged by, read from the parts' JSON files in the
 call's scratch folder (whatever is there: a part that failed or was stopped shows what it wrote).
 
     python benchmarks/gpu_session_summary.py /tmp/gpu_call_a

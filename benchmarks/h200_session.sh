@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU session steps (run from the repository root on the device machine; results under $OUT).
+# Steps of a GPU run (from the repository root on the GPU machine; results under $OUT).
 #   env:    install the carried lm-eval wheels (.whl/) into /tmp/site and print the versions that matter.
 #   dream:  Dream-v0-7B-shaped random bf16 model, forward + 32-token answer at 4k/16k/32k, exact and prefix.
 #   tinyeval: the real `longllada eval` NIAH run on the shipped tiny twin, on the GPU (a smoke test of the path).

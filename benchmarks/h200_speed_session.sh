@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU steps of the speed work (run from the repository root on the device machine; results under $OUT). Each part
-# stays under the 10-minute limit of one device command; give them one or two at a time.
+# stays under the 10-minute limit of one command; give them one or two at a time.
 #   env:            lm-eval's and fa3-fwd's wheels from .whl/ into /tmp/site, byte-compiled once (the host sets
 #                   PYTHONDONTWRITEBYTECODE), and the versions that matter.
 #   fastdllm:       Fast-dLLM (the checkout in .fastdllm/, or FASTDLLM) beside ours at 4k and 16k (~5 min).

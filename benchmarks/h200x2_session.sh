@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One nvidia-h200-x2 lease, two calls (benchmarks/NOTES.md has the numbers they produced).
-#   train: the tiny twins, one per GPU (both on GPU 0 when there is one), for each of $VARIANTS (issue 7), while lm-eval's data parallelism is checked on the shipped
-#          tiny twin (issue 8): model folders, logs and results are written under $OUT as tar files.
-#   multi: the LLaDA-8B-shaped random model: lm-eval over 1 and 2 GPUs, device_map="auto" sharding (issue 8).
-# Run from the repository root with lm-eval importable (the device carries it as wheels).
+# One machine with two H200s, two commands (benchmarks/NOTES.md has the numbers they produced).
+#   train: the tiny twins, one per GPU (both on GPU 0 when there is one), for each of $VARIANTS, while lm-eval's data parallelism is checked on the shipped
+#          tiny twin: model folders, logs and results are written under $OUT as tar files.
+#   multi: the LLaDA-8B-shaped random model: lm-eval over 1 and 2 GPUs, device_map="auto" sharding.
+# Run from the repository root with lm-eval importable (the GPU machine gets it as wheels).
 set -u
 part=${1:?usage: h200x2_session.sh train|multi}
 OUT=${OUT:-/tmp/out}

@@ -1,4 +1,4 @@
-"""Why the tiny twins missed needles: is the keyword's first token one they ever copied in training? (issue 7)
+"""Why the tiny twins missed needles: is the keyword's first token one they ever copied in training?
 
 For held-out needle prompts at the trained length minus 32 (the training script's own ``eval_prompts``), this
 scores each keyword piece teacher-forced: the causal twin's argmax after the prompt and the right earlier

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LLaDA2.0-flash (103B-parameter MoE, 191.6 GiB in bf16) across two H200s: two device commands of at most 10 minutes
+# LLaDA2.0-flash (103B-parameter MoE, 191.6 GiB in bf16) across two H200s: two GPU commands of at most 10 minutes
 # each, from the repository root (results in three files under $OUT each). The model needs H200s: its weights exceed
 # two H100s' 156 GiB, and the half-depth model (94 GiB) one H100's 78.
 #

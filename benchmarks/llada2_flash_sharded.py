@@ -4,7 +4,7 @@ answer at 4k and 32k with the exact block-diffusion key/value cache, seconds and
 GPU at half depth against the half-depth model sharded (token agreement); the memory estimate; the ``longllada
 eval`` command of a 32k NIAH cell on the sharded model.
 
-    # nvidia-h200-x2, from the repository root (benchmarks/README.md has the whole session):
+    # nvidia-h200-x2, from the repository root (benchmarks/README.md has the whole run):
     python benchmarks/llada2_flash_sharded.py --folder /tmp/llada2-flash --write-only
     python benchmarks/llada2_flash_sharded.py --folder /tmp/llada2-flash --half-depth --out half.json
     python benchmarks/llada2_flash_sharded.py --folder /tmp/llada2-flash --out sharded.json --compare-with half.json

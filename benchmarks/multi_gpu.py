@@ -1,4 +1,4 @@
-"""Evaluation over several GPUs (issue 8): lm-eval's data parallelism and device_map sharding, timed.
+"""Evaluation over several GPUs: lm-eval's data parallelism and device_map sharding, timed.
 
 Parts (``--parts``):
 

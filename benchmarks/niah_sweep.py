@@ -218,7 +218,7 @@ def run_one(args: argparse.Namespace, folder: Path, mode: str, processes: int, b
         try:
             run["returncode"] = process.wait(timeout=budget)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)  # the launcher and its workers, started in their own session
+            os.killpg(process.pid, 9)  # the launcher and its workers, started in their own process group
             process.wait()
             run["returncode"] = None
             run["timed_out_after_s"] = round(budget, 1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Split the wheels of .whl/ for the two GPU calls of this release (the working tree that travels with a device command
+# Split the wheels of .whl/ for the two GPU calls of this release (the working tree that travels with a GPU command
 # is limited to 64 MiB, and the tracked tree takes about 28 MB of it), and gather Fast-dLLM's files:
 #   .whl-a/  FlashAttention-3's fa3-fwd wheel                          -> carried by benchmarks/gpu_call_a.sh
 #   .whl-b/  every other wheel (lm-eval and its needs, transformers, huggingface_hub, ...) -> gpu_call_b.sh

@@ -21,6 +21,8 @@ SIZE_UNITS = {
     "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
     "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
 }  # fmt: skip
+# The Hub takes files of at most 50 GB (its storage limits; 20 GB recommended): a larger shard cannot be pushed.
+MAX_SHARD_SIZE = 50 * 10**9
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -56,10 +58,10 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
     unit = match.group(2).upper() if match else None
     size = int(float(match.group(1)) * SIZE_UNITS[unit]) if match and unit in SIZE_UNITS else 0
-    if size < 1:  # a fraction of a byte ("0.5") included
+    if not 1 <= size <= MAX_SHARD_SIZE:  # a fraction of a byte ("0.5") included
         raise ValueError(
             f"--shard-size {text!r} is not a size; allowed: a positive number with a unit in "
-            f"{sorted(u for u in SIZE_UNITS if u)} (e.g. 5GB), or bytes (at least 1)"
+            f"{sorted(u for u in SIZE_UNITS if u)} (e.g. 5GB), or bytes, from 1 byte to 50GB (the Hub's largest file)"
         )
     return size
 

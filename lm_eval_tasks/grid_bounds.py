@@ -110,8 +110,8 @@ def check_grid(
 
 def check_task_options(task_names: Sequence[str], metadata: dict[str, Any]) -> None:
     """Every check our task folders make of ``metadata`` (merged ``--metadata`` and model arguments) before
-    building, for the requested tasks of ours (names starting ``longllada_niah`` / ``longllada_ruler``); other
-    names are left to lm-eval."""
+    building, for the requested tasks of ours (names starting ``longllada_niah``, ``longllada_ruler``,
+    ``longllada_longbench``); other names are left to lm-eval."""
     if any(name.startswith("longllada_niah") for name in task_names):
         from lm_eval_tasks.longllada_niah.utils import grid_settings
 
@@ -120,3 +120,7 @@ def check_task_options(task_names: Sequence[str], metadata: dict[str, Any]) -> N
         from lm_eval_tasks.longllada_ruler.utils import parse_options
 
         parse_options(metadata)
+    if any(name.startswith("longllada_longbench") for name in task_names):
+        from lm_eval_tasks.longllada_longbench.utils import check_options
+
+        check_options(metadata)

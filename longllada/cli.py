@@ -6,7 +6,8 @@ stay inside the command functions so that `longllada --help` is instant.
 
 Every failure of a command — a bad argument (argparse's or ours), a refused file, a model that cannot be found —
 ends in exactly one line ``longllada CMD: error: ...`` on stderr and exit code 2. The ``int_arg``/``float_arg``
-factories give argparse ``type=`` functions that refuse non-numbers, NaN, infinities and values out of range.
+factories give argparse ``type=`` functions that refuse non-numbers, NaN, infinities and values out of range (every
+numeric option has both bounds).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ COMMANDS = [
 ]
 # Errors of a command that are the user's input or environment, reported as one line (not a traceback).
 USER_ERRORS = (ValueError, OSError)
+# The largest count (tokens, steps, samples, rows), seed and RoPE base a numeric option takes: the values of
+# MAX_COUNT, MAX_SEED and MAX_ROPE_BASE in modeling_longllada/rope_longllada.py, the models' own bounds (a test
+# holds them equal; that package imports torch, which `longllada --help` should not wait for).
+MAX_COUNT = 2**32
+MAX_SEED = 2**32 - 1
+MAX_ROPE_BASE = 1e30
 
 
 class CommandLineError(Exception):
@@ -58,25 +65,25 @@ def _as_field_message(message: str) -> str:
     return message
 
 
-def int_arg(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+def int_arg(minimum: int, maximum: int = MAX_COUNT) -> Callable[[str], int]:
     """argparse ``type=``: an integer (digits only) within [minimum, maximum]."""
 
     def parse(text: str) -> int:
+        allowed = _range("an integer", minimum, maximum)
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {_range('an integer', minimum, maximum)}, got {text}") from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"must be {_range('an integer', minimum, maximum)}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
         return value
 
     parse.__name__ = "integer"
+    parse.bounds = (minimum, maximum)  # type: ignore[attr-defined]  (read by the tests of every option)
     return parse
 
 
-def float_arg(
-    minimum: float | None = None, maximum: float | None = None, above: bool = False
-) -> Callable[[str], float]:
+def float_arg(minimum: float, maximum: float, above: bool = False) -> Callable[[str], float]:
     """argparse ``type=``: a finite number within [minimum, maximum] (``above``: strictly greater than minimum)."""
 
     def parse(text: str) -> float:
@@ -85,26 +92,22 @@ def float_arg(
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        if minimum is not None and (value < minimum or (above and value == minimum)):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        if maximum is not None and value > maximum:
+        if not math.isfinite(value) or value < minimum or (above and value == minimum) or value > maximum:
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
         return value
 
     parse.__name__ = "number"
+    parse.bounds = (minimum, maximum)  # type: ignore[attr-defined]
     return parse
 
 
-def _range(kind: str, minimum: float | None, maximum: float | None, above: bool = False) -> str:
-    if minimum is not None and maximum is not None:
-        return f"{kind} in [{minimum}, {maximum}]"
-    if minimum is not None:
-        return f"{kind} {'>' if above else '>='} {minimum}"
-    if maximum is not None:
-        return f"{kind} <= {maximum}"
-    return kind
+def _range(kind: str, minimum: float, maximum: float, above: bool = False) -> str:
+    """What is allowed, in the words of ``modeling_longllada.rope_longllada.check_number``."""
+
+    def bound(value: float) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return f"{kind} {'>' if above else '>='} {bound(minimum)} and <= {bound(maximum)}"
 
 
 def build_parser() -> argparse.ArgumentParser:

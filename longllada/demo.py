@@ -313,12 +313,16 @@ def demo_into(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from longllada.cli import MAX_SEED, int_arg
+
     parser = subparsers.add_parser("demo", help="the paper's three findings on the shipped tiny twins (CPU, offline)")
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (report.md, figures)")
-    parser.add_argument("--repeats", type=int, default=REPEATS, help="needles per (length, depth) cell, no scaling")
-    parser.add_argument("--scaled-repeats", type=int, default=SCALED_REPEATS,
+    parser.add_argument(
+        "--repeats", type=int_arg(1), default=REPEATS, help="needles per (length, depth) cell, no scaling"
+    )
+    parser.add_argument("--scaled-repeats", type=int_arg(1), default=SCALED_REPEATS,
                         help="needles per cell of the NTK grids (the first of the unscaled grid's)")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_arg(0, MAX_SEED), default=0, help="grid and sampling seed (default 0)")
     parser.add_argument("--check", type=Path, default=COMMITTED_SUMMARY, help="summary to compare the numbers with")
     parser.set_defaults(func=run_command)
 

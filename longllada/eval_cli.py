@@ -49,6 +49,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -232,6 +233,67 @@ def _collect_settings(cli: Any) -> None:
         raise RuntimeError("lm-eval's run parser has no --model_args of the form this wrapper knows")
     actions[0].__class__ = KeepEachSetting
     actions[0].help = f"{actions[0].help}; given more than once: one run per setting, in this process"
+
+
+class UsageError(Exception):
+    """An argument lm-eval's own parser refused (its message), raised instead of argparse's usage and exit."""
+
+
+def _errors_raise(cli: Any) -> None:
+    """Make lm-eval's parsers (the main one and each sub-command's) raise :class:`UsageError` on a bad argument
+    instead of printing their usage and exiting, so that the failure is one ``longllada eval: error:`` line."""
+
+    def refuse(message: str) -> None:
+        raise UsageError(message)
+
+    parsers = [cli._parser, *getattr(cli._subparsers, "choices", {}).values()]
+    for parser in parsers:
+        parser.error = refuse
+
+
+# lm-eval's --gen_kwargs that are numbers (with the samplers' own, checked again by the sampler as it starts)
+NUMERIC_GEN_KWARGS = ("max_gen_toks", "max_new_tokens", "max_length", "temperature", "top_p", "top_k", "min_p",
+                      "repetition_penalty")  # fmt: skip
+
+
+def check_lm_eval_options(args: argparse.Namespace) -> None:
+    """lm-eval's own numeric options, refused (``ValueError`` naming the option) before anything loads, as lm-eval
+    would take them (a NaN ``--limit`` after the model loaded, a negative ``--num_fewshot`` silently): ``--limit``
+    (a fraction of the documents below 1, a whole number of them from 1), ``--num_fewshot``, ``--batch_size``
+    (a count, or lm-eval's ``auto`` / ``auto:N``), ``--max_batch_size``, ``--seed`` and the numbers of
+    ``--gen_kwargs``."""
+    from longllada.model_args import SAMPLER_ARGS
+    from modeling_longllada.rope_longllada import MAX_COUNT, MAX_SCALE, MAX_SEED, check_number
+
+    limit = getattr(args, "limit", None)
+    if limit is not None:
+        check_number("--limit", limit, minimum=0, maximum=MAX_COUNT, inclusive=False)
+        if limit >= 1 and limit != int(limit):
+            raise ValueError(
+                f"--limit={limit!r} is not allowed; allowed: a fraction of the documents below 1, or a whole number "
+                "of documents from 1"
+            )
+    check_number("--num_fewshot", getattr(args, "num_fewshot", None), minimum=0, maximum=MAX_COUNT, integer=True,
+                 optional=True)  # fmt: skip
+    check_number("--max_batch_size", getattr(args, "max_batch_size", None), minimum=1, maximum=MAX_COUNT,
+                 integer=True, optional=True)  # fmt: skip
+    batch_size = getattr(args, "batch_size", None)
+    if batch_size is not None:
+        text = str(batch_size).strip()
+        count = text[len("auto:") :] if text.startswith("auto:") else text
+        if text != "auto" and not (count.isdigit() and 1 <= int(count) <= MAX_COUNT):
+            raise ValueError(
+                f"--batch_size={batch_size!r} is not allowed; allowed: an integer >= 1 and <= {MAX_COUNT}, or auto "
+                "or auto:N (lm-eval's search for the largest batch, N times)"
+            )
+    seeds = getattr(args, "seed", None)
+    for seed in seeds if isinstance(seeds, (list, tuple)) else [seeds]:
+        check_number("--seed", seed, minimum=0, maximum=MAX_SEED, integer=True, optional=True)
+    gen_kwargs = getattr(args, "gen_kwargs", None)
+    numeric = {*NUMERIC_GEN_KWARGS, *SAMPLER_ARGS} - {"remasking", "alg", "cache", "eos_early_stop"}
+    for key, value in (gen_kwargs or {}).items() if isinstance(gen_kwargs, dict) else ():
+        if key in numeric or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            check_number(f"--gen_kwargs {key}", value, minimum=0, maximum=max(MAX_COUNT, MAX_SCALE))
 
 
 def _canonical(value: Any) -> str:
@@ -669,11 +731,12 @@ def run_eval(argv: list[str], *, on_setting: SettingProgress | None = None, comm
     try:
         cli = HarnessCLI()
         _collect_settings(cli)
+        _errors_raise(cli)
         try:
             args = cli.parse_args()
-        except SystemExit as stop:  # --help, or a usage error already printed by argparse
+        except SystemExit as stop:  # --help of an lm-eval sub-command
             return int(stop.code or 0) if not isinstance(stop.code, str) else 2
-        except ValueError as err:  # lm-eval's own reading of an argument (a --model_args that is no JSON object)
+        except (UsageError, ValueError) as err:  # a usage error, or lm-eval's own reading of an argument
             print(f"{command}: error: {_parse_error(err, argv)}", file=sys.stderr)
             return 2
     finally:
@@ -697,6 +760,7 @@ def run_eval(argv: list[str], *, on_setting: SettingProgress | None = None, comm
                     "results; allowed: the token in the HF_TOKEN environment variable or `hf auth login`, or in "
                     "--model_args (kept out of every file)"
                 )
+            check_lm_eval_options(args)
             check_output_path(getattr(args, "output_path", None), settings)
             # the tasks, and so whether lm-eval's built-in index is needed, are the same for every setting
             with _index_without_builtin_tasks(getattr(args, "tasks", None), TASKS_DIR), _environment_report_once():
@@ -717,11 +781,17 @@ def run_eval(argv: list[str], *, on_setting: SettingProgress | None = None, comm
     return 0
 
 
-def _parse_error(err: ValueError, argv: Sequence[str]) -> str:
+def _parse_error(err: Exception, argv: Sequence[str]) -> str:
     """One line for an argument lm-eval's parser refused. lm-eval reads a ``--model_args`` holding ``{`` as one JSON
     object: a dict value inside ``key=value`` pairs (``rope_scaling={...}``) is refused so, and the way to give it is
     named. The message never echoes a credential of the command line."""
     message = " ".join(str(err).split())
+    invalid = re.fullmatch(r"argument (--?[\w-]+)(?:/\S+)?: invalid (.+) value: (.+)", message)
+    if invalid:  # argparse's "invalid <type function> value": the option, the value and what it takes
+        flag, kind, value = invalid.groups()
+        allowed = {"int": "an integer", "float": "a finite number"}.get(kind, f"what `longllada eval run --help` "
+                                                                             f"says of {flag}")  # fmt: skip
+        message = f"{flag}={value} is not allowed; allowed: {allowed}"
     if message.startswith("Invalid JSON"):
         return (
             "--model_args: lm-eval reads a --model_args that holds '{' as one JSON object, and this one is not; a "

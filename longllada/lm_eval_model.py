@@ -93,7 +93,7 @@ from longllada.rope_scaling import (
 )
 from modeling_longllada import families, rope_scaling_from_args
 from modeling_longllada.generation_longllada import generation_bytes_per_row
-from modeling_longllada.rope_longllada import check_number
+from modeling_longllada.rope_longllada import MAX_COUNT, MAX_SEED, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -141,23 +141,18 @@ def live_models() -> int:
 
 
 def _positive_int(field: str, value: Any) -> int | None:
-    return None if value is None else int(check_number(field, value, minimum=1, integer=True))
+    return None if value is None else int(check_number(field, value, minimum=1, maximum=MAX_COUNT, integer=True))
 
 
-def _integer(field: str, value: Any, minimum: int | None = None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "")
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: {allowed}")
-    return value
+def _integer(field: str, value: Any, minimum: int = 0, maximum: int = MAX_COUNT) -> int | None:
+    return None if value is None else int(check_number(field, value, minimum=minimum, maximum=maximum, integer=True))
 
 
 def _batch_size(field: str, value: Any) -> int:
     """lm-eval's CLI hands ``--batch_size`` over as a string."""
     number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
-    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: a positive integer")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_COUNT:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: a positive integer <= {MAX_COUNT}")
     return number
 
 
@@ -199,14 +194,14 @@ def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None
     for field in ("max_length", "max_batch_size"):
         if model_args.get(field) is not None:
             _batch_size(field, model_args[field])
-    _integer("prefix_token_id", model_args.get("prefix_token_id"), 0)
+    _integer("prefix_token_id", model_args.get("prefix_token_id"))
     for field in ("trust_remote_code", "greedy_check"):
         if model_args.get(field) is not None and not isinstance(model_args[field], bool):
             raise ValueError(f"{field}={model_args[field]!r} is not allowed; allowed: True or False")
     rope_scaling_from_args(model_args.get("ntk_factor"), model_args.get("ntk_target"), model_args.get("rope_scaling"))
     for field in ("mc_num", "mc_batch_size", "rolling_chunk", "batch_classes"):
         _positive_int(field, model_args.get(field))
-    _integer("mc_seed", model_args.get("mc_seed"))
+    _integer("mc_seed", model_args.get("mc_seed"), maximum=MAX_SEED)
     location = model_location(model_args)
     try:
         config = read_json_file(pretrained, "config.json", **location)
@@ -415,7 +410,7 @@ class LongLLaDALM(HFLM):
         self._model_path = str(local.resolve()) if local.is_dir() else pretrained
         self.mc_num = _positive_int("mc_num", 128 if mc_num is None else mc_num)
         self.mc_batch_size = _positive_int("mc_batch_size", 32 if mc_batch_size is None else mc_batch_size)
-        self.mc_seed = _integer("mc_seed", 1234 if mc_seed is None else mc_seed)
+        self.mc_seed = _integer("mc_seed", 1234 if mc_seed is None else mc_seed, maximum=MAX_SEED)
         self.greedy_check = True if greedy_check is None else greedy_check
         self.rolling_chunk = _positive_int("rolling_chunk", 64 if rolling_chunk is None else rolling_chunk)
         self.batch_classes = _positive_int("batch_classes", PROCESS_CLASSES if batch_classes is None else batch_classes)

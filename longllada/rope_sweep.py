@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from longllada.cli import int_arg
+from longllada.cli import MAX_COUNT, MAX_SEED, int_arg
 
 WRITTEN_BY = "longllada rope-sweep"
 RECORD_FILE = "rope_sweep.json"
@@ -82,6 +82,7 @@ class SweepSetting:
     slug: str = ""  # a file name
     factors_file: Path | None = None  # longrope-law: its factor table, under OUT/factors
     model_args: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False  # the model (outside the families) may run its repo's own code
 
     def record(self) -> dict[str, Any]:
         return {
@@ -98,7 +99,7 @@ def _factor_text(factor: float) -> str:
     return f"{factor:g}"
 
 
-def _number_list(text: str, flag: str, integer: bool, minimum: float) -> list:
+def _number_list(text: str, flag: str, integer: bool, minimum: float, maximum: float = MAX_COUNT) -> list:
     items = [item.strip() for item in str(text).split(",") if item.strip()]
     if not items:
         raise ValueError(f"{flag} {text!r} is empty; allowed: a comma-separated list")
@@ -108,10 +109,11 @@ def _number_list(text: str, flag: str, integer: bool, minimum: float) -> list:
             value = int(item, 10) if integer else float(item)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or value < minimum:
+        if value is None or not math.isfinite(value) or not minimum <= value <= maximum:
             kind = "integers" if integer else "finite numbers"
             raise ValueError(
-                f"{flag} {text!r}: {item!r} is not allowed; allowed: {kind} >= {minimum:g}, comma-separated"
+                f"{flag} {text!r}: {item!r} is not allowed; allowed: {kind} >= {minimum:g} and <= {maximum}, "
+                "comma-separated"
             )
         values.append(value)
     if len(set(values)) != len(values):
@@ -154,10 +156,11 @@ def _model_name(model: str) -> str:
 
 
 def build_settings(
-    models: Sequence[str], methods: Sequence[str], factors: Sequence[float], specs: Sequence[str], out: Path
-) -> list[SweepSetting]:
+    models: Sequence[str], methods: Sequence[str], factors: Sequence[float], specs: Sequence[str], out: Path,
+    trust_remote_code: bool = False,
+) -> list[SweepSetting]:  # fmt: skip
     """Every model × (methods × factors, then the specs as given), in that order; nothing is loaded (only the
-    models' config.json files are read)."""
+    models' configs are read: a model outside the families with its own code only with ``trust_remote_code``)."""
     from longllada.loading import model_family
     from longllada.rope_scaling import causal_trained_length
     from modeling_longllada.rope_longllada import branch_name, parse_rope_scaling, spec_label
@@ -167,7 +170,7 @@ def build_settings(
     for model in models:
         family, _ = model_family(model)
         name = _model_name(model)
-        config = _config(model)
+        config = _config(model, trust_remote_code)
         trained = int(config.trained_length) if family is not None else causal_trained_length(config)
         chosen: list[tuple[str, float | None, str | dict, Path | None]] = []
         for method in methods:
@@ -195,14 +198,15 @@ def build_settings(
                 name=f"{name}: {title}" if several else title, model=model, model_name=name, method=method,
                 factor=factor, spec=spec, diffusion=family is not None, trained_length=trained,
                 slug=_slug(f"{name}_{slug}" if several else slug), factors_file=factors_file,
+                trust_remote_code=trust_remote_code,
             ))  # fmt: skip
     return settings
 
 
-def _config(model: str) -> Any:
+def _config(model: str, trust_remote_code: bool = False) -> Any:
     from longllada.loading import load_config
 
-    return load_config(model)
+    return load_config(model, trust_remote_code=trust_remote_code)
 
 
 def check_setting_rope(setting: SweepSetting, law_factors: dict[str, list[float]]) -> None:
@@ -212,7 +216,7 @@ def check_setting_rope(setting: SweepSetting, law_factors: dict[str, list[float]
     from longllada.rope_scaling import apply_rope_scaling, causal_context_window, is_ours, scaling_factor
     from modeling_longllada import parse_rope_scaling
 
-    config = _config(setting.model)
+    config = _config(setting.model, setting.trust_remote_code)
     spec = setting.spec
     if setting.method == "longrope-law":  # its file is written only once every setting is checked
         target = int(round(setting.factor * setting.trained_length))
@@ -239,7 +243,7 @@ def law_factor_tables(settings: Sequence[SweepSetting]) -> dict[str, list[float]
     for setting in settings:
         if setting.method != "longrope-law":
             continue
-        rotary_dim, theta = rotary_parameters(_config(setting.model))
+        rotary_dim, theta = rotary_parameters(_config(setting.model, setting.trust_remote_code))
         target = int(round(setting.factor * setting.trained_length))
         tables[setting.slug] = longrope_law_factors(rotary_dim, theta, setting.trained_length, target)
     return tables
@@ -276,6 +280,8 @@ def niah_model_args(setting: SweepSetting, options: SweepOptions) -> dict[str, A
     window = max(options.lengths) + options.gen_tokens + WINDOW_MARGIN
     args: dict[str, Any] = {"pretrained": setting.model, "rope_scaling": setting.spec, "max_length": window,
                             "dtype": options.dtype}  # fmt: skip
+    if setting.trust_remote_code:
+        args["trust_remote_code"] = True
     if setting.diffusion:
         args.update(steps=options.gen_tokens, block_length=options.gen_tokens)
         if options.cache != "none":
@@ -348,7 +354,8 @@ def _check_ppl(settings: Sequence[SweepSetting], options: SweepOptions, out: Pat
     counted: dict[str, int] = {}
     for setting in settings:
         if setting.model not in counted:
-            counted[setting.model] = len(tokenize_text(load_tokenizer(setting.model), content))
+            tokenizer = load_tokenizer(setting.model, trust_remote_code=setting.trust_remote_code)
+            counted[setting.model] = len(tokenize_text(tokenizer, content))
         if counted[setting.model] < options.ppl_max_length:
             raise ValueError(
                 f"--ppl-max-length {options.ppl_max_length} is beyond the text: {label} has {counted[setting.model]} "
@@ -402,7 +409,7 @@ def _run(settings: list[SweepSetting], options: SweepOptions, out: Path, folder:
                 setting.model, out=out / PPL_DIR / f"{setting.slug}.jsonl", text=options.text,
                 max_length=options.ppl_max_length, chunk=options.chunk, mc=options.mc, rope_scaling=setting.spec,
                 dtype=options.dtype, device=options.device, seed=options.seed, batch_size=options.mc,
-                progress=options.progress,
+                progress=options.progress, trust_remote_code=setting.trust_remote_code,
             )  # fmt: skip
             bar.update(1)
     finally:
@@ -556,9 +563,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--dtype", default="float32", metavar="NAME", help="float32 (default), bfloat16, float16")
-    parser.add_argument("--seed", type=int_arg(0), default=0, metavar="N", help="grid, mask and sampling seed")
+    parser.add_argument(
+        "--seed", type=int_arg(0, MAX_SEED), default=0, metavar="N", help="grid, mask and sampling seed"
+    )
     parser.add_argument("--title", help="title of the figure and the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let a model outside the families, or its tokenizer, run its repo's own code")  # fmt: skip
     parser.set_defaults(func=run_command)
 
 
@@ -570,9 +581,7 @@ def options_from(args: argparse.Namespace, settings: Sequence[SweepSetting]) -> 
     trained = settings[0].trained_length if settings else 1
     lengths = (_number_list(args.lengths, "--lengths", integer=True, minimum=1) if args.lengths
                else sorted({int(round(f * trained)) for f in [1, *factors]}))  # fmt: skip
-    depths = _number_list(args.depths, "--depths", integer=False, minimum=0)
-    if max(depths) > 100:
-        raise ValueError(f"--depths {args.depths!r}: allowed: percentages in [0, 100]")
+    depths = _number_list(args.depths, "--depths", integer=False, minimum=0, maximum=100)  # percentages
     if args.dtype not in DTYPES or args.dtype == "auto":
         raise ValueError(f"--dtype {args.dtype!r} is not allowed; allowed: float32, bfloat16, float16")
     ppl_max = args.ppl_max_length or max(lengths)
@@ -598,6 +607,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag)
         if value is not None:
             command += [f"--{flag.replace('_', '-')}", str(value)]
+    if getattr(args, "trust_remote_code", False):
+        command.append("--trust-remote-code")
     return command
 
 
@@ -614,7 +625,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     factors = _number_list(args.factors, "--factors", integer=False, minimum=1)
     out = Path(args.out).expanduser()
-    settings = build_settings(args.model, methods, factors, args.rope_scaling, out)
+    settings = build_settings(args.model, methods, factors, args.rope_scaling, out, args.trust_remote_code)
     options = options_from(args, settings)
     try:
         record = run_sweep(settings, options, out, command_line(args))

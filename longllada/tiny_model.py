@@ -38,6 +38,11 @@ EMBEDDING_MULTIPLE = 64  # vocab rows are padded to a multiple of 64, as LLaDA's
 INIT_STD = 0.02
 MARKER = ".longllada_tiny_model.json"
 MARKER_WRITER = "longllada tiny-model"
+# The largest sizes `longllada tiny-model` takes: far above a tiny model's, below what takes minutes to build.
+MAX_TINY_LAYERS = 64
+MAX_TINY_WIDTH = 1 << 14  # hidden and SwiGLU sizes
+MAX_TINY_HEADS = 256
+MAX_TINY_VOCAB = 1 << 18  # Gemma's 262,144 tokens
 
 
 def default_texts() -> list[str]:
@@ -330,19 +335,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--arch", choices=_FamilyNames(), default="llada", metavar="NAME",
         help="model family, one of %(choices)s (default %(default)s)",
     )  # fmt: skip
-    parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
-    parser.add_argument("--d-model", type=int, default=64, help="hidden size (default 64)")
-    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
-    parser.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default: --heads)")
-    parser.add_argument("--mlp", type=int, default=None, help="SwiGLU inner size (default 3 x d-model)")
-    parser.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary to train (default 512)")
+    from longllada.cli import MAX_ROPE_BASE, MAX_SEED, float_arg, int_arg
+
+    layers, width, heads = int_arg(1, MAX_TINY_LAYERS), int_arg(1, MAX_TINY_WIDTH), int_arg(1, MAX_TINY_HEADS)
+    parser.add_argument("--layers", type=layers, default=2, help="transformer blocks (default 2)")
+    parser.add_argument("--d-model", type=width, default=64, help="hidden size (default 64)")
+    parser.add_argument("--heads", type=heads, default=4, help="attention heads (default 4)")
+    parser.add_argument("--kv-heads", type=heads, default=None, help="key/value heads (default: --heads)")
+    parser.add_argument("--mlp", type=width, default=None, help="SwiGLU inner size (default 3 x d-model)")
     parser.add_argument(
-        "--train-length", type=int, default=256, help="trained length: max_sequence_length / trained_length (256)"
+        "--vocab-size", type=int_arg(1, MAX_TINY_VOCAB), default=512, help="BPE vocabulary to train (default 512)"
     )
     parser.add_argument(
-        "--rope-theta", type=float, default=None, help="RoPE base (default 10000; a family with several: its own)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+        "--train-length", type=int_arg(1), default=256,
+        help="trained length: max_sequence_length / trained_length (256)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rope-theta", type=float_arg(1.0, MAX_ROPE_BASE, above=True), default=None,
+        help="RoPE base (default 10000; a family with several: its own)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int_arg(0, MAX_SEED), default=0, help="weight seed (default 0)")
     parser.add_argument(
         "--variant", default=None, metavar="NAME",
         help="a release of the family that differs only in its sampler's defaults (its registry entry's variants: "

@@ -74,6 +74,8 @@ import transformers
 
 from .families import DIFFUSION_GEMMA
 from .rope_longllada import (
+    MAX_COUNT,
+    MAX_SCALE,
     check_number,
     critical_dimension,
     ntk_scaling_factor,
@@ -380,12 +382,12 @@ class DiffusionGemmaSamplerArgs:
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "max_denoising_steps", "canvas_length"):
-            check_number(name, getattr(self, name), minimum=1, integer=True, optional=True)
-        check_number("stability_threshold", self.stability_threshold, minimum=0, integer=True, optional=True)
-        check_number("t_min", self.t_min, minimum=0, optional=True)
-        check_number("t_max", self.t_max, minimum=0, inclusive=False, optional=True)
-        check_number("entropy_bound", self.entropy_bound, minimum=0, inclusive=False, optional=True)
-        check_number("confidence_threshold", self.confidence_threshold, minimum=0, inclusive=False, optional=True)
+            check_number(name, getattr(self, name), minimum=1, maximum=MAX_COUNT, integer=True, optional=True)
+        check_number("stability_threshold", self.stability_threshold, minimum=0, maximum=MAX_COUNT, integer=True,
+                     optional=True)  # fmt: skip
+        check_number("t_min", self.t_min, minimum=0, maximum=MAX_SCALE, optional=True)
+        for name in ("t_max", "entropy_bound", "confidence_threshold"):
+            check_number(name, getattr(self, name), minimum=0, maximum=MAX_SCALE, inclusive=False, optional=True)
         # transformers checks these with isinstance(float): an int from the command line is a float here.
         for name in ("t_min", "t_max", "entropy_bound", "confidence_threshold"):
             if getattr(self, name) is not None:
@@ -499,7 +501,7 @@ def encode_prompt(
     [L, L]. ``attention_mask`` [B, L] (1 = token, 0 = left padding) covers the whole prompt; ``cache`` continues
     an existing one (its positions come first).
     """
-    check_number("chunk_size", chunk_size, minimum=1, integer=True)
+    check_number("chunk_size", chunk_size, minimum=1, maximum=MAX_COUNT, integer=True)
     from transformers import DynamicCache
 
     if cache is None:
@@ -538,9 +540,22 @@ def generate(
     ``prefill_chunk_size`` tokens go into a cache in chunks, and ``generate`` continues from that cache with the
     rest (None: one call, as transformers does it). ``generate_kwargs`` are ``generate``'s (``max_new_tokens``,
     ``max_denoising_steps``, ...). Returns what ``generate`` returns; its ``sequences`` hold the last chunk and
-    the answer (``[:, -answer_length:]`` is the answer either way)."""
+    the answer (``[:, -answer_length:]`` is the answer either way). The sampler's arguments among
+    ``generate_kwargs`` are checked as :class:`DiffusionGemmaSamplerArgs` checks them and given to ``generate``
+    in its generation config (``entropy_bound`` included, which ``generate`` takes only there)."""
     if prefill_chunk_size is not None:
-        check_number("prefill_chunk_size", prefill_chunk_size, minimum=1, integer=True)
+        check_number("prefill_chunk_size", prefill_chunk_size, minimum=1, maximum=MAX_COUNT, integer=True)
+    if "canvas_length" in generate_kwargs:
+        raise ValueError(
+            f"canvas_length={generate_kwargs['canvas_length']!r} is a field of the model's config, not an argument "
+            "of generate; allowed: DiffusionGemmaSamplerArgs(canvas_length=...).apply(model)"
+        )
+    names = set(DiffusionGemmaSamplerArgs.names())
+    sampler = DiffusionGemmaSamplerArgs.from_mapping({k: v for k, v in generate_kwargs.items() if k in names})
+    generate_kwargs = {key: value for key, value in generate_kwargs.items() if key not in names}
+    generate_kwargs["generation_config"] = sampler.generation_config(
+        generate_kwargs.get("generation_config") or getattr(model, "generation_config", None)
+    )
     if attention_mask is not None:  # transformers' generate reads a mask only when the keyword is given
         generate_kwargs["attention_mask"] = attention_mask
     cut = encoded_first(input_ids.shape[-1], prefill_chunk_size)

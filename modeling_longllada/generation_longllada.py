@@ -46,7 +46,7 @@ from transformers import GenerationConfig
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
-from .rope_longllada import check_number
+from .rope_longllada import MAX_COUNT, MAX_SCALE, check_number
 
 logger = logging.get_logger(__name__)
 
@@ -156,27 +156,23 @@ class DiffusionGenerationConfig(GenerationConfig):
             return
         _choice("remasking", self.remasking, REMASKING)
         _choice("cache", self.cache, CACHE_MODES)
-        check_number("steps", self.steps, minimum=1, integer=True, optional=True)
-        check_number("block_length", self.block_length, minimum=1, integer=True, optional=True)
-        check_number("max_new_tokens", self.max_new_tokens, minimum=1, integer=True, optional=True)
-        check_number("max_length", self.max_length, minimum=1, integer=True, optional=True)
-        check_number("temperature", self.temperature, minimum=0, optional=True)
-        check_number("cfg_scale", self.cfg_scale, minimum=0)
-        check_number("threshold", self.threshold, minimum=0, maximum=1, optional=True)
+        for name in ("steps", "block_length", "max_new_tokens", "max_length", "minimal_topk", "num_to_transfer"):
+            check_number(name, getattr(self, name), minimum=1, maximum=MAX_COUNT, integer=True, optional=True)
+        for name in ("top_k", "max_post_steps"):
+            check_number(name, getattr(self, name), minimum=0, maximum=MAX_COUNT, integer=True, optional=True)
+        for name in ("temperature", "alg_temp"):
+            check_number(name, getattr(self, name), minimum=0, maximum=MAX_SCALE, optional=True)
+        check_number("cfg_scale", self.cfg_scale, minimum=0, maximum=MAX_SCALE)
+        for name in ("threshold", "editing_threshold"):
+            check_number(name, getattr(self, name), minimum=0, maximum=1, optional=True)
         check_number("top_p", self.top_p, minimum=0, maximum=1, inclusive=False, optional=True)
-        check_number("top_k", self.top_k, minimum=0, integer=True, optional=True)
-        check_number("alg_temp", self.alg_temp, minimum=0, optional=True)
         check_number("eps", self.eps, minimum=0, maximum=1, inclusive=False)
-        check_number("minimal_topk", self.minimal_topk, minimum=1, integer=True, optional=True)
-        check_number("editing_threshold", self.editing_threshold, minimum=0, maximum=1, optional=True)
-        check_number("max_post_steps", self.max_post_steps, minimum=0, integer=True, optional=True)
-        check_number("num_to_transfer", self.num_to_transfer, minimum=1, integer=True, optional=True)
         if self.eos_early_stop is not None and not isinstance(self.eos_early_stop, bool):
             raise ValueError(f"eos_early_stop={self.eos_early_stop!r} is not allowed; allowed: True, False or None")
         for name in ("mask_token_id", "eos_token_id", "pad_token_id", "eot_token_id"):
             value = getattr(self, name, None)
             if not isinstance(value, (list, tuple)):
-                check_number(name, value, minimum=0, integer=True, optional=True)
+                check_number(name, value, minimum=0, maximum=MAX_COUNT, integer=True, optional=True)
         for name in ("logits_eos_inf", "confidence_eos_eot_inf", "cuda_graph", "output_history"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: True or False")
@@ -484,11 +480,14 @@ class BlockAlignedCanvas:
 def add_gumbel_noise(
     logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """LLaDA's sampling: exp(logits) / (-log u) ** temperature in float64; identity at temperature 0."""
+    """LLaDA's sampling scores, whose argmax is the draw: the official exp(logits) / (-log u) ** temperature, taken
+    as its logarithm logits - temperature * log(-log u) in float64 (the same argmax; the official quotient
+    overflows or underflows to inf past a temperature of about 19, or logits past 709, and its argmax then picks
+    the lowest token id among the infinities). Identity at temperature 0."""
     if temperature == 0:
         return logits
     u = _rand(logits.shape, generator, logits.device, torch.float64)
-    return logits.to(torch.float64).exp() / (-torch.log(u)) ** temperature
+    return logits.to(torch.float64) - temperature * torch.log(-torch.log(u))
 
 
 def _rand(shape, generator, device, dtype=torch.float32) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny random model for the session, its tokenizer, and isolated subprocesses.
+"""Shared fixtures: one tiny random model for the test run, its tokenizer, and isolated subprocesses.
 
 ``run_isolated`` runs Python code where this project is NOT importable (``python -I``: no PYTHONPATH, no user
 site, no script or cwd directory on ``sys.path``; cwd a fresh temporary folder), so a test that loads a folder
@@ -22,7 +22,7 @@ if str(REPO) not in sys.path:  # the suite imports the project from the checkout
 
 ISOLATED_TIMEOUT_S = 300
 # NIAH grids are cached between runs (lm_eval_tasks/longllada_niah); the suite keeps its own cache, fresh each
-# session, so that no grid of an earlier run is read (subprocesses inherit it).
+# test run, so that no grid of an earlier run is read (subprocesses inherit it).
 os.environ["LONGLLADA_CACHE"] = tempfile.mkdtemp(prefix="longllada-test-cache-")
 
 
@@ -79,7 +79,7 @@ def run_isolated_fixture() -> Callable[..., str]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random model folder built once per session with ``build_tiny_model``'s defaults.
+    """A tiny random model folder built once per test run with ``build_tiny_model``'s defaults.
 
     Shared by many tests: treat it as read-only (copy it before changing anything). Its folder name has no
     '.', which transformers 4.46 cannot load remote code from.
@@ -116,7 +116,7 @@ def tiny_family_dir(
     tiny_model_dir: Path, tiny_dream_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], Path]:
     """A function from a family's name (``modeling_longllada.families``) to its tiny random model folder
-    (``build_tiny_model(arch=name)``), built once per session; LLaDA's and Dream's are ``tiny_model_dir`` and
+    (``build_tiny_model(arch=name)``), built once per test run; LLaDA's and Dream's are ``tiny_model_dir`` and
     ``tiny_dream_dir``. Read-only, like them. Skips the calling test for a family the installed transformers
     cannot run."""
     from modeling_longllada.families import family_by_name

@@ -139,12 +139,12 @@ def test_ppl_resume_of_a_hand_edited_file_is_refused(tiny_model_dir, tmp_path, c
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--chunk", "nan"], "--chunk must be an integer >= 1, got nan"),
-        (["--chunk", "-3"], "--chunk must be an integer >= 1, got -3"),
-        (["--mc", "inf"], "--mc must be an integer >= 1, got inf"),
-        (["--max-length", "1e3"], "--max-length must be an integer >= 1, got 1e3"),
-        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
-        (["--window", "1"], "--window must be an integer >= 2, got 1"),
+        (["--chunk", "nan"], "--chunk must be an integer >= 1 and <= 4294967296, got nan"),
+        (["--chunk", "-3"], "--chunk must be an integer >= 1 and <= 4294967296, got -3"),
+        (["--mc", "inf"], "--mc must be an integer >= 1 and <= 4294967296, got inf"),
+        (["--max-length", "1e3"], "--max-length must be an integer >= 1 and <= 4294967296, got 1e3"),
+        (["--seed", "-1"], "--seed must be an integer >= 0 and <= 4294967295, got -1"),
+        (["--window", "1"], "--window must be an integer >= 2 and <= 4294967296, got 1"),
         (["--device", "banana"], "--device 'banana' is not a device"),
         (["--device", "cuda:7"], "--device 'cuda:7'"),
         (["--rope-scaling", "ntk:inf"], "--rope-scaling ntk:FACTOR=inf is not allowed; allowed: a finite number >= 1"),
@@ -194,7 +194,8 @@ def test_ppl_plot_row_without_ppl(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.parametrize("value", ["nan", "-5", "0", "inf", "3.5"])
 def test_niah_plot_lengths_are_positive_integers(tmp_path, capsys, value):
     assert cli.main(["niah-plot", str(tmp_path), "--out", str(tmp_path / "h.png"), "--trained-length", value]) == 2
-    assert f"--trained-length must be an integer >= 1, got {value}" in one_error_line(capsys, "niah-plot")
+    message = f"--trained-length must be an integer >= 1 and <= 4294967296, got {value}"
+    assert message in one_error_line(capsys, "niah-plot")
 
 
 def test_missing_required_argument_is_one_line(capsys):

@@ -182,7 +182,7 @@ def demo_cli(*argv: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--repeats", "0"], "--repeats must be a positive integer, got 0"),
+        (["--repeats", "0"], "--repeats must be an integer >= 1 and <= 4294967296, got 0"),
         (
             ["--scaled-repeats", "11"],
             "--scaled-repeats 11 is more than --repeats 10; allowed: 1 to 10 (the NTK grids are compared with the "

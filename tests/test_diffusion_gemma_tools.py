@@ -4,7 +4,7 @@ layers, the sampler's arguments under transformers' names), ``ppl`` (refused, wi
 and weights, NTK branches that transformers alone reads, a card whose demos run), and on a transformers without the
 model, one line naming the version each tool needs.
 
-The tiny folder is the session's (``tiny_gemma_dir``: 2 layers, canvas 8, trained window 256); runs keep to one
+The tiny folder is the test run's (``tiny_gemma_dir``: 2 layers, canvas 8, trained window 256); runs keep to one
 canvas and two denoising steps.
 """
 

@@ -1,4 +1,4 @@
-"""lm-eval's own HF model class drives our generate() (issue 3): a real HFLM, no stand-in."""
+"""lm-eval's own HF model class drives our generate(): a real HFLM, no stand-in."""
 
 from __future__ import annotations
 

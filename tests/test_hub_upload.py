@@ -1,4 +1,4 @@
-"""Publishing to the Hub (issue 6): `longllada upload` / `python -m hub_upload`.
+"""Publishing to the Hub: `longllada upload` / `python -m hub_upload`.
 
 The built folder is checked with the real consumers: transformers loads it as remote code in a process where
 this project is not importable, every code block of its model card runs against it, huggingface_hub parses the
@@ -278,7 +278,7 @@ def test_model_card_ntk_table_comes_from_the_config(built):
     assert {2 * trained, 32 * trained, 8192, 131072} <= set(lengths) and lengths == sorted(lengths)
     for length, factor in table:
         assert int(factor) == ntk_scaling_factor(head_dim, theta, trained, int(length.replace(",", "")))
-    # LLaDA-8B's own numbers (spec §4): λ = 4 for 8k.
+    # LLaDA-8B's own numbers (the LongLLaDA paper): λ = 4 for 8k.
     rows = {row["length"]: row["factor"] for row in ntk_table_rows({**OFFICIAL_DEFAULTS, "model_type": "llada"})}
     assert rows[8192] == 4 and rows[16384] > 4 and min(rows) == 8192
 
@@ -297,7 +297,8 @@ for i, code in enumerate(json.loads({blocks!r})):
         model, output, prompt = namespace["model"], namespace["output"], namespace["input_ids"]
         sequences = output.sequences if hasattr(output, "sequences") else output
         report = {{"module": type(model).__module__, "class": type(model).__name__, "prompt": prompt[0].tolist(),
-                  "output": list(sequences.shape), "bos": namespace["tokenizer"].bos_token_id}}
+                  "output": list(sequences.shape), "bos": namespace["tokenizer"].bos_token_id,
+                  "dtype": str(next(model.parameters()).dtype), "device": str(next(model.parameters()).device)}}
         print("REPORT", json.dumps(report))
     if "batch" in namespace and "batch_output" not in namespace:
         namespace["batch_output"] = namespace["output"]
@@ -379,6 +380,7 @@ def test_card_python_blocks_run_where_our_package_is_not_importable(family_built
     assert report["class"] == family.architecture
     assert family.native or report["module"].startswith("transformers_modules")
     assert report["output"] == [1, len(report["prompt"]) + 8]
+    assert report["device"] != "cpu" or report["dtype"] == "torch.float32"  # bf16 matmuls are slow on most CPUs
     # the prompt starts with the BOS where the family's prompts do (the tokenizer or the card's code adds it)
     assert (report["prompt"][0] == report["bos"]) == (family.bos_prefix or family.tokenizer.add_bos)
     assert json.loads(stdout.split("BATCH ", 1)[1].splitlines()[0])[0] == 2

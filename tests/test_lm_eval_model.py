@@ -1,4 +1,4 @@
-"""`--model longllada` (issue 4): the diffusion-aware lm-eval model and `longllada eval`.
+"""`--model longllada`: the diffusion-aware lm-eval model and `longllada eval`.
 
 A real lm-eval ``HFLM`` subclass on the tiny model: batched generation with left padding equals one prompt at
 a time, loglikelihood is the Monte-Carlo estimator, is_greedy is the sampler's verdict, RoPE overrides reach
@@ -90,6 +90,7 @@ def test_rope_model_args_reach_the_config(tiny_model_dir, kwargs, expected):
         ({"rope_scaling": "linear"}, "rope_scaling"),
         ({"rope_scaling": "none", "ntk_factor": 4}, "give one of them"),
         ({"rope_scaling": "dynamic:0"}, "dynamic"),
+        ({"rope_scaling": "dynamic:nan"}, "dynamic"),
         ({"rope_scaling": "yarn:nan"}, "yarn"),
         ({"trust_remote_code": "yes"}, "trust_remote_code"),
         ({"batch_size": "auto"}, "batch_size"),

@@ -1,4 +1,4 @@
-"""The model (issue 2): official config fields, NTK scaling law, numerics, padding masks, backends."""
+"""The model: official config fields, NTK scaling law, numerics, padding masks, backends."""
 
 from __future__ import annotations
 

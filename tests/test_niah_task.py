@@ -1,4 +1,4 @@
-"""`longllada_niah` (issue 4): prompts sized with the model's tokenizer, the needle at its depth, the score, the
+"""`longllada_niah`: prompts sized with the model's tokenizer, the needle at its depth, the score, the
 real lm-eval CLI with `--model hf` and `longllada eval --model longllada`, and `niah-plot` on a real run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Perplexity curves (issue 5): `longllada ppl` for diffusion and causal LMs, resume, rope overrides, `ppl-plot`."""
+"""Perplexity curves: `longllada ppl` for diffusion and causal LMs, resume, rope overrides, `ppl-plot`."""
 
 from __future__ import annotations
 
@@ -232,9 +232,11 @@ def test_diffusion_rope_scaling_overrides(tiny_model_dir):
     per_length = load_model(tiny_model_dir, "ntk-per-length", device="cpu")
     assert per_length.model.config.rope_scaling == {"type": "ntk_per_length"}
     assert per_length.rope["factor"] == "per length"
-    dynamic = load_model(tiny_model_dir, "dynamic:2", device="cpu")  # transformers' dynamic NTK: every family's too
+    dynamic = load_model(tiny_model_dir, "dynamic:2", device="cpu")  # transformers' dynamic NTK, every family
     assert dynamic.model.config.rope_scaling == {"type": "dynamic", "factor": 2}
-    assert dynamic.rope["rope_type"] == "dynamic" and dynamic.rope["factor"] == "per length"
+    assert dynamic.rope["factor"] == "per length"
+    with pytest.raises(ValueError, match="dynamic"):
+        load_model(tiny_model_dir, "dynamic:nan", device="cpu")
 
 
 # -- autoregressive models -----------------------------------------------------------------------------------
@@ -381,7 +383,7 @@ def test_rope_scaling_labels_round_trip_through_the_one_parser():
         (["--rope-scaling", "bogus:4"], r"--rope-scaling='bogus:4' is not allowed; allowed: none, ntk:FACTOR"),
         (["--rope-scaling", "longrope:GSAI-ML/LLaDA-8B-Instruct"], r"long_factor has 64 numbers; allowed: 8"),
         (["--rope-scaling", "ntk:inf"], r"--rope-scaling ntk:FACTOR=inf is not allowed"),
-        (["--chunk", "0"], "--chunk must be an integer >= 1, got 0"),
+        (["--chunk", "0"], "--chunk must be an integer >= 1 and <= 4294967296, got 0"),
         (["--text", "{missing}"], "--text: no such file"),
     ],
 )

@@ -117,6 +117,18 @@ def test_install_lines_a_user_can_run():
     assert "pip install ." in block
 
 
+def test_the_two_run_picture_is_niah_plot_s():
+    """The README's picture of a two-setting sweep is a figure `longllada niah-plot` wrote (its metadata field),
+    and its caption gives the command's settings: two --model_args, the grid and the needles per cell."""
+    from longllada.figure_files import figure_creator
+
+    (picture,) = re.findall(r"!\[niah-plot of two runs\]\(([^)]+)\)", README)
+    assert figure_creator(REPO / picture) == "longllada niah-plot"
+    caption = " ".join(README.split(picture, 1)[1].split("*")[1].split())
+    assert "two-setting sweep" in caption and caption.count("--model_args") == 1 and ",ntk_target=1024" in caption
+    assert '"num_repeats": 2' in caption and "2 needles a cell" in caption
+
+
 def test_one_spelling_of_the_multi_gpu_command():
     spellings = set(re.findall(r"accelerate launch --multi_gpu --num_processes \d+ -m \S+(?: \w+)?", README))
     assert spellings == {"accelerate launch --multi_gpu --num_processes 2 -m longllada eval"}
@@ -224,3 +236,10 @@ def test_shell_commands_run_in_order(stand_ins, tmp_path):
     assert figure_creator(tmp_path / "ppl.png") == "longllada ppl-plot"
     niah_table = (tmp_path / "tables" / "niah.md").read_text()
     assert "tiny-llada-diffusion, no scaling" in niah_table and "tiny-llada-diffusion, NTK λ=3 (T=512)" in niah_table
+    # what the later sections say their commands make
+    assert figure_creator(tmp_path / "heatmap.png") == "longllada niah-plot"
+    assert figure_creator(tmp_path / "figure1.png") == "longllada ppl-plot"
+    ppl_rows = [row for row in (tmp_path / "tables" / "ppl.md").read_text().splitlines() if row.startswith("| ")]
+    assert any("NTK" in row and "T=16384" in row for row in ppl_rows) and len(ppl_rows) >= 2 + 3  # header, 3 runs
+    built = json.loads((tmp_path / "build" / "config.json").read_text())
+    assert built["rope_scaling"] == {"type": "ntk", "target_length": 16384} and "auto_map" in built

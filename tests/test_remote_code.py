@@ -1,5 +1,5 @@
 """A model's own code runs only when the user allows it: ``longllada ppl``, lm-eval's ``--model hf`` with the
-longllada tasks, ``longllada eval --model longllada`` and ``longllada upload``.
+longllada tasks, ``longllada eval --model longllada``, ``longllada rope-sweep`` and ``longllada upload``.
 
 Each test builds a folder whose remote code (an ``auto_map`` pointing at Python files, for the config, the model
 and the tokenizer) appends a line to a marker file when it is imported, and shows that no command runs it without
@@ -250,3 +250,27 @@ def test_tokenizer_of_a_built_folder_loads_without_a_prompt_or_a_rope_warning(ti
     assert result.returncode == 0, result.stderr
     log = (result.stdout + result.stderr).lower()
     assert "custom code" not in log and "ntk" not in log and "rope" not in log, log
+
+
+# -- longllada rope-sweep ----------------------------------------------------------------------------------------
+
+SWEEP_ARGS = ["--rope-scaling", "none", "--lengths", "128", "--depths", "0", "--needles", "1", "--gen-tokens", "1",
+              "--ppl-max-length", "64", "--chunk", "64", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def test_rope_sweep_refuses_code_it_needs_in_one_line(custom_folder, marker, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["rope-sweep", "--model", str(custom_folder), "--out", str(out), *SWEEP_ARGS]) == 2
+    err = one_error_line(capsys, "rope-sweep")
+    assert "--trust-remote-code" in err and ran(marker) == set() and not out.exists()
+
+
+@pytest.mark.e2e
+def test_rope_sweep_runs_the_code_only_with_the_opt_in(llama_folder, marker, tmp_path):
+    assert main(["rope-sweep", "--model", str(llama_folder), "--out", str(tmp_path / "a"), *SWEEP_ARGS]) == 0
+    assert ran(marker) == set()  # transformers' own llama classes
+    out = tmp_path / "b"
+    argv = ["rope-sweep", "--model", str(llama_folder), "--out", str(out), *SWEEP_ARGS, "--trust-remote-code"]
+    assert main(argv) == 0
+    assert {"config", "model", "tokenizer"} <= ran(marker)
+    assert json.loads((out / "rope_sweep.json").read_text())["command"][-1] == "--trust-remote-code"

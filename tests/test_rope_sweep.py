@@ -142,7 +142,7 @@ def test_a_relative_out_keeps_the_factor_files_relative(tiny_model_dir, tmp_path
         (["--rope-scaling", "yarn:2", "--rope-scaling", "yarn:2"], r"asked for twice"),
         (["--rope-scaling", "bogus:2"], r"--rope-scaling='bogus:2' is not allowed"),
         (["--rope-scaling", "none", "--ppl-max-length", "10000000"], r"--ppl-max-length 10000000 is beyond the text"),
-        (["--rope-scaling", "none", "--depths", "0,150"], r"percentages in \[0, 100\]"),
+        (["--rope-scaling", "none", "--depths", "0,150"], r"'150' is not allowed.* <= 100"),
     ],
 )
 def test_bad_input_is_one_error_line_before_any_model_loads(tiny_model_dir, tmp_path, capsys, extra, message):

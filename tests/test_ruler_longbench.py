@@ -1,4 +1,4 @@
-"""`longllada_ruler` and `longllada_longbench` (issue 4): the base-model RULER prompt, LongBench's middle
+"""`longllada_ruler` and `longllada_longbench`: the base-model RULER prompt, LongBench's middle
 truncation, local data, and the real lm-eval CLI (`--model hf` and `longllada eval --model longllada`) on the tiny
 model, offline, with every network connection refused and recorded."""
 
@@ -134,7 +134,7 @@ def test_local_qa_files_in_lm_evals_layout(ruler, tmp_path):
         ({"max_seq_lengths": []}, "max_seq_lengths"),
         ({"max_seq_lengths": [512, "x"]}, "max_seq_lengths item"),
         ({"max_seq_lengths": [512, 512]}, "must not repeat"),
-        ({"num_samples": 0}, "num_samples must be an integer >= 1"),
+        ({"num_samples": 0}, "num_samples=0 is not allowed; allowed: an integer >= 1"),
         ({"seed": True}, "seed"),
         ({"squad_path": 3}, "squad_path"),
     ],
@@ -211,7 +211,7 @@ def test_longbench_bad_input_is_named(longbench, generator, tiny_model_dir, tmp_
     kwargs = {**_dataset_kwargs(generator, "longllada_longbench_hotpotqa"), "pretrained": str(tiny_model_dir)}
     with pytest.raises(ValueError, match="has no hotpotqa.jsonl"):
         longbench.load_longbench(**kwargs, data_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="max_length must be a positive integer"):
+    with pytest.raises(ValueError, match="max_length=-4 is not allowed; allowed: an integer >= 1"):
         longbench.load_longbench(**kwargs, data_dir=str(LONGBENCH_DATA), max_length=-4)
     with pytest.raises(ValueError, match="leaves no room"):
         longbench.load_longbench(**kwargs, data_dir=str(LONGBENCH_DATA), max_length=33)

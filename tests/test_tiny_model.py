@@ -1,4 +1,4 @@
-"""The tiny-model builder and the tokenizer (issue 2, item 4): `longllada tiny-model` writes a folder that
+"""The tiny-model builder and the tokenizer : `longllada tiny-model` writes a folder that
 transformers loads as remote code, official-format folders load with our code, the tokenizer has LLaDA's
 special tokens and chat template and round-trips on the installed transformers (the suite runs on 4.46 and 5.x).
 """
@@ -192,7 +192,8 @@ CHATS = {
     "dream": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
     "<|im_start|>assistant\n",
     "lladamoe": "<role>HUMAN</role>Hi<|role_end|><role>ASSISTANT</role>",
-    "llada2": "<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>Hi<|role_end|><role>ASSISTANT</role>",
+    "llada2": "<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>Hi<|role_end|>"
+    "<role>ASSISTANT</role>",
 }
 
 
@@ -355,7 +356,7 @@ def test_tokenizer_rejects_bad_arguments():
         build_tokenizer("just one string")
 
 
-# -- the training data and command of the shipped twins (issue 7) --------------------------------------------------
+# -- the training data and command of the shipped twins --------------------------------------------------------
 
 
 def test_training_rows_have_the_needle_format():

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lm_eval_tasks.metadata_keys import check_metadata_keys
+from lm_eval_tasks.metadata_keys import check_count, check_metadata_keys
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,7 @@ TASK_KEYS = ("longbench_subset", "longbench_prompt", "longbench_hub_dataset", "l
 
 
 def _positive_int(field: str, value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return value
+    return check_count(field, value, minimum=1)
 
 
 def load_tokenizer(kwargs: dict[str, Any]):
@@ -146,6 +142,15 @@ def _check_record(record: dict[str, Any], subset: str) -> None:
             f"LongBench {subset} record {record.get('_id', '?')!r} lacks {missing}; allowed: LongBench's layout "
             "(input, context, answers, all_classes, ...)"
         )
+
+
+def check_options(metadata: dict[str, Any]) -> None:
+    """This folder's checks of ``metadata`` (merged ``--metadata`` and model arguments) that need no data: its keys
+    and the numbers ``max_length`` and ``ntk_target`` that set the window."""
+    check_metadata_keys(metadata, "longllada_longbench", TASK_KEYS)
+    for field in ("max_length", "ntk_target"):
+        if metadata.get(field) is not None:
+            _positive_int(field, metadata[field])
 
 
 def load_longbench(**kwargs: Any) -> dict[str, Any]:

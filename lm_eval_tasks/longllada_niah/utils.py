@@ -234,20 +234,19 @@ def load_haystack_sentences(haystack: str | Path | None = None) -> tuple[list[st
 
 
 def _int_list(field: str, value: Any, default: Sequence[int], minimum: int, maximum: int | None = None) -> list[int]:
+    """``value`` (a list, a single number, or a string of numbers) as whole numbers within [minimum, maximum]
+    (None: the tasks' largest count), each checked by the tasks' one check (``check_count``)."""
+    from lm_eval_tasks.metadata_keys import MAX_COUNT, check_count
+
     if value is None:
         return list(default)
     if isinstance(value, str):
         value = [part for part in re.split(r"[,\s]+", value.strip("[]() ")) if part]
     elif isinstance(value, (int, float)):
         value = [value]
-    allowed = f"integers >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-    try:
-        numbers = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"{field}={value!r} is not a list of numbers; allowed: a list of {allowed}") from None
-    if not numbers or any(n != int(n) or n < minimum or (maximum is not None and n > maximum) for n in numbers):
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: a non-empty list of {allowed}")
-    return [int(n) for n in numbers]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: a non-empty list of integers >= {minimum}")
+    return [check_count(field, number, minimum, MAX_COUNT if maximum is None else maximum) for number in value]
 
 
 def _depth_list(value: Any) -> list[float]:
@@ -258,10 +257,10 @@ def _depth_list(value: Any) -> list[float]:
     elif isinstance(value, (int, float)):
         value = [value]
     try:
-        depths = [float(d) for d in value]
+        depths = [float(d) for d in value if not isinstance(d, bool)]
     except (TypeError, ValueError):
         raise ValueError(f"depths={value!r} is not a list of numbers; allowed: percentages in [0, 100]") from None
-    if not depths or any(not 0.0 <= d <= 100.0 for d in depths):
+    if not depths or len(depths) != len(value) or any(not 0.0 <= d <= 100.0 for d in depths):  # NaN fails too
         raise ValueError(f"depths={value!r} is not allowed; allowed: a non-empty list of percentages in [0, 100]")
     return depths
 
@@ -692,11 +691,11 @@ def grid_settings(metadata: dict[str, Any]) -> dict[str, Any]:
     checked: known keys, each value's type and range, and a size this machine and the evaluated model can hold
     (:func:`lm_eval_tasks.grid_bounds.check_grid`). Nothing is built or loaded."""
     from lm_eval_tasks.grid_bounds import check_grid
-    from lm_eval_tasks.metadata_keys import check_metadata_keys
+    from lm_eval_tasks.metadata_keys import SEED_RANGE, check_metadata_keys
 
     check_metadata_keys(metadata, "longllada_niah")
     num_repeats = _int_list("num_repeats", metadata.get("num_repeats"), [DEFAULT_NUM_REPEATS], 1)
-    seeds = _int_list("seed", metadata.get("seed"), [DEFAULT_SEED], -(2**63))
+    seeds = _int_list("seed", metadata.get("seed"), [DEFAULT_SEED], *SEED_RANGE)
     if len(num_repeats) != 1 or len(seeds) != 1:
         raise ValueError(
             f"num_repeats={metadata.get('num_repeats')!r} and seed={metadata.get('seed')!r} must be single integers"

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from lm_eval_tasks.grid_bounds import check_grid
 from lm_eval_tasks.grid_metrics import mean_of_scored
-from lm_eval_tasks.metadata_keys import check_metadata_keys
+from lm_eval_tasks.metadata_keys import MAX_COUNT, check_count, check_metadata_keys
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +104,10 @@ class RulerOptions(NamedTuple):
     hotpotqa_path: str | None
 
 
-def _as_int(field: str, value: Any, minimum: int) -> int:
-    """An int (or a string of digits, as model_args may deliver) of at least ``minimum``, else a ValueError."""
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _as_int(field: str, value: Any, minimum: int, maximum: int = MAX_COUNT) -> int:
+    """A whole number (or a string of digits, as model_args may deliver) within [minimum, maximum], else a
+    ValueError (the tasks' one check: ``check_count``)."""
+    return check_count(field, value, minimum, maximum)
 
 
 def _as_path(field: str, value: Any) -> str | None:
@@ -162,7 +159,7 @@ def load_tokenizer(kwargs: dict[str, Any]):
     return load(name, trust_remote_code(kwargs))
 
 
-# -- shared helpers -------------------------------------------------------------------------------------------------
+# -- shared functions ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def seeded(*parts: Any, extra: Sequence[random.Random] = ()) -> Iterator[None]:
     """Seed Python's and NumPy's global random state (and ``extra`` generators) from ``parts``; restore on exit.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from longllada.cli import int_arg
+from longllada.cli import MAX_SEED, int_arg
 from longllada.perplexity.curve import ESTIMATORS, SAMPLE_TEXT, perplexity_curve
 from longllada.perplexity.loading import DTYPES
 
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="auto", metavar="NAME", help=f"one of {', '.join(DTYPES)} (default auto)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument(
-        "--seed", type=int_arg(0), default=0, metavar="N", help="seed of the masks (with the chunk index)"
+        "--seed", type=int_arg(0, MAX_SEED), default=0, metavar="N", help="seed of the masks (with the chunk index)"
     )
     parser.add_argument(
         "--batch-size", type=int_arg(1), default=8, metavar="N", help="Monte-Carlo samples per forward pass (default 8)"

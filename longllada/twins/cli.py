@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from longllada.cli import float_arg, int_arg
+from longllada.cli import MAX_ROPE_BASE, MAX_SEED, float_arg, int_arg
 from longllada.output_lock import OutputLock
 from longllada.twins.evaluation import NEEDLE_SETS, evaluate_retrieval
 from longllada.twins.model_card import write_model_card
@@ -33,6 +33,8 @@ from longllada.twins.training import train_twin
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = REPO / "longllada" / "models"
 DEFAULT_LOG_DIR = REPO / "benchmarks" / "train_logs"
+MAX_LEARNING_RATE = 1.0  # AdamW's steps grow with it: past 1 the twins only diverge
+MAX_SECONDS = 1e7  # about four months
 
 
 def parse_multiples(text: str) -> tuple[int, ...]:
@@ -84,12 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlp", type=int_arg(1), default=defaults.mlp_hidden_size)
     parser.add_argument("--vocab-size", type=int_arg(1), default=defaults.vocab_size)
     parser.add_argument("--train-length", type=int_arg(64), default=defaults.train_length)
-    parser.add_argument("--rope-theta", type=float_arg(1, above=True), default=defaults.rope_theta)
+    parser.add_argument("--rope-theta", type=float_arg(1.0, MAX_ROPE_BASE, above=True), default=defaults.rope_theta)
     parser.add_argument("--steps", type=int_arg(1), default=defaults.steps)
     parser.add_argument("--batch-size", type=int_arg(1), default=defaults.batch_size)
-    parser.add_argument("--lr", type=float_arg(0, above=True), default=defaults.lr)
+    parser.add_argument("--lr", type=float_arg(0.0, MAX_LEARNING_RATE, above=True), default=defaults.lr)
     parser.add_argument("--warmup", type=int_arg(0), default=defaults.warmup_steps)
-    parser.add_argument("--seed", type=int_arg(0), default=defaults.seed)
+    parser.add_argument("--seed", type=int_arg(0, MAX_SEED), default=defaults.seed)
     parser.add_argument("--mix", default=None, help="row shares, e.g. report=0.35,retrieval=0.15,sft=0.5")
     parser.add_argument("--log-every", type=int_arg(1), default=defaults.log_every)
     parser.add_argument("--probe-every", type=int_arg(1), default=defaults.probe_every)
@@ -107,27 +109,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the summary.json of a `longllada demo` run on these very weights (docs/demo/): its "
                              "needle scores go into the model cards")  # fmt: skip
     parser.add_argument(
-        "--time-limit", type=float_arg(0, above=True), default=None, help="stop training after this many seconds"
+        "--time-limit",
+        type=float_arg(0.0, MAX_SECONDS, above=True),
+        default=None,
+        help="stop training after this many seconds",
     )
-    parser.add_argument("--time-budget", type=float_arg(0, above=True), default=None,
+    parser.add_argument("--time-budget", type=float_arg(0.0, MAX_SECONDS, above=True), default=None,
                         help="fix the step count from the speed of the first steps so that training takes about "
                              "this many seconds (the count is logged; --steps N reproduces it)")  # fmt: skip
     parser.add_argument("--keyword-mix", default=",".join(f"{w:g}" for w in defaults.keyword_mix),
                         help="training keyword sources: weights of real words, invented words, numbers")  # fmt: skip
-    parser.add_argument("--phrase-subject-share", type=float_arg(0, 1), default=defaults.phrase_subject_share,
+    parser.add_argument("--phrase-subject-share", type=float_arg(0.0, 1.0), default=defaults.phrase_subject_share,
                         help="share of training needles whose subject is a run of report words (default 0.5)")  # fmt: skip
-    parser.add_argument("--capitalize-share", type=float_arg(0, 1), default=defaults.capitalize_share,
+    parser.add_argument("--capitalize-share", type=float_arg(0.0, 1.0), default=defaults.capitalize_share,
                         help="share of capitalised training keywords (default 0.25)")  # fmt: skip
-    parser.add_argument("--piece-keyword-share", type=float_arg(0, 1), default=defaults.piece_keyword_share,
+    parser.add_argument("--piece-keyword-share", type=float_arg(0.0, 1.0), default=defaults.piece_keyword_share,
                         help="share of training keywords made of random vocabulary tokens, so that every token is "
                              "learned as a piece to copy (default 0.4; 0 before this option existed)")  # fmt: skip
     parser.add_argument("--sft-response-tokens", type=int_arg(0), default=defaults.sft_response_tokens,
                         help="longest SFT response (answer + EOS padding); 0: any length (default 32)")  # fmt: skip
     parser.add_argument("--ar-loss-weighting", choices=AR_LOSS_WEIGHTINGS, default=defaults.ar_loss_weighting,
                         help="AR loss: 'row' (each row counts the same, default) or 'token' (mean over tokens)")  # fmt: skip
-    parser.add_argument("--short-batch-share", type=float_arg(0, 1), default=defaults.short_batch_share,
+    parser.add_argument("--short-batch-share", type=float_arg(0.0, 1.0), default=defaults.short_batch_share,
                         help="share of batches shorter than the trained length (default 0.1)")  # fmt: skip
-    parser.add_argument("--distractor-share", type=float_arg(0, 1), default=defaults.distractor_share,
+    parser.add_argument("--distractor-share", type=float_arg(0.0, 1.0), default=defaults.distractor_share,
                         help="share of needle rows with a second needle about another subject (default 0.3)")  # fmt: skip
     parser.add_argument("--data-workers", type=int_arg(0), default=defaults.data_workers,
                         help="processes building batches (0: a thread of this process, the default); the data "

@@ -103,6 +103,14 @@ MAX_ROPE_BASE = 1e30
 MAX_ROPE_LENGTH = 2**32
 # An attention factor multiplies both cos and sin, so it scales the attention logits by its square.
 MAX_ATTENTION_FACTOR = 10.0
+# Upper bounds of the other numbers the models and tools take, where nothing tighter holds (a larger value is a
+# typo, never a run): a count of tokens, steps, samples or batch rows, as long as the longest length above;
+MAX_COUNT = MAX_ROPE_LENGTH
+# a seed, within numpy's and lm-eval's range;
+MAX_SEED = 2**32 - 1
+# a temperature, guidance scale or entropy budget (at a temperature of 100 a draw is already near uniform, and
+# logits times 1e6 stay finite in float32 and bf16).
+MAX_SCALE = 1e6
 
 
 # -- the extrapolation scaling law (Liu et al. 2023, "Scaling Laws of RoPE-based Extrapolation") -----------------
