@@ -57,6 +57,7 @@ from .modeling_longllada import (
 )
 from .moe_longllada import Router, RoutingRule, SparseMoE
 from .rope_longllada import check_number
+from .rope_tables_longllada import rope_tables  # noqa: F401  (unused here too: for transformers 4.46, as above)
 
 __all__ = ["LLaDA2Config", "LLaDA2ModelLM"]
 
