@@ -20,6 +20,8 @@ import torch
 from longllada import cli
 from longllada.perplexity import read_run
 
+pytestmark = pytest.mark.version_independent
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -16,6 +16,8 @@ from lm_eval_tasks.grid_bounds import ACTIVATION_COPIES, GRID_BYTES_PER_TOKEN, S
 from longllada.eval_cli import SETTINGS_FILE, fingerprint_differences, run_eval, setting_fingerprint
 from longllada.lm_eval_model import check_model_args
 
+pytestmark = pytest.mark.version_independent
+
 TWIN_WIDTH = json.loads((TWIN / "config.json").read_text())["d_model"]
 
 

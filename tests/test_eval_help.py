@@ -16,6 +16,8 @@ from longllada.eval_help import FAMILY_EXAMPLES
 from longllada.model_args import MODEL_ARGS, SAMPLER_ARGS
 from modeling_longllada.families import FAMILIES
 
+pytestmark = pytest.mark.version_independent
+
 REPO = Path(__file__).resolve().parents[1]
 
 

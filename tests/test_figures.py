@@ -12,6 +12,8 @@ from longllada import cli
 from longllada.figure_files import check_figure_out, figure_creator, figure_metadata, is_our_figure
 from longllada.niah_plot import TARGET_MARKER_GID, TRAINED_MARKER_GID, load_grids, plot_heatmaps, plot_niah_runs
 
+pytestmark = pytest.mark.version_independent
+
 FORMATS = ["png", "svg", "pdf", "ps", "eps"]
 LENGTHS, DEPTHS = [256, 512, 1024], [0, 50, 100]
 

@@ -19,6 +19,8 @@ from longllada.eval_cli import SETTINGS_FILE
 from longllada.output_lock import OutputBusy, OutputLock
 from longllada.perplexity import read_run
 
+pytestmark = pytest.mark.version_independent
+
 REPO = Path(__file__).resolve().parents[1]
 
 

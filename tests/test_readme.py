@@ -3,8 +3,10 @@ does what the README says it does; the README's numbers are the ones the code an
 
 The Hub ids of the README are replaced by tiny local folders in the official format (official ``model_type``
 and ``auto_map``, no code files: the official code can never run), the causal baseline by the shipped causal
-twin, and the clone's ``longllada/models/`` by this checkout's. The only other change: ``--max-length 16384`` of
-the perplexity commands becomes 512 (a CPU budget). Shell lines that install or launch (``pip``, ``make``,
+twin, and the clone's ``longllada/models/`` by this checkout's. The only other changes are ``SMALLER``'s, a CPU
+budget: ``--max-length 16384`` of the perplexity commands becomes 512, and each needle grid shrinks to one needle
+per context length (the Hub model's 4000 and 8000 tokens becoming 256 and 512), both settings of the first eval
+kept. Shell lines that install or launch (``pip``, ``make``,
 ``accelerate``) are not run here; CI runs ``make test``.
 """
 
@@ -29,7 +31,13 @@ CAUSAL_TWIN = REPO / "longllada" / "models" / "tiny-llama-ar"
 LLADA_AUTO_MAP = {"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM",
                   "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"}  # fmt: skip
 DREAM_AUTO_MAP = {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"}
-SMALLER = {"--max-length 16384": "--max-length 512"}
+ONE_NEEDLE_PER_LENGTH = '"depths": [50], "num_repeats": 1'
+SMALLER = {  # written -> run here; each must occur in the README's commands
+    "--max-length 16384": "--max-length 512",
+    '"context_lengths": [4000, 8000]': '"context_lengths": [256, 512]',
+    '"depths": [0, 50, 100], "num_repeats": 1': ONE_NEEDLE_PER_LENGTH,
+    '"depths": [0, 50, 100], "num_repeats": 2': ONE_NEEDLE_PER_LENGTH,
+}
 
 
 def blocks(language: str) -> list[str]:
@@ -102,6 +110,7 @@ assert out.shape[1] == ids.shape[1] + 32 and blocks.shape[1] == ids.shape[1] + 3
 
 def test_the_readme_has_the_examples_this_file_runs():
     assert len(blocks("python")) >= 2 and len(commands()) >= 5
+    assert all(any(written in command for command in commands()) for written in SMALLER)  # none left stale
     assert all(any(phrase in block for block in blocks("python")) for phrase in CLAIMS)
     sections = re.findall(r"^## (.+)$", README, flags=re.M)
     assert sections[0] == "The first five minutes, on a CPU"  # after what the package is

@@ -374,6 +374,7 @@ def test_longllada_eval_model_longllada(longllada_run, tokenizer):
     assert count(tokenizer, prompt) <= LONGBENCH_WINDOW - 64 and prompt.endswith("\n回答：")
 
 
+@pytest.mark.e2e  # it reads the two CLI runs above
 def test_nothing_reaches_the_network(hf_run, longllada_run):
     for out, network_log in (hf_run, longllada_run):
         attempts = network_log.read_text(encoding="utf-8") if network_log.exists() else ""

@@ -14,6 +14,8 @@ import pytest
 from longllada import cli
 from longllada.tables import RECORD_FILE, collect, past_perplexity
 
+pytestmark = pytest.mark.version_independent
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "docs" / "demo"
 

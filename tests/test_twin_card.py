@@ -12,6 +12,8 @@ import pytest
 from longllada.twins.model_card import demo_section, write_model_card
 from longllada.twins.settings import settings_from_dict
 
+pytestmark = pytest.mark.version_independent
+
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "benchmarks" / "train_logs"
 DEMO = json.loads((REPO / "docs" / "demo" / "summary.json").read_text(encoding="utf-8"))
