@@ -25,7 +25,7 @@ ISOLATED_TIMEOUT_S = 300
 # test run, so that no grid of an earlier run is read (subprocesses inherit it).
 os.environ["LONGLLADA_CACHE"] = tempfile.mkdtemp(prefix="longllada-test-cache-")
 # transformers copies a folder's remote code into its module cache under the folder's name alone: one cache per
-# session, so that two folders of one name (tmp_path names repeat across pytest-xdist workers and concurrent runs)
+# pytest process, so that two folders of one name (tmp_path names repeat across pytest-xdist workers and concurrent runs)
 # never overwrite each other's files there.
 os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="longllada-test-modules-")
 # Under pytest-xdist (`make test` runs -n 2 on 2 cores) each worker computes on one thread: two workers of two
@@ -36,7 +36,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 def isolated_env() -> dict[str, str]:
     """The current environment minus anything that would make the project importable, offline, 2 threads (or the
-    session's ``OMP_NUM_THREADS``)."""
+    pytest process's ``OMP_NUM_THREADS``)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.setdefault("OMP_NUM_THREADS", "2")
