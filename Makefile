@@ -17,7 +17,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 VENV_TF446 := .venv-tf446
 PIP_INSTALL := pip install -q --no-compile
-PYTEST_ARGS ?= -q -n 2 --dist loadfile
+PYTEST_ARGS ?= -q -n 2 --dist loadfile --durations=15
 TF446_MARKERS := not e2e and not version_independent
 
 .PHONY: demo test test-tf5 test-tf446 lint install venvs clean
