@@ -12,6 +12,7 @@ from modeling_longllada import (
     LongLLaDAConfig,
     LongLLaDAModelLM,
     critical_dimension,
+    modeling_longllada,
     ntk_scaling_factor,
 )
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
@@ -831,8 +832,29 @@ def test_block_causal_attention_is_exact_in_flash_attention_3(reference_fa3):
     _check_block_causal("flash_attention_3")
 
 
-def _check_block_causal(backend: str) -> None:
+@pytest.mark.parametrize("elements", [1, 64])  # one block a run; runs of two blocks (8 queries x 8 keys) and one
+@pytest.mark.parametrize("fast", [False, True])
+def test_block_causal_attention_is_exact_in_runs_of_blocks(monkeypatch, elements, fast):
+    """sdpa runs the block-causal queries a few blocks a call (the pattern within each run as a boolean mask, the
+    grouped keys/values repeated once): exact whatever the runs, on the plain path and on the fast path's (which
+    gives each run its own kernel preference)."""
+    monkeypatch.setattr(modeling_longllada, "BLOCK_CAUSAL_PATTERN_ELEMENTS", elements)
+    _check_block_causal("sdpa", fast=fast)
+
+
+def test_block_causal_attention_of_kept_queries_that_are_not_a_run():
     model = small_model(n_kv_heads=2)
+    ids = torch.randint(2, 100, (1, 13))
+    keep = torch.tensor([11, 2, 3, 7])
+    with torch.no_grad():
+        full = model(ids, block_causal=4).logits
+        kept = model(ids, block_causal=4, logits_to_keep=keep).logits
+    torch.testing.assert_close(kept, full[:, keep], atol=1e-5, rtol=1e-5)
+
+
+def _check_block_causal(backend: str, fast: bool = False) -> None:
+    model = small_model(n_kv_heads=2)
+    model.set_fast_path(fast)
     ids = torch.randint(2, 100, (2, 13))
     mask = torch.ones_like(ids)
     mask[0, :3] = 0
