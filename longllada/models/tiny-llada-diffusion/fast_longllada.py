@@ -522,7 +522,9 @@ def attention_with_preference(
     a left-padded batch of many queries on a GPU (a padded batch's full pass, padding its only mask) row by row,
     without a mask (:func:`attention_by_row`)."""
     mask = mask if mask is not None else plain.AttentionMask()
-    if backend == "sdpa" and mask.block_length is not None:  # runs of query blocks, each a call of its own here
+    if backend == "sdpa" and mask.block_length is not None:
+        # Runs of query blocks with no share limit (one call a layer at 4k: launches cost more here than the keys
+        # a run computes and masks out), each through this function.
         scale = 1.0 / math.sqrt(q.shape[-1])
         return plain.block_causal_attention(_query_run_attention, q, k, v, mask, scale, patterns=True)
     if backend == "sdpa" and fa3_preferred(q, k, mask):

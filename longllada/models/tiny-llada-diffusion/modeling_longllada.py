@@ -288,14 +288,17 @@ class AttentionMask(NamedTuple):
         ends = _select_positions(self.query_block_end, keep, dim=0) if self.query_block_end is not None else None
         return self._replace(allowed=allowed, query_index=query_index, query_block_end=ends)
 
-    def query_spans(self, keys: int, max_elements: int | None) -> list[tuple[int, int, int]]:
+    def query_spans(
+        self, keys: int, max_elements: int | None, max_share: float | None = None
+    ) -> list[tuple[int, int, int]]:
         """The queries (block-causal) as runs of whole blocks, in their order: (first query, end query, key end)
         each, the keys the run's latest block sees being [0, key end). A run takes blocks while its queries times its
-        keys stay within ``max_elements`` (at least one block; None: one block a run). A pass's layers share them."""
+        keys stay within ``max_elements`` and, with ``max_share``, its queries within that share of its keys (at least
+        one block; ``max_elements`` None: one block a run). A pass's layers share them."""
         block, index = self.block_length, self.query_index
         # Kept for the pass's other layers where the queries are a run (the last layer may keep fewer of them).
         shared = self.shared if isinstance(index, range) else None
-        memo = (index.start, index.stop, index.step, keys, max_elements) if shared is not None else None
+        memo = (index.start, index.stop, index.step, keys, max_elements, max_share) if shared is not None else None
         if shared is not None and memo in shared:
             return shared[memo]
         if isinstance(index, range) and index.step == 1:  # the usual case: whole blocks but the first and last
@@ -310,8 +313,9 @@ class AttentionMask(NamedTuple):
         while i < len(runs):
             count, latest, j = runs[i][1], runs[i][0], i + 1
             while j < len(runs) and max_elements is not None:
-                wider = (count + runs[j][1]) * min(keys, (max(latest, runs[j][0]) + 1) * block)
-                if wider > max_elements:
+                end = min(keys, (max(latest, runs[j][0]) + 1) * block)
+                wider = count + runs[j][1]
+                if wider * end > max_elements or (max_share is not None and wider > max_share * end):
                     break
                 count, latest, j = count + runs[j][1], max(latest, runs[j][0]), j + 1
             spans.append((start, start + count, min(keys, (latest + 1) * block)))
@@ -364,7 +368,9 @@ def sdpa_attention(
     """torch's scaled_dot_product_attention; a block-causal mask runs as a few calls over runs of query blocks (see
     :func:`block_causal_attention`)."""
     if mask.block_length is not None:
-        return block_causal_attention(sdpa_attention, q, k, v, mask, scale, patterns=True)
+        return block_causal_attention(
+            sdpa_attention, q, k, v, mask, scale, patterns=True, max_share=BLOCK_CAUSAL_RUN_SHARE
+        )
     k, v = _repeat_kv(k, q.shape[1] // k.shape[1]), _repeat_kv(v, q.shape[1] // v.shape[1])
     allowed = mask.dense(q.device, k.shape[-2])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale).transpose(1, 2)
@@ -392,6 +398,12 @@ def _no_general_mask(backend: str) -> str:
 # Block-causal attention through a kernel that takes a boolean pattern: queries and keys of one call at most this
 # many (the pattern's elements; a few calls at 32k positions, one at 4k), so that the pattern stays small.
 BLOCK_CAUSAL_PATTERN_ELEMENTS = 1 << 26
+# The plain path's runs of queries: at most this share of the keys they see, so that the keys a run's product computes
+# and the pattern masks out (those of its own later blocks) stay within an eighth of it; about log(L) calls a layer.
+# Where the work is compute-bound (a CPU) this is near one call a block's time (a forward pass of LLaDA2, 4 layers of
+# 256 wide, over a 2k window on one core: 356 ms; one call a block 317, one call for all 439); the fast path (CUDA,
+# launch-bound) takes no share limit.
+BLOCK_CAUSAL_RUN_SHARE = 0.25
 # The patterns a pass keeps for its later layers: at most this many elements in all (the 4k window's is 2^24).
 BLOCK_CAUSAL_PATTERNS_KEPT = 1 << 27
 
@@ -404,18 +416,20 @@ def block_causal_attention(
     mask: AttentionMask,
     scale: float,
     patterns: bool,
+    max_share: float | None = None,
 ) -> torch.Tensor:
     """Block-causal attention exactly, with no [L, S] mask: one ``kernel`` call per run of query blocks, over the
     keys its latest block sees (the key padding, and any ``allowed`` pattern, cut to them).
 
     ``patterns``: the kernel takes a boolean pattern (sdpa): a run holds as many blocks as
-    :data:`BLOCK_CAUSAL_PATTERN_ELEMENTS` allow (the whole window at the usual lengths), the block-causal pattern
-    within the run given as ``allowed``, and grouped-query keys/values are repeated once for all runs. Otherwise
+    :data:`BLOCK_CAUSAL_PATTERN_ELEMENTS` and ``max_share`` (see :meth:`AttentionMask.query_spans`) allow (without a
+    share, the whole window at the usual lengths), the block-causal pattern within the run given as ``allowed``, and
+    grouped-query keys/values are repeated once for all runs. Otherwise
     (flash kernels) one block a run, which needs no pattern. A run of one block with no padding and no pattern is an
     unmasked call over its keys, as the sampler's cached steps are. A query left no key (a padding row) attends to
     the keys its block sees, so it stays finite (the keys past the pass are cache memory not yet written)."""
     keys = k.shape[2]
-    spans = mask.query_spans(keys, BLOCK_CAUSAL_PATTERN_ELEMENTS if patterns else None)
+    spans = mask.query_spans(keys, BLOCK_CAUSAL_PATTERN_ELEMENTS if patterns else None, max_share)
     if len(spans) == 1:
         start, stop, end = spans[0]
         return kernel(q, k[:, :, :end], v[:, :, :end], _span_mask(mask, start, stop, end, q.device), scale)
