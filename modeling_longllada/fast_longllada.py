@@ -21,6 +21,7 @@ Shapes: B batch, H heads, L queries, S keys, D head dim, N the normalised size, 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -520,6 +521,11 @@ def attention_with_preference(
     a left-padded batch of many queries on a GPU (a padded batch's full pass, padding its only mask) row by row,
     without a mask (:func:`attention_by_row`)."""
     mask = mask if mask is not None else plain.AttentionMask()
+    if backend == "sdpa" and mask.block_length is not None:
+        # Runs of query blocks with no share limit (one call a layer at 4k: launches cost more here than the keys
+        # a run computes and masks out), each through this function.
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        return plain.block_causal_attention(_query_run_attention, q, k, v, mask, scale, patterns=True)
     if backend == "sdpa" and fa3_preferred(q, k, mask):
         return plain.attention(q, k, v, mask, "flash_attention_3")
     key_padding_mask = mask.key_padding
@@ -539,6 +545,15 @@ def attention_with_preference(
     preference = sdpa_preference(q, k, masked) if backend == "sdpa" else nullcontext()
     with preference:
         return plain.attention(q, k, v, mask, backend)
+
+
+def _query_run_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: plain.AttentionMask, scale: float
+) -> torch.Tensor:
+    """A run of block-causal queries (its mask a plain one) through :func:`attention_with_preference`: the cached
+    step's one block over the cache is an unmasked call of few queries over many keys (``scale`` is the one it
+    computes)."""
+    return attention_with_preference(q, k, v, mask, "sdpa")
 
 
 def packed_weights(linears: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor | None] | None:

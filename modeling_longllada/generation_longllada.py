@@ -997,9 +997,7 @@ class BlockDenoiser:
         self.mask = None if bool(attention_mask.all()) else attention_mask
         self.cache_kv = self.graph = self.span_tables = None
         # Models that take their RoPE tables from the caller get one block's once (see the class docstring).
-        self.keeps_tables = callable(getattr(model, "rotary_emb", None)) and (
-            "position_embeddings" in inspect.signature(type(model).forward).parameters
-        )
+        self.keeps_tables = _takes_rope_tables(model)
         self.forward_passes = 0
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -1074,6 +1072,11 @@ class BlockCausalDenoiser:
     first step also runs the block before it, final by then, so that its keys and values are kept from its final
     tokens. Under the block-causal mask a block never sees later ones, so the kept keys and values are the
     recompute's and the logits agree to rounding. One RoPE length for every pass (``ntk_per_length``: the canvas's).
+
+    A block's later steps run the same positions over the same buffers: their RoPE tables are made once, at the
+    block's second step, and handed to the model (``position_embeddings``); on one CUDA device the step is recorded
+    at the block's second step as a CUDA graph (:class:`CachedStepGraph`) and replayed at the next ones, as
+    :class:`BlockDenoiser` does (eagerly, a step issues some 60 to 80 operations a layer from Python).
     """
 
     def __init__(self, model, s: DiffusionGenerationConfig, canvas: BlockAlignedCanvas):
@@ -1084,6 +1087,9 @@ class BlockCausalDenoiser:
         # Without padding no mask is passed: the model then never reads it back to the host.
         self.mask = None if bool(canvas.attention_mask.all()) else canvas.attention_mask
         self.cache_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.graph: CachedStepGraph | None = None
+        self.block_tables: tuple[torch.Tensor, torch.Tensor] | None = None  # the active block's RoPE tables
+        self.keeps_tables = _takes_rope_tables(model)
         self.forward_passes = 0  # every pass, the prompt's encoding included
         self.prompt_passes = 0  # of which the prompt's encoding
 
@@ -1094,18 +1100,35 @@ class BlockCausalDenoiser:
                 position_ids=self.position_ids[:, :end], logits_to_keep=slice(start, end),
                 rope_seq_len=self.rope_seq_len, block_causal=self.block_length,
             ).logits  # fmt: skip
-        else:
+        elif step == 0:
             if self.cache_kv is None:
                 self._encode_prompt(x)
+            self.graph = self.block_tables = None
             # A block's first step also writes the final keys/values of the block before it.
-            low = start - self.block_length if step == 0 and start > self.first_column else start
-            logits = self.model(
-                x[:, low:end], attention_mask=self.mask, position_ids=self.position_ids[:, low:end],
-                past_key_values=self.cache_kv, cache_slot=slice(low, end), logits_to_keep=slice(start - low, end - low),
-                rope_seq_len=self.rope_seq_len, block_causal=self.block_length,
-            ).logits  # fmt: skip
+            low = start - self.block_length if start > self.first_column else start
+            logits = self._step(x[:, low:end], low, start, end)
+        else:
+            tokens = x[:, start:end]
+            if self.keeps_tables and self.block_tables is None:
+                self.block_tables = self.model.rotary_emb(self.position_ids[:, start:end], self.rope_seq_len)
+            if self.graph is not None:
+                logits = self.graph(tokens)
+            elif step == 1 and self.s.cuda_graph and _graphs_possible(self.model, x):
+                self.graph, logits = CachedStepGraph.capture(lambda t: self._step(t, start, start, end), tokens)
+            else:
+                logits = self._step(tokens, start, start, end)
         self.forward_passes += 1
         return logits.to(x.device)  # a device_map model's head may sit on another device
+
+    def _step(self, tokens: torch.Tensor, low: int, start: int, end: int) -> torch.Tensor:
+        """Positions [low, end) against the cache buffers (their keys/values written there), the logits of
+        [start, end); the kept RoPE tables when they are those positions'."""
+        tables = {"position_embeddings": self.block_tables} if low == start and self.block_tables is not None else {}
+        return self.model(
+            tokens, attention_mask=self.mask, position_ids=self.position_ids[:, low:end],
+            past_key_values=self.cache_kv, cache_slot=slice(low, end), logits_to_keep=slice(start - low, end - low),
+            rope_seq_len=self.rope_seq_len, block_causal=self.block_length, **tables,
+        ).logits  # fmt: skip
 
     def _encode_prompt(self, x: torch.Tensor) -> None:
         """Whole-canvas key/value buffers per layer [B, Hkv, W, D] (on the layer's device), the prompt's whole blocks
@@ -1150,6 +1173,23 @@ def canvas_device(model) -> torch.device:
     """Where the sampler keeps its tokens and draws its random numbers: the device the input embedding runs on
     (``model.device``, unless a ``device_map`` offloads the embedding: then its hook's execution device)."""
     return execution_device(model.get_input_embeddings(), model.device)
+
+
+def _takes_rope_tables(model) -> bool:
+    """The model makes its RoPE tables with ``rotary_emb(position_ids, seq_len)`` and takes them back as
+    ``position_embeddings`` (its own ``forward`` names it, or hands its keyword arguments on to one that does)."""
+    if not callable(getattr(model, "rotary_emb", None)):
+        return False
+    for cls in type(model).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        parameters = inspect.signature(forward).parameters
+        if "position_embeddings" in parameters:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return False
+    return False
 
 
 def _graphs_possible(model, x: torch.Tensor) -> bool:

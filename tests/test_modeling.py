@@ -12,6 +12,7 @@ from modeling_longllada import (
     LongLLaDAConfig,
     LongLLaDAModelLM,
     critical_dimension,
+    modeling_longllada,
     ntk_scaling_factor,
 )
 from modeling_longllada.configuration_longllada import OFFICIAL_DEFAULTS
@@ -831,8 +832,46 @@ def test_block_causal_attention_is_exact_in_flash_attention_3(reference_fa3):
     _check_block_causal("flash_attention_3")
 
 
-def _check_block_causal(backend: str) -> None:
+@pytest.mark.parametrize("elements", [1, 64])  # one block a run; runs of two blocks (8 queries x 8 keys) and one
+@pytest.mark.parametrize("fast", [False, True])
+def test_block_causal_attention_is_exact_in_runs_of_blocks(monkeypatch, elements, fast):
+    """sdpa runs the block-causal queries a few blocks a call (the pattern within each run as a boolean mask, the
+    grouped keys/values repeated once): exact whatever the runs, on the plain path and on the fast path's (which
+    gives each run its own kernel preference)."""
+    monkeypatch.setattr(modeling_longllada, "BLOCK_CAUSAL_PATTERN_ELEMENTS", elements)
+    monkeypatch.setattr(modeling_longllada, "BLOCK_CAUSAL_RUN_SHARE", 1.0)  # runs as long as the elements allow
+    _check_block_causal("sdpa", fast=fast)
+
+
+def test_block_causal_runs_of_queries():
+    """The runs of query blocks a pass is cut into: together every query once, in order; each run's keys end with
+    its latest block; the fast path's (no share limit) one run at 4k, the plain path's a few (log L)."""
+    mask = modeling_longllada.AttentionMask(block_length=32, query_index=range(0, 4128))
+    for share, most in ((None, 1), (modeling_longllada.BLOCK_CAUSAL_RUN_SHARE, 20)):
+        spans = mask.query_spans(4128, modeling_longllada.BLOCK_CAUSAL_PATTERN_ELEMENTS, share)
+        assert 1 <= len(spans) <= most
+        assert [s[0] for s in spans] == [0] + [s[1] for s in spans[:-1]] and spans[-1][1] == 4128
+        assert all(end == -(-stop // 32) * 32 for _, stop, end in spans)
+        if share is not None:
+            assert all(stop - start <= share * end or stop - start == 32 for start, stop, end in spans)
+    assert len(mask.query_spans(4128, None)) == 129  # one block a run (flash kernels)
+    tail = modeling_longllada.AttentionMask(block_length=32, query_index=range(4100, 4128))  # a block's tail
+    assert tail.query_spans(8192, None) == [(0, 28, 4128)]
+
+
+def test_block_causal_attention_of_kept_queries_that_are_not_a_run():
     model = small_model(n_kv_heads=2)
+    ids = torch.randint(2, 100, (1, 13))
+    keep = torch.tensor([11, 2, 3, 7])
+    with torch.no_grad():
+        full = model(ids, block_causal=4).logits
+        kept = model(ids, block_causal=4, logits_to_keep=keep).logits
+    torch.testing.assert_close(kept, full[:, keep], atol=1e-5, rtol=1e-5)
+
+
+def _check_block_causal(backend: str, fast: bool = False) -> None:
+    model = small_model(n_kv_heads=2)
+    model.set_fast_path(fast)
     ids = torch.randint(2, 100, (2, 13))
     mask = torch.ones_like(ids)
     mask[0, :3] = 0

@@ -265,21 +265,64 @@ class AttentionMask(NamedTuple):
     key_padding: [B, S] bool, True for a real key, or None. allowed: any pattern, [B|1, 1|H, L, S] bool, True =
     attend, or None. block_length: block diffusion's block-causal pattern (LLaDA2; Arriola et al. 2025): a query
     at sequence index i sees key j when j // block_length <= i // block_length, i.e. its own block and every
-    earlier one; keys are sequence indices 0..S-1 and ``query_index`` [L] (int64, on the CPU) holds each query's.
-    Kernels that take no dense mask (flash) run it exactly, block by block."""
+    earlier one; keys are sequence indices 0..S-1 and ``query_index`` holds each query's (a ``range``, or an int64
+    CPU tensor [L] where the queries kept are not a run); ``query_block_end`` [L] (int64, on the queries' device;
+    None when the queries are one block) the index after each query's block. Kernels that take a boolean pattern
+    (sdpa) run it a few blocks of queries a call, kernels that take none (flash) block by block
+    (:func:`block_causal_attention`); ``shared`` keeps those runs and their patterns once a pass has built them,
+    for its next layers (None: not kept)."""
 
     key_padding: torch.Tensor | None = None
     allowed: torch.Tensor | None = None
     block_length: int | None = None
-    query_index: torch.Tensor | None = None
+    query_index: range | torch.Tensor | None = None
+    query_block_end: torch.Tensor | None = None
+    shared: dict[tuple, Any] | None = None
 
     def for_queries(self, keep: Positions | None) -> AttentionMask:
         """The mask of the queries at ``keep`` (as ``logits_to_keep``) only."""
         if keep is None:
             return self
         allowed = _select_positions(self.allowed, keep, dim=-2) if self.allowed is not None else None
-        query_index = _select_positions(self.query_index, keep, dim=0) if self.query_index is not None else None
-        return self._replace(allowed=allowed, query_index=query_index)
+        query_index = _select_indices(self.query_index, keep) if self.query_index is not None else None
+        ends = _select_positions(self.query_block_end, keep, dim=0) if self.query_block_end is not None else None
+        return self._replace(allowed=allowed, query_index=query_index, query_block_end=ends)
+
+    def query_spans(
+        self, keys: int, max_elements: int | None, max_share: float | None = None
+    ) -> list[tuple[int, int, int]]:
+        """The queries (block-causal) as runs of whole blocks, in their order: (first query, end query, key end)
+        each, the keys the run's latest block sees being [0, key end). A run takes blocks while its queries times its
+        keys stay within ``max_elements`` and, with ``max_share``, its queries within that share of its keys (at least
+        one block; ``max_elements`` None: one block a run). A pass's layers share them."""
+        block, index = self.block_length, self.query_index
+        # Kept for the pass's other layers where the queries are a run (the last layer may keep fewer of them).
+        shared = self.shared if isinstance(index, range) else None
+        memo = (index.start, index.stop, index.step, keys, max_elements, max_share) if shared is not None else None
+        if shared is not None and memo in shared:
+            return shared[memo]
+        if isinstance(index, range) and index.step == 1:  # the usual case: whole blocks but the first and last
+            runs = [
+                (b, min(index.stop, (b + 1) * block) - max(index.start, b * block))
+                for b in range(index.start // block, (index.stop - 1) // block + 1)
+            ] if index else []  # fmt: skip
+        else:
+            blocks, counts = torch.unique_consecutive(torch.as_tensor(index) // block, return_counts=True)
+            runs = list(zip(blocks.tolist(), counts.tolist()))
+        spans, start, i = [], 0, 0
+        while i < len(runs):
+            count, latest, j = runs[i][1], runs[i][0], i + 1
+            while j < len(runs) and max_elements is not None:
+                end = min(keys, (max(latest, runs[j][0]) + 1) * block)
+                wider = count + runs[j][1]
+                if wider * end > max_elements or (max_share is not None and wider > max_share * end):
+                    break
+                count, latest, j = count + runs[j][1], max(latest, runs[j][0]), j + 1
+            spans.append((start, start + count, min(keys, (latest + 1) * block)))
+            start, i = start + count, j
+        if shared is not None:
+            shared[memo] = spans
+        return spans
 
     def dense(self, device: torch.device, keys: int) -> torch.Tensor | None:
         """The whole pattern as one boolean mask broadcastable to [B, H, L, S] (None: attend everywhere). Where
@@ -289,9 +332,11 @@ class AttentionMask(NamedTuple):
             return self.key_padding[:, None, None, :] if self.key_padding is not None else None
         allowed = self.allowed
         if self.block_length is not None:
-            query_block = (self.query_index // self.block_length).to(device)
-            key_block = torch.arange(keys, device=device) // self.block_length
-            causal = (key_block[None, :] <= query_block[:, None])[None, None]  # [1, 1, L, S]
+            if self.query_block_end is not None:
+                ends = self.query_block_end[:, None]
+            else:  # one block
+                ends = (int(max(self.query_index)) // self.block_length + 1) * self.block_length
+            causal = (torch.arange(keys, device=device)[None, :] < ends)[None, None]  # [1, 1, L or 1, S]
             allowed = causal if allowed is None else allowed & causal
         if self.key_padding is not None:
             allowed = allowed & self.key_padding[:, None, None, :]
@@ -320,9 +365,12 @@ def eager_attention(
 def sdpa_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask, scale: float
 ) -> torch.Tensor:
-    """torch's scaled_dot_product_attention; a block-causal mask runs block by block (no [L, S] mask exists)."""
+    """torch's scaled_dot_product_attention; a block-causal mask runs as a few calls over runs of query blocks (see
+    :func:`block_causal_attention`)."""
     if mask.block_length is not None:
-        return attention_by_query_block(sdpa_attention, q, k, v, mask, scale)
+        return block_causal_attention(
+            sdpa_attention, q, k, v, mask, scale, patterns=True, max_share=BLOCK_CAUSAL_RUN_SHARE
+        )
     k, v = _repeat_kv(k, q.shape[1] // k.shape[1]), _repeat_kv(v, q.shape[1] // v.shape[1])
     allowed = mask.dense(q.device, k.shape[-2])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale).transpose(1, 2)
@@ -336,7 +384,7 @@ def flash_attention(
     if mask.allowed is not None:
         raise ValueError(_no_general_mask("flash_attention_2"))
     if mask.block_length is not None:
-        return attention_by_query_block(flash_attention, q, k, v, mask, scale)
+        return block_causal_attention(flash_attention, q, k, v, mask, scale, patterns=False)
     return _flash_attention(q, k, v, mask.key_padding, scale)
 
 
@@ -347,35 +395,88 @@ def _no_general_mask(backend: str) -> str:
     )
 
 
-def attention_by_query_block(
+# Block-causal attention through a kernel that takes a boolean pattern: queries and keys of one call at most this
+# many (the pattern's elements; a few calls at 32k positions, one at 4k), so that the pattern stays small.
+BLOCK_CAUSAL_PATTERN_ELEMENTS = 1 << 26
+# The plain path's runs of queries: at most this share of the keys they see, so that the keys a run's product computes
+# and the pattern masks out (those of its own later blocks) stay within an eighth of it; about log(L) calls a layer.
+# Where the work is compute-bound (a CPU) this is near one call a block's time (a forward pass of LLaDA2, 4 layers of
+# 256 wide, over a 2k window on one core: 356 ms; one call a block 317, one call for all 439); the fast path (CUDA,
+# launch-bound) takes no share limit.
+BLOCK_CAUSAL_RUN_SHARE = 0.25
+# The patterns a pass keeps for its later layers: at most this many elements in all (the 4k window's is 2^24).
+BLOCK_CAUSAL_PATTERNS_KEPT = 1 << 27
+
+
+def block_causal_attention(
     kernel: Callable[..., torch.Tensor],
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     mask: AttentionMask,
     scale: float,
+    patterns: bool,
+    max_share: float | None = None,
 ) -> torch.Tensor:
-    """Block-causal attention exactly, with kernels that need no [L, S] mask: one call per run of queries in the
-    same block, over the keys of that block and every earlier one (the key padding, and any ``allowed`` pattern,
-    cut to those keys)."""
-    blocks = (mask.query_index // mask.block_length).tolist()
+    """Block-causal attention exactly, with no [L, S] mask: one ``kernel`` call per run of query blocks, over the
+    keys its latest block sees (the key padding, and any ``allowed`` pattern, cut to them).
+
+    ``patterns``: the kernel takes a boolean pattern (sdpa): a run holds as many blocks as
+    :data:`BLOCK_CAUSAL_PATTERN_ELEMENTS` and ``max_share`` (see :meth:`AttentionMask.query_spans`) allow (without a
+    share, the whole window at the usual lengths), the block-causal pattern within the run given as ``allowed``, and
+    grouped-query keys/values are repeated once for all runs. Otherwise
+    (flash kernels) one block a run, which needs no pattern. A run of one block with no padding and no pattern is an
+    unmasked call over its keys, as the sampler's cached steps are. A query left no key (a padding row) attends to
+    the keys its block sees, so it stays finite (the keys past the pass are cache memory not yet written)."""
+    keys = k.shape[2]
+    spans = mask.query_spans(keys, BLOCK_CAUSAL_PATTERN_ELEMENTS if patterns else None, max_share)
+    if len(spans) == 1:
+        start, stop, end = spans[0]
+        return kernel(q, k[:, :, :end], v[:, :, :end], _span_mask(mask, start, stop, end, q.device), scale)
+    if patterns:  # grouped heads repeated once for every run (the keys the runs read), not run by run
+        end = max(span[2] for span in spans)
+        k, v = _repeat_kv(k[:, :, :end], q.shape[1] // k.shape[1]), _repeat_kv(v[:, :, :end], q.shape[1] // v.shape[1])
     out = q.new_empty(q.shape[0], q.shape[2], q.shape[1], q.shape[3])
-    start = 0
-    while start < len(blocks):
-        stop = start + 1
-        while stop < len(blocks) and blocks[stop] == blocks[start]:
-            stop += 1
-        end = min(k.shape[2], (blocks[start] + 1) * mask.block_length)
-        padding = mask.key_padding
-        if padding is not None:
-            padding = padding[:, :end]
-            padding = padding | ~padding.any(-1, keepdim=True)  # a padding row with no real key: keep it finite
-        allowed = mask.allowed[..., start:stop, :end] if mask.allowed is not None else None
+    for start, stop, end in spans:
         out[:, start:stop] = kernel(
-            q[:, :, start:stop], k[:, :, :end], v[:, :, :end], AttentionMask(padding, allowed), scale
+            q[:, :, start:stop], k[:, :, :end], v[:, :, :end], _span_mask(mask, start, stop, end, q.device), scale
         )
-        start = stop
     return out
+
+
+def _span_mask(mask: AttentionMask, start: int, stop: int, end: int, device: torch.device) -> AttentionMask:
+    """The mask of queries [start, stop) over keys [0, end) of a block-causal pass, as a plain mask: key padding (a
+    row with no real key attending to all of them) and ``allowed`` cut to the run, and, for a run of several blocks,
+    the block-causal pattern within it as ``allowed`` (padding and ``allowed`` folded in; a query left no key
+    attends to its block-causal keys)."""
+    padding = mask.key_padding[:, :end] if mask.key_padding is not None else None
+    allowed = mask.allowed[..., start:stop, :end] if mask.allowed is not None else None
+    if mask.query_block_end is None:  # the queries are one block
+        several = False
+    elif isinstance(mask.query_index, range):
+        several = mask.query_index[start] // mask.block_length != mask.query_index[stop - 1] // mask.block_length
+    else:
+        blocks = mask.query_index[start:stop] // mask.block_length
+        several = bool(blocks.min() != blocks.max())
+    if not several:
+        if padding is not None:
+            padding = padding | ~padding.any(-1, keepdim=True)
+        return AttentionMask(padding, allowed)
+    kept = mask.shared if isinstance(mask.query_index, range) else None
+    key = (mask.query_index[start], mask.query_index[stop - 1], end)  # the run, the same in every layer of the pass
+    if kept is not None and key in kept:
+        return AttentionMask(allowed=kept[key])
+    causal = (torch.arange(end, device=device)[None, :] < mask.query_block_end[start:stop, None])[None, None]
+    pattern = causal if allowed is None else causal & allowed
+    if padding is not None:
+        pattern = pattern & padding[:, None, None, :]
+    if pattern is not causal:
+        pattern = pattern | (causal & ~pattern.any(-1, keepdim=True))
+    if kept is not None:
+        held = sum(p.numel() for p in kept.values() if isinstance(p, torch.Tensor))
+        if held + pattern.numel() <= BLOCK_CAUSAL_PATTERNS_KEPT:
+            kept[key] = pattern
+    return AttentionMask(allowed=pattern)
 
 
 def _flash_attention(q, k, v, key_padding_mask, scale):
@@ -477,7 +578,7 @@ def flash_attention_3(
     if mask.allowed is not None:
         raise ValueError(_no_general_mask("flash_attention_3"))
     if mask.block_length is not None:
-        return attention_by_query_block(flash_attention_3, q, k, v, mask, scale)
+        return block_causal_attention(flash_attention_3, q, k, v, mask, scale, patterns=False)
     _check_fa3_inputs(q)
     splits = {"num_splits": 0} if q.shape[2] <= FA3_SPLIT_KV_MAX_QUERIES and _FA3_TAKES_SPLITS else {}
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, L, H, D]: the layout the model makes, no copy
@@ -1408,7 +1509,13 @@ def build_attention_mask(
             "buffers with cache_slot"
         )
     start = range(*cache_slot.indices(keys)).start if cache_slot is not None else 0
-    return AttentionMask(key_padding, allowed, block_causal, torch.arange(start, start + length))
+    query_index = range(start, start + length)
+    block_end = None
+    if start // block_causal != (start + length - 1) // block_causal:  # several blocks: their ends, on the device
+        block_end = (torch.arange(start, start + length, device=device) // block_causal + 1) * block_causal
+    return AttentionMask(
+        key_padding, allowed, block_causal, query_index, block_end, {} if block_end is not None else None
+    )
 
 
 class LongLLaDAModelLM(DiffusionLMMixin, DiffusionSamplerMixin, LongLLaDAPreTrainedModel, GenerationMixin):
@@ -1479,6 +1586,17 @@ def _keeps_every_position(keep: Positions, length: int) -> bool:
     if isinstance(keep, int):
         return keep == length
     return isinstance(keep, slice) and keep.indices(length) == (0, length, 1)
+
+
+def _select_indices(index: range | torch.Tensor, keep: Positions) -> range | torch.Tensor:
+    """The entries ``keep`` (as ``logits_to_keep``) of a list of sequence indices: a range stays one where it can."""
+    if isinstance(index, torch.Tensor):
+        return _select_positions(index, keep, dim=0)
+    if isinstance(keep, int):
+        return index[len(index) - keep :] if keep else index
+    if isinstance(keep, slice):
+        return index[keep]
+    return torch.as_tensor(index)[keep.cpu()]
 
 
 def _select_positions(x: torch.Tensor, keep: Positions | None, dim: int = 1) -> torch.Tensor:

@@ -128,8 +128,9 @@ def _group_limited_top_k(scores: torch.Tensor, top_k: int, n_group: int, topk_gr
     grouped = scores.view(tokens, n_group, experts // n_group)
     group_scores = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(dim=-1)  # [T, n_group]
     best_groups = group_scores.topk(topk_group, dim=-1, sorted=False).indices
-    keep = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, best_groups, True)
-    masked = scores.masked_fill(~keep.repeat_interleave(experts // n_group, dim=1), float("-inf"))
+    # The other groups' experts out, the group mask broadcast over each group's experts (no [T, E] mask).
+    dropped = torch.ones_like(group_scores, dtype=torch.bool)[..., None].scatter_(1, best_groups[..., None], False)
+    masked = grouped.masked_fill(dropped, float("-inf")).view(tokens, experts)
     return masked.topk(top_k, dim=-1).indices
 
 
@@ -288,13 +289,11 @@ def grouped_experts(
         ])  # fmt: skip
     tokens, k = experts.shape
     inner = down.shape[-1]
-    flat = experts.flatten()
-    order = flat.argsort(stable=True)  # (token, choice) rows by expert
-    # Run ends per expert, counted on the device (bincount would read its size back to the host, which a CUDA
-    # graph cannot record).
-    counts = torch.zeros(gate_up.shape[0], dtype=torch.int32, device=x.device)
-    counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
-    ends = counts.cumsum(0, dtype=torch.int32)
+    by_expert, order = experts.flatten().sort(stable=True)  # (token, choice) rows by expert
+    # Run ends per expert: how many rows have an expert up to each one, searched on the device (bincount would read
+    # its size back to the host, which a CUDA graph cannot record).
+    expert_ids = torch.arange(gate_up.shape[0], device=x.device, dtype=by_expert.dtype)
+    ends = torch.searchsorted(by_expert, expert_ids, right=True, out_int32=True)
     rows = x.index_select(0, order // k)  # [T·k, H]
     projected = _grouped_mm(rows, gate_up.transpose(1, 2), ends)  # [T·k, 2I]
     del rows
@@ -306,7 +305,8 @@ def grouped_experts(
     by_token[order] = out
     by_token = by_token.view(tokens, k, -1)
     if weights.dtype == torch.float32 and x.dtype != torch.float32:
-        return (by_token.float() * weights[..., None]).sum(dim=1).to(x.dtype)
+        # bf16 × float32 is computed in float32 (type promotion): the products of by_token.float(), with no copy of it
+        return (by_token * weights[..., None]).sum(dim=1).to(x.dtype)
     return (by_token * weights[..., None].to(x.dtype)).sum(dim=1)
 
 
