@@ -8,6 +8,9 @@
 #
 #   OUT=/tmp/out TIME_CAP_S=300 bash benchmarks/diffusion_gemma_niah.sh      # GPU
 #   OUT=/tmp/out bash benchmarks/diffusion_gemma_niah.sh --tiny              # CPU check: tiny model, a 256-token cell
+#
+# REUSE_MODEL=1 evaluates the folder already at MODEL_DIR (saved by diffusion_gemma_bench.py --save-model in the same call)
+# instead of building and saving it again; the folder is removed at the end either way.
 set -u
 OUT=${OUT:-/tmp/out}
 PY=${PY:-python3}
@@ -25,12 +28,16 @@ else
     model_args="pretrained=$MODEL_DIR,dtype=bfloat16,max_denoising_steps=48"
     device=cuda
 fi
-rm -rf "$MODEL_DIR"
 started=$(date +%s)
-# one short timing row, then the folder
-"$PY" benchmarks/diffusion_gemma_bench.py "${bench[@]}" --modes chunked --save-model "$MODEL_DIR" \
-    --out "$OUT/diffusion_gemma_save.json" || exit $?
-echo "saved in $(($(date +%s) - started)) s: $(du -sh "$MODEL_DIR" | cut -f1)"
+if [ "${REUSE_MODEL:-0}" = 1 ] && [ -f "$MODEL_DIR/config.json" ]; then
+    echo "reusing the folder $MODEL_DIR (REUSE_MODEL=1)"
+else
+    rm -rf "$MODEL_DIR"
+    # one short timing row, then the folder
+    "$PY" benchmarks/diffusion_gemma_bench.py "${bench[@]}" --modes chunked --save-model "$MODEL_DIR" \
+        --out "$OUT/diffusion_gemma_save.json" || exit $?
+    echo "saved in $(($(date +%s) - started)) s: $(du -sh "$MODEL_DIR" | cut -f1)"
+fi
 LONGLLADA_LOG_LEVEL=DEBUG "$PY" -m longllada eval --model longllada --model_args "$model_args" \
     --tasks longllada_niah --metadata "$grid" --device "$device" --batch_size 1 --log_samples \
     --output_path "$OUT/diffusion_gemma_niah" 2>&1 | grep -v "it/s\]" | tee "$OUT/diffusion_gemma_niah.log"

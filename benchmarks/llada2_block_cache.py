@@ -199,7 +199,7 @@ def main() -> int:
     warm = random_prompt(2 * ANSWER, config, device, args.seed + 1)
     for cache in ("prefix", "none"):  # kernels, the expert stacks, allocator pools
         run(model, warm, cache)
-    runs = []
+    runs: list[dict] = []
     for length in sorted(set(lengths) | set(recompute)):
         prompt = random_prompt(length, config, device, args.seed + length)
         for cache in ("prefix", "none"):
@@ -207,6 +207,20 @@ def main() -> int:
                 record = run(model, prompt, cache)
                 print(json.dumps({k: v for k, v in record.items() if k != "answer"}), flush=True)
                 runs.append(record)
+                # written after every run: a run stopped at a time cap keeps the lengths it finished
+                write_report(args.out, report_of(args, model, parameters, dtype, device, runs, recompute))
+    report = report_of(args, model, parameters, dtype, device, runs, recompute)
+    write_report(args.out, report)
+    for comparison in report["comparisons"]:
+        print(json.dumps(comparison))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def report_of(args: argparse.Namespace, model: LLaDA2ModelLM, parameters: int, dtype: torch.dtype,
+              device: torch.device, runs: list[dict], recompute: list[int]) -> dict:  # fmt: skip
+    """The JSON report of the runs so far: each run, and for each recompute length the ratio and the agreement."""
+    config = model.config
     comparisons = []
     for length in recompute:
         pair = {r["cache"]: r for r in runs if r["prompt_tokens"] == length}
@@ -238,12 +252,14 @@ def main() -> int:
         "runs": runs,
         "comparisons": comparisons,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    for comparison in comparisons:
-        print(json.dumps(comparison))
-    print(f"wrote {args.out}")
-    return 0
+    return report
+
+
+def write_report(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 if __name__ == "__main__":
