@@ -522,7 +522,7 @@ class LongLLaDALM(HFLM):
         # Hand over the config carrying the RoPE override (HFLM would otherwise reload it from the folder;
         # transformers 5's from_pretrained takes no rope_theta=). A family's model class is this project's own.
         if self._family is not None:
-            kwargs["trust_remote_code"] = False
+            kwargs = self._family.from_pretrained_kwargs({**kwargs, "trust_remote_code": False})
         super()._create_model(pretrained, config=self._config, **kwargs)
 
     @property

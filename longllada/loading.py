@@ -215,7 +215,7 @@ def load_model(
     family, _ = model_family(model, **location)
     if family is not None:
         family.check_transformers()
-        return family.model_cls().from_pretrained(_load_path(model), **kwargs)
+        return family.model_cls().from_pretrained(_load_path(model), **family.from_pretrained_kwargs(kwargs))
     check_remote_code(model, trust_remote_code, flag, ("config",), **location)
     return model_class(model, auto_class, **location).from_pretrained(
         _load_path(model), trust_remote_code=trust_remote_code, **kwargs

@@ -475,9 +475,8 @@ def load_model(
     config = load_config(pretrained, rope_scaling=rope_scaling, **hub_kwargs)
     from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_pretrained(
-        pretrained, config=config, **dict(model_kwargs or {}), **hub_kwargs
-    )
+    model_kwargs = DIFFUSION_GEMMA.from_pretrained_kwargs({**(model_kwargs or {}), **hub_kwargs})
+    model = AutoModelForImageTextToText.from_pretrained(pretrained, config=config, **model_kwargs)
     if sampler is not None:
         sampler.apply(model)
     return model.eval()

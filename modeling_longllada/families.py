@@ -385,6 +385,16 @@ class Family:
         config, model = (".".join(path.split(".")[-2:]) for path in (self.config_class, self.model_class))
         return {"AutoConfig": config, **{name: model for name in self.auto_classes}}
 
+    def from_pretrained_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` for the model class's ``from_pretrained``, with transformers' Hub kernels off for a native
+        family when the Hub is offline (``HF_HUB_OFFLINE``, ``local_files_only``) and the caller did not choose
+        (``use_kernels``): transformers 5 kernelizes its own classes by default, fetching kernels such as
+        ``kernels-community/activation`` from the Hub, and fails to load the model offline on a GPU."""
+        out = dict(kwargs)
+        if self.native and "use_kernels" not in out and (out.get("local_files_only") or _hub_offline()):
+            out["use_kernels"] = False
+        return out
+
     def config_cls(self) -> type:
         """The config class (imports transformers)."""
         return import_object(self.config_class)
@@ -441,6 +451,12 @@ class Family:
                 f"{self.title} needs transformers >= {self.min_transformers}; installed: {installed} "
                 f"(pip install -U 'transformers>={self.min_transformers}')"
             )
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 # -- the card rows every family shows ----------------------------------------------------------------------------

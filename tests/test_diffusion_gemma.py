@@ -175,6 +175,25 @@ def test_scaled_theta_is_read_back_per_layer_type(tiny_gemma_dir, tmp_path):
     )
 
 
+@needs_diffusion_gemma
+def test_offline_loads_leave_the_hubs_kernels_off_unless_asked(tiny_gemma_dir, monkeypatch):
+    # transformers 5 kernelizes its own classes by default, fetching kernels from the Hub: offline on a GPU the
+    # load itself fails. Offline, every loading path asks for no Hub kernels unless the caller chooses.
+    from huggingface_hub import constants
+
+    from longllada.loading import load_model
+    from modeling_longllada.families import family_by_name
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert dg.load_model(str(tiny_gemma_dir)).use_kernels is False
+    assert load_model(str(tiny_gemma_dir)).use_kernels is False
+    assert load_model(str(tiny_gemma_dir), use_kernels=True).use_kernels is True
+    assert family_by_name("llada").from_pretrained_kwargs({"dtype": "auto"}) == {"dtype": "auto"}  # our classes: none
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert family_by_name("diffusion_gemma").from_pretrained_kwargs({}) == {}  # online: transformers' own default
+    assert family_by_name("diffusion_gemma").from_pretrained_kwargs({"local_files_only": True})["use_kernels"] is False
+
+
 # -- the sampler's arguments -----------------------------------------------------------------------------------
 
 
