@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -155,6 +156,10 @@ def niah_command(folder: Path) -> str:
 
 
 def git_commit() -> str | None:
+    """``GIT_COMMIT`` when set (a GPU machine's copy of the tree may carry stale git metadata), else the checkout's
+    commit; None outside a git checkout."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
     try:
         root = Path(__file__).resolve().parents[1]
         return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

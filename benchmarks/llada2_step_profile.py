@@ -47,7 +47,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -60,6 +59,7 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from llada2_block_cache import git_commit  # noqa: E402
 from moe_bench import PUBLISHED_SHAPE  # noqa: E402
 
 from modeling_longllada import LLaDA2Config, LLaDA2ModelLM, LLaDAMoEConfig, LLaDAMoEModelLM  # noqa: E402
@@ -327,16 +327,6 @@ def environment(device: torch.device) -> dict:
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return env
-
-
-def git_commit() -> str | None:
-    """The checkout's commit (None outside a git checkout)."""
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def ratios(runs: dict) -> dict:
