@@ -9,8 +9,8 @@
 #   OUT=/tmp/out TIME_CAP_S=300 bash benchmarks/diffusion_gemma_niah.sh      # GPU
 #   OUT=/tmp/out bash benchmarks/diffusion_gemma_niah.sh --tiny              # CPU check: tiny model, a 256-token cell
 #
-# REUSE_MODEL=1 evaluates the folder already at MODEL_DIR (saved by diffusion_gemma_bench.py --save-model in the same call)
-# instead of building and saving it again; the folder is removed at the end either way.
+# REUSE_MODEL=1 evaluates the folder already at MODEL_DIR (saved by diffusion_gemma_bench.py --save-model in the
+# same call) instead of building and saving it again; the folder is removed at the end either way.
 set -u
 OUT=${OUT:-/tmp/out}
 PY=${PY:-python3}

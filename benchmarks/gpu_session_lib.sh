@@ -7,9 +7,10 @@
 # console goes to $OUT/call_$CALL_console.log: three files come back (the device returns at most 8, 2 folders
 # down), even when the command is killed at its limit.
 #
-# Variables: GIT_COMMIT (the commit measured: give it from the checkout, `GIT_COMMIT=$(git rev-parse HEAD)` written into
-# the command, since the copy of the tree on the device may carry stale git metadata), OUT (required on the device), BUDGET_S (seconds the whole script may take, default 570: the command
-# limit is 600), DRY_RUN=1 (print each part's command and cap instead of running it: a check on any machine).
+# Variables: GIT_COMMIT (the commit measured: its hash written into the command from the checkout, since the copy
+# of the tree on the device may carry stale git metadata), OUT (required on the device), BUDGET_S (seconds the whole
+# script may take, default 570: the command limit is 600), DRY_RUN=1 (print each part's command and cap instead of
+# running it: a check on any machine).
 
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
