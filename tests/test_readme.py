@@ -168,6 +168,38 @@ def test_the_readme_numbers():
     assert "514 s on one H200 and 286 s on two" in text and "285.9 s" in benchmarks and "513.8 s" in benchmarks
 
 
+def test_the_newer_families_figures_are_the_committed_gpu_results():
+    """The README's table of the newer families on one H100: each figure from benchmarks/results."""
+    results = REPO / "benchmarks" / "results"
+
+    def load(name: str) -> dict:
+        return json.loads((results / name).read_text(encoding="utf-8"))
+
+    text = " ".join(README.split())
+    cache = {(r["prompt_tokens"], r["cache"]): r for r in load("llada2_block_cache_h100.json")["runs"]}
+    profile = load("llada2_step_profile_h100.json")["runs"]["after"]["families"]
+    llada2, moe = profile["llada2"], profile["lladamoe"]
+    ratio = next(c for c in load("llada2_block_cache_h100.json")["comparisons"] if c["prompt_tokens"] == 32768)
+    assert (
+        f"| {llada2['4096']['generate_prefix_s']:.2f} s (steady; first {cache[4096, 'prefix']['seconds']:.2f} s) / "
+        f"{llada2['4096']['generate_none_s']:.2f} s | {cache[32768, 'prefix']['seconds']:.2f} s / "
+        f"{cache[32768, 'none']['seconds']:.1f} s ({ratio['recompute_over_cache']:.1f}×) | "
+        f"{cache[131072, 'prefix']['seconds']:.1f} s, {cache[131072, 'prefix']['peak_gib']:.1f} GiB |"
+    ) in text
+    assert f"| {moe['4096']['generate_prefix_s']:.2f} s | {moe['32768']['generate_prefix_s']:.2f} s |" in text
+    assert f"replays from a CUDA graph in {llada2['4096']['graph_ms']:.2f} ms" in text
+    gemma = {
+        r["prompt_tokens"]: r
+        for name in ("diffusion_gemma_h100.json", "diffusion_gemma_256k_h100.json")
+        for r in load(name)["rows"]
+        if r["mode"] == "chunked"
+    }
+    cells = " | ".join(f"{gemma[n]['total_s']:.1f} s, {gemma[n]['peak_gib']:.1f} GiB" for n in (32768, 131072, 262144))
+    assert cells in text
+    settings = load("settings_one_process_h100.json")["summary"]
+    assert f"costs {settings['fixed_per_setting_s']:.2f} s a setting" in text
+
+
 def test_the_lambda_table_is_the_law_s():
     """Each row of the README's λ table (one per family): λ at 2×, 4× and 8× the trained length, by the law over
     the rotated dimensions; the half-rotated LLaDA-MoE alternative too."""
