@@ -1076,7 +1076,7 @@ class BlockCausalDenoiser:
     A block's later steps run the same positions over the same buffers: their RoPE tables are made once, at the
     block's second step, and handed to the model (``position_embeddings``); on one CUDA device the step is recorded
     at the block's second step as a CUDA graph (:class:`CachedStepGraph`) and replayed at the next ones, as
-    :class:`BlockDenoiser` does (eagerly, a step issues some 60 to 80 operations a layer from Python).
+    :class:`BlockDenoiser` does (eagerly, a step calls some 60 to 80 operations a layer from Python).
     """
 
     def __init__(self, model, s: DiffusionGenerationConfig, canvas: BlockAlignedCanvas):
