@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_longllada import LLaDA2Config, LLaDA2ModelLM  # noqa: E402
 from modeling_longllada import generation_longllada as generation  # noqa: E402
-from modeling_longllada.moe_longllada import Router  # noqa: E402
 
 GiB = 2**30
 ANSWER = 32  # new tokens; block length and steps a block too
@@ -71,6 +70,13 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, seed: int)
     with torch.device("meta"):
         model = LLaDA2ModelLM(config)
     model = model.to(dtype=dtype).to_empty(device=device).eval()
+    fill_random_(model, device, seed)
+    return model
+
+
+def fill_random_(model: torch.nn.Module, device: torch.device, seed: int, expert_bias_std: float = 0.0) -> None:
+    """Random weights in place, drawn on ``device``: N(0, 0.02²), norms 1, the routers' expert biases
+    N(0, ``expert_bias_std``²) (zeros for 0). The only buffers of our MoE models are those biases."""
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -78,10 +84,9 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, seed: int)
                 parameter.fill_(1.0)
             else:
                 parameter.normal_(0.0, INIT_STD, generator=generator)
-        for module in model.modules():
-            if isinstance(module, Router) and module.expert_bias is not None:
-                module.expert_bias.zero_()
-    return model
+        for name, buffer in model.named_buffers():
+            if name.endswith("expert_bias"):  # LLaDA-MoE's (mlp.expert_bias) and LLaDA2's (mlp.gate.expert_bias)
+                buffer.normal_(0.0, expert_bias_std, generator=generator) if expert_bias_std else buffer.zero_()
 
 
 def random_prompt(length: int, config: LLaDA2Config, device: torch.device, seed: int) -> torch.Tensor:

@@ -59,7 +59,7 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llada2_block_cache import git_commit  # noqa: E402
+from llada2_block_cache import fill_random_, git_commit  # noqa: E402
 from moe_bench import PUBLISHED_SHAPE  # noqa: E402
 
 from modeling_longllada import LLaDA2Config, LLaDA2ModelLM, LLaDAMoEConfig, LLaDAMoEModelLM  # noqa: E402
@@ -114,16 +114,7 @@ def build(family: str, shape: str, device: torch.device, dtype: torch.dtype, see
     with torch.device("meta"):
         model = cls(config)
     model = model.to(dtype=dtype).to_empty(device=device).eval()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("norm.weight"):
-                parameter.fill_(1.0)
-            else:
-                parameter.normal_(0.0, 0.02, generator=generator)
-        for name, buffer in model.named_buffers():
-            if name.endswith("expert_bias"):  # LLaDA-MoE's (mlp.expert_bias) and LLaDA2's (mlp.gate.expert_bias)
-                buffer.normal_(0.0, 0.01, generator=generator)
+    fill_random_(model, device, seed, expert_bias_std=0.01)
     return model
 
 
