@@ -391,7 +391,8 @@ class Family:
         (``use_kernels``): transformers 5 kernelizes its own classes by default, fetching kernels such as
         ``kernels-community/activation`` from the Hub, and fails to load the model offline on a GPU."""
         out = dict(kwargs)
-        if self.native and "use_kernels" not in out and (out.get("local_files_only") or _hub_offline()):
+        offline = out.get("local_files_only") or _hub_offline()
+        if self.native and "use_kernels" not in out and offline and _transformers_kernelizes():
             out["use_kernels"] = False
         return out
 
@@ -457,6 +458,13 @@ def _hub_offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def _transformers_kernelizes() -> bool:
+    """Whether this transformers takes ``use_kernels`` (Hub kernels; transformers 4.46 has none)."""
+    from transformers import PreTrainedModel
+
+    return hasattr(PreTrainedModel, "set_use_kernels")
 
 
 # -- the card rows every family shows ----------------------------------------------------------------------------
