@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix  # HFLM's rules for special tokens
@@ -113,7 +114,9 @@ BATCH_LENGTH_SPREAD = 0.05
 # batches on up to 8 data-parallel GPUs.
 PROCESS_CLASSES = 8
 # from_pretrained arguments that HFLM hands through to the model's loading.
-LOADING_KEYS = ("device_map", "attn_implementation", "low_cpu_mem_usage", "local_files_only", "cache_dir", "token")
+LOADING_KEYS = (
+    "device_map", "attn_implementation", "low_cpu_mem_usage", "local_files_only", "cache_dir", "token", "use_kernels",
+)  # fmt: skip
 # Every LongLLaDALM and the model it loaded, held weakly: `longllada eval` runs several settings in one process
 # and checks between them that the last one's model is gone (a GPU must not hold two 8B models).
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -195,9 +198,14 @@ def check_model_args(model_args: dict[str, Any]) -> tuple[families.Family | None
         if model_args.get(field) is not None:
             _batch_size(field, model_args[field])
     _integer("prefix_token_id", model_args.get("prefix_token_id"))
-    for field in ("trust_remote_code", "greedy_check"):
+    for field in ("trust_remote_code", "greedy_check", "use_kernels"):
         if model_args.get(field) is not None and not isinstance(model_args[field], bool):
             raise ValueError(f"{field}={model_args[field]!r} is not allowed; allowed: True or False")
+    if model_args.get("use_kernels") is not None and not families.transformers_has_hub_kernels():
+        raise ValueError(
+            f"use_kernels={model_args['use_kernels']!r} is not allowed with transformers {transformers.__version__}, "
+            "which has no Hub kernels; allowed: leave it unset"
+        )
     rope_scaling_from_args(model_args.get("ntk_factor"), model_args.get("ntk_target"), model_args.get("rope_scaling"))
     for field in ("mc_num", "mc_batch_size", "rolling_chunk", "batch_classes"):
         _positive_int(field, model_args.get(field))

@@ -392,7 +392,7 @@ class Family:
         ``kernels-community/activation`` from the Hub, and fails to load the model offline on a GPU."""
         out = dict(kwargs)
         offline = out.get("local_files_only") or _hub_offline()
-        if self.native and "use_kernels" not in out and offline and _transformers_kernelizes():
+        if self.native and "use_kernels" not in out and offline and transformers_has_hub_kernels():
             out["use_kernels"] = False
         return out
 
@@ -460,7 +460,7 @@ def _hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _transformers_kernelizes() -> bool:
+def transformers_has_hub_kernels() -> bool:
     """Whether this transformers takes ``use_kernels`` (Hub kernels; transformers 4.46 has none)."""
     from transformers import PreTrainedModel
 

@@ -45,6 +45,7 @@ def refused(argv: list[str], out: Path) -> str:
         ("alg=maskgit_plus,remasking=random", "alg='maskgit_plus' does not apply to LLaDA's sampler"),
         ("mc_num=0", "mc_num=0 is not allowed"),
         ("greedy_check=maybe", "greedy_check='maybe' is not allowed"),
+        ("use_kernels=maybe", "use_kernels='maybe' is not allowed; allowed: True or False"),
     ],
 )
 def test_a_bad_sampler_option_in_the_second_setting_is_refused_before_the_first_runs(tmp_path, bad, message):
@@ -57,6 +58,16 @@ def test_one_setting_is_checked_as_fully(tmp_path):
     out = tmp_path / "out"
     line = refused(eval_args([f"pretrained={TWIN},steps=0"], out)[2:], out)
     assert line.startswith("longllada eval: error: steps=0 is not allowed"), line
+
+
+def test_use_kernels_is_refused_where_transformers_has_no_hub_kernels(monkeypatch):
+    from modeling_longllada import families
+
+    if families.transformers_has_hub_kernels():  # taken as a loading argument
+        check_model_args({"pretrained": str(TWIN), "use_kernels": False})
+    monkeypatch.setattr(families, "transformers_has_hub_kernels", lambda: False)
+    with pytest.raises(ValueError, match="use_kernels=True is not allowed with transformers .*, which has no Hub"):
+        check_model_args({"pretrained": str(TWIN), "use_kernels": True})
 
 
 def test_sampler_options_are_checked_with_the_family_defaults(tiny_dream_dir):
