@@ -100,7 +100,7 @@ def test_generator_of_another_kind(model):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA generator needs a GPU")
 def test_generator_on_another_device(model):
-    with pytest.raises(ValueError, match="generator is on cuda:0 and the model on cpu; allowed: a generator on cpu"):
+    with pytest.raises(ValueError, match="^generator is on cuda:0 and the model on cpu; allowed: a generator on cpu$"):
         generate(model, prompt(model), generator=torch.Generator("cuda").manual_seed(0))
     with pytest.raises(ValueError, match="generator is on cuda:0 .* allowed: a CPU generator"):
         model.log_likelihood([11, 12], [13], mc_num=2, batch_size=2, generator=torch.Generator("cuda"))

@@ -1481,12 +1481,21 @@ def check_generator(generator: Any, device: torch.device, cpu_only: bool = False
         return
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator is a {type(generator).__name__}; allowed: a torch.Generator or None")
-    place = torch.device(generator.device)
-    here = torch.device(device)
-    same = place.type == here.type and (place.index or 0) == (here.index or 0)
-    if place.type != "cpu" and (cpu_only or not same):
-        allowed = "a CPU generator (the masks are drawn on the CPU)" if cpu_only else f"a generator on cpu or {here}"
+    place, here = _indexed(torch.device(generator.device)), _indexed(torch.device(device))
+    if place.type != "cpu" and (cpu_only or place != here):
+        if cpu_only:
+            allowed = "a CPU generator (the masks are drawn on the CPU)"
+        else:
+            allowed = "a generator on cpu" + (f" or {here}" if here.type != "cpu" else "")
         raise ValueError(f"generator is on {place} and the model on {here}; allowed: {allowed}")
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """``device`` with its index: ``cuda`` (a generator made with ``torch.Generator("cuda")``) is the current one."""
+    if device.type == "cpu" or device.index is not None:
+        return device
+    current = torch.cuda.current_device() if device.type == "cuda" and torch.cuda.is_available() else 0
+    return torch.device(device.type, current)
 
 
 def check_generate_inputs(model, input_ids: Any, attention_mask: Any, s: DiffusionGenerationConfig, generator) -> None:
