@@ -81,6 +81,18 @@ def run_isolated(code: str, cwd: str | os.PathLike | None = None, timeout: float
     return result.stdout
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): tiny
+    models gain nothing from threads, and two threads on a shared 2-core machine can stall."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", name="run_isolated")
 def run_isolated_fixture() -> Callable[..., str]:
     """``run_isolated`` as a fixture (also importable: ``from conftest import run_isolated``)."""

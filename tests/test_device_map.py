@@ -24,13 +24,7 @@ OURS = [family.name for family in families.FAMILIES if not family.native]
 LOGITS_TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and two threads on a shared 2-core machine can stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dtype_kwarg(dtype: torch.dtype) -> dict:

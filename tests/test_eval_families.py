@@ -20,7 +20,6 @@ from unittest import mock
 import pytest
 
 pytest.importorskip("lm_eval")
-import torch  # noqa: E402
 
 from longllada.cli import main  # noqa: E402
 from modeling_longllada import ntk_supported_length  # noqa: E402
@@ -32,13 +31,7 @@ LENGTHS, DEPTHS = [256, 512], [0, 100]
 GRID = json.dumps({"context_lengths": LENGTHS, "depths": DEPTHS, "num_repeats": 1})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Records(logging.Handler):

@@ -30,13 +30,7 @@ MC_TASK_DIR = REPO / "tests" / "fixtures" / "mc_task"
 MC_NUM = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from threads, and two threads on a shared 2-core machine can stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("lm_eval")
 
@@ -24,13 +23,7 @@ GRID = ["--lengths", "128,512", "--depths", "0,100", "--needles", "1", "--gen-to
         "--chunk", "64", "--mc", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sweep(model: Path, out: Path, *extra: str) -> list[str]:
