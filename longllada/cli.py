@@ -124,7 +124,22 @@ def _one_line(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """Close the process group a data-parallel run opened (accelerate, through lm-eval), if any, before the
+    interpreter exits: left open, its gloo threads can abort the process at exit ("terminate called without an
+    active exception", SIGABRT) after the results are written, and the launcher then reports the run failed."""
+    distributed = sys.modules.get("torch.distributed")  # never imported: nothing to close
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
+def _run(argv: list[str]) -> int:
     # `longllada eval` hands everything after it to lm-eval's own parser untouched.
     if argv[:1] == ["eval"]:
         from longllada.eval_cli import run_eval

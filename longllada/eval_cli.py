@@ -820,5 +820,11 @@ def _secret_leaves(values: Any) -> list[Any]:
     return found
 
 
-if __name__ == "__main__":
-    sys.exit(run_eval(sys.argv[1:]))
+if __name__ == "__main__":  # `accelerate launch -m longllada.eval_cli ...`
+    from longllada.cli import close_process_group
+
+    try:
+        code = run_eval(sys.argv[1:])
+    finally:
+        close_process_group()
+    sys.exit(code)

@@ -333,3 +333,17 @@ def test_ppl_records_and_checks_the_hub_revision(tiny_model_dir, tmp_path):
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert line.startswith("longllada ppl: error: ") and f"revision: file has '{first}', this model '{second}'" in line
+
+
+def test_a_process_group_left_open_is_closed_when_the_command_ends(tmp_path, capsys):
+    """A data-parallel run leaves accelerate's process group open; the command closes it before the interpreter
+    exits, where its threads could otherwise abort the process after the results are written."""
+    import torch.distributed as dist
+
+    from longllada.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    assert main(["tiny-model", "--no-such-option"]) == 2
+    assert not dist.is_initialized()
+    assert "error: unrecognized arguments: --no-such-option" in capsys.readouterr().err
